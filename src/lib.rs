@@ -1,0 +1,4 @@
+//! probed: a synthetic health-monitoring daemon.
+pub mod config;
+pub mod probe;
+pub mod units;

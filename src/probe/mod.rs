@@ -1,0 +1,226 @@
+//! Probes: the closed set of probe kinds, what one check returns ([`Observation`]), and what
+//! a check may use ([`CheckCx`], [`Env`]).
+//!
+//! Adding a kind is one file under `probe/` (its `Spec` with `///` docs, a pure `validate`,
+//! a `build` into a runnable probe, its `check`, and its tests) plus one line in the
+//! `kinds!` list below. A forgotten arm anywhere is a compile error.
+//!
+//! Invariant: a check never fails with `Err` or a panic because the target misbehaves. A
+//! target that is down, slow, hostile or absent is an `Observation` with `ok: false` and a
+//! reason. Every check has a deadline (`CheckCx::deadline`) that it honours itself, so it can
+//! say which phase ran out of time; the scheduler adds an outer hard stop as a backstop.
+
+pub mod http;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// A problem with one field of a spec, found without any I/O. `path` is relative to the
+/// probe (dotted, e.g. `request.url` or `expect.status[2]`); the config loader turns it into
+/// `file:line:col`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What one check saw. Durations come from the monotonic clock.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Observation {
+    /// The verdict: every expectation held.
+    pub ok: bool,
+    /// Why the check failed (`ok == false`), in words an on-call engineer can act on.
+    pub error: Option<String>,
+    /// Whole check, start to verdict.
+    #[serde(serialize_with = "ser_ms")]
+    pub duration: Duration,
+    /// Phase timings in order, named as blackbox_exporter names them
+    /// (`resolve`, `connect`, `tls`, `processing`, `transfer` for HTTP).
+    #[serde(serialize_with = "ser_phases")]
+    pub phases: Vec<(&'static str, Duration)>,
+    /// HTTP status of the last response, when there was one.
+    pub status_code: Option<u16>,
+    /// The address actually probed.
+    pub ip: Option<IpAddr>,
+    /// Earliest `notAfter` in the peer's certificate chain, unix seconds.
+    pub cert_expiry: Option<i64>,
+    /// Bytes of response body read (HTTP) or the size measured (files).
+    pub size: Option<u64>,
+    /// Redirects followed.
+    pub redirects: u32,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+fn ser_phases<S: serde::Serializer>(
+    p: &[(&'static str, Duration)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(p.len()))?;
+    for (k, v) in p {
+        m.serialize_entry(k, &(v.as_secs_f64() * 1000.0))?;
+    }
+    m.end()
+}
+
+impl Observation {
+    /// A failed observation with its reason.
+    pub fn fail(mut self, reason: impl Into<String>) -> Observation {
+        self.ok = false;
+        self.error = Some(reason.into());
+        self
+    }
+
+    /// Add the time of one phase (adds up when a phase repeats, e.g. across redirects).
+    pub fn phase(&mut self, name: &'static str, d: Duration) {
+        if let Some(p) = self.phases.iter_mut().find(|(n, _)| *n == name) {
+            p.1 += d;
+        } else {
+            self.phases.push((name, d));
+        }
+    }
+}
+
+/// Shared, read-only things checks use: the DNS resolver and TLS roots. Built once per
+/// daemon (or per `probectl run`).
+pub struct Env {
+    pub resolver: hickory_resolver::TokioResolver,
+    /// Root certificates trusted by default (webpki roots plus the system's, when readable).
+    pub roots: Arc<rustls::RootCertStore>,
+}
+
+impl Env {
+    /// The system resolver (`/etc/resolv.conf`, `/etc/hosts`) and the bundled web PKI roots.
+    /// `nameservers` replaces the system's nameservers when non-empty.
+    pub fn new(nameservers: &[std::net::SocketAddr]) -> Result<Env, String> {
+        use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+        use hickory_resolver::net::runtime::TokioRuntimeProvider;
+        let provider = TokioRuntimeProvider::default();
+        let builder = if nameservers.is_empty() {
+            match hickory_resolver::TokioResolver::builder(provider.clone()) {
+                Ok(b) => b,
+                // No usable /etc/resolv.conf: names still resolve from /etc/hosts.
+                Err(_) => hickory_resolver::TokioResolver::builder_with_config(
+                    ResolverConfig::default(),
+                    provider,
+                ),
+            }
+        } else {
+            let mut cfg = ResolverConfig::default();
+            for ns in nameservers {
+                let mut server = NameServerConfig::udp_and_tcp(ns.ip());
+                for c in &mut server.connections {
+                    c.port = ns.port();
+                }
+                cfg.add_name_server(server);
+            }
+            hickory_resolver::TokioResolver::builder_with_config(cfg, provider)
+        };
+        let mut builder = builder;
+        // A probe has its own deadline; one try per nameserver keeps DNS inside it.
+        builder.options_mut().attempts = 1;
+        let resolver = builder
+            .build()
+            .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Ok(Env {
+            resolver,
+            roots: Arc::new(roots),
+        })
+    }
+}
+
+/// What one check gets: the shared environment and its hard deadline.
+pub struct CheckCx<'a> {
+    pub env: &'a Env,
+    pub deadline: Instant,
+}
+
+macro_rules! kinds {
+    ($($name:literal => $variant:ident($module:ident)),* $(,)?) => {
+        /// The configuration of one probe's kind-specific part, tagged by `kind`.
+        #[derive(Debug, Clone)]
+        pub enum ProbeSpec { $($variant($module::Spec)),* }
+
+        /// A probe ready to run: its spec with everything compiled (regexes, TLS config).
+        pub enum Probe { $($variant($module::Check)),* }
+
+        /// Every kind name, for "did you mean" and for docs.
+        pub const KINDS: &[&str] = &[$($name),*];
+
+        impl ProbeSpec {
+            /// Deserializes the kind-specific fields (everything but the common ones).
+            pub fn from_value(kind: &str, v: serde_yaml::Value)
+                -> Result<Result<ProbeSpec, serde_path_to_error::Error<serde_yaml::Error>>, ()> {
+                match kind {
+                    $($name => Ok(serde_path_to_error::deserialize(v).map(ProbeSpec::$variant)),)*
+                    _ => Err(()),
+                }
+            }
+            pub fn kind(&self) -> &'static str {
+                match self { $(ProbeSpec::$variant(_) => $name),* }
+            }
+            /// Every problem in the spec, found without I/O.
+            pub fn validate(&self) -> Vec<FieldError> {
+                match self { $(ProbeSpec::$variant(s) => s.validate()),* }
+            }
+            /// The host this probe talks to, for the per-host concurrency cap.
+            pub fn target_host(&self) -> Option<String> {
+                match self { $(ProbeSpec::$variant(s) => s.target_host()),* }
+            }
+            /// Compiles the spec into a runnable probe. Only fails on what `validate` reports.
+            pub fn build(&self) -> Result<Probe, String> {
+                match self { $(ProbeSpec::$variant(s) => s.build().map(Probe::$variant)),* }
+            }
+        }
+
+        impl Probe {
+            /// One check. Never returns an error: trouble is an `Observation` with a reason.
+            pub async fn check(&self, cx: &CheckCx<'_>) -> Observation {
+                match self { $(Probe::$variant(p) => p.check(cx).await),* }
+            }
+        }
+    };
+}
+
+kinds! {
+    "http" => Http(http),
+}
+
+/// Timeout helper for checks: runs `fut` until the check's deadline. On expiry the error
+/// names the phase, e.g. "timed out after 5s while connecting".
+pub async fn until<T>(
+    cx: &CheckCx<'_>,
+    started: Instant,
+    phase: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, String> {
+    match tokio::time::timeout_at(cx.deadline, fut).await {
+        Ok(v) => Ok(v),
+        Err(_) => Err(format!(
+            "timed out after {} while {phase}",
+            crate::units::format_duration(round_ms(started.elapsed()))
+        )),
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
