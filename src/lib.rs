@@ -1,4 +1,29 @@
-//! probed: a synthetic health-monitoring daemon.
+//! probed: a synthetic health-monitoring daemon that runs outside the serving path of what
+//! it watches, probes it the way users do, keeps every result in its own SQLite file, and
+//! (in later modules) pages through its own path.
+//!
+//! # Layout
+//!
+//! - [`config`]: YAML into a validated [`config::Config`]; every error at once, as
+//!   `file:line:col: message`.
+//! - [`probe`]: the closed set of probe kinds ([`probe::ProbeSpec`]), what a check returns
+//!   ([`probe::Observation`]); one file per kind (`probe/http.rs`, ...).
+//! - [`schedule`]: one timer per probe: spread starts, deadlines, no overlap, caps.
+//! - [`evaluate`]: the per-probe state machine (`pending` / `up` / `down`).
+//! - [`store`]: SQLite through sqlx: one batching writer, a read pool, retention, rollups.
+//! - [`metrics`]: Prometheus registry with the blackbox_exporter names.
+//! - [`api`]: axum routes: `/metrics`, `/healthz`, `/api/v1/...`.
+//! - [`daemon`]: wiring, reload and shutdown.
+//! - [`cli`]: the `probectl` subcommands.
+//! - [`units`], [`time`]: durations, sizes, secrets; wall-clock display helpers.
+pub mod api;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod evaluate;
+pub mod metrics;
 pub mod probe;
+pub mod schedule;
+pub mod store;
+pub mod time;
 pub mod units;

@@ -77,7 +77,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn secs_f64(n: f64, orig: &str) -> Result<Duration, String> {
     if !n.is_finite() || n < 0.0 {
-        return Err(format!("invalid duration {orig:?}: must be a positive amount"));
+        return Err(format!(
+            "invalid duration {orig:?}: must be a positive amount"
+        ));
     }
     if n > 10.0 * 365.0 * 86400.0 {
         return Err(format!("invalid duration {orig:?}: longer than ten years"));
@@ -95,9 +97,8 @@ pub fn format_duration(d: Duration) -> String {
         return format!("{ms}ms");
     }
     if ms % 1000 != 0 {
-        return format!("{:.3}s", d.as_secs_f64())
-            .trim_end_matches('0')
-            .to_string();
+        let n = format!("{:.3}", d.as_secs_f64());
+        return format!("{}s", n.trim_end_matches('0'));
     }
     let mut s = d.as_secs();
     let mut out = String::new();
@@ -128,10 +129,14 @@ impl<'de> Deserialize<'de> for Dur {
                 parse_duration(v).map(Dur).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                secs_f64(v as f64, &v.to_string()).map(Dur).map_err(E::custom)
+                secs_f64(v as f64, &v.to_string())
+                    .map(Dur)
+                    .map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                secs_f64(v as f64, &v.to_string()).map(Dur).map_err(E::custom)
+                secs_f64(v as f64, &v.to_string())
+                    .map(Dur)
+                    .map_err(E::custom)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
                 secs_f64(v, &v.to_string()).map(Dur).map_err(E::custom)

@@ -1,1 +1,110 @@
-fn main(){}
+//! `probed`: the daemon. `probed -c probed.yaml`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// A synthetic health-monitoring daemon: scheduled probes, results in SQLite, /metrics, and
+/// a status API for `probectl`. SIGHUP reloads the config (a bad one is logged and the last
+/// good one keeps running); SIGTERM or Ctrl-C stops it cleanly.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Config file.
+    #[arg(short, long, env = "PROBED_CONFIG", default_value = "probed.yaml")]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "human", env = "PROBED_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info`, `debug`, `probed=debug,sqlx=warn`. RUST_LOG works too.
+    #[arg(long, env = "PROBED_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Human => sub.init(),
+        LogFormat::Json => sub.json().flatten_event(true).init(),
+    }
+    let config = match probed::config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "probed: {} has {} error(s); not starting",
+                args.config.display(),
+                errors.0.len()
+            );
+            return ExitCode::from(78); // EX_CONFIG
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("probed: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args.config, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("probed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: PathBuf, config: probed::config::Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let daemon = probed::daemon::Daemon::start(config).await?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!(config = %path.display(), "SIGHUP: reloading config");
+                match probed::config::load(&path) {
+                    Ok(c) => match daemon.reload(c).await {
+                        Ok(()) => tracing::info!("config reloaded"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload failed; the last good config keeps running");
+                            daemon.reload_failed(e.to_string());
+                        }
+                    },
+                    Err(errors) => {
+                        for e in &errors.0 {
+                            tracing::error!("{e}");
+                        }
+                        tracing::error!(errors = errors.0.len(), "config has errors; the last good config keeps running");
+                        daemon.reload_failed(format!("{} error(s), first: {}", errors.0.len(), errors.0.first().map(|e| e.to_string()).unwrap_or_default()));
+                    }
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    daemon.shutdown().await;
+    Ok(())
+}

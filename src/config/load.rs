@@ -1,13 +1,86 @@
 //! Reading and validating config files. See the module docs of `config`.
+//!
+//! Each file goes through the same steps: serde_yaml parses it into a `Value` (a syntax
+//! error stops that file, at serde_yaml's own position); [`index::Index`] parses it again
+//! with yaml-rust2 to learn where each key and value sits; [`interp::Interp`] expands
+//! `${VAR}` and `x_file` keys; then each section is checked, every problem pushed as a
+//! [`ConfigError`] located through the index, and checking goes on. Only a config without a
+//! single error comes out as a [`Config`].
+//!
+//! Values that came from the environment or from files never appear in a message: every
+//! message is scrubbed of them before it is returned.
 
-use std::path::Path;
+mod index;
+mod interp;
+#[cfg(test)]
+mod tests;
 
-use super::{Config, ConfigErrors};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value};
+
+use self::index::{At, Index, Pos, Seg};
+use self::interp::{Interp, key_text};
+use super::{
+    AlertSpec, Config, ConfigError, ConfigErrors, Defaults, NOTIFIER_KINDS, NotifierConfig,
+    ProbeConfig, Route, Schedule, StoreOptions,
+};
+use crate::probe::{KINDS, ProbeSpec};
+use crate::units::{Dur, Secret, format_duration};
+
+const TOP_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "admin_token",
+    "probes",
+    "defaults",
+    "store",
+    "notifiers",
+    "routes",
+    "watchdog",
+];
+const DEFAULTS_KEYS: &[&str] = &[
+    "every",
+    "timeout",
+    "alert",
+    "max_concurrent",
+    "max_per_host",
+    "nameservers",
+];
+const ALERT_KEYS: &[&str] = &["after", "recover_after", "severity"];
+const STORE_KEYS: &[&str] = &["retention", "queue"];
+const ROUTE_KEYS: &[&str] = &["match", "notify", "fallback"];
+/// Keys every probe may have; the rest belongs to its kind.
+const PROBE_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "every",
+    "cron",
+    "timeout",
+    "alert",
+    "group",
+    "public",
+    "labels",
+    "description",
+];
+/// The shortest interval a probe may run at.
+const MIN_EVERY: Duration = Duration::from_millis(100);
 
 /// Loads `path` (and the probes file or folder it names), interpolates, validates.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let _ = path;
-    todo!("config load")
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&text, path, &|k| std::env::var(k).ok()),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 1,
+            col: 1,
+            message: format!("cannot read the config file: {e}"),
+        }])),
+    }
 }
 
 /// Loads from a string, as if read from `path` (which names the file in messages and
@@ -17,6 +90,996 @@ pub fn load_str(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    let _ = (text, path, env);
-    todo!("config load_str")
+    let mut l = Loader {
+        env,
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        errors: Vec::new(),
+        secrets: Vec::new(),
+        files: 0,
+        names: HashMap::new(),
+    };
+    let config = l.config(text, path);
+    l.finish(config)
+}
+
+/// One parsed and interpolated file.
+struct Doc {
+    file: PathBuf,
+    /// Order of the file in the load, to sort messages file by file.
+    ord: usize,
+    value: Value,
+    index: Index,
+    /// Paths whose interpolation failed (already reported): no more messages about them.
+    failed: Vec<Vec<Seg>>,
+}
+
+struct Loader<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// The main config's directory: relative paths start here.
+    dir: PathBuf,
+    errors: Vec<(usize, ConfigError)>,
+    /// Values from the environment and from files, never to be shown.
+    secrets: Vec<String>,
+    files: usize,
+    /// Probe names seen so far, with where each was defined.
+    names: HashMap<String, String>,
+}
+
+/// A key of a mapping: absent, present but wrong (already reported), or its value.
+type Field<T> = Result<Option<T>, ()>;
+
+impl Loader<'_> {
+    fn config(&mut self, text: &str, path: &Path) -> Option<Config> {
+        let doc = self.parse(text, path.to_path_buf())?;
+        let root = match &doc.value {
+            Value::Mapping(m) => m.clone(),
+            Value::Null => Mapping::new(),
+            other => {
+                self.err(&doc, &[], At::Value, expected("a mapping", other));
+                return None;
+            }
+        };
+        self.check_keys(&doc, &[], &root, TOP_KEYS);
+
+        let listen = self
+            .field::<String>(&doc, &[], &root, "listen")
+            .ok()
+            .flatten()
+            .and_then(|s| match s.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    let msg = format!(
+                        "invalid listen address {s:?} (write ip:port, e.g. 127.0.0.1:9797)"
+                    );
+                    self.err(&doc, &key(&[], "listen"), At::Value, msg);
+                    None
+                }
+            })
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9797)));
+        let data_dir = match self.field::<String>(&doc, &[], &root, "data_dir") {
+            Ok(Some(d)) => self.dir.join(d),
+            _ => self.dir.join("data"),
+        };
+        let admin_token = match self.field::<String>(&doc, &[], &root, "admin_token") {
+            Ok(Some(t)) if t.is_empty() => {
+                self.err(
+                    &doc,
+                    &key(&[], "admin_token"),
+                    At::Value,
+                    "admin_token is empty",
+                );
+                None
+            }
+            Ok(t) => t.map(Secret::new),
+            Err(()) => None,
+        };
+        let defaults = self.defaults(&doc, root.get("defaults"));
+        let store = self.store(&doc, root.get("store"));
+        let notifiers = self.notifiers(&doc, root.get("notifiers"));
+        let names: Vec<String> = match root.get("notifiers") {
+            Some(Value::Mapping(m)) => m.keys().map(key_text).collect(),
+            _ => Vec::new(),
+        };
+        let routes = self.routes(&doc, root.get("routes"), &names);
+        let probes = self.probes(&doc, root.get("probes"), &defaults);
+        let watchdog = root.get("watchdog").filter(|v| !v.is_null()).cloned();
+        Some(Config {
+            path: path.to_path_buf(),
+            listen,
+            data_dir,
+            admin_token,
+            defaults,
+            store,
+            probes,
+            notifiers,
+            routes,
+            watchdog,
+        })
+    }
+
+    /// Parses, indexes and interpolates one file. `None` after a syntax error.
+    fn parse(&mut self, text: &str, file: PathBuf) -> Option<Doc> {
+        let ord = self.files;
+        self.files += 1;
+        let mut index = Index::build(text);
+        let mut value = match serde_yaml::from_str::<Value>(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let (pos, message) = syntax_error(&e, text, &index);
+                self.push(ord, &file, pos, message);
+                return None;
+            }
+        };
+        let mut interp = Interp {
+            env: self.env,
+            dir: &self.dir,
+            secrets: &mut self.secrets,
+            errors: Vec::new(),
+            failed: Vec::new(),
+        };
+        interp.run(&mut value, &mut index);
+        let (errors, failed) = (interp.errors, interp.failed);
+        let merged = value.apply_merge();
+        for (path, at, message) in errors {
+            let pos = index.locate(&path, at);
+            self.push(ord, &file, pos, message);
+        }
+        let doc = Doc {
+            file,
+            ord,
+            value,
+            index,
+            failed,
+        };
+        if let Err(e) = merged {
+            self.err(&doc, &[], At::Value, e.to_string());
+        }
+        Some(doc)
+    }
+
+    fn push(&mut self, ord: usize, file: &Path, pos: Pos, message: String) {
+        self.errors.push((
+            ord,
+            ConfigError {
+                file: file.to_path_buf(),
+                line: pos.line,
+                col: pos.col,
+                message,
+            },
+        ));
+    }
+
+    /// Reports `message` at `path` (its key or its value) in `doc`.
+    fn err(&mut self, doc: &Doc, path: &[Seg], at: At, message: impl Into<String>) {
+        if doc.failed.iter().any(|f| path.starts_with(f)) {
+            return;
+        }
+        let pos = doc.index.locate(path, at);
+        self.push(doc.ord, &doc.file, pos, message.into());
+    }
+
+    /// Reports each key of `m` not in `valid`, with a "did you mean". At the top of a file,
+    /// keys starting with `x-` are free, to hold anchors for `<<: *merge`.
+    fn check_keys(&mut self, doc: &Doc, path: &[Seg], m: &Mapping, valid: &[&str]) {
+        for k in m.keys() {
+            let k = key_text(k);
+            if path.is_empty() && k.starts_with("x-") {
+                continue;
+            }
+            if !valid.contains(&k.as_str()) {
+                let at = key(path, &k);
+                let msg = unknown_key(doc, &at, &k, valid);
+                self.err(doc, &at, At::Key, msg);
+            }
+        }
+    }
+
+    /// `v` as a mapping, or an error at `path`.
+    fn mapping<'v>(&mut self, doc: &Doc, path: &[Seg], v: &'v Value) -> Option<&'v Mapping> {
+        match v {
+            Value::Mapping(m) => Some(m),
+            other => {
+                self.err(doc, path, At::Value, expected("a mapping", other));
+                None
+            }
+        }
+    }
+
+    /// Deserializes `v` (found at `path`), reporting a failure at the path serde names.
+    fn typed<T: DeserializeOwned>(&mut self, doc: &Doc, path: &[Seg], v: &Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.serde_error(doc, path, &e, &[]);
+                None
+            }
+        }
+    }
+
+    /// The key `name` of `m` (at `path`), deserialized. A null value counts as absent.
+    fn field<T: DeserializeOwned>(
+        &mut self,
+        doc: &Doc,
+        path: &[Seg],
+        m: &Mapping,
+        name: &str,
+    ) -> Field<T> {
+        match m.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => self.typed(doc, &key(path, name), v).map(Some).ok_or(()),
+        }
+    }
+
+    /// A required key: absent is an error at the mapping.
+    fn required<T: DeserializeOwned>(
+        &mut self,
+        doc: &Doc,
+        path: &[Seg],
+        m: &Mapping,
+        name: &str,
+    ) -> Option<T> {
+        match self.field(doc, path, m, name) {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
+                self.err(
+                    doc,
+                    path,
+                    At::Key,
+                    format!("missing required key \"{name}\""),
+                );
+                None
+            }
+            Err(()) => None,
+        }
+    }
+
+    /// Reports a serde error found under `base`. `extra` are keys also valid beside the ones
+    /// serde lists, for an unknown key directly under `base`.
+    fn serde_error(
+        &mut self,
+        doc: &Doc,
+        base: &[Seg],
+        e: &serde_path_to_error::Error<serde_yaml::Error>,
+        extra: &[&str],
+    ) {
+        let mut path = base.to_vec();
+        for s in e.path().iter() {
+            match s {
+                serde_path_to_error::Segment::Seq { index } => path.push(Seg::Idx(*index)),
+                serde_path_to_error::Segment::Map { key } => path.push(Seg::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { .. }
+                | serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        let extra = if path.len() == base.len() + 1 {
+            extra
+        } else {
+            &[]
+        };
+        let (message, at) = rewrite_serde(doc, &path, &e.inner().to_string(), extra);
+        self.err(doc, &path, at, message);
+    }
+
+    fn defaults(&mut self, doc: &Doc, v: Option<&Value>) -> Defaults {
+        let mut d = Defaults::default();
+        let base = key(&[], "defaults");
+        let Some(m) = v.filter(|v| !v.is_null()) else {
+            return d;
+        };
+        let Some(m) = self.mapping(doc, &base, m) else {
+            return d;
+        };
+        self.check_keys(doc, &base, m, DEFAULTS_KEYS);
+        if let Ok(Some(Dur(every))) = self.field::<Dur>(doc, &base, m, "every") {
+            if let Some(msg) = check_every(every) {
+                self.err(doc, &key(&base, "every"), At::Value, msg);
+            } else {
+                d.every = every;
+            }
+        }
+        if let Ok(Some(Dur(timeout))) = self.field::<Dur>(doc, &base, m, "timeout") {
+            if timeout.is_zero() {
+                let msg = "timeout must be greater than zero";
+                self.err(doc, &key(&base, "timeout"), At::Value, msg);
+            } else {
+                d.timeout = timeout;
+            }
+        }
+        if let Some(a) = m.get("alert").filter(|v| !v.is_null()) {
+            d.alert = self.alert(doc, &key(&base, "alert"), a, &d.alert);
+        }
+        for (name, slot) in [
+            ("max_concurrent", &mut d.max_concurrent),
+            ("max_per_host", &mut d.max_per_host),
+        ] {
+            if let Ok(Some(n)) = self.field::<usize>(doc, &base, m, name) {
+                if n == 0 {
+                    let msg = format!("{name} must be at least 1");
+                    self.err(doc, &key(&base, name), At::Value, msg);
+                } else {
+                    *slot = n;
+                }
+            }
+        }
+        if let Ok(Some(list)) = self.field::<Vec<String>>(doc, &base, m, "nameservers") {
+            let path = key(&base, "nameservers");
+            for (i, s) in list.iter().enumerate() {
+                let addr = s
+                    .parse::<SocketAddr>()
+                    .ok()
+                    .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+                match addr {
+                    Some(a) => d.nameservers.push(a),
+                    None => {
+                        let msg =
+                            format!("invalid nameserver {s:?} (write ip:port, e.g. 10.0.0.53:53)");
+                        self.err(doc, &idx(&path, i), At::Value, msg);
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    /// An `alert:` mapping at `path`, over `base`.
+    fn alert(&mut self, doc: &Doc, path: &[Seg], v: &Value, base: &AlertSpec) -> AlertSpec {
+        let mut a = base.clone();
+        let Some(m) = self.mapping(doc, path, v) else {
+            return a;
+        };
+        self.check_keys(doc, path, m, ALERT_KEYS);
+        for (name, slot) in [
+            ("after", &mut a.after),
+            ("recover_after", &mut a.recover_after),
+        ] {
+            if let Ok(Some(n)) = self.field::<u32>(doc, path, m, name) {
+                if n == 0 {
+                    self.err(
+                        doc,
+                        &key(path, name),
+                        At::Value,
+                        format!("alert.{name} must be at least 1"),
+                    );
+                } else {
+                    *slot = n;
+                }
+            }
+        }
+        match self.field::<String>(doc, path, m, "severity") {
+            Ok(Some(s)) if s.trim().is_empty() => {
+                self.err(
+                    doc,
+                    &key(path, "severity"),
+                    At::Value,
+                    "alert.severity is empty",
+                );
+            }
+            Ok(Some(s)) => a.severity = s,
+            _ => {}
+        }
+        a
+    }
+
+    fn store(&mut self, doc: &Doc, v: Option<&Value>) -> StoreOptions {
+        let mut s = StoreOptions::default();
+        let base = key(&[], "store");
+        let Some(m) = v.filter(|v| !v.is_null()) else {
+            return s;
+        };
+        let Some(m) = self.mapping(doc, &base, m) else {
+            return s;
+        };
+        self.check_keys(doc, &base, m, STORE_KEYS);
+        if let Ok(Some(Dur(r))) = self.field::<Dur>(doc, &base, m, "retention") {
+            if r.is_zero() {
+                let msg = "retention must be greater than zero";
+                self.err(doc, &key(&base, "retention"), At::Value, msg);
+            } else {
+                s.retention = r;
+            }
+        }
+        if let Ok(Some(q)) = self.field::<usize>(doc, &base, m, "queue") {
+            if q == 0 {
+                self.err(
+                    doc,
+                    &key(&base, "queue"),
+                    At::Value,
+                    "queue must be at least 1",
+                );
+            } else {
+                s.queue = q;
+            }
+        }
+        s
+    }
+
+    fn notifiers(&mut self, doc: &Doc, v: Option<&Value>) -> BTreeMap<String, NotifierConfig> {
+        let mut out = BTreeMap::new();
+        let base = key(&[], "notifiers");
+        let Some(m) = v.filter(|v| !v.is_null()) else {
+            return out;
+        };
+        let Some(m) = self.mapping(doc, &base, m) else {
+            return out;
+        };
+        for (k, v) in m {
+            let name = key_text(k);
+            let path = key(&base, &name);
+            if let Some(msg) = check_name("notifier", &name) {
+                self.err(doc, &path, At::Key, msg);
+            }
+            let Some(nm) = self.mapping(doc, &path, v) else {
+                continue;
+            };
+            let Some(kind) = self.required::<String>(doc, &path, nm, "kind") else {
+                continue;
+            };
+            if !NOTIFIER_KINDS.contains(&kind.as_str()) {
+                let msg = unknown("notifier kind", &kind, NOTIFIER_KINDS);
+                self.err(doc, &key(&path, "kind"), At::Value, msg);
+                continue;
+            }
+            let mut settings = nm.clone();
+            settings.remove("kind");
+            out.insert(
+                name,
+                NotifierConfig {
+                    kind,
+                    settings: Value::Mapping(settings),
+                },
+            );
+        }
+        out
+    }
+
+    fn routes(&mut self, doc: &Doc, v: Option<&Value>, notifiers: &[String]) -> Vec<Route> {
+        let mut out = Vec::new();
+        let base = key(&[], "routes");
+        let items = match v {
+            None | Some(Value::Null) => return out,
+            Some(Value::Sequence(items)) => items,
+            Some(other) => {
+                self.err(doc, &base, At::Value, expected("a list of routes", other));
+                return out;
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = idx(&base, i);
+            let Some(m) = self.mapping(doc, &path, item) else {
+                continue;
+            };
+            self.check_keys(doc, &path, m, ROUTE_KEYS);
+            let matchers = self.field::<BTreeMap<String, String>>(doc, &path, m, "match");
+            let notify = self.field::<Vec<String>>(doc, &path, m, "notify");
+            let fallback = self.field::<Vec<String>>(doc, &path, m, "fallback");
+            match &notify {
+                Ok(None) => {
+                    let msg = "route has no \"notify\" (name the notifiers to send to)";
+                    self.err(doc, &path, At::Value, msg);
+                }
+                Ok(Some(n)) if n.is_empty() => {
+                    let msg = "route has an empty \"notify\" (name the notifiers to send to)";
+                    self.err(doc, &key(&path, "notify"), At::Value, msg);
+                }
+                _ => {}
+            }
+            for (list, names) in [("notify", &notify), ("fallback", &fallback)] {
+                let Ok(Some(names)) = names else { continue };
+                for (j, n) in names.iter().enumerate() {
+                    if !notifiers.contains(n) {
+                        let msg = if notifiers.is_empty() {
+                            format!("unknown notifier \"{n}\" (no notifiers are defined)")
+                        } else {
+                            let names: Vec<&str> = notifiers.iter().map(String::as_str).collect();
+                            unknown("notifier", n, &names)
+                        };
+                        self.err(doc, &idx(&key(&path, list), j), At::Value, msg);
+                    }
+                }
+            }
+            if let (Ok(matchers), Ok(Some(notify)), Ok(fallback)) = (matchers, notify, fallback) {
+                out.push(Route {
+                    matchers: matchers.unwrap_or_default(),
+                    notify,
+                    fallback: fallback.unwrap_or_default(),
+                });
+            }
+        }
+        out
+    }
+
+    /// `probes:` of the main file: a list, or a file or folder of probe files.
+    fn probes(&mut self, doc: &Doc, v: Option<&Value>, d: &Defaults) -> Vec<ProbeConfig> {
+        let mut out = Vec::new();
+        let base = key(&[], "probes");
+        match v {
+            None | Some(Value::Null) => {}
+            Some(Value::Sequence(items)) => self.probe_list(doc, &base, items, d, &mut out),
+            Some(Value::String(p)) => {
+                for file in self.probe_files(doc, &base, p) {
+                    self.probe_file(doc, &base, &file, d, &mut out);
+                }
+            }
+            Some(other) => {
+                let msg = expected("a list of probes, or a file or folder of them", other);
+                self.err(doc, &base, At::Value, msg);
+            }
+        }
+        out
+    }
+
+    /// The probe files `p` names: itself, or the `*.yaml` and `*.yml` of a folder, by name.
+    fn probe_files(&mut self, doc: &Doc, at: &[Seg], p: &str) -> Vec<PathBuf> {
+        let full = self.dir.join(p);
+        let cannot = |e: std::io::Error| format!("cannot read {:?}: {e}", full.display());
+        match std::fs::metadata(&full) {
+            Err(e) => {
+                self.err(doc, at, At::Value, cannot(e));
+                Vec::new()
+            }
+            Ok(meta) if meta.is_dir() => match std::fs::read_dir(&full) {
+                Err(e) => {
+                    self.err(doc, at, At::Value, cannot(e));
+                    Vec::new()
+                }
+                Ok(entries) => {
+                    let mut files: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|f| {
+                            f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml")
+                        })
+                        .collect();
+                    files.sort();
+                    files
+                }
+            },
+            Ok(_) => vec![full],
+        }
+    }
+
+    /// One probe file: a mapping with a `probes:` list.
+    fn probe_file(
+        &mut self,
+        main: &Doc,
+        at: &[Seg],
+        file: &Path,
+        d: &Defaults,
+        out: &mut Vec<ProbeConfig>,
+    ) {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = format!("cannot read {:?}: {e}", file.display());
+                self.err(main, at, At::Value, msg);
+                return;
+            }
+        };
+        let Some(doc) = self.parse(&text, file.to_path_buf()) else {
+            return;
+        };
+        let root = match &doc.value {
+            Value::Null => return,
+            Value::Mapping(m) => m,
+            other => {
+                let msg = expected("a mapping with a \"probes\" list", other);
+                self.err(&doc, &[], At::Value, msg);
+                return;
+            }
+        };
+        self.check_keys(&doc, &[], root, &["probes"]);
+        let base = key(&[], "probes");
+        match root.get("probes") {
+            None | Some(Value::Null) => {}
+            Some(Value::Sequence(items)) => self.probe_list(&doc, &base, items, d, out),
+            Some(other) => {
+                self.err(&doc, &base, At::Value, expected("a list of probes", other));
+            }
+        }
+    }
+
+    fn probe_list(
+        &mut self,
+        doc: &Doc,
+        base: &[Seg],
+        items: &[Value],
+        d: &Defaults,
+        out: &mut Vec<ProbeConfig>,
+    ) {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(p) = self.probe(doc, &idx(base, i), item, d) {
+                out.push(p);
+            }
+        }
+    }
+
+    /// One probe at `path`. `None` when it has any error (all of them reported).
+    fn probe(&mut self, doc: &Doc, path: &[Seg], v: &Value, d: &Defaults) -> Option<ProbeConfig> {
+        let before = self.errors.len();
+        let m = self.mapping(doc, path, v)?;
+        let name_path = key(path, "name");
+        let pos = doc.index.locate(&name_path, At::Key);
+        let source = format!("{}:{}:{}", doc.file.display(), pos.line, pos.col);
+
+        let name = self.required::<String>(doc, path, m, "name");
+        if let Some(n) = &name {
+            if let Some(msg) = check_name("probe", n) {
+                self.err(doc, &name_path, At::Value, msg);
+            } else if let Some(first) = self.names.get(n) {
+                let msg = format!("duplicate probe name \"{n}\" (first defined at {first})");
+                self.err(doc, &name_path, At::Key, msg);
+            } else {
+                self.names.insert(n.clone(), source.clone());
+            }
+        }
+        let kind = self.required::<String>(doc, path, m, "kind").filter(|k| {
+            let known = KINDS.contains(&k.as_str());
+            if !known {
+                let msg = unknown("kind", k, KINDS);
+                self.err(doc, &key(path, "kind"), At::Value, msg);
+            }
+            known
+        });
+
+        // When: `every` or `cron`, else the default interval.
+        let every = self.field::<Dur>(doc, path, m, "every");
+        let cron = self.field::<String>(doc, path, m, "cron");
+        let schedule = match (every, cron) {
+            (Ok(Some(_)), Ok(Some(_))) => {
+                let msg = "\"every\" and \"cron\" are mutually exclusive; keep one";
+                self.err(doc, &key(path, "cron"), At::Key, msg);
+                None
+            }
+            (Ok(Some(Dur(e))), Ok(None)) => match check_every(e) {
+                Some(msg) => {
+                    self.err(doc, &key(path, "every"), At::Value, msg);
+                    None
+                }
+                None => Some(Schedule::Every(e)),
+            },
+            (Ok(None), Ok(Some(expr))) => match parse_cron(&expr) {
+                Ok(s) => Some(s),
+                Err(msg) => {
+                    self.err(doc, &key(path, "cron"), At::Value, msg);
+                    None
+                }
+            },
+            (Ok(None), Ok(None)) => Some(Schedule::Every(d.every)),
+            _ => None,
+        };
+        let interval = schedule.as_ref().map(Schedule::interval);
+        let timeout = match self.field::<Dur>(doc, path, m, "timeout") {
+            Ok(Some(Dur(t))) => {
+                let at = key(path, "timeout");
+                if t.is_zero() {
+                    self.err(doc, &at, At::Value, "timeout must be greater than zero");
+                } else if let Some(iv) = interval.filter(|iv| t > *iv) {
+                    let msg = format!(
+                        "timeout {} is longer than the interval {}",
+                        fmt_dur(t),
+                        fmt_dur(iv)
+                    );
+                    self.err(doc, &at, At::Value, msg);
+                }
+                t
+            }
+            Ok(None) => interval.map_or(d.timeout, |iv| d.timeout.min(iv)),
+            Err(()) => d.timeout,
+        };
+        let alert = match m.get("alert").filter(|v| !v.is_null()) {
+            Some(a) => self.alert(doc, &key(path, "alert"), a, &d.alert),
+            None => d.alert.clone(),
+        };
+        let group = self.field::<String>(doc, path, m, "group");
+        let public = self.field::<bool>(doc, path, m, "public");
+        let labels = self.field::<BTreeMap<String, String>>(doc, path, m, "labels");
+        let _ = self.field::<String>(doc, path, m, "description");
+
+        // The rest is the kind's.
+        let mut rest = m.clone();
+        for k in PROBE_KEYS {
+            rest.shift_remove(*k);
+        }
+        let spec = kind.and_then(|k| match ProbeSpec::from_value(&k, Value::Mapping(rest)) {
+            Ok(Ok(spec)) => {
+                for fe in spec.validate() {
+                    let mut p = path.to_vec();
+                    p.extend(resolve(v, &fe.path));
+                    self.err(doc, &p, At::Value, fe.message);
+                }
+                Some(spec)
+            }
+            Ok(Err(e)) => {
+                self.serde_error(doc, path, &e, PROBE_KEYS);
+                None
+            }
+            Err(()) => None,
+        });
+
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(ProbeConfig {
+            name: name?,
+            schedule: schedule?,
+            timeout,
+            alert,
+            group: group.ok()?,
+            public: public.ok()?.unwrap_or(false),
+            labels: labels.ok()?.unwrap_or_default(),
+            spec: spec?,
+            source,
+            raw: v.clone(),
+        })
+    }
+
+    /// The config, or every error sorted by file and position, with secrets scrubbed.
+    fn finish(mut self, config: Option<Config>) -> Result<Config, ConfigErrors> {
+        if self.errors.is_empty() {
+            if let Some(c) = config {
+                return Ok(c);
+            }
+        }
+        self.errors.sort_by_key(|(ord, e)| (*ord, e.line, e.col));
+        self.errors.dedup();
+        let mut secrets = std::mem::take(&mut self.secrets);
+        secrets.sort();
+        secrets.dedup();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Err(ConfigErrors(
+            self.errors
+                .into_iter()
+                .map(|(_, mut e)| {
+                    for s in &secrets {
+                        e.message = redact(&e.message, s);
+                    }
+                    e
+                })
+                .collect(),
+        ))
+    }
+}
+
+fn key(base: &[Seg], k: &str) -> Vec<Seg> {
+    let mut p = base.to_vec();
+    p.push(Seg::Key(k.to_string()));
+    p
+}
+
+fn idx(base: &[Seg], i: usize) -> Vec<Seg> {
+    let mut p = base.to_vec();
+    p.push(Seg::Idx(i));
+    p
+}
+
+/// A serde_yaml syntax error: its position and its message without the position.
+fn syntax_error(e: &serde_yaml::Error, text: &str, index: &Index) -> (Pos, String) {
+    let mut msg = e.to_string();
+    if msg.starts_with("duplicate entry") {
+        if let Some((path, pos)) = index.duplicates.first() {
+            if let Some(Seg::Key(k)) = path.last() {
+                return (*pos, format!("duplicate key \"{k}\""));
+            }
+        }
+    }
+    match e.location() {
+        Some(l) => {
+            let at = format!(" at line {} column {}", l.line(), l.column());
+            msg = msg.replacen(&at, "", 1);
+            // `{ port: ${PORT} }` does not parse: braces end a plain value in flow style.
+            let line = text.lines().nth(l.line().saturating_sub(1)).unwrap_or("");
+            if msg.contains("while parsing a flow") && line.contains("${") {
+                msg.push_str(" (inside { } and [ ], quote a value that uses ${...})");
+            }
+            (
+                Pos {
+                    line: l.line(),
+                    col: l.column(),
+                },
+                msg,
+            )
+        }
+        None => (Pos::START, msg),
+    }
+}
+
+/// `expected a mapping, found a list`, never showing the value.
+fn expected(what: &str, found: &Value) -> String {
+    let found = match found {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    };
+    format!("expected {what}, found {found}")
+}
+
+/// The valid name closest to `word`, if close enough to be what was meant.
+pub fn closest<'c>(word: &str, valid: &[&'c str]) -> Option<&'c str> {
+    valid
+        .iter()
+        .map(|c| {
+            let jw = strsim::jaro_winkler(word, c);
+            let nl = strsim::normalized_levenshtein(word, c);
+            // One edit (a transposition counts as one) catches short typos like `wbe`.
+            let one_edit = word.len() > 1 && strsim::osa_distance(word, c) <= 1;
+            (*c, jw + one_edit as u8 as f64, nl)
+        })
+        .filter(|(_, jw, nl)| *jw >= 0.85 || *nl >= 0.7)
+        .max_by(|a, b| (a.1 + a.2).total_cmp(&(b.1 + b.2)))
+        .map(|(c, _, _)| c)
+}
+
+/// `unknown key "timout", did you mean "timeout"?`, or the valid choices when none is close.
+fn unknown(what: &str, word: &str, valid: &[&str]) -> String {
+    match closest(word, valid) {
+        Some(c) => format!("unknown {what} \"{word}\", did you mean \"{c}\"?"),
+        None if valid.is_empty() => format!("unknown {what} \"{word}\""),
+        None => format!(
+            "unknown {what} \"{word}\" (valid {what}s: {})",
+            valid.join(", ")
+        ),
+    }
+}
+
+/// [`unknown`] for a key at `path`, named as written when it was an `x_file` key.
+fn unknown_key(doc: &Doc, path: &[Seg], word: &str, valid: &[&str]) -> String {
+    let Some(written) = doc.index.renamed.get(path) else {
+        return unknown("key", word, valid);
+    };
+    match closest(word, valid) {
+        Some(c) => format!("unknown key \"{written}\", did you mean \"{c}_file\"?"),
+        None => format!(
+            "unknown key \"{written}\" (valid keys: {})",
+            valid.join(", ")
+        ),
+    }
+}
+
+/// Rewrites serde's messages about names (at `path` of `doc`) into ours, and says where
+/// to point.
+fn rewrite_serde(doc: &Doc, path: &[Seg], msg: &str, extra: &[&str]) -> (String, At) {
+    let quoted = || -> Vec<&str> { msg.split('`').skip(1).step_by(2).collect() };
+    if msg.starts_with("unknown field `") {
+        let q = quoted();
+        if let Some((word, valid)) = q.split_first() {
+            let valid: Vec<&str> = valid.iter().chain(extra).copied().collect();
+            return (unknown_key(doc, path, word, &valid), At::Key);
+        }
+    }
+    if msg.starts_with("unknown variant `") {
+        let q = quoted();
+        if let Some((word, valid)) = q.split_first() {
+            return (unknown("value", word, valid), At::Value);
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        if let Some(name) = rest.strip_suffix('`') {
+            return (format!("missing required key \"{name}\""), At::Key);
+        }
+    }
+    (msg.to_string(), At::Value)
+}
+
+/// Turns a dotted path from `validate` (`request.url`, `expect.status[2]`) into segments,
+/// matching keys against `v` so a key holding a dot still resolves.
+fn resolve(v: &Value, path: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    let mut cur = Some(v);
+    let mut rest = path;
+    loop {
+        rest = rest.strip_prefix('.').unwrap_or(rest);
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(r) = rest.strip_prefix('[') {
+            let Some((n, after)) = r.split_once(']') else {
+                break;
+            };
+            let Ok(i) = n.parse::<usize>() else {
+                break;
+            };
+            out.push(Seg::Idx(i));
+            cur = cur.and_then(|c| c.get(i));
+            rest = after;
+            continue;
+        }
+        let ends_key = |k: &str| {
+            rest.starts_with(k) && matches!(rest[k.len()..].chars().next(), None | Some('.' | '['))
+        };
+        let known = cur.and_then(Value::as_mapping).and_then(|m| {
+            m.keys()
+                .filter_map(Value::as_str)
+                .filter(|k| ends_key(k))
+                .max_by_key(|k| k.len())
+        });
+        let k = known.unwrap_or_else(|| {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            &rest[..end]
+        });
+        let k = k.to_string();
+        rest = &rest[k.len()..];
+        cur = cur.and_then(|c| c.get(k.as_str()));
+        out.push(Seg::Key(k));
+    }
+    out
+}
+
+/// Probe and notifier names go in URLs and commands: `[A-Za-z0-9_.:-]+`.
+fn check_name(what: &str, name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some(format!("{what} name is empty"));
+    }
+    let ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+    (!ok).then(|| format!("invalid {what} name {name:?} (use letters, digits and _ . : -)"))
+}
+
+fn check_every(every: Duration) -> Option<String> {
+    (every < MIN_EVERY).then(|| {
+        format!(
+            "every {} is shorter than the minimum of {}",
+            fmt_dur(every),
+            fmt_dur(MIN_EVERY)
+        )
+    })
+}
+
+/// A cron expression: 6 or 7 fields (seconds first), or 5 (minutes first, seconds 0).
+fn parse_cron(expr: &str) -> Result<Schedule, String> {
+    let full = if expr.split_whitespace().count() == 5 {
+        format!("0 {}", expr.trim())
+    } else {
+        expr.trim().to_string()
+    };
+    match full.parse::<cron::Schedule>() {
+        Ok(s) => Ok(Schedule::Cron {
+            expr: expr.to_string(),
+            schedule: Box::new(s),
+        }),
+        Err(e) => {
+            // The crate's message is the expression, a caret line, then the reason.
+            let e = e.to_string();
+            let reason = e
+                .lines()
+                .skip(2)
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(if reason.is_empty() {
+                format!("invalid cron expression {expr:?} (write 5 fields, e.g. \"*/5 * * * *\")")
+            } else {
+                format!("invalid cron expression {expr:?}: {reason}")
+            })
+        }
+    }
+}
+
+fn fmt_dur(d: Duration) -> String {
+    if d.is_zero() {
+        "0s".into()
+    } else {
+        format_duration(d)
+    }
+}
+
+/// `msg` without `secret`: quoted forms always, the bare text when long enough to be sure it
+/// is the secret and not a common word.
+fn redact(msg: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return msg.to_string();
+    }
+    let mut m = msg
+        .replace(&format!("{secret:?}"), "\"***\"")
+        .replace(&format!("`{secret}`"), "`***`")
+        .replace(&format!("\"{secret}\""), "\"***\"");
+    if secret.chars().count() >= 4 {
+        m = m.replace(secret, "***");
+    }
+    m
 }

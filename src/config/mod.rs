@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::probe::ProbeSpec;
 use crate::units::Secret;
 
-pub use load::{load, load_str};
+pub use load::{closest, load, load_str};
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]

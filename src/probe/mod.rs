@@ -135,6 +135,9 @@ impl Env {
         let mut builder = builder;
         // A probe has its own deadline; one try per nameserver keeps DNS inside it.
         builder.options_mut().attempts = 1;
+        // No cache: each check pays for its DNS lookup as a new user would, and the resolve
+        // phase measures the resolver, not a cache hit.
+        builder.options_mut().cache_size = 0;
         let resolver = builder
             .build()
             .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
@@ -167,6 +170,8 @@ macro_rules! kinds {
 
         impl ProbeSpec {
             /// Deserializes the kind-specific fields (everything but the common ones).
+            /// `Err(())` means `kind` names no kind (the caller reports it, with a suggestion).
+            #[allow(clippy::result_unit_err)]
             pub fn from_value(kind: &str, v: serde_yaml::Value)
                 -> Result<Result<ProbeSpec, serde_path_to_error::Error<serde_yaml::Error>>, ()> {
                 match kind {

@@ -1,0 +1,174 @@
+//! The daemon's HTTP API (axum): `/metrics`, `/healthz`, `/api/v1/status`,
+//! `/api/v1/probes/{name}/results`. Listens on loopback unless configured otherwise.
+//! Nothing here returns a probe's URL, headers or any other config value that could hold a
+//! secret: only names, states, timings and the probes' own error text (which the probes
+//! write without userinfo or header values).
+
+pub mod model;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::daemon::Shared;
+use crate::evaluate::State;
+use model::{DaemonStatus, ProbeStatus, StatusReport};
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/probes/{name}/results", get(results))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "not found"})),
+    )
+        .into_response()
+}
+
+async fn metrics(AxState(s): AxState<Arc<Shared>>) -> Response {
+    s.refresh_gauges();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.runner.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz(AxState(s): AxState<Arc<Shared>>) -> Response {
+    let problems = s.problems();
+    let code = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(serde_json::json!({
+            "status": if problems.is_empty() { "ok" } else { "unhealthy" },
+            "problems": problems,
+        })),
+    )
+        .into_response()
+}
+
+async fn status(AxState(s): AxState<Arc<Shared>>) -> Json<StatusReport> {
+    Json(build_status(&s))
+}
+
+/// The status report, from memory only (no store reads), so it answers fast at any size.
+pub fn build_status(s: &Shared) -> StatusReport {
+    let now = crate::time::now_ms();
+    let probes = s.entries();
+    let uptime_ms = (now - s.started_at).max(0);
+    let mut out = Vec::with_capacity(probes.len());
+    for e in &probes {
+        let live = e.live.lock().unwrap().clone();
+        let cfg = &e.cfg;
+        let mut state = live.verdicts.state;
+        // Stale: the probe should have run twice since its last result. Say so rather than
+        // repeat an old verdict.
+        let stale_after = (cfg.schedule.interval() * 2 + cfg.timeout).as_millis() as i64 + 5_000;
+        let last_at = live.last.as_ref().map(|l| l.at).unwrap_or(s.started_at);
+        if state != State::Paused && now - last_at.max(s.started_at) > stale_after {
+            state = State::Unknown;
+        }
+        out.push(ProbeStatus {
+            name: cfg.name.clone(),
+            kind: cfg.spec.kind().to_owned(),
+            state,
+            since: live.verdicts.since.map(crate::time::rfc3339),
+            last_checked_at: live.last.as_ref().map(|l| crate::time::rfc3339(l.at)),
+            last_latency_ms: live.last.as_ref().map(|l| l.duration_us as f64 / 1000.0),
+            last_error: live
+                .last
+                .as_ref()
+                .filter(|l| !l.ok)
+                .and_then(|l| l.error.clone()),
+            uptime_24h: live.window.uptime_24h(now),
+            consecutive_failures: live.verdicts.consecutive_failures,
+            schedule: cfg.schedule.to_string(),
+            group: cfg.group.clone(),
+        });
+    }
+    let problems = s.problems();
+    let st = &s.runner.store.stats;
+    StatusReport {
+        daemon: DaemonStatus {
+            alive: true,
+            healthy: problems.is_empty(),
+            problems,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: Some(crate::time::rfc3339(s.started_at)),
+            uptime_seconds: Some((uptime_ms / 1000) as u64),
+            probes: out.len(),
+            store_queue_depth: s.runner.store.queue_depth(),
+            store_dropped: st.dropped.load(Ordering::Relaxed),
+            store_write_errors: st.write_errors.load(Ordering::Relaxed),
+            runs_skipped: s.runs_skipped(),
+            error: None,
+        },
+        probes: out,
+    }
+}
+
+#[derive(Deserialize)]
+struct ResultsQuery {
+    limit: Option<u32>,
+    /// Only results before this time (unix ms), for paging back.
+    before: Option<i64>,
+}
+
+async fn results(
+    AxState(s): AxState<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(q): Query<ResultsQuery>,
+) -> Response {
+    match s
+        .runner
+        .store
+        .results(&name, q.limit.unwrap_or(100), q.before)
+        .await
+    {
+        Ok(Some(rows)) => Json(serde_json::json!({"probe": name, "results": rows})).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no probe named {name:?}")})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "results query failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"error": "store query failed"})),
+            )
+                .into_response()
+        }
+    }
+}

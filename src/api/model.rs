@@ -1,0 +1,55 @@
+//! The JSON the API serves and `probectl` reads: one set of types for both sides, so they
+//! cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+use crate::evaluate::State;
+
+/// `GET /api/v1/status` and `probectl status --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub daemon: DaemonStatus,
+    pub probes: Vec<ProbeStatus>,
+}
+
+/// The daemon itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// The daemon answered (`probectl` prints `false` when it could not reach it).
+    pub alive: bool,
+    /// Every self-check passed (see `/healthz`).
+    pub healthy: bool,
+    /// Names of the failing self-checks, with their reasons.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    pub version: String,
+    pub started_at: Option<String>,
+    pub uptime_seconds: Option<u64>,
+    pub probes: usize,
+    pub store_queue_depth: usize,
+    pub store_dropped: u64,
+    pub store_write_errors: u64,
+    pub runs_skipped: u64,
+    /// Why the daemon could not be reached (set by `probectl` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One probe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    pub name: String,
+    pub kind: String,
+    pub state: State,
+    /// When the current state began (RFC 3339).
+    pub since: Option<String>,
+    pub last_checked_at: Option<String>,
+    pub last_latency_ms: Option<f64>,
+    pub last_error: Option<String>,
+    /// Successful runs over the last 24 hours, in percent.
+    pub uptime_24h: Option<f64>,
+    pub consecutive_failures: u32,
+    /// `every 30s` or `cron ...`.
+    pub schedule: String,
+    pub group: Option<String>,
+}

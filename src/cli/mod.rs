@@ -1,0 +1,499 @@
+//! `probectl` subcommands: `check-config`, `status`, `run`, `history`.
+//!
+//! Exit statuses follow the Nagios plugin convention where a verdict is printed: 0 all up,
+//! 1 degraded, 2 something down, 3 unknown (daemon unreachable, stale data, or no verdict
+//! yet). `check-config` exits 0 when valid and 1 otherwise.
+
+mod client;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::api::model::{DaemonStatus, ProbeStatus, StatusReport};
+use crate::evaluate::State;
+
+/// The command line for probed: check a config, read the daemon's status and history,
+/// run a probe once by hand.
+#[derive(Parser)]
+#[command(name = "probectl", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (the daemon's). Used for the API address and by `run` and `check-config`.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "PROBED_CONFIG",
+        default_value = "probed.yaml"
+    )]
+    config: PathBuf,
+    /// Daemon API base URL, instead of the config's `listen` (e.g. http://127.0.0.1:9797).
+    #[arg(long, global = true, env = "PROBED_URL")]
+    url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config: every error as file:line:col: message (exit 1), or a one-line
+    /// summary (exit 0).
+    CheckConfig,
+    /// One row per probe: state, last latency, 24h uptime, last error. Exit 0 all up,
+    /// 1 degraded, 2 something down, 3 unknown (daemon unreachable, stale, or pending).
+    Status {
+        /// Print the JSON of /api/v1/status instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one probe now, without the daemon, and print its phases and verdict.
+    /// Exit 0 when up, 2 when down, 3 when it cannot run.
+    Run {
+        /// Probe name, as in the config.
+        probe: String,
+        /// Print the observation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The probe's latest stored results, newest first.
+    History {
+        probe: String,
+        /// How many results.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point of the `probectl` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("probectl: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    rt.block_on(async {
+        match &cli.command {
+            Command::CheckConfig => check_config(&cli.config),
+            Command::Status { json } => status(&api_base(&cli), *json).await,
+            Command::Run { probe, json } => run(&cli.config, probe, *json).await,
+            Command::History { probe, limit, json } => {
+                history(&api_base(&cli), probe, *limit, *json).await
+            }
+        }
+    })
+}
+
+/// The API base: `--url`, else the config's `listen` (read leniently, so a config with
+/// unrelated errors still names the daemon), else the default.
+fn api_base(cli: &Cli) -> String {
+    if let Some(u) = &cli.url {
+        return u.clone();
+    }
+    let listen = std::fs::read_to_string(&cli.config)
+        .ok()
+        .and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(&t).ok())
+        .and_then(|v| v.get("listen").and_then(|l| l.as_str()).map(str::to_owned))
+        .and_then(|l| l.parse::<std::net::SocketAddr>().ok());
+    match listen {
+        Some(mut a) => {
+            if a.ip().is_unspecified() {
+                a.set_ip(if a.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            format!("http://{a}")
+        }
+        None => "http://127.0.0.1:9797".into(),
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match crate::config::load(path) {
+        Ok(c) => {
+            let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+            for p in &c.probes {
+                *kinds.entry(p.spec.kind()).or_default() += 1;
+            }
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            println!(
+                "{}: ok: {} probes ({}), {} notifiers, {} routes",
+                path.display(),
+                c.probes.len(),
+                if kinds.is_empty() {
+                    "none".into()
+                } else {
+                    kinds.join(", ")
+                },
+                c.notifiers.len(),
+                c.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("{e}");
+            }
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The Nagios-convention exit status of a status report.
+pub fn status_exit(r: &StatusReport) -> u8 {
+    if !r.daemon.alive {
+        return 3;
+    }
+    let has = |s: State| r.probes.iter().any(|p| p.state == s);
+    if has(State::Down) {
+        2
+    } else if has(State::Unknown) || has(State::Pending) {
+        3
+    } else if has(State::Degraded) || !r.daemon.healthy {
+        1
+    } else {
+        0
+    }
+}
+
+async fn status(base: &str, json: bool) -> ExitCode {
+    let report = match client::get(base, "/api/v1/status", Duration::from_secs(5)).await {
+        Ok(body) => match serde_json::from_slice::<StatusReport>(&body) {
+            Ok(r) => r,
+            Err(e) => unreachable_report(format!("unreadable answer from {base}: {e}")),
+        },
+        Err(e) => unreachable_report(e.to_string()),
+    };
+    let code = status_exit(&report);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else if let Some(e) = &report.daemon.error {
+        eprintln!("probectl: {e}");
+        println!("UNKNOWN: probed is not answering");
+    } else {
+        print!("{}", render_status(&report, crate::time::now_ms()));
+    }
+    ExitCode::from(code)
+}
+
+fn unreachable_report(error: String) -> StatusReport {
+    StatusReport {
+        daemon: DaemonStatus {
+            alive: false,
+            healthy: false,
+            problems: vec![],
+            version: String::new(),
+            started_at: None,
+            uptime_seconds: None,
+            probes: 0,
+            store_queue_depth: 0,
+            store_dropped: 0,
+            store_write_errors: 0,
+            runs_skipped: 0,
+            error: Some(error),
+        },
+        probes: vec![],
+    }
+}
+
+/// The status table.
+pub fn render_status(r: &StatusReport, now: i64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let d = &r.daemon;
+    let count = |s: State| r.probes.iter().filter(|p| p.state == s).count();
+    let mut summary = vec![format!("{} up", count(State::Up))];
+    for s in [
+        State::Down,
+        State::Degraded,
+        State::Pending,
+        State::Unknown,
+        State::Paused,
+    ] {
+        let n = count(s);
+        if n > 0 {
+            summary.push(format!("{n} {s}"));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "probed {} {} for {}, {} probes: {}",
+        d.version,
+        if d.healthy { "healthy" } else { "UNHEALTHY" },
+        crate::units::format_duration(Duration::from_secs(d.uptime_seconds.unwrap_or(0))),
+        d.probes,
+        summary.join(", ")
+    );
+    for p in &d.problems {
+        let _ = writeln!(out, "  ! {p}");
+    }
+    if d.store_dropped > 0 {
+        let _ = writeln!(
+            out,
+            "  ! {} results dropped (store queue full)",
+            d.store_dropped
+        );
+    }
+    let _ = writeln!(out);
+    let rows: Vec<[String; 6]> = r
+        .probes
+        .iter()
+        .map(|p: &ProbeStatus| {
+            [
+                p.name.clone(),
+                p.state.to_string().to_uppercase(),
+                p.last_latency_ms
+                    .map(|ms| {
+                        if ms < 10.0 {
+                            format!("{ms:.1}ms")
+                        } else {
+                            format!("{ms:.0}ms")
+                        }
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                p.uptime_24h
+                    .map(|u| format!("{u:.2}%"))
+                    .unwrap_or_else(|| "-".into()),
+                p.last_checked_at
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| crate::time::ago(t.timestamp_millis(), now))
+                    .unwrap_or_else(|| "never".into()),
+                p.last_error
+                    .as_deref()
+                    .map(|e| one_line(e, 80))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let head = [
+        "PROBE",
+        "STATE",
+        "LATENCY",
+        "UPTIME 24H",
+        "CHECKED",
+        "LAST ERROR",
+    ];
+    let mut w = head.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == cells.len() - 1 {
+                s.push_str(c);
+            } else {
+                let _ = write!(s, "{c:<width$}  ", width = w[i]);
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let _ = writeln!(out, "{}", line(&head.map(String::from)));
+    for r in &rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+    out
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > max {
+        format!("{}…", s.chars().take(max - 1).collect::<String>())
+    } else {
+        s
+    }
+}
+
+async fn run(config: &Path, name: &str, json: bool) -> ExitCode {
+    let cfg = match crate::config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "probectl: {} has {} error(s)",
+                config.display(),
+                errors.0.len()
+            );
+            return ExitCode::from(3);
+        }
+    };
+    let Some(pc) = cfg.probes.iter().find(|p| p.name == name) else {
+        let names: Vec<&str> = cfg.probes.iter().map(|p| p.name.as_str()).collect();
+        let hint = crate::config::closest(name, &names)
+            .map(|n| format!("; did you mean {n:?}?"))
+            .unwrap_or_default();
+        eprintln!(
+            "probectl: no probe named {name:?} in {}{hint}",
+            config.display()
+        );
+        return ExitCode::from(3);
+    };
+    let env = match crate::probe::Env::new(&cfg.defaults.nameservers) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("probectl: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let probe = match pc.spec.build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("probectl: cannot build probe {name:?}: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let deadline = tokio::time::Instant::now() + pc.timeout;
+    let cx = crate::probe::CheckCx {
+        env: &env,
+        deadline,
+    };
+    let obs = match tokio::time::timeout_at(deadline + Duration::from_millis(250), probe.check(&cx))
+        .await
+    {
+        Ok(o) => o,
+        Err(_) => crate::probe::Observation::default().fail(format!(
+            "timed out after {} (hard deadline)",
+            crate::units::format_duration(pc.timeout)
+        )),
+    };
+    if json {
+        let mut v = serde_json::to_value(&obs).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.insert("probe".into(), name.into());
+            m.insert("kind".into(), pc.spec.kind().into());
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", render_run(name, pc.spec.kind(), &obs));
+    }
+    ExitCode::from(if obs.ok { 0 } else { 2 })
+}
+
+/// `probectl run` output: phases, then the verdict.
+pub fn render_run(name: &str, kind: &str, o: &crate::probe::Observation) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "{name} ({kind}): {}", if o.ok { "UP" } else { "DOWN" });
+    let ms = |d: Duration| format!("{:>9.3} ms", d.as_secs_f64() * 1000.0);
+    for (p, d) in &o.phases {
+        let _ = writeln!(s, "  {p:<12}{}", ms(*d));
+    }
+    let _ = writeln!(s, "  {:<12}{}", "total", ms(o.duration));
+    let mut facts = Vec::new();
+    if let Some(c) = o.status_code {
+        facts.push(format!("status {c}"));
+    }
+    if let Some(ip) = o.ip {
+        facts.push(format!("ip {ip}"));
+    }
+    if let Some(n) = o.size {
+        facts.push(format!("body {}", crate::units::format_bytes(n)));
+    }
+    if o.redirects > 0 {
+        facts.push(format!("{} redirects", o.redirects));
+    }
+    if let Some(exp) = o.cert_expiry {
+        let days = (exp * 1000 - crate::time::now_ms()) / 86_400_000;
+        facts.push(format!(
+            "certificate expires {} ({days} days)",
+            crate::time::rfc3339(exp * 1000)
+        ));
+    }
+    if !facts.is_empty() {
+        let _ = writeln!(s, "  {}", facts.join(", "));
+    }
+    if let Some(e) = &o.error {
+        let _ = writeln!(s, "  reason: {e}");
+    }
+    s
+}
+
+async fn history(base: &str, name: &str, limit: u32, json: bool) -> ExitCode {
+    let path = format!(
+        "/api/v1/probes/{}/results?limit={limit}",
+        encode_segment(name)
+    );
+    let body = match client::get(base, &path, Duration::from_secs(10)).await {
+        Ok(b) => b,
+        Err(client::ClientError::Status { status: 404, .. }) => {
+            eprintln!("probectl: the daemon has no probe named {name:?}");
+            return ExitCode::from(3);
+        }
+        Err(e) => {
+            eprintln!("probectl: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return ExitCode::SUCCESS;
+    }
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("probectl: unreadable answer: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let empty = vec![];
+    let rows = v["results"].as_array().unwrap_or(&empty);
+    println!(
+        "{:<24}  {:<4}  {:>10}  {:>6}  ERROR",
+        "TIME", "OK", "LATENCY", "STATUS"
+    );
+    for r in rows {
+        println!(
+            "{:<24}  {:<4}  {:>10}  {:>6}  {}",
+            r["at"].as_str().unwrap_or(""),
+            if r["ok"].as_bool() == Some(true) {
+                "up"
+            } else {
+                "down"
+            },
+            format!("{:.1}ms", r["latency_ms"].as_f64().unwrap_or(0.0)),
+            r["status_code"]
+                .as_i64()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            one_line(r["error"].as_str().unwrap_or(""), 100)
+        );
+    }
+    if rows.is_empty() {
+        println!("(no results yet)");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Percent-encodes a path segment (probe names are restricted, but be safe).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

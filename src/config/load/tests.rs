@@ -1,0 +1,886 @@
+//! Loader tests: configs as strings, a fake environment, files in a temporary folder.
+//! Expected messages are data: the full list of `file:line:col: message`, in order.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::interp::expand;
+use super::*;
+
+/// A fake environment.
+fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// Writes `files` into a fresh folder, loads `text` as `probed.yaml` there.
+fn load_in(
+    text: &str,
+    files: &[(&str, &str)],
+    vars: &[(&str, &str)],
+) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    let r = load_str(text, &dir.path().join("probed.yaml"), &env(vars));
+    (dir, r)
+}
+
+/// The errors as `file:line:col: message`, paths relative to the folder.
+fn error_lines(dir: &Path, r: Result<Config, ConfigErrors>) -> Vec<String> {
+    let prefix = format!("{}/", dir.display());
+    match r {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs
+            .0
+            .iter()
+            .map(|e| e.to_string().replace(&prefix, ""))
+            .collect(),
+    }
+}
+
+fn errors_of(text: &str, files: &[(&str, &str)], vars: &[(&str, &str)]) -> Vec<String> {
+    let (dir, r) = load_in(text, files, vars);
+    error_lines(dir.path(), r)
+}
+
+fn ok(text: &str, files: &[(&str, &str)], vars: &[(&str, &str)]) -> Config {
+    let (dir, r) = load_in(text, files, vars);
+    match r {
+        Ok(c) => c,
+        Err(_) => panic!("unexpected errors: {:#?}", error_lines(dir.path(), r)),
+    }
+}
+
+const FULL: &str = r#"
+listen: 0.0.0.0:9000
+data_dir: state
+admin_token: "${ADMIN_TOKEN}"
+probes: probes/
+defaults:
+  every: 1m
+  timeout: 5s
+  alert: { after: 3, severity: warning }
+  max_concurrent: 100
+  max_per_host: 4
+  nameservers: ["10.0.0.53:53", "10.0.0.54"]
+store: { retention: 14d, queue: 1000 }
+notifiers:
+  oncall-mail:
+    kind: email
+    smtp: { host: smtp.example.com, port: 587, password_file: secrets/smtp }
+    to: [oncall@example.com]
+  pager: { kind: pagerduty, routing_key: "${PD_KEY}" }
+routes:
+  - match: { severity: critical }
+    notify: [pager]
+    fallback: [oncall-mail]
+  - notify: [oncall-mail]
+watchdog:
+  heartbeat: { url: "https://hc.example.net/ping/x", every: 60s }
+"#;
+
+const PROBES_A: &str = r#"
+probes:
+  - name: api-write
+    kind: http
+    every: 30s
+    request: { method: POST, url: "https://api.example.com/v1/canary", body: '{"ping":1}' }
+    expect: { status: [200, 201], latency_under: 500ms }
+    alert: { recover_after: 2 }
+    group: API
+    public: true
+    labels: { team: core }
+    description: the write path
+"#;
+
+const PROBES_B: &str = r#"
+probes:
+  - name: home
+    kind: http
+    cron: "*/5 * * * *"
+    timeout: 2s
+    request: { url: "https://www.example.com/" }
+"#;
+
+#[test]
+fn full_config_loads_with_defaults_applied() {
+    let c = ok(
+        FULL,
+        &[
+            ("probes/a.yaml", PROBES_A),
+            ("probes/b.yml", PROBES_B),
+            ("probes/notes.txt", "not a probe file"),
+            ("secrets/smtp", "hunter2\n"),
+        ],
+        &[("ADMIN_TOKEN", "t0ken"), ("PD_KEY", "pdkey")],
+    );
+    assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
+    assert!(c.data_dir.ends_with("state"));
+    assert_eq!(c.admin_token.as_ref().map(Secret::expose), Some("t0ken"));
+    assert_eq!(c.defaults.every, Duration::from_secs(60));
+    assert_eq!(c.defaults.timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.defaults.alert,
+        AlertSpec {
+            after: 3,
+            recover_after: 1,
+            severity: "warning".into()
+        }
+    );
+    assert_eq!(c.defaults.max_concurrent, 100);
+    assert_eq!(c.defaults.max_per_host, 4);
+    assert_eq!(
+        c.defaults.nameservers,
+        vec![
+            "10.0.0.53:53".parse().unwrap(),
+            "10.0.0.54:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(c.store.retention, Duration::from_secs(14 * 86400));
+    assert_eq!(c.store.queue, 1000);
+
+    assert_eq!(c.notifiers.len(), 2);
+    let mail = &c.notifiers["oncall-mail"];
+    assert_eq!(mail.kind, "email");
+    assert_eq!(mail.settings["smtp"]["password"], "hunter2");
+    assert!(mail.settings["smtp"].get("password_file").is_none());
+    assert!(mail.settings.get("kind").is_none());
+    assert_eq!(c.notifiers["pager"].settings["routing_key"], "pdkey");
+
+    assert_eq!(
+        c.routes,
+        vec![
+            Route {
+                matchers: [("severity".to_string(), "critical".to_string())].into(),
+                notify: vec!["pager".into()],
+                fallback: vec!["oncall-mail".into()],
+            },
+            Route {
+                matchers: BTreeMap::new(),
+                notify: vec!["oncall-mail".into()],
+                fallback: vec![],
+            },
+        ]
+    );
+    assert_eq!(c.watchdog.as_ref().unwrap()["heartbeat"]["every"], "60s");
+
+    let names: Vec<&str> = c.probes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["api-write", "home"]);
+    let api = &c.probes[0];
+    assert_eq!(api.schedule, Schedule::Every(Duration::from_secs(30)));
+    assert_eq!(api.timeout, Duration::from_secs(5));
+    assert_eq!(
+        api.alert,
+        AlertSpec {
+            after: 3,
+            recover_after: 2,
+            severity: "warning".into()
+        }
+    );
+    assert_eq!(api.group.as_deref(), Some("API"));
+    assert!(api.public);
+    assert_eq!(api.labels["team"], "core");
+    assert_eq!(api.spec.kind(), "http");
+    assert!(api.source.ends_with("probes/a.yaml:3:5"), "{}", api.source);
+    assert_eq!(api.raw["description"], "the write path");
+
+    let home = &c.probes[1];
+    match &home.schedule {
+        Schedule::Cron { expr, .. } => assert_eq!(expr, "*/5 * * * *"),
+        other => panic!("expected a cron schedule, got {other}"),
+    }
+    assert_eq!(home.schedule.interval(), Duration::from_secs(300));
+    assert_eq!(home.timeout, Duration::from_secs(2));
+    assert_eq!(home.alert, c.defaults.alert);
+    assert!(!home.public);
+    assert!(home.source.ends_with("probes/b.yml:3:5"), "{}", home.source);
+}
+
+#[test]
+fn empty_config_is_all_defaults() {
+    let c = load_str("", Path::new("/etc/probed/probed.yaml"), &env(&[])).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:9797".parse().unwrap());
+    assert_eq!(c.data_dir, Path::new("/etc/probed/data"));
+    assert_eq!(c.defaults, Defaults::default());
+    assert_eq!(c.store, StoreOptions::default());
+    assert!(c.probes.is_empty() && c.notifiers.is_empty() && c.routes.is_empty());
+    assert!(c.admin_token.is_none() && c.watchdog.is_none());
+}
+
+#[test]
+fn inline_probes_and_timeout_defaults() {
+    let c = ok(
+        r#"
+defaults: { every: 30s, timeout: 10s }
+probes:
+  - { name: fast, kind: http, every: 2s, request: { url: "http://a.example/" } }
+  - { name: slow, kind: http, request: { url: "http://b.example/" } }
+  - { name: nightly, kind: http, cron: "0 0 3 * * *", request: { url: "http://c.example/" } }
+"#,
+        &[],
+        &[],
+    );
+    let t: Vec<(Schedule, Duration)> = c
+        .probes
+        .iter()
+        .map(|p| (p.schedule.clone(), p.timeout))
+        .collect();
+    // The default timeout is capped at the interval.
+    assert_eq!(
+        t[0],
+        (
+            Schedule::Every(Duration::from_secs(2)),
+            Duration::from_secs(2)
+        )
+    );
+    assert_eq!(
+        t[1],
+        (
+            Schedule::Every(Duration::from_secs(30)),
+            Duration::from_secs(10)
+        )
+    );
+    assert_eq!(t[2].1, Duration::from_secs(10));
+    assert!(
+        c.probes[0].source.ends_with("probed.yaml:4:7"),
+        "{}",
+        c.probes[0].source
+    );
+}
+
+/// One config, the exact errors it must give.
+struct Case {
+    name: &'static str,
+    config: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    env: &'static [(&'static str, &'static str)],
+    want: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "unknown top-level key",
+        config: "listen: 127.0.0.1:1\nlisen: 127.0.0.1:2\n",
+        files: &[],
+        env: &[],
+        want: &[r#"probed.yaml:2:1: unknown key "lisen", did you mean "listen"?"#],
+    },
+    Case {
+        name: "unknown key, nothing close",
+        config: "foo: 1\n",
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:1:1: unknown key "foo" (valid keys: listen, data_dir, admin_token, probes, defaults, store, notifiers, routes, watchdog)"#,
+        ],
+    },
+    Case {
+        name: "unknown key in defaults",
+        config: "defaults:\n  every: 30s\n  timout: 5s\n",
+        files: &[],
+        env: &[],
+        want: &[r#"probed.yaml:3:3: unknown key "timout", did you mean "timeout"?"#],
+    },
+    Case {
+        name: "unknown kind",
+        config: r#"
+probes:
+  - name: api
+    kind: htp
+    request: { url: "http://x.example/" }
+"#,
+        files: &[],
+        env: &[],
+        want: &[r#"probed.yaml:4:11: unknown kind "htp", did you mean "http"?"#],
+    },
+    Case {
+        name: "unknown field in request",
+        config: r#"
+probes:
+  - name: api
+    kind: http
+    request: { url: "http://x.example/", methd: POST }
+"#,
+        files: &[],
+        env: &[],
+        want: &[r#"probed.yaml:5:42: unknown key "methd", did you mean "method"?"#],
+    },
+    Case {
+        name: "unknown common key in a probe",
+        config: r#"
+probes:
+  - name: api
+    kind: http
+    timout: 5s
+    request: { url: "http://x.example/" }
+"#,
+        files: &[],
+        env: &[],
+        want: &[r#"probed.yaml:5:5: unknown key "timout", did you mean "timeout"?"#],
+    },
+    Case {
+        name: "wrong types",
+        config: r#"
+probes:
+  - name: api
+    kind: http
+    every: true
+    alert: { after: "x" }
+    request: { url: "http://x.example/" }
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            "probed.yaml:5:12: invalid type: boolean `true`, expected a duration such as 500ms, 30s, 5m or 1h",
+            r#"probed.yaml:6:21: invalid type: string "x", expected u32"#,
+        ],
+    },
+    Case {
+        name: "missing name and kind, spec missing a field",
+        config: r#"
+probes:
+  - every: 30s
+  - name: api
+    kind: http
+    request: { method: GET }
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:3:5: missing required key "name""#,
+            r#"probed.yaml:3:5: missing required key "kind""#,
+            r#"probed.yaml:6:5: missing required key "url""#,
+        ],
+    },
+    Case {
+        name: "validate errors at their path",
+        config: r#"
+probes:
+  - name: api
+    kind: http
+    request:
+      url: "ftp://x.example/"
+      method: "GE T"
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:6:12: unsupported url scheme "ftp" (use http or https)"#,
+            r#"probed.yaml:7:15: invalid method "GE T" (write e.g. GET, POST)"#,
+        ],
+    },
+    Case {
+        name: "schedule and timeout checks",
+        config: r#"
+defaults: { alert: { after: 0 } }
+probes:
+  - { name: a, kind: http, every: 30s, timeout: 40s, request: { url: "http://x.example/" } }
+  - { name: b, kind: http, timeout: 0s, request: { url: "http://x.example/" } }
+  - { name: c, kind: http, every: 50ms, request: { url: "http://x.example/" } }
+  - { name: d, kind: http, every: 1m, cron: "* * * * *", request: { url: "http://x.example/" } }
+  - { name: e, kind: http, cron: "every day", request: { url: "http://x.example/" } }
+  - { name: f, kind: http, alert: { after: 0, recover_after: 0 }, request: { url: "http://x.example/" } }
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            "probed.yaml:2:29: alert.after must be at least 1",
+            "probed.yaml:4:49: timeout 40s is longer than the interval 30s",
+            "probed.yaml:5:37: timeout must be greater than zero",
+            "probed.yaml:6:35: every 50ms is shorter than the minimum of 100ms",
+            r#"probed.yaml:7:39: "every" and "cron" are mutually exclusive; keep one"#,
+            r#"probed.yaml:8:34: invalid cron expression "every day": ..."#,
+            "probed.yaml:9:44: alert.after must be at least 1",
+            "probed.yaml:9:62: alert.recover_after must be at least 1",
+        ],
+    },
+    Case {
+        name: "notifiers and routes",
+        config: r#"
+notifiers:
+  pager: { kind: pagerduty, routing_key: x }
+  mail: { kind: emial }
+  sms: { to: ["+1555"] }
+routes:
+  - match: { severity: critical }
+    notify: [pagr, mail]
+    fallback: [nobody]
+  - match: { severity: warning }
+  - notify: []
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:4:17: unknown notifier kind "emial", did you mean "email"?"#,
+            r#"probed.yaml:5:3: missing required key "kind""#,
+            r#"probed.yaml:8:14: unknown notifier "pagr", did you mean "pager"?"#,
+            r#"probed.yaml:9:16: unknown notifier "nobody" (valid notifiers: pager, mail, sms)"#,
+            r#"probed.yaml:10:5: route has no "notify" (name the notifiers to send to)"#,
+            r#"probed.yaml:11:13: route has an empty "notify" (name the notifiers to send to)"#,
+        ],
+    },
+    Case {
+        name: "duplicate names across files",
+        config: "probes: probes\n",
+        files: &[
+            (
+                "probes/a.yaml",
+                "probes:\n  - name: other\n    kind: http\n    request: { url: \"http://x.example/\" }\n  - name: api\n    kind: http\n    request: { url: \"http://x.example/\" }\n",
+            ),
+            (
+                "probes/b.yaml",
+                "probes:\n  - name: api\n    kind: http\n    request: { url: \"http://y.example/\" }\n",
+            ),
+        ],
+        env: &[],
+        want: &[
+            r#"probes/b.yaml:2:5: duplicate probe name "api" (first defined at probes/a.yaml:5:5)"#,
+        ],
+    },
+    Case {
+        name: "errors in several files are all reported",
+        config: "probes: probes/\ndefaults: { every: 10 minutes }\n",
+        files: &[
+            ("probes/a.yaml", "probes:\n  - { name: a, kind: htp }\n"),
+            (
+                "probes/b.yaml",
+                "probes:\n  - { name: 'b c', kind: http, request: {} }\n",
+            ),
+            ("probes/c.yaml", "prob:\n  - { name: c }\n"),
+        ],
+        env: &[],
+        want: &[
+            r#"probed.yaml:2:20: invalid duration "10 minutes": unknown unit "minutes" (use ms, s, m, h, d)"#,
+            r#"probes/a.yaml:2:22: unknown kind "htp", did you mean "http"?"#,
+            r#"probes/b.yaml:2:13: invalid probe name "b c" (use letters, digits and _ . : -)"#,
+            r#"probes/b.yaml:2:32: missing required key "url""#,
+            r#"probes/c.yaml:1:1: unknown key "prob", did you mean "probes"?"#,
+        ],
+    },
+    Case {
+        name: "missing probes folder",
+        config: "probes: nowhere/\n",
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:1:9: cannot read "nowhere/": No such file or directory (os error 2)"#,
+        ],
+    },
+    Case {
+        name: "malformed yaml",
+        config: "listen: [1, 2\ndefaults: {}\n",
+        files: &[],
+        env: &[],
+        want: &[
+            "probed.yaml:2:9: did not find expected ',' or ']', while parsing a flow sequence at line 1 column 9",
+        ],
+    },
+    Case {
+        name: "malformed probe file, other files still checked",
+        config: "probes: probes/\n",
+        files: &[
+            ("probes/a.yaml", "probes:\n  - name: a\n   kind: http\n"),
+            (
+                "probes/b.yaml",
+                "probes:\n  - { name: b, kind: http, request: { url: 1 } }\n",
+            ),
+        ],
+        env: &[],
+        want: &[
+            "probes/a.yaml:3:4: did not find expected '-' indicator, while parsing a block collection at line 2 column 3",
+            "probes/b.yaml:2:44: invalid type: integer `1`, expected a string",
+        ],
+    },
+    Case {
+        name: "unquoted ${...} in a flow mapping",
+        config: "defaults: { max_concurrent: ${MAX} }\n",
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:1:30: did not find expected ',' or '}', while parsing a flow mapping at line 1 column 11 (inside { } and [ ], quote a value that uses ${...})"#,
+        ],
+    },
+    Case {
+        name: "duplicate key",
+        config: "listen: 127.0.0.1:1\nstore: {}\nlisten: 127.0.0.1:2\n",
+        files: &[],
+        env: &[],
+        want: &[r#"probed.yaml:3:1: duplicate key "listen""#],
+    },
+    Case {
+        name: "missing environment variables",
+        config: r#"
+admin_token: ${ADMIN_TOKEN}
+defaults: { every: "${EVERY}", max_concurrent: "${MAX}" }
+notifiers:
+  pager: { kind: pagerduty, routing_key: "${PD_KEY}", url: "${A}/${B:-x}/${C}" }
+"#,
+        files: &[],
+        env: &[("A", "a")],
+        want: &[
+            "probed.yaml:2:14: environment variable ADMIN_TOKEN is not set (use ${ADMIN_TOKEN:-default} for a fallback)",
+            "probed.yaml:3:20: environment variable EVERY is not set (use ${EVERY:-default} for a fallback)",
+            "probed.yaml:3:48: environment variable MAX is not set (use ${MAX:-default} for a fallback)",
+            "probed.yaml:5:42: environment variable PD_KEY is not set (use ${PD_KEY:-default} for a fallback)",
+            "probed.yaml:5:60: environment variable C is not set (use ${C:-default} for a fallback)",
+        ],
+    },
+    Case {
+        name: "bad interpolation syntax",
+        config: "data_dir: \"${HOME\"\nwatchdog: { a: \"${NOT VALID}\" }\n",
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:1:11: unterminated "${" (close it with "}", or write $$ for a dollar)"#,
+            r#"probed.yaml:2:16: invalid variable name "NOT VALID" in "${...}" (use letters, digits and _)"#,
+        ],
+    },
+    Case {
+        name: "_file problems",
+        config: r#"
+admin_token: abc
+admin_token_file: secrets/token
+notifiers:
+  pager: { kind: pagerduty, routing_key_file: secrets/missing }
+probes:
+  - name: api
+    kind: http
+    request: { url: "https://x.example/", method_file: secrets/missing }
+"#,
+        files: &[("secrets/token", "s3cr3t-token\n")],
+        env: &[],
+        want: &[
+            r#"probed.yaml:3:1: both "admin_token" and "admin_token_file" are set; keep one"#,
+            r#"probed.yaml:5:47: cannot read routing_key_file "secrets/missing": No such file or directory (os error 2)"#,
+            r#"probed.yaml:9:56: cannot read method_file "secrets/missing": No such file or directory (os error 2)"#,
+        ],
+    },
+    Case {
+        name: "misspelled _file key",
+        config: "admin_tokn_file: secrets/token\n",
+        files: &[("secrets/token", "s3cr3t-token\n")],
+        env: &[],
+        want: &[
+            r#"probed.yaml:1:1: unknown key "admin_tokn_file", did you mean "admin_token_file"?"#,
+        ],
+    },
+    Case {
+        name: "wrong types in sections",
+        config: r#"
+listen: localhost
+defaults: [1]
+store: { retention: 0s, queue: -1 }
+notifiers: { a: 1 }
+routes: { notify: [a] }
+probes: 3
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:2:9: invalid listen address "localhost" (write ip:port, e.g. 127.0.0.1:9797)"#,
+            "probed.yaml:3:11: expected a mapping, found a list",
+            "probed.yaml:4:21: retention must be greater than zero",
+            "probed.yaml:4:32: invalid value: integer `-1`, expected usize",
+            "probed.yaml:5:17: expected a mapping, found a number",
+            "probed.yaml:6:9: expected a list of routes, found a mapping",
+            "probed.yaml:7:9: expected a list of probes, or a file or folder of them, found a number",
+        ],
+    },
+];
+
+#[test]
+fn error_cases() {
+    let mut failed = Vec::new();
+    for case in CASES {
+        let got = errors_of(case.config, case.files, case.env);
+        // A trailing "..." matches any rest of the message (a dependency's own wording).
+        let matches = got.len() == case.want.len()
+            && got
+                .iter()
+                .zip(case.want)
+                .all(|(g, w)| match w.strip_suffix("...") {
+                    Some(prefix) => g.starts_with(prefix),
+                    None => g == w,
+                });
+        if !matches {
+            failed.push(format!(
+                "{}:\n  want {:#?}\n  got  {:#?}",
+                case.name, case.want, got
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn anchors_and_merge_keys() {
+    let c = ok(
+        r#"
+x-http: &http
+  kind: http
+  every: 10s
+  alert: { after: 5 }
+probes:
+  - <<: *http
+    name: a
+    request: { url: "https://a.example/" }
+  - <<: *http
+    name: b
+    every: 20s
+    request: { url: "https://b.example/" }
+"#,
+        &[],
+        &[],
+    );
+    let got: Vec<(&str, Duration, u32)> = c
+        .probes
+        .iter()
+        .map(|p| (p.name.as_str(), p.schedule.interval(), p.alert.after))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", Duration::from_secs(10), 5),
+            ("b", Duration::from_secs(20), 5)
+        ]
+    );
+}
+
+#[test]
+fn interpolation() {
+    let c = ok(
+        r#"
+listen: "${HOST:-127.0.0.1}:${PORT}"
+data_dir: $$HOME/${SUB:-data}
+defaults:
+  max_concurrent: ${MAX}
+  alert: { severity: "${SEV}" }
+notifiers:
+  hook:
+    kind: webhook
+    url: "https://x.example/${PATH_PART}"
+    n: ${N}
+    q: "${N}"
+    b: ${B}
+    cost: $5
+"#,
+        &[],
+        &[
+            ("PORT", "9000"),
+            ("MAX", "12"),
+            ("SEV", "123"),
+            ("PATH_PART", "a/b"),
+            ("N", "42"),
+            ("B", "true"),
+            ("SUB", ""),
+        ],
+    );
+    assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+    assert!(
+        c.data_dir.ends_with("$HOME/data"),
+        "{}",
+        c.data_dir.display()
+    );
+    assert_eq!(c.defaults.max_concurrent, 12);
+    // Quoted: stays a string even when it looks like a number.
+    assert_eq!(c.defaults.alert.severity, "123");
+    let s = &c.notifiers["hook"].settings;
+    assert_eq!(s["url"], "https://x.example/a/b");
+    assert_eq!(s["n"], Value::Number(42.into()));
+    assert_eq!(s["q"], "42");
+    assert_eq!(s["b"], Value::Bool(true));
+    assert_eq!(s["cost"], "$5");
+}
+
+#[test]
+fn expand_cases() {
+    let e = env(&[("A", "x"), ("EMPTY", ""), ("N", "7")]);
+    // Input, then the text and whether it was one whole `${...}`, or the error.
+    type Want = Result<(&'static str, bool), &'static str>;
+    let cases: &[(&str, Want)] = &[
+        ("plain", Ok(("plain", false))),
+        ("${A}", Ok(("x", true))),
+        ("a${A}b", Ok(("axb", false))),
+        ("${A}${A}", Ok(("xx", false))),
+        ("$$", Ok(("$", false))),
+        ("$${A}", Ok(("${A}", false))),
+        ("$$${A}", Ok(("$x", false))),
+        ("$$$${A}", Ok(("$${A}", false))),
+        ("cost $5", Ok(("cost $5", false))),
+        ("trailing $", Ok(("trailing $", false))),
+        ("${MISSING:-d}", Ok(("d", true))),
+        ("${EMPTY:-d}", Ok(("d", true))),
+        ("${EMPTY}", Ok(("", true))),
+        ("${MISSING:-}", Ok(("", true))),
+        ("${N:-a:-b}", Ok(("7", true))),
+        ("${MISSING:-a:-b}", Ok(("a:-b", true))),
+        (
+            "${MISSING}",
+            Err("environment variable MISSING is not set (use ${MISSING:-default} for a fallback)"),
+        ),
+        (
+            "${}",
+            Err(r#"invalid variable name "" in "${...}" (use letters, digits and _)"#),
+        ),
+        (
+            "${1A}",
+            Err(r#"invalid variable name "1A" in "${...}" (use letters, digits and _)"#),
+        ),
+        (
+            "${A",
+            Err(r#"unterminated "${" (close it with "}", or write $$ for a dollar)"#),
+        ),
+    ];
+    for (input, want) in cases {
+        let got = expand(input, &e);
+        match (want, got) {
+            (Ok((text, whole)), Ok(x)) => {
+                assert_eq!((x.text.as_str(), x.whole), (*text, *whole), "{input}")
+            }
+            (Err(msg), Err(msgs)) => assert_eq!(msgs, vec![msg.to_string()], "{input}"),
+            (want, got) => panic!("{input}: want {want:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn file_secrets() {
+    let c = ok(
+        r#"
+admin_token_file: secrets/token
+notifiers:
+  sms:
+    kind: twilio
+    auth_token_file: "${SECRETS:-secrets}/twilio"
+    nested: { deeper: [ { password_file: secrets/pw } ] }
+probes:
+  - name: api
+    kind: http
+    request: { url: "https://x.example/" }
+    tls: { ca_file: certs/ca.pem }
+"#,
+        &[
+            ("secrets/token", "tok-123\r\n"),
+            ("secrets/twilio", "tw-456\n\n"),
+            ("secrets/pw", "pw with spaces  \n"),
+        ],
+        &[],
+    );
+    assert_eq!(c.admin_token.unwrap().expose(), "tok-123");
+    let s = &c.notifiers["sms"].settings;
+    assert_eq!(s["auth_token"], "tw-456");
+    assert!(s.get("auth_token_file").is_none());
+    assert_eq!(s["nested"]["deeper"][0]["password"], "pw with spaces  ");
+    // `ca_file` names a file the probe reads itself: kept as a path.
+    assert_eq!(c.probes[0].raw["tls"]["ca_file"], "certs/ca.pem");
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    const SECRET: &str = "hunter2-very-secret";
+    let config = r#"
+admin_token_file: secrets/token
+defaults:
+  every: ${SECRET}
+  max_concurrent: ${SECRET}
+store: { retention: "${SHORT}", queue: "${SECRET}" }
+notifiers:
+  x: { kind: "${SECRET}" }
+probes:
+  - name: api
+    kind: http
+    description: ${NUM}
+    request:
+      url: "https://user:${SECRET}@x.example/"
+      method: "${SECRET}"
+      headers: { authorization: "Bearer ${SECRET}\n" }
+    expect: { body_regex: "(${SECRET}" }
+    ip: ${SECRET}
+    timeout: secrets/token
+  - name: db
+    kind: http
+    password_file: secrets/token
+    request: { url: "https://x.example/" }
+  - name: re
+    kind: http
+    request:
+      url: "https://x.example/"
+      headers: { "${SECRET}": "a\nb" }
+    expect: { body_regex: "(${SECRET}", json: { "${SECRET}": 1 } }
+"#;
+    let files = [("secrets/token", "hunter2-very-secret\n")];
+    let vars = [("SECRET", SECRET), ("SHORT", "ab"), ("NUM", "12345")];
+    let got = errors_of(config, &files, &vars);
+    assert!(got.len() >= 8, "{got:#?}");
+    for line in &got {
+        for s in [SECRET, "\"ab\"", "12345"] {
+            assert!(!line.contains(s), "{s} leaked in {line}");
+        }
+    }
+    // The messages still say what is wrong.
+    assert!(
+        got.contains(
+            &r#"probed.yaml:6:21: invalid duration "***": expected a number before the unit"#
+                .to_string()
+        ),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn load_reads_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probed.yaml");
+    std::fs::write(&path, "store: { queue: 10 }\n").unwrap();
+    assert_eq!(load(&path).unwrap().store.queue, 10);
+    let missing = dir.path().join("missing.yaml");
+    let err = load(&missing).unwrap_err().to_string();
+    assert!(
+        err.ends_with(
+            "missing.yaml:1:1: cannot read the config file: No such file or directory (os error 2)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn did_you_mean() {
+    let cases = [
+        ("timout", "did you mean \"timeout\"?"),
+        ("reqest", "did you mean \"request\"?"),
+        ("xyz", "(valid keys: timeout, request, every)"),
+    ];
+    for (word, want) in cases {
+        let msg = unknown("key", word, &["timeout", "request", "every"]);
+        assert!(msg.ends_with(want), "{word}: {msg}");
+    }
+}
+
+#[test]
+fn resolve_paths() {
+    let v: Value = serde_yaml::from_str(
+        "request: { headers: { x.y: a } }\nexpect: { status: [1, 2, 3], json: { /a.b: 1 } }\n",
+    )
+    .unwrap();
+    let k = |s: &str| Seg::Key(s.into());
+    assert_eq!(
+        resolve(&v, "request.headers.x.y"),
+        [k("request"), k("headers"), k("x.y")]
+    );
+    assert_eq!(
+        resolve(&v, "expect.status[2]"),
+        [k("expect"), k("status"), Seg::Idx(2)]
+    );
+    assert_eq!(
+        resolve(&v, "expect.json./a.b"),
+        [k("expect"), k("json"), k("/a.b")]
+    );
+    assert_eq!(resolve(&v, "nope.x"), [k("nope"), k("x")]);
+}

@@ -1,0 +1,222 @@
+//! The per-probe state machine: `pending` until the first verdict, then `up` / `down`
+//! following `alert.after` consecutive failures and `alert.recover_after` consecutive
+//! successes. Pure: no I/O, no clock reads (times are passed in), so it is tested with tables
+//! and resumed exactly after a restart from what the store persisted.
+//!
+//! A state change is a [`Transition`]. It is the seam for paging: the store writes it in the
+//! same transaction as the result that caused it, and the alert path hangs off that write.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::AlertSpec;
+
+/// A probe's state as users see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// No verdict yet (just added, or never run).
+    Pending,
+    Up,
+    Down,
+    /// Working but outside an objective (used by SLO evaluation).
+    Degraded,
+    /// Not running on purpose.
+    Paused,
+    /// No fresh data: the daemon is unreachable or its results are stale.
+    Unknown,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Up => "up",
+            State::Down => "down",
+            State::Degraded => "degraded",
+            State::Paused => "paused",
+            State::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "pending" => State::Pending,
+            "up" => State::Up,
+            "down" => State::Down,
+            "degraded" => State::Degraded,
+            "paused" => State::Paused,
+            "unknown" => State::Unknown,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the state machine keeps per probe (persisted in the `probes` table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdicts {
+    pub state: State,
+    /// When the current state began (unix ms); `None` while pending since ever.
+    pub since: Option<i64>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+}
+
+impl Default for Verdicts {
+    fn default() -> Self {
+        Verdicts {
+            state: State::Pending,
+            since: None,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+        }
+    }
+}
+
+/// A state change, caused by the observation at `at`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+    pub at: i64,
+    /// The failing observation's reason (for a change to `down`).
+    pub reason: Option<String>,
+}
+
+impl Verdicts {
+    /// Feeds one verdict. Returns the transition it caused, if any.
+    pub fn observe(
+        &mut self,
+        ok: bool,
+        at: i64,
+        reason: Option<&str>,
+        alert: &AlertSpec,
+    ) -> Option<Transition> {
+        if ok {
+            self.consecutive_successes = self.consecutive_successes.saturating_add(1);
+            self.consecutive_failures = 0;
+        } else {
+            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            self.consecutive_successes = 0;
+        }
+        let next = match self.state {
+            // The first success is a verdict; failures need `after` in a row, as from up.
+            State::Pending if ok => State::Up,
+            State::Pending | State::Up | State::Degraded | State::Unknown | State::Paused
+                if !ok && self.consecutive_failures >= alert.after.max(1) =>
+            {
+                State::Down
+            }
+            State::Down if ok && self.consecutive_successes >= alert.recover_after.max(1) => {
+                State::Up
+            }
+            State::Unknown | State::Paused if ok => State::Up,
+            s => s,
+        };
+        if next == self.state {
+            if self.since.is_none() && self.state != State::Pending {
+                self.since = Some(at);
+            }
+            return None;
+        }
+        let t = Transition {
+            from: self.state,
+            to: next,
+            at,
+            reason: if ok { None } else { reason.map(str::to_owned) },
+        };
+        self.state = next;
+        self.since = Some(at);
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(after: u32, recover_after: u32) -> AlertSpec {
+        AlertSpec {
+            after,
+            recover_after,
+            severity: "critical".into(),
+        }
+    }
+
+    /// Runs a sequence of verdicts (`+` ok, `-` fail) and returns the state after each one,
+    /// with a `*` where a transition happened.
+    fn run(seq: &str, a: &AlertSpec) -> String {
+        let mut v = Verdicts::default();
+        let mut out = Vec::new();
+        for (i, c) in seq.chars().enumerate() {
+            let t = v.observe(c == '+', i as i64, Some("boom"), a);
+            out.push(format!(
+                "{}{}",
+                v.state.as_str(),
+                if t.is_some() { "*" } else { "" }
+            ));
+        }
+        out.join(" ")
+    }
+
+    #[test]
+    fn table() {
+        let cases = [
+            ("+", alert(3, 2), "up*"),
+            ("--", alert(3, 2), "pending pending"),
+            ("---", alert(3, 2), "pending pending down*"),
+            ("+--+---", alert(3, 2), "up* up up up up up down*"),
+            ("---++", alert(3, 2), "pending pending down* down up*"),
+            (
+                "---+-++",
+                alert(3, 2),
+                "pending pending down* down down down up*",
+            ),
+            ("+-", alert(1, 1), "up* down*"),
+            ("+-+", alert(1, 1), "up* down* up*"),
+            // after: 0 is treated as 1 (config validation rejects it anyway)
+            ("-", alert(0, 0), "down*"),
+        ];
+        for (seq, a, want) in cases {
+            assert_eq!(run(seq, &a), want, "sequence {seq} with {a:?}");
+        }
+    }
+
+    #[test]
+    fn transition_carries_reason_and_time() {
+        let mut v = Verdicts::default();
+        let a = alert(1, 1);
+        assert_eq!(
+            v.observe(false, 42, Some("status 503"), &a),
+            Some(Transition {
+                from: State::Pending,
+                to: State::Down,
+                at: 42,
+                reason: Some("status 503".into())
+            })
+        );
+        assert_eq!(v.since, Some(42));
+        let t = v.observe(true, 50, None, &a).unwrap();
+        assert_eq!((t.from, t.to, t.reason), (State::Down, State::Up, None));
+    }
+
+    #[test]
+    fn resumes_from_persisted_counters() {
+        // Two failures persisted before a restart; the third after it still trips `down`.
+        let mut v = Verdicts {
+            state: State::Up,
+            since: Some(1),
+            consecutive_failures: 2,
+            consecutive_successes: 0,
+        };
+        let t = v.observe(false, 9, Some("x"), &alert(3, 1)).unwrap();
+        assert_eq!(t.to, State::Down);
+    }
+}

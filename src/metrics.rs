@@ -1,0 +1,315 @@
+//! Prometheus metrics. Probe metrics carry the blackbox_exporter names (`probe_success`,
+//! `probe_duration_seconds`, `probe_http_status_code`, `probe_http_duration_seconds{phase}`,
+//! `probe_ssl_earliest_cert_expiry`, ...) with a `probe` label, so existing dashboards and
+//! alert rules work unchanged. `probed_*` metrics describe the daemon itself.
+//!
+//! Each probe task holds its own label-resolved handles ([`ProbeMetrics`]), so recording an
+//! observation is a handful of atomic stores, not a hash lookup per metric.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::probe::Observation;
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    pub registry: Registry,
+    probe_success: GaugeVec,
+    probe_duration: GaugeVec,
+    probe_http_status: GaugeVec,
+    probe_http_phase: GaugeVec,
+    probe_http_redirects: GaugeVec,
+    probe_http_body_len: GaugeVec,
+    probe_ssl_expiry: GaugeVec,
+    probe_ip_protocol: GaugeVec,
+    runs: IntCounterVec,
+    skipped: IntCounterVec,
+    /// Start lag: how late a run started against its schedule.
+    pub schedule_lag: Histogram,
+    pub in_flight: IntGauge,
+    pub probes_by_state: IntGaugeVec,
+    pub store_queue_depth: IntGauge,
+    pub store_dropped: IntGauge,
+    pub store_written: IntGauge,
+    pub store_write_errors: IntGauge,
+    pub reloads: IntCounterVec,
+    pub check_duration: HistogramVec,
+}
+
+const HTTP_PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let p = &["probe"];
+        let lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "probed_schedule_lag_seconds",
+                "How late probe runs start against their schedule",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(lag.clone())).expect("unique metric");
+        let check_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "probed_check_duration_seconds",
+                "Duration of probe checks by kind and result",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["kind", "result"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(check_duration.clone()))
+            .expect("unique metric");
+        let build = IntGaugeVec::new(
+            Opts::new("probed_build_info", "Version of the running probed"),
+            &["version"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(build.clone())).expect("unique metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let by_state = IntGaugeVec::new(
+            Opts::new("probed_probes", "Configured probes by current state"),
+            &["state"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(by_state.clone()))
+            .expect("unique metric");
+        Metrics {
+            probe_success: gauge_vec(&r, "probe_success", "Whether the probe succeeded", p),
+            probe_duration: gauge_vec(
+                &r,
+                "probe_duration_seconds",
+                "How long the probe took to complete in seconds",
+                p,
+            ),
+            probe_http_status: gauge_vec(
+                &r,
+                "probe_http_status_code",
+                "Response HTTP status code",
+                p,
+            ),
+            probe_http_phase: gauge_vec(
+                &r,
+                "probe_http_duration_seconds",
+                "Duration of http request by phase, summed over all redirects",
+                &["probe", "phase"],
+            ),
+            probe_http_redirects: gauge_vec(
+                &r,
+                "probe_http_redirects",
+                "The number of redirects",
+                p,
+            ),
+            probe_http_body_len: gauge_vec(
+                &r,
+                "probe_http_uncompressed_body_length",
+                "Length of uncompressed response body",
+                p,
+            ),
+            probe_ssl_expiry: gauge_vec(
+                &r,
+                "probe_ssl_earliest_cert_expiry",
+                "Returns last SSL chain expiry in unixtime",
+                p,
+            ),
+            probe_ip_protocol: gauge_vec(
+                &r,
+                "probe_ip_protocol",
+                "Specifies whether probe ip protocol is IP4 or IP6",
+                p,
+            ),
+            runs: counter_vec(
+                &r,
+                "probed_runs_total",
+                "Probe runs by result (success or failure)",
+                &["probe", "result"],
+            ),
+            skipped: counter_vec(
+                &r,
+                "probed_runs_skipped_total",
+                "Scheduled runs skipped because the previous run was still going or no slot was free",
+                &["probe", "reason"],
+            ),
+            schedule_lag: lag,
+            in_flight: int_gauge(&r, "probed_checks_in_flight", "Probe checks running now"),
+            probes_by_state: by_state,
+            store_queue_depth: int_gauge(
+                &r,
+                "probed_store_queue_depth",
+                "Results waiting for the store writer",
+            ),
+            store_dropped: int_gauge(
+                &r,
+                "probed_store_dropped_total",
+                "Results dropped because the store queue was full",
+            ),
+            store_written: int_gauge(
+                &r,
+                "probed_store_written_total",
+                "Results written to the store",
+            ),
+            store_write_errors: int_gauge(
+                &r,
+                "probed_store_write_errors_total",
+                "Failed store commits (each retried)",
+            ),
+            reloads: counter_vec(
+                &r,
+                "probed_config_reloads_total",
+                "Config reloads by result",
+                &["result"],
+            ),
+            check_duration,
+            registry: r,
+        }
+    }
+
+    /// Resolves the label values of one probe once.
+    pub fn probe(&self, name: &str, kind: &'static str) -> ProbeMetrics {
+        let l = &[name];
+        ProbeMetrics {
+            name: name.to_owned(),
+            kind,
+            success: self.probe_success.with_label_values(l),
+            duration: self.probe_duration.with_label_values(l),
+            http: (kind == "http").then(|| HttpMetrics {
+                status: self.probe_http_status.with_label_values(l),
+                phases: HTTP_PHASES.map(|ph| self.probe_http_phase.with_label_values(&[name, ph])),
+                redirects: self.probe_http_redirects.with_label_values(l),
+                body_len: self.probe_http_body_len.with_label_values(l),
+            }),
+            ssl_expiry: None,
+            ip_protocol: self.probe_ip_protocol.with_label_values(l),
+            runs_ok: self.runs.with_label_values(&[name, "success"]),
+            runs_failed: self.runs.with_label_values(&[name, "failure"]),
+            skipped_overlap: self.skipped.with_label_values(&[name, "overlap"]),
+            skipped_capacity: self.skipped.with_label_values(&[name, "capacity"]),
+            check_ok: self.check_duration.with_label_values(&[kind, "success"]),
+            check_failed: self.check_duration.with_label_values(&[kind, "failure"]),
+        }
+    }
+
+    /// Records an observation for a probe.
+    pub fn observe(&self, m: &mut ProbeMetrics, o: &Observation) {
+        m.success.set(if o.ok { 1.0 } else { 0.0 });
+        let secs = o.duration.as_secs_f64();
+        m.duration.set(secs);
+        if o.ok {
+            m.runs_ok.inc();
+            m.check_ok.observe(secs);
+        } else {
+            m.runs_failed.inc();
+            m.check_failed.observe(secs);
+        }
+        if let Some(h) = &m.http {
+            h.status.set(o.status_code.map(f64::from).unwrap_or(0.0));
+            for (i, ph) in HTTP_PHASES.iter().enumerate() {
+                let v = o
+                    .phases
+                    .iter()
+                    .find(|(n, _)| n == ph)
+                    .map(|(_, d)| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                h.phases[i].set(v);
+            }
+            h.redirects.set(o.redirects as f64);
+            h.body_len.set(o.size.unwrap_or(0) as f64);
+        }
+        if let Some(ip) = o.ip {
+            m.ip_protocol.set(if ip.is_ipv4() { 4.0 } else { 6.0 });
+        }
+        if let Some(exp) = o.cert_expiry {
+            let g = m
+                .ssl_expiry
+                .get_or_insert_with(|| self.probe_ssl_expiry.with_label_values(&[m.name.as_str()]));
+            g.set(exp as f64);
+        }
+    }
+
+    /// Removes a probe's series (it was removed from the config).
+    pub fn forget(&self, name: &str) {
+        let l = &[name];
+        let _ = self.probe_success.remove_label_values(l);
+        let _ = self.probe_duration.remove_label_values(l);
+        let _ = self.probe_http_status.remove_label_values(l);
+        let _ = self.probe_http_redirects.remove_label_values(l);
+        let _ = self.probe_http_body_len.remove_label_values(l);
+        let _ = self.probe_ssl_expiry.remove_label_values(l);
+        let _ = self.probe_ip_protocol.remove_label_values(l);
+        for ph in HTTP_PHASES {
+            let _ = self.probe_http_phase.remove_label_values(&[name, ph]);
+        }
+        for r in ["success", "failure"] {
+            let _ = self.runs.remove_label_values(&[name, r]);
+        }
+        for r in ["overlap", "capacity"] {
+            let _ = self.skipped.remove_label_values(&[name, r]);
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// One probe's resolved metric handles.
+pub struct ProbeMetrics {
+    name: String,
+    pub kind: &'static str,
+    success: Gauge,
+    duration: Gauge,
+    http: Option<HttpMetrics>,
+    ssl_expiry: Option<Gauge>,
+    ip_protocol: Gauge,
+    runs_ok: IntCounter,
+    runs_failed: IntCounter,
+    pub skipped_overlap: IntCounter,
+    pub skipped_capacity: IntCounter,
+    check_ok: Histogram,
+    check_failed: Histogram,
+}
+
+struct HttpMetrics {
+    status: Gauge,
+    phases: [Gauge; 5],
+    redirects: Gauge,
+    body_len: Gauge,
+}

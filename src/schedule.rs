@@ -1,0 +1,423 @@
+//! The scheduler: one task and one timer per probe.
+//!
+//! Timing rules, in order of importance:
+//!
+//! * **Spread.** A probe's runs fall at a fixed phase of its interval, derived from a hash of
+//!   its name and aligned to the wall clock: `t mod every == hash(name) mod every`. Ten
+//!   thousand probes on a 30 s interval start at ten thousand different instants, the same
+//!   ones after every restart, and never in one synchronized burst against what they watch.
+//!   Cron schedules fire at their times plus a small hashed offset (at most a tenth of the
+//!   gap between fires, at most 10 s).
+//! * **Monotonic.** After the first fire, ticks advance on `tokio::time::Instant` by whole
+//!   intervals, so a wall-clock step (NTP) neither fires every probe at once nor stretches a
+//!   gap.
+//! * **No overlap.** A run happens inside its probe's task, so the next tick cannot start
+//!   while the previous run is still going. Ticks that pass meanwhile are *skipped and
+//!   counted* (`probed_runs_skipped_total{reason="overlap"}`), never queued to fire in a burst.
+//! * **Deadline.** Every run has one: `timeout` from its scheduled start. The check honours it
+//!   itself (so it can say which phase ran out of time); a hard stop 250 ms later is the
+//!   backstop.
+//! * **Caps.** A global semaphore bounds checks in flight; a per-host one bounds checks
+//!   against one host. Waiting for a per-host slot counts against the deadline: when every
+//!   slot is held by checks the host is not answering, the run is `down` saying so. A run that
+//!   finds no global slot before its deadline is skipped and counted (it is the daemon's own
+//!   limit, not the target's fault), never reported as the target being down.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ProbeConfig, Schedule};
+use crate::evaluate::{Transition, Verdicts};
+use crate::metrics::{Metrics, ProbeMetrics};
+use crate::probe::{CheckCx, Env, Observation, Probe};
+use crate::store::{HourRollup, LastResult, Record, StateChange, Store};
+
+/// Hard stop after a check's own deadline, should the check overrun it.
+const BACKSTOP: Duration = Duration::from_millis(250);
+
+/// What probe tasks share.
+pub struct Runner {
+    pub env: Env,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub global: Arc<Semaphore>,
+    pub max_concurrent: usize,
+    pub max_per_host: usize,
+    /// Runs skipped, all probes together (overlap or no global slot).
+    pub skipped_total: std::sync::atomic::AtomicU64,
+    hosts: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Runner {
+    pub fn new(
+        env: Env,
+        store: Store,
+        metrics: Metrics,
+        max_concurrent: usize,
+        max_per_host: usize,
+    ) -> Runner {
+        Runner {
+            env,
+            store,
+            metrics,
+            global: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            max_concurrent: max_concurrent.max(1),
+            max_per_host: max_per_host.max(1),
+            skipped_total: Default::default(),
+            hosts: Default::default(),
+        }
+    }
+
+    /// The per-host semaphore for `host`, shared by every probe of that host.
+    pub fn host_slot(&self, host: &str) -> Arc<Semaphore> {
+        self.hosts
+            .lock()
+            .unwrap()
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.max_per_host)))
+            .clone()
+    }
+}
+
+/// One configured probe as the daemon runs it; shared with the API.
+pub struct ProbeEntry {
+    pub cfg: Arc<ProbeConfig>,
+    pub id: i64,
+    pub live: Mutex<Live>,
+}
+
+/// What the daemon knows of a probe right now.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub verdicts: Verdicts,
+    pub last: Option<LastResult>,
+    pub window: UptimeWindow,
+}
+
+/// Runs and successes per hour over the last 24 hours (plus the current hour).
+#[derive(Debug, Clone, Default)]
+pub struct UptimeWindow {
+    hours: VecDeque<HourRollup>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl UptimeWindow {
+    pub fn from_rollups(r: Vec<HourRollup>) -> UptimeWindow {
+        let mut w = UptimeWindow {
+            hours: r.into_iter().collect(),
+        };
+        while w.hours.len() > 25 {
+            w.hours.pop_front();
+        }
+        w
+    }
+
+    pub fn add(&mut self, at: i64, ok: bool) {
+        let hour = at - at.rem_euclid(HOUR_MS);
+        match self.hours.back_mut() {
+            Some(h) if h.hour == hour => {
+                h.runs += 1;
+                h.ok += ok as u64;
+            }
+            Some(h) if h.hour > hour => {} // clock stepped back: keep the newer hour
+            _ => {
+                self.hours.push_back(HourRollup {
+                    hour,
+                    runs: 1,
+                    ok: ok as u64,
+                });
+                if self.hours.len() > 25 {
+                    self.hours.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Percentage of successful runs in the last 24 hours, if any ran.
+    pub fn uptime_24h(&self, now: i64) -> Option<f64> {
+        let from = now - 24 * HOUR_MS;
+        let (runs, ok) = self
+            .hours
+            .iter()
+            .filter(|h| h.hour + HOUR_MS > from)
+            .fold((0u64, 0u64), |(r, o), h| (r + h.runs, o + h.ok));
+        (runs > 0).then(|| ok as f64 * 100.0 / runs as f64)
+    }
+}
+
+/// FNV-1a: a hash that is the same on every build and platform, so spread phases survive
+/// upgrades.
+pub fn stable_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Delay until the probe's first fire: the next wall-clock instant whose phase within the
+/// interval equals the hash of the name.
+pub fn first_delay(name: &str, interval: Duration, now_wall: Duration) -> Duration {
+    let iv = interval.as_nanos().max(1);
+    let offset = stable_hash(name) as u128 % iv;
+    let phase = now_wall.as_nanos() % iv;
+    Duration::from_nanos(((offset + iv - phase) % iv) as u64)
+}
+
+fn wall_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Runs one probe until `cancel` fires.
+pub async fn run_probe(
+    runner: Arc<Runner>,
+    entry: Arc<ProbeEntry>,
+    probe: Probe,
+    mut metrics: ProbeMetrics,
+    cancel: CancellationToken,
+) {
+    let cfg = entry.cfg.clone();
+    let host_slot = cfg.spec.target_host().map(|h| runner.host_slot(&h));
+    let mut next = match &cfg.schedule {
+        Schedule::Every(iv) => Instant::now() + first_delay(&cfg.name, *iv, wall_now()),
+        Schedule::Cron { .. } => match next_cron(&cfg) {
+            Some(t) => t,
+            None => {
+                tracing::warn!(probe = %cfg.name, "cron schedule has no future fire time; not running");
+                return;
+            }
+        },
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let lag = Instant::now().saturating_duration_since(next);
+        runner.metrics.schedule_lag.observe(lag.as_secs_f64());
+        // The deadline runs from the scheduled start, so lag never extends a run past its
+        // interval.
+        let deadline = next + cfg.timeout;
+        let run = run_once(
+            &runner,
+            &entry,
+            &probe,
+            host_slot.as_ref(),
+            deadline,
+            &mut metrics,
+        );
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = run => {}
+        }
+        next = match &cfg.schedule {
+            Schedule::Every(iv) => {
+                let mut n = next + *iv;
+                let now = Instant::now();
+                if n <= now {
+                    let behind = now.duration_since(n).as_nanos() / iv.as_nanos().max(1) + 1;
+                    metrics.skipped_overlap.inc_by(behind as u64);
+                    runner
+                        .skipped_total
+                        .fetch_add(behind as u64, std::sync::atomic::Ordering::Relaxed);
+                    n += *iv * behind as u32;
+                }
+                n
+            }
+            Schedule::Cron { .. } => match next_cron(&cfg) {
+                Some(t) => t.max(next + Duration::from_millis(1)),
+                None => return,
+            },
+        };
+    }
+}
+
+/// The next cron fire as an `Instant`, plus the probe's hashed offset.
+fn next_cron(cfg: &ProbeConfig) -> Option<Instant> {
+    let Schedule::Cron { schedule, .. } = &cfg.schedule else {
+        return None;
+    };
+    let now = chrono::Utc::now();
+    let mut upcoming = schedule.after(&now);
+    let fire = upcoming.next()?;
+    let gap = upcoming
+        .next()
+        .and_then(|f2| (f2 - fire).to_std().ok())
+        .unwrap_or(Duration::from_secs(60));
+    let spread_max = (gap / 10).min(Duration::from_secs(10)).as_millis().max(1) as u64;
+    let offset = Duration::from_millis(stable_hash(&cfg.name) % spread_max);
+    let wait = (fire - now).to_std().unwrap_or_default() + offset;
+    Some(Instant::now() + wait)
+}
+
+/// One run: take the slots, check within the deadline, record the observation.
+async fn run_once(
+    runner: &Runner,
+    entry: &ProbeEntry,
+    probe: &Probe,
+    host_slot: Option<&Arc<Semaphore>>,
+    deadline: Instant,
+    metrics: &mut ProbeMetrics,
+) {
+    let cfg = &entry.cfg;
+    let at = crate::time::now_ms();
+    let _global: OwnedSemaphorePermit = match runner.global.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            match tokio::time::timeout_at(deadline, runner.global.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    metrics.skipped_capacity.inc();
+                    runner
+                        .skipped_total
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        probe = %cfg.name,
+                        max_concurrent = runner.max_concurrent,
+                        "run skipped: every global check slot stayed busy until its deadline"
+                    );
+                    return;
+                }
+            }
+        }
+    };
+    let _host = match host_slot {
+        None => None,
+        Some(sem) => match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            _ => {
+                let obs = Observation::default().fail(format!(
+                    "not started: {} checks to {} were still waiting for answers at the deadline \
+                     (max_per_host); the host is not answering in time",
+                    runner.max_per_host,
+                    cfg.spec.target_host().unwrap_or_default()
+                ));
+                record(runner, entry, metrics, at, obs);
+                return;
+            }
+        },
+    };
+    runner.metrics.in_flight.inc();
+    let cx = CheckCx {
+        env: &runner.env,
+        deadline,
+    };
+    let started = Instant::now();
+    let obs = match tokio::time::timeout_at(deadline + BACKSTOP, probe.check(&cx)).await {
+        Ok(o) => o,
+        Err(_) => Observation {
+            duration: started.elapsed(),
+            ..Default::default()
+        }
+        .fail(format!(
+            "timed out after {} (hard deadline)",
+            crate::units::format_duration(cfg.timeout)
+        )),
+    };
+    runner.metrics.in_flight.dec();
+    record(runner, entry, metrics, at, obs);
+}
+
+/// Feeds an observation to the state machine, the metrics and the store. Never waits.
+pub fn record(
+    runner: &Runner,
+    entry: &ProbeEntry,
+    metrics: &mut ProbeMetrics,
+    at: i64,
+    obs: Observation,
+) {
+    let cfg = &entry.cfg;
+    let (transition, verdicts): (Option<Transition>, Verdicts) = {
+        let mut live = entry.live.lock().unwrap();
+        let t = live
+            .verdicts
+            .observe(obs.ok, at, obs.error.as_deref(), &cfg.alert);
+        live.last = Some(LastResult {
+            at,
+            ok: obs.ok,
+            duration_us: obs.duration.as_micros() as i64,
+            error: obs.error.clone(),
+            status_code: obs.status_code,
+        });
+        live.window.add(at, obs.ok);
+        (t, live.verdicts.clone())
+    };
+    runner.metrics.observe(metrics, &obs);
+    if let Some(t) = transition {
+        match t.to {
+            crate::evaluate::State::Down => tracing::warn!(
+                probe = %cfg.name, from = %t.from, reason = t.reason.as_deref().unwrap_or(""),
+                "probe is down"
+            ),
+            to => {
+                tracing::info!(probe = %cfg.name, from = %t.from, to = %to, "probe state changed")
+            }
+        }
+        runner.store.state_change(StateChange {
+            probe_id: entry.id,
+            transition: t,
+            verdicts: verdicts.clone(),
+        });
+    }
+    runner.store.record(Record {
+        probe_id: entry.id,
+        at,
+        obs,
+        verdicts,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_deterministic_and_even() {
+        let iv = Duration::from_secs(30);
+        let now = Duration::from_secs(1_000_000);
+        // Same name, same phase, whatever the start time.
+        let a = first_delay("api", iv, now);
+        let b = first_delay("api", iv, now + Duration::from_secs(7));
+        assert_eq!(
+            (now + a).as_nanos() % iv.as_nanos(),
+            (now + Duration::from_secs(7) + b).as_nanos() % iv.as_nanos()
+        );
+        // 10,000 probes: no millisecond holds more than a handful of starts, and the starts
+        // cover the interval.
+        let mut per_ms = vec![0u32; 30_000];
+        for i in 0..10_000 {
+            let d = first_delay(&format!("probe-{i}"), iv, now);
+            assert!(d < iv);
+            per_ms[d.as_millis() as usize] += 1;
+        }
+        let busiest = *per_ms.iter().max().unwrap();
+        assert!(busiest <= 6, "{busiest} probes start in one millisecond");
+        let used_seconds = (0..30)
+            .filter(|s| per_ms[s * 1000..(s + 1) * 1000].iter().any(|&n| n > 0))
+            .count();
+        assert_eq!(used_seconds, 30);
+    }
+
+    #[test]
+    fn uptime_window() {
+        let mut w = UptimeWindow::default();
+        let t0 = 100 * HOUR_MS;
+        for i in 0..10 {
+            w.add(t0 + i * 1000, i != 3);
+        }
+        assert_eq!(w.uptime_24h(t0 + 10_000), Some(90.0));
+        // 30 hours later the old hour is outside the window.
+        w.add(t0 + 30 * HOUR_MS, true);
+        assert_eq!(w.uptime_24h(t0 + 30 * HOUR_MS), Some(100.0));
+        assert_eq!(UptimeWindow::default().uptime_24h(t0), None);
+    }
+}

@@ -1,0 +1,608 @@
+//! The store: one SQLite file (`data_dir/probed.db`, WAL) holding results, probe state,
+//! hourly rollups and state changes.
+//!
+//! Writes go through one writer task ([`Writer::run`]) that drains a bounded queue and
+//! commits whatever has accumulated in one transaction, so a burst of results costs one
+//! fsync, not hundreds. A probe never waits on it: [`Store::record`] is a `try_send`; when
+//! the queue is full the result is dropped *and counted* (`probed_store_dropped_total`).
+//! State changes travel on their own unbounded channel (there is at most one per probe run,
+//! and they are never dropped), and are written in the same transaction as the batch.
+//! Reads go through a separate pool, so the API never queues behind the writer.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::evaluate::{State, Transition, Verdicts};
+use crate::probe::Observation;
+
+/// Store errors, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("cannot migrate {path}: {source}")]
+    Migrate {
+        path: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// One result on its way to the writer.
+#[derive(Debug)]
+pub struct Record {
+    pub probe_id: i64,
+    /// Wall-clock start of the run, unix ms.
+    pub at: i64,
+    pub obs: Observation,
+    /// The probe's state after this result, persisted so a restart resumes it.
+    pub verdicts: Verdicts,
+}
+
+/// A state change on its way to the writer (never dropped).
+#[derive(Debug)]
+pub struct StateChange {
+    pub probe_id: i64,
+    pub transition: Transition,
+    pub verdicts: Verdicts,
+}
+
+/// Counters the writer keeps, read by `/metrics` and the status API.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+    pub batches: AtomicU64,
+    pub write_errors: AtomicU64,
+    /// Consecutive failed commits (0 when the last one succeeded).
+    pub failing_streak: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// Handle to the store, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    read: SqlitePool,
+    write: SqlitePool,
+    results: mpsc::Sender<Record>,
+    changes: mpsc::UnboundedSender<StateChange>,
+    pub stats: Arc<StoreStats>,
+    queue_capacity: usize,
+}
+
+/// The writer task's half. Run it with [`Writer::run`].
+pub struct Writer {
+    write: SqlitePool,
+    results: mpsc::Receiver<Record>,
+    changes: mpsc::UnboundedReceiver<StateChange>,
+    stats: Arc<StoreStats>,
+}
+
+/// A probe's persisted state, read at start to resume.
+#[derive(Debug, Clone)]
+pub struct SavedProbe {
+    pub id: i64,
+    pub verdicts: Verdicts,
+    pub last: Option<LastResult>,
+}
+
+/// The latest result of a probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastResult {
+    pub at: i64,
+    pub ok: bool,
+    pub duration_us: i64,
+    pub error: Option<String>,
+    pub status_code: Option<u16>,
+}
+
+/// A stored result, as the API returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    /// RFC 3339 time of the run.
+    pub at: String,
+    pub at_ms: i64,
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub phases: Option<serde_json::Value>,
+    pub ip: Option<String>,
+    pub cert_expiry: Option<i64>,
+    pub size: Option<i64>,
+}
+
+/// Runs per hour for one probe (from `rollups_hourly`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourRollup {
+    pub hour: i64,
+    pub runs: u64,
+    pub ok: u64,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl Store {
+    /// Opens (creating if needed) `data_dir/probed.db` and applies migrations.
+    pub async fn open(data_dir: &Path, queue: usize) -> Result<(Store, Writer), StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let file = data_dir.join("probed.db");
+        let path = file.display().to_string();
+        let opts = SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("temp_store", "memory");
+        // One connection for writes: SQLite has one writer anyway, and this makes the
+        // writer task and the few other writes (probe registration, retention) take turns.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        sqlx::migrate!()
+            .run(&write)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.clone(),
+                source,
+            })?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.pragma("query_only", "true"))
+            .await
+            .map_err(|source| StoreError::Open { path, source })?;
+        let queue = queue.max(1);
+        let (rtx, rrx) = mpsc::channel(queue);
+        let (ctx, crx) = mpsc::unbounded_channel();
+        let stats = Arc::new(StoreStats::default());
+        Ok((
+            Store {
+                read,
+                write: write.clone(),
+                results: rtx,
+                changes: ctx,
+                stats: stats.clone(),
+                queue_capacity: queue,
+            },
+            Writer {
+                write,
+                results: rrx,
+                changes: crx,
+                stats,
+            },
+        ))
+    }
+
+    /// Queues a result for the writer without waiting. When the queue is full the result is
+    /// dropped and counted; returns false then.
+    pub fn record(&self, r: Record) -> bool {
+        match self.results.try_send(r) {
+            Ok(()) => true,
+            Err(_) => {
+                let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = n,
+                        "store queue full: result dropped (the writer is behind or failing)"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Queues a state change. Never dropped while the writer runs.
+    pub fn state_change(&self, c: StateChange) {
+        if self.changes.send(c).is_err() {
+            tracing::error!("store writer has stopped: a state change was not persisted");
+        }
+    }
+
+    /// Results waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.queue_capacity - self.results.capacity()
+    }
+
+    /// Makes sure every probe has a row; returns each one's id and saved state.
+    pub async fn register(
+        &self,
+        probes: &[(String, &'static str)],
+    ) -> Result<HashMap<String, SavedProbe>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        for chunk in probes.chunks(400) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO probes (name, kind) ");
+            q.push_values(chunk, |mut b, (name, kind)| {
+                b.push_bind(name.clone()).push_bind(*kind);
+            });
+            q.push(" ON CONFLICT(name) DO UPDATE SET kind = excluded.kind");
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        let rows = sqlx::query(
+            "SELECT id, name, state, state_since, consecutive_failures, consecutive_successes, \
+             last_checked_at, last_ok, last_duration_us, last_error FROM probes",
+        )
+        .fetch_all(&self.write)
+        .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let name: String = r.get("name");
+            let last = r
+                .get::<Option<i64>, _>("last_checked_at")
+                .map(|at| LastResult {
+                    at,
+                    ok: r.get::<Option<i64>, _>("last_ok") == Some(1),
+                    duration_us: r.get::<Option<i64>, _>("last_duration_us").unwrap_or(0),
+                    error: r.get("last_error"),
+                    status_code: None,
+                });
+            out.insert(
+                name,
+                SavedProbe {
+                    id: r.get("id"),
+                    verdicts: Verdicts {
+                        state: State::parse(r.get("state")).unwrap_or(State::Pending),
+                        since: r.get("state_since"),
+                        consecutive_failures: r.get::<i64, _>("consecutive_failures") as u32,
+                        consecutive_successes: r.get::<i64, _>("consecutive_successes") as u32,
+                    },
+                    last,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Hourly rollups since `since_ms`, by probe id (oldest first).
+    pub async fn rollups_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<HashMap<i64, Vec<HourRollup>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT probe_id, hour, runs, ok FROM rollups_hourly WHERE hour >= ? \
+             ORDER BY probe_id, hour",
+        )
+        .bind(since_ms - since_ms.rem_euclid(HOUR_MS))
+        .fetch_all(&self.read)
+        .await?;
+        let mut out: HashMap<i64, Vec<HourRollup>> = HashMap::new();
+        for r in rows {
+            out.entry(r.get("probe_id")).or_default().push(HourRollup {
+                hour: r.get("hour"),
+                runs: r.get::<i64, _>("runs") as u64,
+                ok: r.get::<i64, _>("ok") as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest results of a probe (newest first), at most `limit`, before `before_ms`.
+    pub async fn results(
+        &self,
+        probe: &str,
+        limit: u32,
+        before_ms: Option<i64>,
+    ) -> Result<Option<Vec<ResultRow>>, StoreError> {
+        let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM probes WHERE name = ?")
+            .bind(probe)
+            .fetch_optional(&self.read)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT at, ok, duration_us, status_code, error, phases, ip, cert_expiry, size \
+             FROM results WHERE probe_id = ? AND at < ? ORDER BY at DESC LIMIT ?",
+        )
+        .bind(id)
+        .bind(before_ms.unwrap_or(i64::MAX))
+        .bind(limit.min(10_000) as i64)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|r| {
+                    let at: i64 = r.get("at");
+                    ResultRow {
+                        at: crate::time::rfc3339(at),
+                        at_ms: at,
+                        ok: r.get::<i64, _>("ok") != 0,
+                        latency_ms: r.get::<i64, _>("duration_us") as f64 / 1000.0,
+                        status_code: r.get("status_code"),
+                        error: r.get("error"),
+                        phases: r
+                            .get::<Option<String>, _>("phases")
+                            .and_then(|p| serde_json::from_str(&p).ok()),
+                        ip: r.get("ip"),
+                        cert_expiry: r.get("cert_expiry"),
+                        size: r.get("size"),
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// Deletes raw results older than `keep`; rollups are kept 400 days. Deletes probe by
+    /// probe in bounded chunks, so the writer is never blocked for long.
+    pub async fn prune(&self, keep: Duration, now_ms: i64) -> Result<u64, StoreError> {
+        let cutoff = now_ms - keep.as_millis() as i64;
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM probes")
+            .fetch_all(&self.read)
+            .await?;
+        let mut deleted = 0;
+        for id in ids {
+            loop {
+                let n = sqlx::query(
+                    "DELETE FROM results WHERE probe_id = ?1 AND at IN \
+                     (SELECT at FROM results WHERE probe_id = ?1 AND at < ?2 LIMIT 5000)",
+                )
+                .bind(id)
+                .bind(cutoff)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+                deleted += n;
+                if n < 5000 {
+                    break;
+                }
+            }
+        }
+        sqlx::query("DELETE FROM rollups_hourly WHERE hour < ?")
+            .bind(now_ms - 400 * 24 * HOUR_MS)
+            .execute(&self.write)
+            .await?;
+        Ok(deleted)
+    }
+
+    /// Closes both pools (after the writer has finished).
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// Most results committed in one transaction.
+const MAX_BATCH: usize = 4096;
+/// Rows per INSERT statement (10 parameters each, well under SQLite's limit).
+const ROWS_PER_INSERT: usize = 200;
+
+impl Writer {
+    /// Writes until `cancel` fires and the queue is drained (or `grace` passes after
+    /// cancellation). A failed commit is retried with backoff, keeping its batch; while it
+    /// fails the queue fills and new results are dropped and counted.
+    pub async fn run(mut self, cancel: CancellationToken, grace: Duration) {
+        let mut results = Vec::with_capacity(MAX_BATCH);
+        let mut changes = Vec::new();
+        let mut backoff = Duration::from_millis(100);
+        let mut draining_since: Option<tokio::time::Instant> = None;
+        loop {
+            if results.is_empty() && changes.is_empty() {
+                if draining_since.is_some() {
+                    // Cancelled and drained: whatever still arrives is taken below.
+                    match (self.results.try_recv(), self.changes.try_recv()) {
+                        (Err(_), Err(_)) => break,
+                        (r, c) => {
+                            results.extend(r.ok());
+                            changes.extend(c.ok());
+                        }
+                    }
+                } else {
+                    tokio::select! {
+                        biased;
+                        Some(c) = self.changes.recv() => changes.push(c),
+                        Some(r) = self.results.recv() => results.push(r),
+                        _ = cancel.cancelled() => {
+                            draining_since = Some(tokio::time::Instant::now());
+                            continue;
+                        }
+                    }
+                }
+            }
+            while results.len() < MAX_BATCH {
+                match self.results.try_recv() {
+                    Ok(r) => results.push(r),
+                    Err(_) => break,
+                }
+            }
+            while let Ok(c) = self.changes.try_recv() {
+                changes.push(c);
+            }
+            match self.commit(&results, &changes).await {
+                Ok(()) => {
+                    let s = &self.stats;
+                    s.written.fetch_add(results.len() as u64, Ordering::Relaxed);
+                    s.batches.fetch_add(1, Ordering::Relaxed);
+                    if s.failing_streak.swap(0, Ordering::Relaxed) > 0 {
+                        tracing::info!("store writes work again");
+                        *s.last_error.lock().unwrap() = None;
+                    }
+                    results.clear();
+                    changes.clear();
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    let s = &self.stats;
+                    s.write_errors.fetch_add(1, Ordering::Relaxed);
+                    let streak = s.failing_streak.fetch_add(1, Ordering::Relaxed) + 1;
+                    if streak.is_power_of_two() {
+                        tracing::error!(error = %e, streak, pending = results.len(), "store write failed; retrying");
+                    }
+                    *s.last_error.lock().unwrap() = Some(e.to_string());
+                    let give_up = draining_since.is_some_and(|t| t.elapsed() >= grace);
+                    if give_up {
+                        s.dropped.fetch_add(results.len() as u64, Ordering::Relaxed);
+                        tracing::error!(
+                            lost = results.len(),
+                            changes = changes.len(),
+                            "shutting down with unwritten results"
+                        );
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, results: &[Record], changes: &[StateChange]) -> Result<(), sqlx::Error> {
+        let mut tx = self.write.begin().await?;
+        for chunk in results.chunks(ROWS_PER_INSERT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR REPLACE INTO results \
+                 (probe_id, at, ok, duration_us, status_code, error, phases, ip, cert_expiry, size) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let o = &r.obs;
+                b.push_bind(r.probe_id)
+                    .push_bind(r.at)
+                    .push_bind(o.ok as i64)
+                    .push_bind(o.duration.as_micros() as i64)
+                    .push_bind(o.status_code.map(i64::from))
+                    .push_bind(o.error.clone())
+                    .push_bind(phases_json(o))
+                    .push_bind(o.ip.map(|ip| ip.to_string()))
+                    .push_bind(o.cert_expiry)
+                    .push_bind(o.size.map(|s| s as i64));
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        // Rollups: one upsert per (probe, hour) in this batch.
+        let mut hours: HashMap<(i64, i64), (i64, i64, i64, i64)> = HashMap::new();
+        for r in results {
+            let e = hours
+                .entry((r.probe_id, r.at - r.at.rem_euclid(HOUR_MS)))
+                .or_default();
+            let us = r.obs.duration.as_micros() as i64;
+            e.0 += 1;
+            e.1 += r.obs.ok as i64;
+            e.2 += us;
+            e.3 = e.3.max(us);
+        }
+        let hours: Vec<_> = hours.into_iter().collect();
+        for chunk in hours.chunks(ROWS_PER_INSERT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO rollups_hourly (probe_id, hour, runs, ok, sum_duration_us, max_duration_us) ",
+            );
+            q.push_values(chunk, |mut b, ((id, hour), (runs, ok, sum, max))| {
+                b.push_bind(*id)
+                    .push_bind(*hour)
+                    .push_bind(*runs)
+                    .push_bind(*ok)
+                    .push_bind(*sum)
+                    .push_bind(*max);
+            });
+            q.push(
+                " ON CONFLICT(probe_id, hour) DO UPDATE SET runs = runs + excluded.runs, \
+                 ok = ok + excluded.ok, sum_duration_us = sum_duration_us + excluded.sum_duration_us, \
+                 max_duration_us = max(max_duration_us, excluded.max_duration_us)",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        // Probe state: the latest result of each probe in this batch.
+        let mut latest: HashMap<i64, &Record> = HashMap::new();
+        for r in results {
+            latest
+                .entry(r.probe_id)
+                .and_modify(|cur| {
+                    if r.at >= cur.at {
+                        *cur = r
+                    }
+                })
+                .or_insert(r);
+        }
+        let latest: Vec<&Record> = latest.into_values().collect();
+        for chunk in latest.chunks(ROWS_PER_INSERT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "UPDATE probes SET state = v.column2, state_since = v.column3, \
+                 consecutive_failures = v.column4, consecutive_successes = v.column5, \
+                 last_checked_at = v.column6, last_ok = v.column7, last_duration_us = v.column8, \
+                 last_error = v.column9 FROM (",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.probe_id)
+                    .push_bind(r.verdicts.state.as_str())
+                    .push_bind(r.verdicts.since)
+                    .push_bind(r.verdicts.consecutive_failures as i64)
+                    .push_bind(r.verdicts.consecutive_successes as i64)
+                    .push_bind(r.at)
+                    .push_bind(r.obs.ok as i64)
+                    .push_bind(r.obs.duration.as_micros() as i64)
+                    .push_bind(r.obs.error.clone());
+            });
+            q.push(") AS v WHERE probes.id = v.column1");
+            q.build().execute(&mut *tx).await?;
+        }
+        for c in changes {
+            sqlx::query(
+                "INSERT INTO state_changes (probe_id, at, from_state, to_state, reason) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(c.probe_id)
+            .bind(c.transition.at)
+            .bind(c.transition.from.as_str())
+            .bind(c.transition.to.as_str())
+            .bind(c.transition.reason.clone())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE probes SET state = ?, state_since = ?, consecutive_failures = ?, \
+                 consecutive_successes = ? WHERE id = ?",
+            )
+            .bind(c.verdicts.state.as_str())
+            .bind(c.verdicts.since)
+            .bind(c.verdicts.consecutive_failures as i64)
+            .bind(c.verdicts.consecutive_successes as i64)
+            .bind(c.probe_id)
+            .execute(&mut *tx)
+            .await?;
+            // Seam for paging: the alert outbox row for this change is inserted here, in the
+            // same transaction.
+        }
+        tx.commit().await
+    }
+}
+
+fn phases_json(o: &Observation) -> Option<String> {
+    if o.phases.is_empty() {
+        return None;
+    }
+    let mut s = String::with_capacity(16 * o.phases.len());
+    s.push('{');
+    for (i, (name, d)) in o.phases.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        // Milliseconds with microsecond precision.
+        s.push_str(&format!("\"{name}\":{:.3}", d.as_secs_f64() * 1000.0));
+    }
+    s.push('}');
+    Some(s)
+}

@@ -1,0 +1,283 @@
+//! End to end: the real `probed` and `probectl` binaries against local targets.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Daemon, Target, probectl, wait_for};
+
+fn one_probe(name: &str, url: &str, every: &str, after: u32) -> String {
+    format!(
+        "probes:\n  - name: {name}\n    kind: http\n    every: {every}\n    timeout: 250ms\n    \
+         request: {{ url: \"{url}\" }}\n    alert: {{ after: {after}, recover_after: 1 }}\n"
+    )
+}
+
+/// The issue's acceptance test: a target goes off and on; `probectl status --json` follows
+/// up -> down -> up within `after x every` plus a second, and the results are in SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_off_and_on_goes_up_down_up() {
+    let mut target = Target::start().await;
+    let every = Duration::from_millis(500);
+    let after = 2u32;
+    let mut d = Daemon::new(&one_probe("web", &target.url("/"), "500ms", after), "");
+    d.start();
+    let bound = every * after + Duration::from_secs(1);
+
+    d.wait_state("web", "up", Duration::from_secs(10));
+    let (v, code) = d.status();
+    assert_eq!(code, 0, "all up is exit 0: {v}");
+    assert_eq!(v["daemon"]["alive"], true);
+    let p = &v["probes"][0];
+    assert_eq!(p["kind"], "http");
+    assert!(p["last_latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(p["last_checked_at"].as_str().unwrap().ends_with('Z'));
+
+    target.off();
+    let took = d.wait_state("web", "down", bound + Duration::from_secs(5));
+    assert!(took <= bound, "down after {took:?}, bound {bound:?}");
+    let (v, code) = d.status();
+    assert_eq!(code, 2, "something down is exit 2: {v}");
+    let err = v["probes"][0]["last_error"].as_str().unwrap();
+    assert!(err.contains("refused"), "reason names the refusal: {err}");
+
+    target.on().await;
+    let took = d.wait_state("web", "up", bound + Duration::from_secs(5));
+    assert!(took <= bound, "up again after {took:?}, bound {bound:?}");
+
+    // The table form shows the probe and its state.
+    let out = d.probectl(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("web") && table.contains("UP"), "{table}");
+
+    // history through the API, newest first, with failures in it.
+    let out = d.probectl(&["history", "web", "--json", "-n", "1000"]);
+    assert!(out.status.success());
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = h["results"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["ok"] == false));
+    assert!(rows.iter().any(|r| r["ok"] == true));
+
+    // Stop cleanly; everything is in SQLite, including the state changes.
+    let st = d.stop();
+    assert!(st.success(), "SIGTERM exit: {st}\n{}", d.log());
+    let db = sqlite(&d.db()).await;
+    let (ok, failed): (i64, i64) = sqlx::query_as(
+        "SELECT sum(ok), sum(1 - ok) FROM results r JOIN probes p ON p.id = r.probe_id WHERE p.name = 'web'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(
+        ok >= 2 && failed >= after as i64,
+        "ok {ok}, failed {failed}"
+    );
+    let changes: Vec<(String, String)> =
+        sqlx::query_as("SELECT from_state, to_state FROM state_changes ORDER BY id")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let changes: Vec<String> = changes
+        .into_iter()
+        .map(|(a, b)| format!("{a}->{b}"))
+        .collect();
+    assert_eq!(changes, ["pending->up", "up->down", "down->up"]);
+}
+
+async fn sqlite(path: &std::path::Path) -> sqlx::SqlitePool {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true);
+    sqlx::SqlitePool::connect_with(opts).await.unwrap()
+}
+
+/// State survives a restart: a probe that was down comes back down, not pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_resumes_after_restart() {
+    let mut target = Target::start().await;
+    target.off();
+    let mut d = Daemon::new(&one_probe("gone", &target.url("/"), "300ms", 1), "");
+    d.start();
+    d.wait_state("gone", "down", Duration::from_secs(10));
+    assert!(d.stop().success());
+    d.start();
+    // The very first status after the restart already knows.
+    let (v, _) = d.status();
+    assert_eq!(v["probes"][0]["state"], "down", "{v}");
+    assert!(v["probes"][0]["since"].is_string());
+    assert!(v["probes"][0]["uptime_24h"].as_f64() == Some(0.0), "{v}");
+}
+
+/// SIGHUP reloads: a new probe appears; a broken config is refused and the last good one
+/// keeps running, with the failure visible in /healthz and status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reload_keeps_last_good_config() {
+    let target = Target::start().await;
+    let mut d = Daemon::new(&one_probe("first", &target.url("/a"), "300ms", 1), "");
+    d.start();
+    d.wait_state("first", "up", Duration::from_secs(10));
+
+    let two = format!(
+        "{}  - name: second\n    kind: http\n    every: 300ms\n    timeout: 200ms\n    request: {{ url: \"{}\" }}\n",
+        one_probe("first", &target.url("/a"), "300ms", 1),
+        target.url("/b")
+    );
+    d.write_probes(&two);
+    d.signal("HUP");
+    d.wait_state("second", "up", Duration::from_secs(10));
+
+    d.write_probes("probes:\n  - name: broken\n    kind: htp\n");
+    d.signal("HUP");
+    wait_for(Duration::from_secs(10), "the failed reload to show", || {
+        let (v, _) = d.status();
+        v["daemon"]["healthy"] == false
+    });
+    let (v, code) = d.status();
+    let names: Vec<&str> = v["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"], "last good config still runs");
+    assert_eq!(
+        code, 1,
+        "unhealthy daemon with all probes up is exit 1: {v}"
+    );
+    let problems = v["daemon"]["problems"].to_string();
+    assert!(problems.contains("reload"), "{problems}");
+    assert!(d.log().contains("did you mean"), "reload errors are logged");
+    assert!(d.stop().success());
+}
+
+/// `probectl status` when nothing listens: exit 3 and one clear line, no stack trace.
+#[test]
+fn status_without_daemon_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("probed.yaml");
+    std::fs::write(
+        &cfg,
+        format!("listen: 127.0.0.1:{}\nprobes: []\n", support::free_port()),
+    )
+    .unwrap();
+    let out = probectl(&cfg, &["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach probed at http://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let out = probectl(&cfg, &["status", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["daemon"]["alive"], false);
+}
+
+/// `probectl check-config`: a summary and exit 0, or every error and exit 1.
+#[test]
+fn check_config_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "probes:\n  - { name: a, kind: http, request: { url: \"http://127.0.0.1:1/\" } }\n",
+    )
+    .unwrap();
+    let out = probectl(&good, &["check-config"]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("ok: 1 probes (1 http)"), "{s}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "listen: nope\nprobes:\n  - { name: a, kind: http, timout: 1s, request: { url: \"http://x/\" } }\n  - { name: a, kind: http, request: { url: \"http://x/\" } }\n",
+    )
+    .unwrap();
+    let out = probectl(&bad, &["check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines.len() >= 3, "every error reported: {s}");
+    for l in &lines {
+        assert!(
+            l.starts_with(&format!("{}:", bad.display())),
+            "file:line:col form: {l}"
+        );
+    }
+    assert!(s.contains("did you mean \"timeout\""), "{s}");
+    assert!(s.contains("duplicate probe name"), "{s}");
+}
+
+/// `probectl run`: one check without the daemon; exit 0 up, 2 down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probectl_run_prints_phases_and_verdict() {
+    let mut target = Target::start().await;
+    let d = Daemon::new(&one_probe("web", &target.url("/x"), "10s", 1), "");
+    let out = d.probectl(&["run", "web"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    for phase in [
+        "resolve",
+        "connect",
+        "processing",
+        "transfer",
+        "total",
+        "status 200",
+    ] {
+        assert!(s.contains(phase), "{phase} missing in:\n{s}");
+    }
+    target.off();
+    let out = d.probectl(&["run", "web", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().unwrap().contains("refused"), "{v}");
+    let out = d.probectl(&["run", "wbe"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean \"web\""));
+}
+
+/// /metrics speaks the blackbox_exporter names with a `probe` label, plus probed_* metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_use_blackbox_names() {
+    let target = Target::start().await;
+    let mut d = Daemon::new(&one_probe("web", &target.url("/"), "300ms", 1), "");
+    d.start();
+    d.wait_state("web", "up", Duration::from_secs(10));
+    let text = http_get(&format!("{}/metrics", d.url())).await;
+    for want in [
+        "probe_success{probe=\"web\"} 1",
+        "probe_http_status_code{probe=\"web\"} 200",
+        "probe_http_duration_seconds{phase=\"connect\",probe=\"web\"}",
+        "probe_duration_seconds{probe=\"web\"}",
+        "probed_runs_total{probe=\"web\",result=\"success\"}",
+        "probed_schedule_lag_seconds_bucket",
+        "probed_store_queue_depth",
+        "probed_store_dropped_total 0",
+    ] {
+        assert!(text.contains(want), "{want} missing from /metrics:\n{text}");
+    }
+    let health = http_get(&format!("{}/healthz", d.url())).await;
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    assert!(d.stop().success());
+}
+
+async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}

@@ -1,0 +1,273 @@
+//! Test support: a local HTTP target that can be turned off and on, and a handle on the real
+//! `probed` binary running on a config written to a temp dir.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A tiny HTTP/1.1 server answering `200 ok` to everything, counting requests.
+pub struct Target {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicU64>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Target {
+    pub async fn start() -> Target {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut t = Target {
+            addr,
+            hits: Arc::new(AtomicU64::new(0)),
+            task: None,
+        };
+        t.serve(l);
+        t
+    }
+
+    fn serve(&mut self, l: TcpListener) {
+        let hits = self.hits.clone();
+        self.task = Some(tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    continue;
+                };
+                let hits = hits.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut n = 0;
+                    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf[n..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => n += k,
+                        }
+                        if n == buf.len() {
+                            return;
+                        }
+                    }
+                    hits.fetch_add(1, Ordering::Relaxed);
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        }));
+    }
+
+    /// Stops listening: connections are refused from now on.
+    pub fn off(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn on(&mut self) {
+        self.off();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => {
+                    self.serve(l);
+                    return;
+                }
+                // The aborted task's listener may take a moment to drop.
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::task::yield_now().await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("cannot re-bind {}: {e}", self.addr),
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+/// A free loopback port (bound, read back, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `probed` process on a config in its own temp dir.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub port: u16,
+    pub child: Option<Child>,
+}
+
+impl Daemon {
+    /// Writes `probed.yaml` (listen and data_dir filled in) plus `probes.yaml`.
+    pub fn new(probes_yaml: &str, extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("probed.yaml");
+        std::fs::write(
+            &config,
+            format!("listen: 127.0.0.1:{port}\ndata_dir: ./data\nprobes: probes.yaml\n{extra}"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("probes.yaml"), probes_yaml).unwrap();
+        Daemon {
+            dir,
+            config,
+            port,
+            child: None,
+        }
+    }
+
+    pub fn write_probes(&self, probes_yaml: &str) {
+        std::fs::write(self.dir.path().join("probes.yaml"), probes_yaml).unwrap();
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("data/probed.db")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the binary and waits until its API answers.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("probed.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_probed"))
+            .arg("-c")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start probed");
+        self.child = Some(child);
+        wait_for(Duration::from_secs(20), "probed to answer", || {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("probed exited early with {st}:\n{}", self.log());
+            }
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("probed.log")).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("probed did not exit within 20s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `probectl` with this daemon's config.
+    pub fn probectl(&self, args: &[&str]) -> Output {
+        probectl(&self.config, args)
+    }
+
+    /// `probectl status --json`, parsed, with its exit code.
+    pub fn status(&self) -> (serde_json::Value, i32) {
+        let out = self.probectl(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (v, out.status.code().unwrap_or(-1))
+    }
+
+    pub fn probe_state(&self, name: &str) -> String {
+        let (v, _) = self.status();
+        v["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["state"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| "absent".into())
+    }
+
+    /// Polls until probe `name` reaches `state`; returns how long it took.
+    pub fn wait_state(&self, name: &str, state: &str, limit: Duration) -> Duration {
+        let t0 = Instant::now();
+        wait_for(limit, &format!("{name} to be {state}"), || {
+            self.probe_state(name) == state
+        });
+        t0.elapsed()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn probectl(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_probectl"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("PROBED_URL")
+        .output()
+        .expect("run probectl")
+}
+
+/// Polls `cond` every 20 ms until it holds; panics naming `what` after `limit`. A bounded
+/// wait for a condition, not a sleep standing in for one.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        if t0.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
