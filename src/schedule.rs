@@ -260,7 +260,7 @@ fn next_cron(cfg: &ProbeConfig) -> Option<Instant> {
 }
 
 /// One run: take the slots, check within the deadline, record the observation.
-async fn run_once(
+pub(crate) async fn run_once(
     runner: &Runner,
     entry: &ProbeEntry,
     probe: &Probe,
@@ -379,6 +379,182 @@ pub fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A runner on a fresh store, and the entry and probe for one http probe from YAML.
+    async fn setup(
+        probe_yaml: &str,
+        max_concurrent: usize,
+        max_per_host: usize,
+    ) -> (
+        Arc<Runner>,
+        Arc<ProbeEntry>,
+        Probe,
+        ProbeMetrics,
+        tempfile::TempDir,
+        CancellationToken,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::load_str(
+            &format!("probes:\n  - {probe_yaml}\n"),
+            &dir.path().join("probed.yaml"),
+            &|_| None,
+        )
+        .unwrap();
+        let pc = cfg.probes[0].clone();
+        let (store, writer) = Store::open(&dir.path().join("data"), 1024).await.unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(writer.run(stop.clone(), Duration::from_secs(1)));
+        let ids = store
+            .register(&[(pc.name.clone(), pc.spec.kind())])
+            .await
+            .unwrap();
+        let runner = Arc::new(Runner::new(
+            Env::new(&[]).unwrap(),
+            store,
+            Metrics::new(),
+            max_concurrent,
+            max_per_host,
+        ));
+        let metrics = runner.metrics.probe(&pc.name, pc.spec.kind());
+        let probe = pc.spec.build().unwrap();
+        let entry = Arc::new(ProbeEntry {
+            id: ids[&pc.name].id,
+            cfg: Arc::new(pc),
+            live: Mutex::new(Live::default()),
+        });
+        (runner, entry, probe, metrics, dir, stop)
+    }
+
+    /// A server that accepts and never answers, counting connections open at once.
+    async fn hanging_server() -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (n, m) = (now.clone(), max.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let (n, m) = (n.clone(), m.clone());
+                tokio::spawn(async move {
+                    let open = n.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(open, Ordering::SeqCst);
+                    let mut buf = [0u8; 1024];
+                    // Read until the client gives up (closes), never answer.
+                    while let Ok(k) = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await {
+                        if k == 0 {
+                            break;
+                        }
+                    }
+                    n.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (addr, now, max)
+    }
+
+    #[tokio::test]
+    async fn per_host_cap_full_until_the_deadline_is_down_saying_so() {
+        let (runner, entry, probe, mut m, _dir, _stop) = setup(
+            "{ name: capped, kind: http, request: { url: 'http://127.0.0.1:9/' } }",
+            16,
+            1,
+        )
+        .await;
+        // Another check holds the only slot for host 127.0.0.1.
+        let held = runner.host_slot("127.0.0.1").acquire_owned().await.unwrap();
+        let deadline = Instant::now() + Duration::from_millis(150);
+        run_once(
+            &runner,
+            &entry,
+            &probe,
+            Some(&runner.host_slot("127.0.0.1")),
+            deadline,
+            &mut m,
+        )
+        .await;
+        let last = entry.live.lock().unwrap().last.clone().unwrap();
+        assert!(!last.ok);
+        assert_eq!(
+            last.error.as_deref(),
+            Some(
+                "not started: 1 checks to 127.0.0.1 were still waiting for answers at the \
+                 deadline (max_per_host); the host is not answering in time"
+            )
+        );
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn no_global_slot_skips_and_counts_without_a_verdict() {
+        let (runner, entry, probe, mut m, _dir, _stop) = setup(
+            "{ name: starved, kind: http, request: { url: 'http://127.0.0.1:9/' } }",
+            1,
+            8,
+        )
+        .await;
+        let held = runner.global.clone().acquire_owned().await.unwrap();
+        let deadline = Instant::now() + Duration::from_millis(100);
+        run_once(&runner, &entry, &probe, None, deadline, &mut m).await;
+        assert!(
+            entry.live.lock().unwrap().last.is_none(),
+            "no observation recorded"
+        );
+        assert_eq!(
+            runner
+                .skipped_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_target_never_overlaps_and_skips_are_counted() {
+        let (addr, _open, max_open) = hanging_server().await;
+        let (runner, entry, probe, m, _dir, _stop) = setup(
+            &format!(
+                "{{ name: hang, kind: http, every: 200ms, timeout: 200ms, \
+                 request: {{ url: 'http://{addr}/' }} }}"
+            ),
+            16,
+            8,
+        )
+        .await;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run_probe(
+            runner.clone(),
+            entry.clone(),
+            probe,
+            m,
+            cancel.clone(),
+        ));
+        // Each run ends at its deadline, which is the next tick: that tick is skipped.
+        let t0 = Instant::now();
+        while runner
+            .skipped_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < 3
+        {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no skips counted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(
+            max_open.load(Ordering::SeqCst),
+            1,
+            "two checks of one probe overlapped"
+        );
+        let last = entry.live.lock().unwrap().last.clone().unwrap();
+        assert!(
+            last.error
+                .as_deref()
+                .unwrap()
+                .starts_with("timed out after"),
+            "{last:?}"
+        );
+    }
 
     #[test]
     fn spread_is_deterministic_and_even() {

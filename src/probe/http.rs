@@ -863,24 +863,39 @@ impl Check {
         with_body: bool,
     ) -> Result<Hop, String> {
         let t = Instant::now();
-        let ip = if let Ok(ip) = target.host.parse::<IpAddr>() {
+        let ips = if let Ok(ip) = target.host.parse::<IpAddr>() {
             obs.phase("resolve", Duration::ZERO);
             family_check(self.spec.ip, &target.host)?;
-            ip
+            vec![ip]
         } else {
-            let ip = self.resolve(cx, started, &target.host).await;
+            let ips = self.resolve(cx, started, &target.host).await;
             obs.phase("resolve", t.elapsed());
-            ip?
+            ips?
         };
-        obs.ip = Some(ip);
 
-        let addr = SocketAddr::new(ip, target.port);
+        // Try each address in the resolver's order (`localhost` is often ::1 first while the
+        // service listens on 127.0.0.1 only), as a browser would; all within the deadline.
         let t = Instant::now();
-        let tcp = until(cx, started, "connecting", TcpStream::connect(addr)).await;
+        let mut failures = Vec::new();
+        let mut connected = None;
+        for ip in ips {
+            let addr = SocketAddr::new(ip, target.port);
+            obs.ip = Some(ip);
+            let tcp = until(cx, started, "connecting", TcpStream::connect(addr)).await;
+            match tcp {
+                Err(timeout) => {
+                    obs.phase("connect", t.elapsed());
+                    return Err(format!("{timeout} to {addr}"));
+                }
+                Ok(Err(e)) => failures.push(format!("{addr}: {}", io_text(&e))),
+                Ok(Ok(tcp)) => {
+                    connected = Some(tcp);
+                    break;
+                }
+            }
+        }
         obs.phase("connect", t.elapsed());
-        let tcp = tcp
-            .map_err(|timeout| format!("{timeout} to {addr}"))?
-            .map_err(|e| format!("connect to {addr}: {}", io_text(&e)))?;
+        let tcp = connected.ok_or_else(|| format!("connect to {}", failures.join("; ")))?;
         // Only a latency nicety; a socket that refuses it still works.
         let _ = tcp.set_nodelay(true);
 
@@ -904,7 +919,7 @@ impl Check {
         cx: &CheckCx<'_>,
         started: Instant,
         host: &str,
-    ) -> Result<IpAddr, String> {
+    ) -> Result<Vec<IpAddr>, String> {
         use hickory_resolver::lookup_ip::LookupIp;
         use hickory_resolver::proto::rr::RecordType;
         let resolver = &cx.env.resolver;
@@ -953,14 +968,19 @@ impl Check {
                 )
             }
         })?;
-        lookup
+        let ips: Vec<IpAddr> = lookup
             .iter()
-            .find(|ip| match self.spec.ip {
+            .filter(|ip| match self.spec.ip {
                 IpPreference::Any => true,
                 IpPreference::Ipv4 => ip.is_ipv4(),
                 IpPreference::Ipv6 => ip.is_ipv6(),
             })
-            .ok_or_else(|| format!("dns: no {what} record for {host}"))
+            .take(8)
+            .collect();
+        if ips.is_empty() {
+            return Err(format!("dns: no {what} record for {host}"));
+        }
+        Ok(ips)
     }
 
     /// The TLS config for this env's roots, built once and cached.
@@ -2379,6 +2399,19 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
                 resp.add_query(q.clone());
                 match name.as_str() {
                     "blackhole.test" => continue,
+                    // Two addresses: nothing listens on the first (127.0.0.2), the server on
+                    // the second.
+                    "multi.test" => {
+                        if q.query_type() == RecordType::A {
+                            for ip in [Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::LOCALHOST] {
+                                resp.add_answer(Record::from_rdata(
+                                    q.name().clone(),
+                                    60,
+                                    RData::A(A(ip)),
+                                ));
+                            }
+                        }
+                    }
                     "web.test" | "other.test" => {
                         if q.query_type() == RecordType::A {
                             resp.add_answer(Record::from_rdata(
@@ -2413,6 +2446,36 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
         assert_eq!(obs.ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(obs.phases[0].0, "resolve");
         assert!(obs.phases[0].1 > Duration::ZERO);
+
+        // The first address refuses: the next one is tried within the same check.
+        let obs = run_in(
+            &spec(&format!("request: {{ url: 'http://multi.test:{port}/' }}")),
+            &env,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_up(&obs);
+        assert_eq!(obs.ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        // Every address refuses: the reason names each one.
+        let closed_port = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let obs = run_in(
+            &spec(&format!(
+                "request: {{ url: 'http://multi.test:{closed_port}/' }}"
+            )),
+            &env,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(
+            reason(&obs),
+            format!(
+                "connect to 127.0.0.2:{closed_port}: connection refused; \
+                 127.0.0.1:{closed_port}: connection refused"
+            )
+        );
 
         let cases = [
             (

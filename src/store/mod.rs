@@ -606,3 +606,145 @@ fn phases_json(o: &Observation) -> Option<String> {
     s.push('}');
     Some(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: i64, at: i64, ok: bool) -> Record {
+        Record {
+            probe_id: id,
+            at,
+            obs: Observation {
+                ok,
+                error: (!ok).then(|| "status 503, expected 2xx".to_owned()),
+                duration: Duration::from_micros(1500),
+                phases: vec![("connect", Duration::from_micros(300))],
+                status_code: Some(if ok { 200 } else { 503 }),
+                ..Default::default()
+            },
+            verdicts: Verdicts {
+                state: if ok { State::Up } else { State::Down },
+                since: Some(at),
+                consecutive_failures: (!ok) as u32,
+                consecutive_successes: ok as u32,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = Store::open(dir.path(), 2).await.unwrap();
+        let ids = store.register(&[("a".into(), "http")]).await.unwrap();
+        let id = ids["a"].id;
+        // The writer is not running: the queue holds 2, the rest are dropped and counted.
+        let accepted: Vec<bool> = (0..5)
+            .map(|i| store.record(rec(id, 1000 + i, true)))
+            .collect();
+        assert_eq!(accepted, [true, true, false, false, false]);
+        assert_eq!(store.stats.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(store.queue_depth(), 2);
+        // Once it runs, what was queued is written, and shutdown drains it.
+        let stop = CancellationToken::new();
+        stop.cancel();
+        writer.run(stop, Duration::from_secs(1)).await;
+        assert_eq!(store.stats.written.load(Ordering::Relaxed), 2);
+        let rows = store.results("a", 10, None).await.unwrap().unwrap();
+        assert_eq!(rows.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn results_state_rollups_retention_and_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = Store::open(dir.path(), 100).await.unwrap();
+        let ids = store
+            .register(&[("a".into(), "http"), ("b".into(), "http")])
+            .await
+            .unwrap();
+        let (a, b) = (ids["a"].id, ids["b"].id);
+        assert_eq!(ids["a"].verdicts.state, State::Pending);
+        let now = 1_000 * HOUR_MS;
+        let day = 24 * HOUR_MS;
+        for (i, at) in [now - 10 * day, now - 2 * HOUR_MS, now - 1000, now]
+            .iter()
+            .enumerate()
+        {
+            store.record(rec(a, *at, i != 2));
+        }
+        store.record(rec(b, now, false));
+        store.state_change(StateChange {
+            probe_id: b,
+            transition: Transition {
+                from: State::Pending,
+                to: State::Down,
+                at: now,
+                reason: Some("status 503, expected 2xx".into()),
+            },
+            verdicts: rec(b, now, false).verdicts,
+        });
+        let stop = CancellationToken::new();
+        stop.cancel();
+        writer.run(stop, Duration::from_secs(1)).await;
+
+        let rows = store.results("a", 10, None).await.unwrap().unwrap();
+        let ats: Vec<i64> = rows.iter().map(|r| r.at_ms).collect();
+        assert_eq!(
+            ats,
+            [now, now - 1000, now - 2 * HOUR_MS, now - 10 * day],
+            "newest first"
+        );
+        assert_eq!(rows[1].error.as_deref(), Some("status 503, expected 2xx"));
+        assert_eq!(rows[0].phases, Some(serde_json::json!({"connect": 0.3})));
+        assert_eq!(rows[0].latency_ms, 1.5);
+        assert!(store.results("nope", 10, None).await.unwrap().is_none());
+        let page = store
+            .results("a", 2, Some(now - 1000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.len(), 2, "paging back with before=");
+
+        let roll = store.rollups_since(now - day).await.unwrap();
+        let a_runs: u64 = roll[&a].iter().map(|h| h.runs).sum();
+        let a_ok: u64 = roll[&a].iter().map(|h| h.ok).sum();
+        assert_eq!((a_runs, a_ok), (3, 2), "{:?}", roll[&a]);
+
+        // Retention: 7 days keeps all but the 10-day-old result.
+        assert_eq!(
+            store
+                .prune(Duration::from_secs(7 * 86400), now)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store.results("a", 10, None).await.unwrap().unwrap().len(),
+            3
+        );
+
+        // A restart resumes each probe's state from the latest result or change.
+        store.close().await;
+        let (store, _writer) = Store::open(dir.path(), 100).await.unwrap();
+        let saved = store.register(&[("a".into(), "http")]).await.unwrap();
+        assert_eq!(saved["a"].verdicts.state, State::Up);
+        assert_eq!(saved["a"].last.as_ref().unwrap().at, now);
+        assert_eq!(saved["b"].verdicts.state, State::Down);
+        assert_eq!(
+            saved["b"].last.as_ref().unwrap().error.as_deref(),
+            Some("status 503, expected 2xx")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_data_dir_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "x").unwrap();
+        let err = Store::open(&file.join("data"), 10).await.err().unwrap();
+        assert!(
+            err.to_string().starts_with("cannot create data directory"),
+            "{err}"
+        );
+    }
+}
