@@ -23,5 +23,13 @@ log "clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 log "tests"
-cargo test --all-targets --locked
-cargo test --doc --locked
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+set +e
+cargo test --all-targets --locked 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$out"
+exit "$rc"

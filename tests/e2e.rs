@@ -150,6 +150,78 @@ async fn sighup_reload_keeps_last_good_config() {
     assert!(d.stop().success());
 }
 
+/// `--log-format json` (here through its env var) logs one JSON object per line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs() {
+    let target = Target::start().await;
+    let mut d = Daemon::new(&one_probe("web", &target.url("/"), "300ms", 1), "");
+    d.start_env(&[("PROBED_LOG_FORMAT", "json")]);
+    d.wait_state("web", "up", Duration::from_secs(10));
+    assert!(d.stop().success());
+    let log = d.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["message"] == "probed started"),
+        "{log}"
+    );
+    assert!(
+        events.iter().any(|e| e["message"] == "probe state changed"
+            && e["probe"] == "web"
+            && e["to"] == "up"),
+        "{log}"
+    );
+}
+
+/// Secrets in the config (URL userinfo, header values from the environment, a token from a
+/// file) appear nowhere: not in logs, the status API, history, metrics or probectl output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_leak() {
+    const PASS: &str = "s3cr3t-userinfo-pw";
+    const TOKEN: &str = "tok-9f8e7d6c5b4a";
+    const ADMIN: &str = "admin-1234567890";
+    let mut refused = Target::start().await;
+    refused.off();
+    let probes = format!(
+        "probes:\n  \
+         - name: leaky-refused\n    kind: http\n    every: 300ms\n    timeout: 250ms\n    \
+           request: {{ url: \"http://user:{PASS}@{}/x?token={TOKEN}\", headers: {{ authorization: \"Bearer ${{API_TOKEN}}\" }} }}\n  \
+         - name: leaky-nxdomain\n    kind: http\n    every: 300ms\n    timeout: 250ms\n    \
+           request: {{ url: \"https://user:{PASS}@nosuch.invalid/?k={TOKEN}\" }}\n",
+        refused.addr
+    );
+    let mut d = Daemon::new(&probes, "admin_token_file: admin.token\n");
+    std::fs::write(d.dir.path().join("admin.token"), ADMIN).unwrap();
+    d.start_env(&[("API_TOKEN", TOKEN)]);
+    d.wait_state("leaky-refused", "down", Duration::from_secs(10));
+    let mut outputs = vec![
+        String::from_utf8_lossy(&d.probectl(&["status"]).stdout).into_owned(),
+        String::from_utf8_lossy(&d.probectl(&["status", "--json"]).stdout).into_owned(),
+        String::from_utf8_lossy(&d.probectl(&["history", "leaky-refused"]).stdout).into_owned(),
+        String::from_utf8_lossy(&d.probectl(&["history", "leaky-nxdomain", "--json"]).stdout)
+            .into_owned(),
+        http_get(&format!("{}/metrics", d.url())).await,
+        http_get(&format!("{}/api/v1/probes/leaky-refused/results", d.url())).await,
+    ];
+    for name in ["leaky-refused", "leaky-nxdomain"] {
+        let out = d.probectl(&["run", name, "--json"]);
+        outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+        outputs.push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    assert!(d.stop().success());
+    outputs.push(d.log());
+    assert!(outputs[0].contains("leaky-refused"), "{}", outputs[0]);
+    // The reasons are there (the paths a secret could leak through were exercised).
+    assert!(outputs[1].contains("connection refused"), "{}", outputs[1]);
+    for out in &outputs {
+        for secret in [PASS, TOKEN, ADMIN] {
+            assert!(!out.contains(secret), "secret {secret} leaked in:\n{out}");
+        }
+    }
+}
+
 /// `probectl status` when nothing listens: exit 3 and one clear line, no stack trace.
 #[test]
 fn status_without_daemon_is_unknown() {

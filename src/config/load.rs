@@ -781,7 +781,9 @@ impl Loader<'_> {
             rest.shift_remove(*k);
         }
         let spec = kind.and_then(|k| match ProbeSpec::from_value(&k, Value::Mapping(rest)) {
-            Ok(Ok(spec)) => {
+            Ok(Ok(mut spec)) => {
+                // Relative paths in a probe are relative to the file that holds it.
+                spec.resolve_paths(doc.file.parent().unwrap_or(Path::new("")));
                 for fe in spec.validate() {
                     let mut p = path.to_vec();
                     p.extend(resolve(v, &fe.path));

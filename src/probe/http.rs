@@ -298,6 +298,15 @@ impl Spec {
         errs
     }
 
+    /// Makes `tls.ca_file` relative to `base` (the directory of the probe's file).
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Some(f) = &mut self.tls.ca_file
+            && f.is_relative()
+        {
+            *f = base.join(&*f);
+        }
+    }
+
     /// The URL's host (lower-case, IPv6 without brackets), for the per-host concurrency cap.
     pub fn target_host(&self) -> Option<String> {
         parse_target(&self.request.url).ok().map(|t| t.host)

@@ -186,6 +186,11 @@ macro_rules! kinds {
             pub fn validate(&self) -> Vec<FieldError> {
                 match self { $(ProbeSpec::$variant(s) => s.validate()),* }
             }
+            /// Makes relative file paths in the spec relative to `base` (the directory of the
+            /// file that defines the probe).
+            pub fn resolve_paths(&mut self, base: &std::path::Path) {
+                match self { $(ProbeSpec::$variant(s) => s.resolve_paths(base)),* }
+            }
             /// The host this probe talks to, for the per-host concurrency cap.
             pub fn target_host(&self) -> Option<String> {
                 match self { $(ProbeSpec::$variant(s) => s.target_host()),* }

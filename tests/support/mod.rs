@@ -148,6 +148,11 @@ impl Daemon {
 
     /// Starts the binary and waits until its API answers.
     pub fn start(&mut self) {
+        self.start_env(&[]);
+    }
+
+    /// Starts the binary with extra environment variables.
+    pub fn start_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -157,6 +162,7 @@ impl Daemon {
             .arg("-c")
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
