@@ -30,7 +30,7 @@ nginx -p "$W/ngx" -c "$W/ngx/nginx.conf" -g 'daemon off;' & PIDS+=($!)
   echo "  - { name: p$i, kind: http, every: ${INTERVAL}s, timeout: 5s, request: { url: \"http://127.0.0.1:$NP/?i=$i\" } }"; done; } >"$W/probes.yaml"
 printf 'listen: 127.0.0.1:%s\ndata_dir: %s/data\nprobes: %s/probes.yaml\n' "$LP" "$W" "$W" >"$W/probed.yaml"
 target/release/probed -c "$W/probed.yaml" --log warn >"$W/probed.log" 2>&1 & P=$!; PIDS+=($P)
-sleep "$WARM"
+sleep "$WARM"; [ -n "${PERF:-}" ] && (perf record -F 999 -g -p $P -o /tmp/perf.data -- sleep 20 >/dev/null 2>&1 &)
 metric() { curl -s "http://127.0.0.1:$LP/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 lag_hist() { curl -s "http://127.0.0.1:$LP/metrics" | grep '^probed_schedule_lag_seconds_'; }
 lag_hist >"$W/lag0"; c0=$(cpu_ticks $P); w0=$(metric probed_store_written_total); t0=$(date +%s.%N)

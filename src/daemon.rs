@@ -307,11 +307,7 @@ impl Daemon {
                 tracing::error!(probe = %pc.name, "probe has no store id; not running it");
                 continue;
             };
-            let entry = Arc::new(ProbeEntry {
-                cfg: Arc::new(pc.clone()),
-                id,
-                live: Mutex::new(live),
-            });
+            let entry = Arc::new(ProbeEntry::new(Arc::new(pc.clone()), id, live));
             let cancel = self.probes_cancel.child_token();
             let metrics = runner.metrics.probe(&pc.name, pc.spec.kind());
             self.probe_tasks.spawn(crate::schedule::run_probe(

@@ -89,6 +89,24 @@ pub struct ProbeEntry {
     pub cfg: Arc<ProbeConfig>,
     pub id: i64,
     pub live: Mutex<Live>,
+    /// `every 30s` / `cron ...`, rendered once for the status API.
+    pub schedule_text: String,
+    /// With no result for this long, the status API calls the probe `unknown`: two
+    /// intervals plus the timeout plus 5 s.
+    pub stale_after_ms: i64,
+}
+
+impl ProbeEntry {
+    pub fn new(cfg: Arc<ProbeConfig>, id: i64, live: Live) -> ProbeEntry {
+        let stale_after_ms = (cfg.schedule.interval() * 2 + cfg.timeout).as_millis() as i64 + 5_000;
+        ProbeEntry {
+            schedule_text: cfg.schedule.to_string(),
+            stale_after_ms,
+            cfg,
+            id,
+            live: Mutex::new(live),
+        }
+    }
 }
 
 /// What the daemon knows of a probe right now.
@@ -418,11 +436,11 @@ mod tests {
         ));
         let metrics = runner.metrics.probe(&pc.name, pc.spec.kind());
         let probe = pc.spec.build().unwrap();
-        let entry = Arc::new(ProbeEntry {
-            id: ids[&pc.name].id,
-            cfg: Arc::new(pc),
-            live: Mutex::new(Live::default()),
-        });
+        let entry = Arc::new(ProbeEntry::new(
+            Arc::new(pc.clone()),
+            ids[&pc.name].id,
+            Live::default(),
+        ));
         (runner, entry, probe, metrics, dir, stop)
     }
 

@@ -89,31 +89,37 @@ pub fn build_status(s: &Shared) -> StatusReport {
     let uptime_ms = (now - s.started_at).max(0);
     let mut out = Vec::with_capacity(probes.len());
     for e in &probes {
-        let live = e.live.lock().unwrap().clone();
         let cfg = &e.cfg;
-        let mut state = live.verdicts.state;
+        // Copy out what is needed under the lock; format after releasing it.
+        let (verdicts, last, uptime_24h) = {
+            let live = e.live.lock().unwrap();
+            let last = live.last.as_ref().map(|l| {
+                (
+                    l.at,
+                    l.duration_us,
+                    if l.ok { None } else { l.error.clone() },
+                )
+            });
+            (live.verdicts.clone(), last, live.window.uptime_24h(now))
+        };
+        let mut state = verdicts.state;
         // Stale: the probe should have run twice since its last result. Say so rather than
         // repeat an old verdict.
-        let stale_after = (cfg.schedule.interval() * 2 + cfg.timeout).as_millis() as i64 + 5_000;
-        let last_at = live.last.as_ref().map(|l| l.at).unwrap_or(s.started_at);
-        if state != State::Paused && now - last_at.max(s.started_at) > stale_after {
+        let last_at = last.as_ref().map(|l| l.0).unwrap_or(s.started_at);
+        if state != State::Paused && now - last_at.max(s.started_at) > e.stale_after_ms {
             state = State::Unknown;
         }
         out.push(ProbeStatus {
             name: cfg.name.clone(),
             kind: cfg.spec.kind().to_owned(),
             state,
-            since: live.verdicts.since.map(crate::time::rfc3339),
-            last_checked_at: live.last.as_ref().map(|l| crate::time::rfc3339(l.at)),
-            last_latency_ms: live.last.as_ref().map(|l| l.duration_us as f64 / 1000.0),
-            last_error: live
-                .last
-                .as_ref()
-                .filter(|l| !l.ok)
-                .and_then(|l| l.error.clone()),
-            uptime_24h: live.window.uptime_24h(now),
-            consecutive_failures: live.verdicts.consecutive_failures,
-            schedule: cfg.schedule.to_string(),
+            since: verdicts.since.map(crate::time::rfc3339),
+            last_checked_at: last.as_ref().map(|l| crate::time::rfc3339(l.0)),
+            last_latency_ms: last.as_ref().map(|l| l.1 as f64 / 1000.0),
+            last_error: last.and_then(|l| l.2),
+            uptime_24h,
+            consecutive_failures: verdicts.consecutive_failures,
+            schedule: e.schedule_text.clone(),
             group: cfg.group.clone(),
         });
     }

@@ -154,15 +154,31 @@ fn check_config(path: &Path) -> ExitCode {
 
 /// The Nagios-convention exit status of a status report.
 pub fn status_exit(r: &StatusReport) -> u8 {
-    if !r.daemon.alive {
+    exit_for(
+        r.daemon.alive,
+        r.daemon.healthy,
+        r.probes.iter().map(|p| p.state),
+    )
+}
+
+fn exit_for(alive: bool, healthy: bool, states: impl Iterator<Item = State>) -> u8 {
+    if !alive {
         return 3;
     }
-    let has = |s: State| r.probes.iter().any(|p| p.state == s);
-    if has(State::Down) {
+    let (mut down, mut unknown, mut degraded) = (false, false, false);
+    for s in states {
+        match s {
+            State::Down => down = true,
+            State::Unknown | State::Pending => unknown = true,
+            State::Degraded => degraded = true,
+            State::Up | State::Paused => {}
+        }
+    }
+    if down {
         2
-    } else if has(State::Unknown) || has(State::Pending) {
+    } else if unknown {
         3
-    } else if has(State::Degraded) || !r.daemon.healthy {
+    } else if degraded || !healthy {
         1
     } else {
         0
@@ -170,26 +186,69 @@ pub fn status_exit(r: &StatusReport) -> u8 {
 }
 
 async fn status(base: &str, json: bool) -> ExitCode {
-    let report = match client::get(base, "/api/v1/status", Duration::from_secs(5)).await {
-        Ok(body) => match serde_json::from_slice::<StatusReport>(&body) {
-            Ok(r) => r,
-            Err(e) => unreachable_report(format!("unreadable answer from {base}: {e}")),
-        },
-        Err(e) => unreachable_report(e.to_string()),
+    let body = match client::get(base, "/api/v1/status", Duration::from_secs(5)).await {
+        Ok(body) => body,
+        Err(e) => return print_unreachable(e.to_string(), json),
     };
-    let code = status_exit(&report);
+    if json {
+        // Print the daemon's JSON as it is; read only what the exit status needs.
+        return match serde_json::from_slice::<Verdict>(&body) {
+            Ok(v) => {
+                println!("{}", String::from_utf8_lossy(&body));
+                ExitCode::from(v.exit())
+            }
+            Err(e) => print_unreachable(format!("unreadable answer from {base}: {e}"), true),
+        };
+    }
+    match serde_json::from_slice::<StatusReport>(&body) {
+        Ok(report) => {
+            print!("{}", render_status(&report, crate::time::now_ms()));
+            ExitCode::from(status_exit(&report))
+        }
+        Err(e) => print_unreachable(format!("unreadable answer from {base}: {e}"), false),
+    }
+}
+
+fn print_unreachable(error: String, json: bool) -> ExitCode {
+    let report = unreachable_report(error);
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
-    } else if let Some(e) = &report.daemon.error {
-        eprintln!("probectl: {e}");
-        println!("UNKNOWN: probed is not answering");
     } else {
-        print!("{}", render_status(&report, crate::time::now_ms()));
+        eprintln!("probectl: {}", report.daemon.error.as_deref().unwrap_or(""));
+        println!("UNKNOWN: probed is not answering");
     }
-    ExitCode::from(code)
+    ExitCode::from(status_exit(&report))
+}
+
+/// The part of a status report the exit status depends on.
+#[derive(serde::Deserialize)]
+struct Verdict {
+    daemon: VerdictDaemon,
+    probes: Vec<VerdictProbe>,
+}
+
+#[derive(serde::Deserialize)]
+struct VerdictDaemon {
+    alive: bool,
+    healthy: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct VerdictProbe {
+    state: State,
+}
+
+impl Verdict {
+    fn exit(&self) -> u8 {
+        exit_for(
+            self.daemon.alive,
+            self.daemon.healthy,
+            self.probes.iter().map(|p| p.state),
+        )
+    }
 }
 
 fn unreachable_report(error: String) -> StatusReport {
