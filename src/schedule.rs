@@ -225,14 +225,15 @@ pub async fn run_probe(
         // The deadline runs from the scheduled start, so lag never extends a run past its
         // interval.
         let deadline = next + cfg.timeout;
-        let run = run_once(
+        // Boxed, so the idle task stays small (see `idle_probe_task_is_small`).
+        let run = Box::pin(run_once(
             &runner,
             &entry,
             &probe,
             host_slot.as_ref(),
             deadline,
             &mut metrics,
-        );
+        ));
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = run => {}
@@ -330,7 +331,10 @@ pub(crate) async fn run_once(
         deadline,
     };
     let started = Instant::now();
-    let obs = match tokio::time::timeout_at(deadline + BACKSTOP, probe.check(&cx)).await {
+    // Boxed: a check's state machine is large (hyper, rustls, hickory) and lives only while
+    // the check runs, instead of inside every idle probe task.
+    let check = Box::pin(probe.check(&cx));
+    let obs = match tokio::time::timeout_at(deadline + BACKSTOP, check).await {
         Ok(o) => o,
         Err(_) => Observation {
             duration: started.elapsed(),
@@ -613,5 +617,53 @@ mod tests {
         w.add(t0 + 30 * HOUR_MS, true);
         assert_eq!(w.uptime_24h(t0 + 30 * HOUR_MS), Some(100.0));
         assert_eq!(UptimeWindow::default().uptime_24h(t0), None);
+    }
+}
+#[cfg(test)]
+async fn tests_setup_for_size(
+    d: &std::path::Path,
+) -> (Arc<Runner>, Arc<ProbeEntry>, Probe, ProbeMetrics, (), ()) {
+    let cfg = crate::config::load_str(
+        "probes:\n  - { name: x, kind: http, request: { url: 'http://127.0.0.1:9/' } }\n",
+        &d.join("p.yaml"),
+        &|_| None,
+    )
+    .unwrap();
+    let pc = cfg.probes[0].clone();
+    let (store, _w) = Store::open(&d.join("data"), 10).await.unwrap();
+    let runner = Arc::new(Runner::new(
+        Env::new(&[]).unwrap(),
+        store,
+        Metrics::new(),
+        4,
+        4,
+    ));
+    let m = runner.metrics.probe("x", "http");
+    let probe = pc.spec.build().unwrap();
+    let e = Arc::new(ProbeEntry::new(Arc::new(pc), 1, Live::default()));
+    (runner, e, probe, m, (), ())
+}
+
+#[cfg(test)]
+mod size_probe {
+    /// An idle probe task costs its future's size, ten thousand times over: keep the check's
+    /// large state out of it.
+    #[tokio::test]
+    async fn idle_probe_task_is_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runner, entry, probe, m, _d, _s) = super::tests_setup_for_size(dir.path()).await;
+        let f = super::run_probe(
+            runner,
+            entry,
+            probe,
+            m,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let size = std::mem::size_of_val(&f);
+        let probe_size = std::mem::size_of::<Probe>();
+        assert!(
+            size < probe_size + 1024,
+            "run_probe future is {size} bytes, the probe itself {probe_size}"
+        );
     }
 }

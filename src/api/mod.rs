@@ -49,14 +49,21 @@ async fn not_found() -> Response {
         .into_response()
 }
 
+/// Rendering for ten thousand probes takes tens of milliseconds: off the runtime's worker
+/// threads, so probe timers never wait behind a scrape.
 async fn metrics(AxState(s): AxState<Arc<Shared>>) -> Response {
-    s.refresh_gauges();
+    let text = tokio::task::spawn_blocking(move || {
+        s.refresh_gauges();
+        s.runner.metrics.render()
+    })
+    .await
+    .unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.runner.metrics.render(),
+        text,
     )
         .into_response()
 }
@@ -78,8 +85,16 @@ async fn healthz(AxState(s): AxState<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn status(AxState(s): AxState<Arc<Shared>>) -> Json<StatusReport> {
-    Json(build_status(&s))
+async fn status(AxState(s): AxState<Arc<Shared>>) -> Response {
+    // Built and serialized off the worker threads, as for /metrics.
+    match tokio::task::spawn_blocking(move || serde_json::to_vec(&build_status(&s))).await {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": "cannot build the status report"})),
+        )
+            .into_response(),
+    }
 }
 
 /// The status report, from memory only (no store reads), so it answers fast at any size.
