@@ -606,6 +606,25 @@ mod tests {
     }
 
     #[test]
+    fn cron_fires_at_its_time_plus_a_bounded_hashed_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::load_str(
+            "probes:\n  - { name: c, kind: http, cron: '*/2 * * * * *', timeout: 1s, \
+             request: { url: 'http://127.0.0.1:9/' } }\n",
+            &dir.path().join("p.yaml"),
+            &|_| None,
+        )
+        .unwrap();
+        let pc = &cfg.probes[0];
+        assert_eq!(pc.schedule.interval(), Duration::from_secs(2));
+        let before = Instant::now();
+        let at = next_cron(pc).unwrap();
+        // Next even second (at most 2 s away) plus at most a tenth of the gap (200 ms).
+        let wait = at.duration_since(before);
+        assert!(wait <= Duration::from_millis(2200), "{wait:?}");
+    }
+
+    #[test]
     fn uptime_window() {
         let mut w = UptimeWindow::default();
         let t0 = 100 * HOUR_MS;

@@ -68,8 +68,8 @@ fn main() -> ExitCode {
     match rt.block_on(run(args.config, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("probed: {e:#}");
+            tracing::error!("{e}");
+            eprintln!("probed: {e}");
             ExitCode::FAILURE
         }
     }
