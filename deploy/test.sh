@@ -15,6 +15,36 @@ log() { printf '\n== %s\n' "$*"; }
 # hostile targets) are started by the tests themselves on 127.0.0.1:0. Later test suites
 # (database, Redis, SMTP, Alertmanager, Chromium) add their install and start steps here.
 
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages: `apt-get update` at most once per run, and only when something is missing.
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  # Installed packages must not start their services: the tests run their own instances.
+  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+  as_root chmod 755 /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# SMTP: aiosmtpd (PyPI). The email notifier's tests run tests/peers/smtpd.py themselves.
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing aiosmtpd"
+  # A Debian system python refuses pip installs (PEP 668) unless told otherwise.
+  python3 -m pip install --quiet aiosmtpd \
+    || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
+
+# Alertmanager: Debian's prometheus-alertmanager. The alertmanager notifier's tests start
+# their own instances on 127.0.0.1 with gossip off.
+if ! command -v prometheus-alertmanager >/dev/null; then
+  log "installing prometheus-alertmanager"
+  apt_install prometheus-alertmanager
+fi
+
 # --- the checks -------------------------------------------------------------------------
 log "rustfmt"
 cargo fmt --all -- --check

@@ -42,6 +42,8 @@ pub enum DaemonError {
 /// What the API and the probe tasks share.
 pub struct Shared {
     pub runner: Arc<Runner>,
+    pub dispatcher: Arc<crate::alert::dispatch::Dispatcher>,
+    pub build_cx: crate::alert::BuildCx,
     pub config: RwLock<Arc<Config>>,
     probes: RwLock<BTreeMap<String, Running>>,
     /// Wall-clock start, unix ms.
@@ -85,6 +87,14 @@ impl Shared {
         if let Some(e) = self.last_reload_error.lock().unwrap().as_ref() {
             out.push(format!("config: last reload failed: {e}"));
         }
+        for (name, streak) in self.dispatcher.stats.streaks.lock().unwrap().iter() {
+            if *streak >= 3 {
+                out.push(format!(
+                    "notifier {name}: {streak} failed delivery attempts in a row"
+                ));
+            }
+        }
+        out.sort();
         out
     }
 
@@ -126,6 +136,7 @@ pub struct Daemon {
     pub local_addr: std::net::SocketAddr,
     probes_cancel: CancellationToken,
     writer_cancel: CancellationToken,
+    dispatch_cancel: CancellationToken,
     api_cancel: CancellationToken,
     probe_tasks: TaskTracker,
     background: TaskTracker,
@@ -155,8 +166,22 @@ impl Daemon {
             config.defaults.max_concurrent,
             config.defaults.max_per_host,
         ));
+        *runner.router.write().unwrap() =
+            Arc::new(crate::alert::plan::Router::from_config(&config));
+        let build_cx = crate::alert::BuildCx::new().map_err(DaemonError::Env)?;
+        let (plan, errors) = crate::alert::dispatch::Plan::build(&config, &build_cx);
+        for e in errors {
+            tracing::error!("{e}; its pages go to the fallback chain");
+        }
+        let dispatcher = crate::alert::dispatch::Dispatcher::new(
+            store.write_pool().clone(),
+            plan,
+            store.alerts_queued.clone(),
+        );
         let shared = Arc::new(Shared {
             runner,
+            dispatcher: dispatcher.clone(),
+            build_cx,
             config: RwLock::new(Arc::new(config.clone())),
             probes: RwLock::new(BTreeMap::new()),
             started_at: crate::time::now_ms(),
@@ -167,12 +192,15 @@ impl Daemon {
             local_addr,
             probes_cancel: CancellationToken::new(),
             writer_cancel: CancellationToken::new(),
+            dispatch_cancel: CancellationToken::new(),
             api_cancel: CancellationToken::new(),
             probe_tasks: TaskTracker::new(),
             background: TaskTracker::new(),
         };
         d.background
             .spawn(writer.run(d.writer_cancel.clone(), DRAIN_GRACE));
+        d.background
+            .spawn(dispatcher.run(d.dispatch_cancel.clone(), DRAIN_GRACE));
         let api_stop = d.api_cancel.clone();
         let api_shared = shared.clone();
         d.background.spawn(async move {
@@ -221,6 +249,13 @@ impl Daemon {
             tracing::warn!(old = %old.listen, new = %config.listen, "listen address changes need a restart; keeping the old one");
         }
         self.apply(&config).await?;
+        *self.shared.runner.router.write().unwrap() =
+            Arc::new(crate::alert::plan::Router::from_config(&config));
+        let (plan, errors) = crate::alert::dispatch::Plan::build(&config, &self.shared.build_cx);
+        for e in errors {
+            tracing::error!("{e}; its pages go to the fallback chain");
+        }
+        self.shared.dispatcher.set_plan(plan);
         *self.shared.config.write().unwrap() = Arc::new(config);
         *self.shared.last_reload_error.lock().unwrap() = None;
         self.shared
@@ -333,6 +368,7 @@ impl Daemon {
             "draining the store"
         );
         self.writer_cancel.cancel();
+        self.dispatch_cancel.cancel();
         self.api_cancel.cancel();
         self.background.close();
         if tokio::time::timeout(DRAIN_GRACE + Duration::from_secs(2), self.background.wait())

@@ -67,6 +67,8 @@ pub struct Verdicts {
     pub since: Option<i64>,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
+    /// The last 64 verdicts, bit 0 the newest, 1 = failure.
+    pub recent: u64,
 }
 
 impl Default for Verdicts {
@@ -76,6 +78,7 @@ impl Default for Verdicts {
             since: None,
             consecutive_failures: 0,
             consecutive_successes: 0,
+            recent: 0,
         }
     }
 }
@@ -106,11 +109,20 @@ impl Verdicts {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
             self.consecutive_successes = 0;
         }
+        self.recent = (self.recent << 1) | (!ok as u64);
+        // `after` in a row, or `after` among the last `within` runs.
+        let failing = match alert.within {
+            Some(m) => {
+                let mask = if m >= 64 { u64::MAX } else { (1u64 << m) - 1 };
+                !ok && (self.recent & mask).count_ones() >= alert.after.max(1)
+            }
+            None => !ok && self.consecutive_failures >= alert.after.max(1),
+        };
         let next = match self.state {
             // The first success is a verdict; failures need `after` in a row, as from up.
             State::Pending if ok => State::Up,
             State::Pending | State::Up | State::Degraded | State::Unknown | State::Paused
-                if !ok && self.consecutive_failures >= alert.after.max(1) =>
+                if failing =>
             {
                 State::Down
             }
@@ -146,7 +158,7 @@ mod tests {
         AlertSpec {
             after,
             recover_after,
-            severity: "critical".into(),
+            ..AlertSpec::default()
         }
     }
 
@@ -190,6 +202,25 @@ mod tests {
     }
 
     #[test]
+    fn n_failures_out_of_the_last_m_runs() {
+        let a = AlertSpec {
+            after: 3,
+            within: Some(5),
+            ..alert(3, 1)
+        };
+        let cases = [
+            // Never three in a row, but three of the last five: down.
+            ("+-+-+-", "up* up up up up down*"),
+            // Three failures spread over more than five runs: still up.
+            ("+-++-++-", "up* up up up up up up up"),
+            ("+---", "up* up up down*"),
+        ];
+        for (seq, want) in cases {
+            assert_eq!(run(seq, &a), want, "sequence {seq}");
+        }
+    }
+
+    #[test]
     fn transition_carries_reason_and_time() {
         let mut v = Verdicts::default();
         let a = alert(1, 1);
@@ -215,6 +246,7 @@ mod tests {
             since: Some(1),
             consecutive_failures: 2,
             consecutive_successes: 0,
+            recent: 0b11,
         };
         let t = v.observe(false, 9, Some("x"), &alert(3, 1)).unwrap();
         assert_eq!(t.to, State::Down);

@@ -16,6 +16,7 @@
 //! - [`daemon`]: wiring, reload and shutdown.
 //! - [`cli`]: the `probectl` subcommands.
 //! - [`units`], [`time`]: durations, sizes, secrets; wall-clock display helpers.
+pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -48,6 +48,8 @@ pub struct Runner {
     pub global: Arc<Semaphore>,
     pub max_concurrent: usize,
     pub max_per_host: usize,
+    /// Routes and maintenance windows of the running config (swapped on reload).
+    pub router: std::sync::RwLock<Arc<crate::alert::plan::Router>>,
     /// Runs skipped, all probes together (overlap or no global slot).
     pub skipped_total: std::sync::atomic::AtomicU64,
     hosts: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
@@ -69,6 +71,7 @@ impl Runner {
             max_concurrent: max_concurrent.max(1),
             max_per_host: max_per_host.max(1),
             skipped_total: Default::default(),
+            router: Default::default(),
             hosts: Default::default(),
         }
     }
@@ -384,10 +387,16 @@ pub fn record(
                 tracing::info!(probe = %cfg.name, from = %t.from, to = %to, "probe state changed")
             }
         }
+        let plan = runner
+            .router
+            .read()
+            .unwrap()
+            .plan(cfg, t.at, t.reason.as_deref());
         runner.store.state_change(StateChange {
             probe_id: entry.id,
             transition: t,
             verdicts: verdicts.clone(),
+            plan: Some(plan),
         });
     }
     runner.store.record(Record {

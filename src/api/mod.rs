@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, Query, State as AxState};
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,6 +27,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/status", get(status))
         .route("/api/v1/probes/{name}/results", get(results))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{id}/ack", axum::routing::post(ack))
+        .route("/api/v1/silences", get(silences).post(add_silence))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -190,6 +194,206 @@ async fn results(
                 Json(serde_json::json!({"error": "store query failed"})),
             )
                 .into_response()
+        }
+    }
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(serde_json::json!({"error": msg.into()}))).into_response()
+}
+
+/// Writes need `Authorization: Bearer <admin_token>`. Compared in constant time; the
+/// token itself is never echoed.
+/// `None` when authorized, else the 401 to answer.
+fn refuse_unauthorized(s: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let config = s.config.read().unwrap().clone();
+    let Some(token) = config.admin_token.as_ref() else {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "writes are disabled: set admin_token in the config",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let want = token.expose().as_bytes();
+    let got = given.as_bytes();
+    let mut diff = (want.len() != got.len()) as u8;
+    for (i, b) in want.iter().enumerate() {
+        diff |= b ^ got.get(i).copied().unwrap_or(0);
+    }
+    (diff != 0).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token (Authorization: Bearer ...)",
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct IncidentsQuery {
+    /// Only open (unresolved) incidents.
+    open: Option<bool>,
+    limit: Option<u32>,
+}
+
+async fn incidents(AxState(s): AxState<Arc<Shared>>, Query(q): Query<IncidentsQuery>) -> Response {
+    let mut conn = match s.runner.store.read_pool().acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "incidents query failed");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "store query failed");
+        }
+    };
+    match crate::alert::outbox::list(&mut conn, q.open.unwrap_or(false), q.limit.unwrap_or(100))
+        .await
+    {
+        Ok(rows) => Json(serde_json::json!({"incidents": rows})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "incidents query failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "store query failed")
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct AckBody {
+    by: Option<String>,
+}
+
+async fn ack(
+    AxState(s): AxState<Arc<Shared>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Option<Json<AckBody>>,
+) -> Response {
+    if let Some(r) = refuse_unauthorized(&s, &headers) {
+        return r;
+    }
+    let by = body
+        .and_then(|b| b.0.by)
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "api".into());
+    let by: String = by.chars().take(100).collect();
+    let result = async {
+        let mut tx = s.runner.store.write_pool().begin().await?;
+        let r = crate::alert::outbox::acknowledge(&mut tx, id, &by, crate::time::now_ms()).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(r)
+    }
+    .await;
+    use crate::alert::outbox::AckError;
+    match result {
+        Ok(Ok(())) => {
+            s.runner.store.alerts_queued.notify_one();
+            tracing::info!(incident = id, by = %by, "incident acknowledged");
+            Json(serde_json::json!({"incident": id, "acknowledged_by": by})).into_response()
+        }
+        Ok(Err(AckError::NotFound)) => error(StatusCode::NOT_FOUND, format!("no incident {id}")),
+        Ok(Err(AckError::Resolved)) => error(
+            StatusCode::CONFLICT,
+            format!("incident {id} is already resolved"),
+        ),
+        Ok(Err(AckError::Already(who))) => error(
+            StatusCode::CONFLICT,
+            format!("incident {id} was already acknowledged by {who}"),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "ack failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "store write failed")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SilenceBody {
+    /// Probe name or glob.
+    probe: String,
+    /// How long, e.g. `1h`.
+    #[serde(rename = "for")]
+    for_: String,
+    reason: Option<String>,
+    by: Option<String>,
+}
+
+async fn add_silence(
+    AxState(s): AxState<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Json<SilenceBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(r) = refuse_unauthorized(&s, &headers) {
+        return r;
+    }
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let d = match crate::units::parse_duration(&b.for_) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "\"for\" must be longer than zero"),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if b.probe.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "\"probe\" is empty");
+    }
+    let now = crate::time::now_ms();
+    let until = now + d.as_millis() as i64;
+    let r = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO silences (probe, until, created_at, created_by, reason) VALUES (?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&b.probe)
+    .bind(until)
+    .bind(now)
+    .bind(b.by.as_deref().unwrap_or("api"))
+    .bind(&b.reason)
+    .fetch_one(s.runner.store.write_pool())
+    .await;
+    match r {
+        Ok(id) => {
+            tracing::info!(silence = id, probe = %b.probe, until = %crate::time::rfc3339(until), "silence added");
+            (
+                StatusCode::CREATED,
+                Json(serde_json::json!({"id": id, "probe": b.probe, "until": crate::time::rfc3339(until)})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "adding a silence failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "store write failed")
+        }
+    }
+}
+
+async fn silences(AxState(s): AxState<Arc<Shared>>) -> Response {
+    let rows = sqlx::query(
+        "SELECT id, probe, until, created_at, created_by, reason FROM silences WHERE until > ? ORDER BY until",
+    )
+    .bind(crate::time::now_ms())
+    .fetch_all(s.runner.store.read_pool())
+    .await;
+    use sqlx::Row;
+    match rows {
+        Ok(rows) => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.get::<i64, _>("id"),
+                        "probe": r.get::<String, _>("probe"),
+                        "until": crate::time::rfc3339(r.get("until")),
+                        "created_at": crate::time::rfc3339(r.get("created_at")),
+                        "created_by": r.get::<Option<String>, _>("created_by"),
+                        "reason": r.get::<Option<String>, _>("reason"),
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({"silences": v})).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "silences query failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "store query failed")
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 
 /// Why the daemon could not be asked.
@@ -24,6 +24,18 @@ pub enum ClientError {
 
 /// GET `base + path` and return the body; non-2xx is an error carrying the body.
 pub async fn get(base: &str, path: &str, timeout: Duration) -> Result<Bytes, ClientError> {
+    request(http::Method::GET, base, path, None, None, timeout).await
+}
+
+/// A request with an optional bearer token and JSON body.
+pub async fn request(
+    method: http::Method,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<serde_json::Value>,
+    timeout: Duration,
+) -> Result<Bytes, ClientError> {
     let url = format!("{}{}", base.trim_end_matches('/'), path);
     let uri: http::Uri = url.parse().map_err(|_| ClientError::BadUrl(url.clone()))?;
     if uri.scheme_str() != Some("http") {
@@ -47,13 +59,26 @@ pub async fn get(base: &str, path: &str, timeout: Duration) -> Result<Bytes, Cli
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let driver = tokio::spawn(conn);
-        let req = http::Request::get(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
             .header(http::header::HOST, format!("{host}:{port}"))
             .header(
                 http::header::USER_AGENT,
                 concat!("probectl/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
+            );
+        if let Some(t) = token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match &json {
+            Some(v) => {
+                req = req.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(body))
             .map_err(|_| ClientError::BadUrl(url.clone()))?;
         let res = sender.send_request(req).await;
         let out = match res {

@@ -32,6 +32,9 @@ pub struct Cli {
     /// Daemon API base URL, instead of the config's `listen` (e.g. http://127.0.0.1:9797).
     #[arg(long, global = true, env = "PROBED_URL")]
     url: Option<String>,
+    /// Admin token for writes (ack, silence); default: the config's `admin_token`.
+    #[arg(long, global = true, env = "PROBED_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +59,41 @@ enum Command {
         /// Print the observation as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Incidents, newest first, with their deliveries.
+    Incidents {
+        /// Every incident, not only the open ones.
+        #[arg(long)]
+        all: bool,
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an incident: escalation and reminders stop. Needs the admin token.
+    Ack {
+        incident: i64,
+        /// Who acknowledges (shown in pages). Default: $USER.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Mute pages for a probe (or glob) for a while; results are still recorded. Needs the
+    /// admin token.
+    Silence {
+        /// Probe name or glob (`api-*`).
+        probe: String,
+        /// How long, e.g. 30m, 1h, 2d.
+        #[arg(long = "for", value_name = "DURATION")]
+        for_: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Send a real test message through a notifier, without the daemon, and say whether the
+    /// channel accepted it. Exit 0 accepted, 2 refused, 3 cannot try.
+    TestAlert {
+        /// Notifier name, as in the config.
+        notifier: String,
     },
     /// The probe's latest stored results, newest first.
     History {
@@ -90,6 +128,41 @@ pub fn main() -> ExitCode {
             Command::History { probe, limit, json } => {
                 history(&api_base(&cli), probe, *limit, *json).await
             }
+            Command::Incidents { all, limit, json } => {
+                incidents(&api_base(&cli), !*all, *limit, *json).await
+            }
+            Command::Ack { incident, by } => {
+                let by = by
+                    .clone()
+                    .or_else(|| std::env::var("USER").ok())
+                    .unwrap_or_else(|| "probectl".into());
+                write(
+                    &cli,
+                    &format!("/api/v1/incidents/{incident}/ack"),
+                    serde_json::json!({ "by": by }),
+                    &format!("incident {incident} acknowledged by {by}"),
+                )
+                .await
+            }
+            Command::Silence {
+                probe,
+                for_,
+                reason,
+            } => {
+                if let Err(e) = crate::units::parse_duration(for_) {
+                    eprintln!("probectl: --for: {e}");
+                    return ExitCode::from(2);
+                }
+                let by = std::env::var("USER").unwrap_or_else(|_| "probectl".into());
+                write(
+                    &cli,
+                    "/api/v1/silences",
+                    serde_json::json!({ "probe": probe, "for": for_, "reason": reason, "by": by }),
+                    &format!("{probe} silenced for {for_}"),
+                )
+                .await
+            }
+            Command::TestAlert { notifier } => test_alert(&cli.config, notifier).await,
         }
     })
 }
@@ -555,4 +628,217 @@ fn encode_segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// The admin token: `--token`, else the config's `admin_token`.
+fn admin_token(cli: &Cli) -> Option<String> {
+    if let Some(t) = &cli.token {
+        return Some(t.clone());
+    }
+    crate::config::load(&cli.config)
+        .ok()
+        .and_then(|c| c.admin_token.map(|t| t.expose().to_owned()))
+}
+
+async fn write(cli: &Cli, path: &str, body: serde_json::Value, done: &str) -> ExitCode {
+    let Some(token) = admin_token(cli) else {
+        eprintln!(
+            "probectl: this needs the admin token: pass --token (or PROBED_TOKEN), or set admin_token in {}",
+            cli.config.display()
+        );
+        return ExitCode::from(2);
+    };
+    match client::request(
+        http::Method::POST,
+        &api_base(cli),
+        path,
+        Some(&token),
+        Some(body),
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(_) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(client::ClientError::Status { status, body, .. }) => {
+            let msg = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            eprintln!("probectl: refused ({status}): {msg}");
+            ExitCode::from(if status == 401 { 2 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("probectl: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+async fn incidents(base: &str, open_only: bool, limit: u32, json: bool) -> ExitCode {
+    let path = format!("/api/v1/incidents?open={open_only}&limit={limit}");
+    let body = match client::get(base, &path, Duration::from_secs(10)).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("probectl: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return ExitCode::SUCCESS;
+    }
+    #[derive(serde::Deserialize)]
+    struct List {
+        incidents: Vec<crate::alert::outbox::IncidentRow>,
+    }
+    let list: List = match serde_json::from_slice(&body) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("probectl: unreadable answer: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    if list.incidents.is_empty() {
+        println!(
+            "{}",
+            if open_only {
+                "no open incidents"
+            } else {
+                "no incidents"
+            }
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<6}  {:<24}  {:<12}  {:<24}  REASON / DELIVERIES",
+        "ID", "PROBE", "STATE", "OPENED"
+    );
+    for i in &list.incidents {
+        println!(
+            "{:<6}  {:<24}  {:<12}  {:<24}  {}",
+            i.id,
+            i.probe,
+            i.state,
+            i.opened_at,
+            one_line(i.reason.as_deref().unwrap_or(""), 80)
+        );
+        if let Some(m) = &i.muted {
+            println!("{:>8}muted: {m}", "");
+        }
+        for d in &i.deliveries {
+            println!(
+                "{:>8}{} {} {}{}",
+                "",
+                d.event,
+                d.notifier,
+                d.status,
+                d.last_error
+                    .as_deref()
+                    .map(|e| format!(
+                        " ({} attempts, last error: {})",
+                        d.attempts,
+                        one_line(e, 80)
+                    ))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn test_alert(config: &Path, name: &str) -> ExitCode {
+    let cfg = match crate::config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "probectl: {} has {} error(s)",
+                config.display(),
+                errors.0.len()
+            );
+            return ExitCode::from(3);
+        }
+    };
+    let Some(n) = cfg.notifiers.get(name) else {
+        let names: Vec<&str> = cfg.notifiers.keys().map(String::as_str).collect();
+        let hint = crate::config::closest(name, &names)
+            .map(|n| format!("; did you mean {n:?}?"))
+            .unwrap_or_default();
+        eprintln!(
+            "probectl: no notifier named {name:?} in {}{hint}",
+            config.display()
+        );
+        return ExitCode::from(3);
+    };
+    let cx = match crate::alert::BuildCx::new() {
+        Ok(cx) => cx,
+        Err(e) => {
+            eprintln!("probectl: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let notifier = match n.spec.build(&cx) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("probectl: cannot build notifier {name:?}: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let now = crate::time::now_ms();
+    let alert = crate::alert::Alert {
+        event: crate::alert::Event::Test,
+        incident: 0,
+        dedup_key: format!("probed-{}-test-{now}", cfg.instance),
+        probe: "probectl-test-alert".into(),
+        kind: "test".into(),
+        severity: "info".into(),
+        state: "down".into(),
+        reason: Some(format!("test message from probectl test-alert {name}")),
+        opened_at: now,
+        at: now,
+        resolved_at: None,
+        acknowledged_by: None,
+        labels: Default::default(),
+        group: None,
+        link: None,
+        source: cfg.instance.clone(),
+    };
+    let deadline = notifier.timeout() + Duration::from_secs(2);
+    match tokio::time::timeout(deadline, notifier.send(&alert)).await {
+        Ok(Ok(d)) => {
+            println!("{name} ({}): accepted: {}", n.kind, d.detail);
+            // Receivers that open incidents (a pager, Alertmanager) get the test closed too.
+            if matches!(n.kind.as_str(), "pagerduty" | "alertmanager") {
+                let mut resolve = alert.clone();
+                resolve.event = crate::alert::Event::Resolve;
+                resolve.state = "up".into();
+                resolve.resolved_at = Some(crate::time::now_ms());
+                match tokio::time::timeout(deadline, notifier.send(&resolve)).await {
+                    Ok(Ok(_)) => println!("{name} ({}): test incident resolved", n.kind),
+                    _ => println!(
+                        "{name} ({}): could not resolve the test incident; close it by hand",
+                        n.kind
+                    ),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            println!("{name} ({}): refused: {e}", n.kind);
+            ExitCode::from(2)
+        }
+        Err(_) => {
+            println!(
+                "{name} ({}): no answer within {}",
+                n.kind,
+                crate::units::format_duration(deadline)
+            );
+            ExitCode::from(2)
+        }
+    }
 }

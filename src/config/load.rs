@@ -26,8 +26,9 @@ use serde_yaml::{Mapping, Value};
 use self::index::{At, Index, Pos, Seg};
 use self::interp::{Interp, key_text};
 use super::{
-    AlertSpec, Config, ConfigError, ConfigErrors, Defaults, NOTIFIER_KINDS, NotifierConfig,
-    ProbeConfig, Route, Schedule, StoreOptions,
+    AlertSpec, AlertingOptions, Config, ConfigError, ConfigErrors, Defaults, EscalationStep,
+    Maintenance, MaintenanceTime, NOTIFIER_KINDS, NotifierConfig, ProbeConfig, Route, Schedule,
+    StoreOptions,
 };
 use crate::probe::{KINDS, ProbeSpec};
 use crate::units::{Dur, Secret, format_duration};
@@ -42,6 +43,10 @@ const TOP_KEYS: &[&str] = &[
     "notifiers",
     "routes",
     "watchdog",
+    "maintenance",
+    "alerting",
+    "instance",
+    "external_url",
 ];
 const DEFAULTS_KEYS: &[&str] = &[
     "every",
@@ -51,9 +56,25 @@ const DEFAULTS_KEYS: &[&str] = &[
     "max_per_host",
     "nameservers",
 ];
-const ALERT_KEYS: &[&str] = &["after", "recover_after", "severity"];
+const ALERT_KEYS: &[&str] = &[
+    "after",
+    "within",
+    "recover_after",
+    "severity",
+    "resolve_hold",
+];
 const STORE_KEYS: &[&str] = &["retention", "queue"];
-const ROUTE_KEYS: &[&str] = &["match", "notify", "fallback"];
+const ROUTE_KEYS: &[&str] = &[
+    "match",
+    "notify",
+    "fallback",
+    "escalate",
+    "remind_every",
+    "resolve",
+];
+const STEP_KEYS: &[&str] = &["after", "notify"];
+const MAINTENANCE_KEYS: &[&str] = &["name", "probes", "cron", "duration", "start", "end"];
+const ALERTING_KEYS: &[&str] = &["max_attempts", "retry_base", "retry_max"];
 /// Keys every probe may have; the rest belongs to its kind.
 const PROBE_KEYS: &[&str] = &[
     "name",
@@ -183,7 +204,30 @@ impl Loader<'_> {
         let routes = self.routes(&doc, root.get("routes"), &names);
         let probes = self.probes(&doc, root.get("probes"), &defaults);
         let watchdog = root.get("watchdog").filter(|v| !v.is_null()).cloned();
+        let maintenance = self.maintenance(&doc, root.get("maintenance"));
+        let alerting = self.alerting(&doc, root.get("alerting"));
+        let instance = match self.field::<String>(&doc, &[], &root, "instance") {
+            Ok(Some(i)) if !i.trim().is_empty() => i,
+            _ => hostname(),
+        };
+        let external_url = match self.field::<String>(&doc, &[], &root, "external_url") {
+            Ok(Some(u)) => match u.parse::<http::Uri>() {
+                Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => {
+                    Some(u.trim_end_matches('/').to_owned())
+                }
+                _ => {
+                    let msg = "external_url must be an absolute http(s) URL";
+                    self.err(&doc, &key(&[], "external_url"), At::Value, msg);
+                    None
+                }
+            },
+            _ => None,
+        };
         Some(Config {
+            maintenance,
+            alerting,
+            instance,
+            external_url,
             path: path.to_path_buf(),
             listen,
             data_dir,
@@ -445,6 +489,23 @@ impl Loader<'_> {
                 }
             }
         }
+        if let Ok(Some(n)) = self.field::<u32>(doc, path, m, "within") {
+            if !(1..=64).contains(&n) {
+                let msg = "alert.within must be between 1 and 64 runs";
+                self.err(doc, &key(path, "within"), At::Value, msg);
+            } else if n < a.after {
+                let msg = format!(
+                    "alert.within ({n}) is smaller than alert.after ({}): it could never trip",
+                    a.after
+                );
+                self.err(doc, &key(path, "within"), At::Value, msg);
+            } else {
+                a.within = Some(n);
+            }
+        }
+        if let Ok(Some(Dur(h))) = self.field::<Dur>(doc, path, m, "resolve_hold") {
+            a.resolve_hold = Some(h);
+        }
         match self.field::<String>(doc, path, m, "severity") {
             Ok(Some(s)) if s.trim().is_empty() => {
                 self.err(
@@ -456,6 +517,120 @@ impl Loader<'_> {
             }
             Ok(Some(s)) => a.severity = s,
             _ => {}
+        }
+        a
+    }
+
+    fn maintenance(&mut self, doc: &Doc, v: Option<&Value>) -> Vec<Maintenance> {
+        let mut out = Vec::new();
+        let base = key(&[], "maintenance");
+        let items = match v {
+            None | Some(Value::Null) => return out,
+            Some(Value::Sequence(items)) => items,
+            Some(other) => {
+                let msg = expected("a list of maintenance windows", other);
+                self.err(doc, &base, At::Value, msg);
+                return out;
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = idx(&base, i);
+            let Some(m) = self.mapping(doc, &path, item) else {
+                continue;
+            };
+            self.check_keys(doc, &path, m, MAINTENANCE_KEYS);
+            let name = self
+                .field::<String>(doc, &path, m, "name")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| format!("maintenance #{}", i + 1));
+            let probes = self
+                .field::<Vec<String>>(doc, &path, m, "probes")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let cron = self.field::<String>(doc, &path, m, "cron").ok().flatten();
+            let duration = self.field::<Dur>(doc, &path, m, "duration").ok().flatten();
+            let start = self.field::<String>(doc, &path, m, "start").ok().flatten();
+            let end = self.field::<String>(doc, &path, m, "end").ok().flatten();
+            let when = match (cron, duration, start, end) {
+                (Some(expr), Some(Dur(duration)), None, None) => match parse_cron(&expr) {
+                    Ok(Schedule::Cron { expr, schedule }) => Some(MaintenanceTime::Cron {
+                        expr,
+                        schedule,
+                        duration,
+                    }),
+                    Ok(Schedule::Every(_)) => None,
+                    Err(e) => {
+                        self.err(doc, &key(&path, "cron"), At::Value, e);
+                        None
+                    }
+                },
+                (None, None, Some(a), Some(b)) => {
+                    let t = |s: &str| {
+                        chrono::DateTime::parse_from_rfc3339(s)
+                            .map(|t| t.timestamp_millis())
+                            .map_err(|_| {
+                                format!(
+                                    "invalid time {s:?} (write RFC 3339, e.g. 2026-12-01T22:00:00Z)"
+                                )
+                            })
+                    };
+                    match (t(&a), t(&b)) {
+                        (Ok(start), Ok(end)) if start < end => {
+                            Some(MaintenanceTime::Fixed { start, end })
+                        }
+                        (Ok(_), Ok(_)) => {
+                            self.err(doc, &key(&path, "end"), At::Value, "end is not after start");
+                            None
+                        }
+                        (ea, eb) => {
+                            for (k, e) in [("start", ea), ("end", eb)] {
+                                if let Err(e) = e {
+                                    self.err(doc, &key(&path, k), At::Value, e);
+                                }
+                            }
+                            None
+                        }
+                    }
+                }
+                _ => {
+                    let msg =
+                        "a maintenance window needs either cron and duration, or start and end";
+                    self.err(doc, &path, At::Value, msg);
+                    None
+                }
+            };
+            if let Some(when) = when {
+                out.push(Maintenance { name, probes, when });
+            }
+        }
+        out
+    }
+
+    fn alerting(&mut self, doc: &Doc, v: Option<&Value>) -> AlertingOptions {
+        let mut a = AlertingOptions::default();
+        let base = key(&[], "alerting");
+        let Some(m) = v.filter(|v| !v.is_null()) else {
+            return a;
+        };
+        let Some(m) = self.mapping(doc, &base, m) else {
+            return a;
+        };
+        self.check_keys(doc, &base, m, ALERTING_KEYS);
+        if let Ok(Some(n)) = self.field::<u32>(doc, &base, m, "max_attempts") {
+            if n == 0 {
+                let msg = "max_attempts must be at least 1";
+                self.err(doc, &key(&base, "max_attempts"), At::Value, msg);
+            } else {
+                a.max_attempts = n;
+            }
+        }
+        if let Ok(Some(Dur(d))) = self.field::<Dur>(doc, &base, m, "retry_base") {
+            a.retry_base = d.max(Duration::from_millis(10));
+        }
+        if let Ok(Some(Dur(d))) = self.field::<Dur>(doc, &base, m, "retry_max") {
+            a.retry_max = d.max(a.retry_base);
         }
         a
     }
@@ -521,10 +696,31 @@ impl Loader<'_> {
             }
             let mut settings = nm.clone();
             settings.remove("kind");
+            let spec = match crate::alert::NotifierSpec::from_value(
+                &kind,
+                Value::Mapping(settings.clone()),
+            ) {
+                Ok(Ok(spec)) => spec,
+                Ok(Err(e)) => {
+                    self.serde_error(doc, &path, &e, &["kind"]);
+                    continue;
+                }
+                Err(()) => continue,
+            };
+            let before = self.errors.len();
+            for fe in spec.validate() {
+                let mut p = path.clone();
+                p.extend(resolve(v, &fe.path));
+                self.err(doc, &p, At::Value, fe.message);
+            }
+            if self.errors.len() > before {
+                continue;
+            }
             out.insert(
                 name,
                 NotifierConfig {
                     kind,
+                    spec,
                     settings: Value::Mapping(settings),
                 },
             );
@@ -552,6 +748,54 @@ impl Loader<'_> {
             let matchers = self.field::<BTreeMap<String, String>>(doc, &path, m, "match");
             let notify = self.field::<Vec<String>>(doc, &path, m, "notify");
             let fallback = self.field::<Vec<String>>(doc, &path, m, "fallback");
+            let remind_every = self
+                .field::<Dur>(doc, &path, m, "remind_every")
+                .ok()
+                .flatten()
+                .map(|d| d.0);
+            let resolve = self
+                .field::<bool>(doc, &path, m, "resolve")
+                .ok()
+                .flatten()
+                .unwrap_or(true);
+            let mut escalate = Vec::new();
+            match m.get("escalate") {
+                None | Some(Value::Null) => {}
+                Some(Value::Sequence(steps)) => {
+                    for (j, step) in steps.iter().enumerate() {
+                        let sp = idx(&key(&path, "escalate"), j);
+                        let Some(sm) = self.mapping(doc, &sp, step) else {
+                            continue;
+                        };
+                        self.check_keys(doc, &sp, sm, STEP_KEYS);
+                        let after = self.required::<Dur>(doc, &sp, sm, "after");
+                        let names = self.required::<Vec<String>>(doc, &sp, sm, "notify");
+                        if let Some(names) = &names {
+                            for (k, n) in names.iter().enumerate() {
+                                if !notifiers.contains(n) {
+                                    let all: Vec<&str> =
+                                        notifiers.iter().map(String::as_str).collect();
+                                    let msg = unknown("notifier", n, &all);
+                                    self.err(doc, &idx(&key(&sp, "notify"), k), At::Value, msg);
+                                }
+                            }
+                        }
+                        if let (Some(Dur(after)), Some(notify)) = (after, names) {
+                            if let Some(prev) = escalate.last().map(|s: &EscalationStep| s.after)
+                                && after <= prev
+                            {
+                                let msg = "escalation steps must come later than the one before";
+                                self.err(doc, &key(&sp, "after"), At::Value, msg);
+                            }
+                            escalate.push(EscalationStep { after, notify });
+                        }
+                    }
+                }
+                Some(other) => {
+                    let msg = expected("a list of escalation steps", other);
+                    self.err(doc, &key(&path, "escalate"), At::Value, msg);
+                }
+            }
             match &notify {
                 Ok(None) => {
                     let msg = "route has no \"notify\" (name the notifiers to send to)";
@@ -582,6 +826,9 @@ impl Loader<'_> {
                     matchers: matchers.unwrap_or_default(),
                     notify,
                     fallback: fallback.unwrap_or_default(),
+                    escalate,
+                    remind_every,
+                    resolve,
                 });
             }
         }
@@ -897,6 +1144,16 @@ fn expected(what: &str, found: &Value) -> String {
         Value::Tagged(_) => "a tagged value",
     };
     format!("expected {what}, found {found}")
+}
+
+/// This machine's host name, for `instance`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "probed".into())
 }
 
 /// The valid name closest to `word`, if close enough to be what was meant.

@@ -41,6 +41,15 @@ pub struct Config {
     /// Notifiers by name. Their kind-specific settings are parsed by the alert module.
     pub notifiers: BTreeMap<String, NotifierConfig>,
     pub routes: Vec<Route>,
+    /// Scheduled quiet times: pages for matching probes are muted while one is active.
+    pub maintenance: Vec<Maintenance>,
+    /// Delivery settings of the alert path.
+    pub alerting: AlertingOptions,
+    /// This daemon's name in pages and dedup keys. Default: the host name.
+    pub instance: String,
+    /// Base URL people reach this daemon at, for links in pages (e.g.
+    /// `https://probed.example.com`). Default: none (no links).
+    pub external_url: Option<String>,
     /// `watchdog:` section, kept as written until the watchdog module parses it.
     pub watchdog: Option<serde_yaml::Value>,
 }
@@ -95,8 +104,15 @@ impl Default for StoreOptions {
 /// When a probe's state changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertSpec {
-    /// Consecutive failures before `down`. Default: 2.
+    /// Failures before `down`: `after` in a row, or, with `within`, `after` among the last
+    /// `within` runs. Default: 2.
     pub after: u32,
+    /// Count failures over the last `within` runs instead of in a row (at most 64).
+    pub within: Option<u32>,
+    /// How long a recovered probe must stay up before its incident resolves (and the
+    /// resolve notice goes out). A failure meanwhile continues the same incident, so a
+    /// flapping probe pages once. Default: three intervals.
+    pub resolve_hold: Option<Duration>,
     /// Consecutive successes before `up` again. Default: 1.
     pub recover_after: u32,
     /// Severity label for routing. Default: `critical`.
@@ -107,6 +123,8 @@ impl Default for AlertSpec {
     fn default() -> Self {
         AlertSpec {
             after: 2,
+            within: None,
+            resolve_hold: None,
             recover_after: 1,
             severity: "critical".into(),
         }
@@ -189,23 +207,127 @@ impl ProbeConfig {
     }
 }
 
-/// A notifier: its kind and its settings as written (parsed by the alert module).
+/// A notifier: its kind, its parsed settings, and the settings as written (to tell on
+/// reload whether it changed).
 #[derive(Debug, Clone)]
 pub struct NotifierConfig {
     pub kind: String,
+    pub spec: crate::alert::NotifierSpec,
     pub settings: serde_yaml::Value,
 }
 
-/// Notifier kinds known to the config (implemented by the alert module).
-pub const NOTIFIER_KINDS: &[&str] = &["email", "twilio", "pagerduty", "webhook", "alertmanager"];
+/// Notifier kinds known to the config.
+pub const NOTIFIER_KINDS: &[&str] = crate::alert::KINDS;
 
-/// A route: which alerts go to which notifiers.
+/// A route: which alerts go to which notifiers, and what happens when nobody answers.
+/// The first route whose `match` holds applies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    /// Labels an alert must carry (`severity` included) for this route to apply.
+    /// Labels an alert must carry for this route to apply: the probe's `labels` plus
+    /// `severity`, `probe`, `kind` and `group`. Empty: every alert.
     pub matchers: BTreeMap<String, String>,
+    /// Paged at once.
     pub notify: Vec<String>,
+    /// Tried in order when a channel keeps failing (after its retries), until one delivers.
     pub fallback: Vec<String>,
+    /// Further notifiers paged while the incident stays open and unacknowledged.
+    pub escalate: Vec<EscalationStep>,
+    /// Re-page `notify` this often while the incident stays open and unacknowledged.
+    pub remind_every: Option<Duration>,
+    /// Send resolve notices on recovery. Default: true.
+    pub resolve: bool,
+}
+
+/// One escalation step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationStep {
+    /// Time since the incident opened.
+    pub after: Duration,
+    pub notify: Vec<String>,
+}
+
+/// A maintenance window: pages for matching probes are muted while it is active (results
+/// are still recorded, states still change, incidents still open).
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    pub name: String,
+    /// Probe names or globs (`api-*`). Empty: every probe.
+    pub probes: Vec<String>,
+    pub when: MaintenanceTime,
+}
+
+#[derive(Debug, Clone)]
+pub enum MaintenanceTime {
+    /// Starts at each cron fire, lasts `duration`.
+    Cron {
+        expr: String,
+        schedule: Box<cron::Schedule>,
+        duration: Duration,
+    },
+    /// Fixed start and end, unix ms.
+    Fixed { start: i64, end: i64 },
+}
+
+impl Maintenance {
+    /// Whether the window is active at `now` (unix ms) for `probe`.
+    pub fn active(&self, probe: &str, now: i64) -> bool {
+        if !self.probes.is_empty() && !self.probes.iter().any(|g| glob_match(g, probe)) {
+            return false;
+        }
+        match &self.when {
+            MaintenanceTime::Fixed { start, end } => (*start..*end).contains(&now),
+            MaintenanceTime::Cron {
+                schedule, duration, ..
+            } => {
+                // Active when a fire happened within the last `duration`.
+                let Some(now_t) = chrono::DateTime::from_timestamp_millis(now) else {
+                    return false;
+                };
+                let Ok(d) = chrono::Duration::from_std(*duration) else {
+                    return false;
+                };
+                schedule
+                    .after(&(now_t - d))
+                    .next()
+                    .is_some_and(|fire| fire <= now_t)
+            }
+        }
+    }
+}
+
+/// `*` matches any run of characters, `?` one character; everything else is literal.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// `alerting:` settings of the delivery path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertingOptions {
+    /// Attempts on one channel before the fallback chain takes over. Default: 5.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter. Default: 2s.
+    pub retry_base: Duration,
+    /// Longest retry delay. Default: 5m.
+    pub retry_max: Duration,
+}
+
+impl Default for AlertingOptions {
+    fn default() -> Self {
+        AlertingOptions {
+            max_attempts: 5,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Every problem found in a config, each as `file:line:col: message`.
@@ -246,3 +368,56 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        for (p, n, want) in [
+            ("api-*", "api-write", true),
+            ("api-*", "web", false),
+            ("*", "anything", true),
+            ("db?", "db1", true),
+            ("db?", "db12", false),
+            ("exact", "exact", true),
+            ("*-write", "api-write", true),
+        ] {
+            assert_eq!(glob_match(p, n), want, "{p} ~ {n}");
+        }
+    }
+
+    #[test]
+    fn maintenance_windows() {
+        let hour = 3_600_000;
+        let fixed = Maintenance {
+            name: "m".into(),
+            probes: vec!["api-*".into()],
+            when: MaintenanceTime::Fixed {
+                start: 10 * hour,
+                end: 11 * hour,
+            },
+        };
+        assert!(fixed.active("api-x", 10 * hour + 1));
+        assert!(!fixed.active("web", 10 * hour + 1), "not a matching probe");
+        assert!(!fixed.active("api-x", 11 * hour), "end is exclusive");
+        let schedule: cron::Schedule = "0 0 2 * * *".parse().unwrap();
+        let nightly = Maintenance {
+            name: "nightly".into(),
+            probes: vec![],
+            when: MaintenanceTime::Cron {
+                expr: "0 0 2 * * *".into(),
+                schedule: Box::new(schedule),
+                duration: std::time::Duration::from_secs(1800),
+            },
+        };
+        let day = 24 * hour;
+        assert!(nightly.active("any", day + 2 * hour + 60_000), "02:01");
+        assert!(
+            !nightly.active("any", day + 2 * hour + 31 * 60_000),
+            "02:31"
+        );
+        assert!(!nightly.active("any", day + hour), "01:00");
+    }
+}

@@ -62,6 +62,8 @@ pub struct StateChange {
     pub probe_id: i64,
     pub transition: Transition,
     pub verdicts: Verdicts,
+    /// What the change pages (routes, mute, resolve hold), decided when it happened.
+    pub plan: Option<crate::alert::plan::PagePlan>,
 }
 
 /// Counters the writer keeps, read by `/metrics` and the status API.
@@ -85,6 +87,8 @@ pub struct Store {
     changes: mpsc::UnboundedSender<StateChange>,
     pub stats: Arc<StoreStats>,
     queue_capacity: usize,
+    /// Woken after a commit that queued alerts, so the dispatcher sends at once.
+    pub alerts_queued: Arc<tokio::sync::Notify>,
 }
 
 /// The writer task's half. Run it with [`Writer::run`].
@@ -93,6 +97,7 @@ pub struct Writer {
     results: mpsc::Receiver<Record>,
     changes: mpsc::UnboundedReceiver<StateChange>,
     stats: Arc<StoreStats>,
+    alerts_queued: Arc<tokio::sync::Notify>,
 }
 
 /// A probe's persisted state, read at start to resume.
@@ -182,6 +187,7 @@ impl Store {
         let (rtx, rrx) = mpsc::channel(queue);
         let (ctx, crx) = mpsc::unbounded_channel();
         let stats = Arc::new(StoreStats::default());
+        let alerts_queued = Arc::new(tokio::sync::Notify::new());
         Ok((
             Store {
                 read,
@@ -190,12 +196,14 @@ impl Store {
                 changes: ctx,
                 stats: stats.clone(),
                 queue_capacity: queue,
+                alerts_queued: alerts_queued.clone(),
             },
             Writer {
                 write,
                 results: rrx,
                 changes: crx,
                 stats,
+                alerts_queued,
             },
         ))
     }
@@ -247,7 +255,7 @@ impl Store {
         tx.commit().await?;
         let rows = sqlx::query(
             "SELECT id, name, state, state_since, consecutive_failures, consecutive_successes, \
-             last_checked_at, last_ok, last_duration_us, last_error FROM probes",
+             recent, last_checked_at, last_ok, last_duration_us, last_error FROM probes",
         )
         .fetch_all(&self.write)
         .await?;
@@ -272,6 +280,7 @@ impl Store {
                         since: r.get("state_since"),
                         consecutive_failures: r.get::<i64, _>("consecutive_failures") as u32,
                         consecutive_successes: r.get::<i64, _>("consecutive_successes") as u32,
+                        recent: r.get::<i64, _>("recent") as u64,
                     },
                     last,
                 },
@@ -381,6 +390,16 @@ impl Store {
         Ok(deleted)
     }
 
+    /// The write pool (one connection), for the alert path's short transactions.
+    pub fn write_pool(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    /// The read pool.
+    pub fn read_pool(&self) -> &SqlitePool {
+        &self.read
+    }
+
     /// Closes both pools (after the writer has finished).
     pub async fn close(&self) {
         self.read.close().await;
@@ -460,6 +479,9 @@ impl Writer {
                     if s.failing_streak.swap(0, Ordering::Relaxed) > 0 {
                         tracing::info!("store writes work again");
                         *s.last_error.lock().unwrap() = None;
+                    }
+                    if !changes.is_empty() {
+                        self.alerts_queued.notify_one();
                     }
                     results.clear();
                     changes.clear();
@@ -562,7 +584,7 @@ impl Writer {
                 "UPDATE probes SET state = v.column2, state_since = v.column3, \
                  consecutive_failures = v.column4, consecutive_successes = v.column5, \
                  last_checked_at = v.column6, last_ok = v.column7, last_duration_us = v.column8, \
-                 last_error = v.column9 FROM (",
+                 last_error = v.column9, recent = v.column10 FROM (",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.probe_id)
@@ -573,7 +595,8 @@ impl Writer {
                     .push_bind(r.at)
                     .push_bind(r.obs.ok as i64)
                     .push_bind(r.obs.duration.as_micros() as i64)
-                    .push_bind(r.obs.error.clone());
+                    .push_bind(r.obs.error.clone())
+                    .push_bind(r.verdicts.recent as i64);
             });
             q.push(") AS v WHERE probes.id = v.column1");
             q.build().execute(&mut *tx).await?;
@@ -592,17 +615,36 @@ impl Writer {
             .await?;
             sqlx::query(
                 "UPDATE probes SET state = ?, state_since = ?, consecutive_failures = ?, \
-                 consecutive_successes = ? WHERE id = ?",
+                 consecutive_successes = ?, recent = ? WHERE id = ?",
             )
             .bind(c.verdicts.state.as_str())
             .bind(c.verdicts.since)
             .bind(c.verdicts.consecutive_failures as i64)
             .bind(c.verdicts.consecutive_successes as i64)
+            .bind(c.verdicts.recent as i64)
             .bind(c.probe_id)
             .execute(&mut *tx)
             .await?;
-            // Seam for paging: the alert outbox row for this change is inserted here, in the
-            // same transaction.
+            // The incident and its first page, in this same transaction: durable before any
+            // send is tried.
+            if let Some(plan) = &c.plan {
+                match c.transition.to {
+                    State::Down => {
+                        crate::alert::outbox::on_down(&mut tx, c.probe_id, c.transition.at, plan)
+                            .await?
+                    }
+                    State::Up if c.transition.from == State::Down => {
+                        crate::alert::outbox::on_up(
+                            &mut tx,
+                            c.probe_id,
+                            c.transition.at,
+                            plan.resolve_hold_ms,
+                        )
+                        .await?
+                    }
+                    _ => {}
+                }
+            }
         }
         tx.commit().await
     }
@@ -646,6 +688,7 @@ mod tests {
                 since: Some(at),
                 consecutive_failures: (!ok) as u32,
                 consecutive_successes: ok as u32,
+                recent: (!ok) as u64,
             },
         }
     }
@@ -700,6 +743,7 @@ mod tests {
                 reason: Some("status 503, expected 2xx".into()),
             },
             verdicts: rec(b, now, false).verdicts,
+            plan: None,
         });
         let stop = CancellationToken::new();
         stop.cancel();

@@ -2,6 +2,9 @@
 //! `probed` binary running on a config written to a temp dir.
 #![allow(dead_code)]
 
+pub mod receiver;
+pub mod smtp;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -180,6 +183,13 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("probed.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        c.kill().unwrap();
+        c.wait().unwrap();
     }
 
     pub fn signal(&self, sig: &str) {

@@ -74,7 +74,8 @@ store: { retention: 14d, queue: 1000 }
 notifiers:
   oncall-mail:
     kind: email
-    smtp: { host: smtp.example.com, port: 587, password_file: secrets/smtp }
+    smtp: { host: smtp.example.com, port: 587, username: probed, password_file: secrets/smtp }
+    from: probed@example.com
     to: [oncall@example.com]
   pager: { kind: pagerduty, routing_key: "${PD_KEY}" }
 routes:
@@ -131,7 +132,8 @@ fn full_config_loads_with_defaults_applied() {
         AlertSpec {
             after: 3,
             recover_after: 1,
-            severity: "warning".into()
+            severity: "warning".into(),
+            ..AlertSpec::default()
         }
     );
     assert_eq!(c.defaults.max_concurrent, 100);
@@ -161,11 +163,17 @@ fn full_config_loads_with_defaults_applied() {
                 matchers: [("severity".to_string(), "critical".to_string())].into(),
                 notify: vec!["pager".into()],
                 fallback: vec!["oncall-mail".into()],
+                escalate: vec![],
+                remind_every: None,
+                resolve: true,
             },
             Route {
                 matchers: BTreeMap::new(),
                 notify: vec!["oncall-mail".into()],
                 fallback: vec![],
+                escalate: vec![],
+                remind_every: None,
+                resolve: true,
             },
         ]
     );
@@ -181,7 +189,8 @@ fn full_config_loads_with_defaults_applied() {
         AlertSpec {
             after: 3,
             recover_after: 2,
-            severity: "warning".into()
+            severity: "warning".into(),
+            ..AlertSpec::default()
         }
     );
     assert_eq!(api.group.as_deref(), Some("API"));
@@ -278,7 +287,7 @@ const CASES: &[Case] = &[
         files: &[],
         env: &[],
         want: &[
-            r#"probed.yaml:1:1: unknown key "foo" (valid keys: listen, data_dir, admin_token, probes, defaults, store, notifiers, routes, watchdog)"#,
+            r#"probed.yaml:1:1: unknown key "foo" (valid keys: listen, data_dir, admin_token, probes, defaults, store, notifiers, routes, watchdog, maintenance, alerting, instance, external_url)"#,
         ],
     },
     Case {
@@ -520,7 +529,7 @@ routes:
 admin_token: ${ADMIN_TOKEN}
 defaults: { every: "${EVERY}", max_concurrent: "${MAX}" }
 notifiers:
-  pager: { kind: pagerduty, routing_key: "${PD_KEY}", url: "${A}/${B:-x}/${C}" }
+  pager: { kind: pagerduty, routing_key: "${PD_KEY}", base_url: "${A}/${B:-x}/${C}" }
 "#,
         files: &[],
         env: &[("A", "a")],
@@ -529,7 +538,7 @@ notifiers:
             "probed.yaml:3:20: environment variable EVERY is not set (use ${EVERY:-default} for a fallback)",
             "probed.yaml:3:48: environment variable MAX is not set (use ${MAX:-default} for a fallback)",
             "probed.yaml:5:42: environment variable PD_KEY is not set (use ${PD_KEY:-default} for a fallback)",
-            "probed.yaml:5:60: environment variable C is not set (use ${C:-default} for a fallback)",
+            "probed.yaml:5:65: environment variable C is not set (use ${C:-default} for a fallback)",
         ],
     },
     Case {
@@ -666,6 +675,7 @@ notifiers:
   hook:
     kind: webhook
     url: "https://x.example/${PATH_PART}"
+watchdog:
     n: ${N}
     q: "${N}"
     b: ${B}
@@ -691,8 +701,8 @@ notifiers:
     assert_eq!(c.defaults.max_concurrent, 12);
     // Quoted: stays a string even when it looks like a number.
     assert_eq!(c.defaults.alert.severity, "123");
-    let s = &c.notifiers["hook"].settings;
-    assert_eq!(s["url"], "https://x.example/a/b");
+    assert_eq!(c.notifiers["hook"].settings["url"], "https://x.example/a/b");
+    let s = c.watchdog.as_ref().unwrap();
     assert_eq!(s["n"], Value::Number(42.into()));
     assert_eq!(s["q"], "42");
     assert_eq!(s["b"], Value::Bool(true));
@@ -758,7 +768,11 @@ admin_token_file: secrets/token
 notifiers:
   sms:
     kind: twilio
+    account_sid: AC0123456789abcdef0123456789abcdef
     auth_token_file: "${SECRETS:-secrets}/twilio"
+    from: "+15550001111"
+    to: ["+15550002222"]
+watchdog:
     nested: { deeper: [ { password_file: secrets/pw } ] }
 probes:
   - name: api
@@ -777,7 +791,8 @@ probes:
     let s = &c.notifiers["sms"].settings;
     assert_eq!(s["auth_token"], "tw-456");
     assert!(s.get("auth_token_file").is_none());
-    assert_eq!(s["nested"]["deeper"][0]["password"], "pw with spaces  ");
+    let w = c.watchdog.as_ref().unwrap();
+    assert_eq!(w["nested"]["deeper"][0]["password"], "pw with spaces  ");
     // `ca_file` names a file the probe reads itself: kept as a path.
     assert_eq!(c.probes[0].raw["tls"]["ca_file"], "certs/ca.pem");
     // ... relative to the file that defines the probe.

@@ -1,0 +1,785 @@
+//! `kind: alertmanager`: posts each alert to every Alertmanager of a cluster
+//! (`POST {url}/api/v2/alerts`), as Prometheus does, and lets Alertmanager group, silence,
+//! inhibit and route it.
+//!
+//! Alertmanager knows an alert by its label set, so the labels are the same on every send
+//! of one incident (names only: no event, no time); what changes goes in annotations and
+//! in `endsAt`. While an incident fires, the dispatcher resends it every `resend_every`
+//! ([`Sender::refresh_every`]) with `endsAt` three resends ahead: if the daemon dies,
+//! Alertmanager resolves the alert by itself after that, and until then it keeps firing.
+//! A resolve sends `endsAt` = the time the probe recovered.
+//!
+//! An HA cluster dedups among its members, so every member gets every alert; the send
+//! succeeds when at least one member accepted it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use std::sync::Arc;
+
+use super::webhook::{Scrub, outcome, parse_url, transport_error, url_secrets};
+use super::{Alert, BuildCx, Delivered, Event, SendError};
+use crate::probe::FieldError;
+use crate::units::{Dur, format_duration};
+
+/// Settings of an `alertmanager` notifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Base URL of each Alertmanager of the cluster, e.g. `http://am-1:9093` (with its
+    /// route prefix, if any). Every alert goes to all of them; a send succeeds when at
+    /// least one accepted it. Userinfo is sent as basic auth and never shown.
+    pub urls: Vec<String>,
+    /// While an incident fires, resend it this often; each send's `endsAt` is three of
+    /// these ahead, so Alertmanager resolves the alert by itself if the sends stop.
+    /// Default: 1m. Must be under 5m (Alertmanager's own `resolve_timeout`).
+    pub resend_every: Option<Dur>,
+    /// Static labels added to every alert, e.g. `{ env: prod }`. They cannot replace the
+    /// labels probed sets (`alertname`, `probe`, `severity`, `kind`, `instance`, `group`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `generatorURL` of alerts that carry no link of their own (the daemon sets one per
+    /// probe when `external_url` is configured).
+    pub generator_url: Option<String>,
+    /// Deadline of one send to all the URLs. Default: 10s.
+    pub timeout: Option<Dur>,
+}
+
+/// Default of `resend_every`.
+pub const DEFAULT_RESEND_EVERY: Duration = Duration::from_secs(60);
+
+/// `resend_every` must stay under this: Alertmanager's default `resolve_timeout`.
+const MAX_RESEND_EVERY: Duration = Duration::from_secs(300);
+
+/// A firing alert's `endsAt` is this many `resend_every` ahead of the send.
+const ENDS_AFTER_RESENDS: u32 = 3;
+
+/// Label names probed sets itself.
+const OWN_LABELS: &[&str] = &[
+    "alertname",
+    "probe",
+    "severity",
+    "kind",
+    "instance",
+    "group",
+];
+
+/// `alertname` of a real incident; a `probectl test-alert` uses [`TEST_ALERTNAME`].
+pub const ALERTNAME: &str = "ProbeDown";
+pub const TEST_ALERTNAME: &str = "ProbedTest";
+
+impl Spec {
+    /// Every problem, without I/O. Messages never repeat a URL.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if self.urls.is_empty() {
+            errs.push(FieldError::new(
+                "urls",
+                "at least one alertmanager url is needed",
+            ));
+        }
+        let mut seen = Vec::new();
+        for (i, u) in self.urls.iter().enumerate() {
+            let path = format!("urls[{i}]");
+            match parse_base(u) {
+                Err(e) => errs.push(FieldError::new(path, e)),
+                Ok(url) => {
+                    let key = url.to_string();
+                    if seen.contains(&key) {
+                        errs.push(FieldError::new(path, "the same url is listed twice"));
+                    }
+                    seen.push(key);
+                }
+            }
+        }
+        if let Some(r) = self.resend_every {
+            if r.0 < Duration::from_secs(1) {
+                errs.push(FieldError::new("resend_every", "must be at least 1s"));
+            } else if r.0 >= MAX_RESEND_EVERY {
+                errs.push(FieldError::new(
+                    "resend_every",
+                    format!(
+                        "must be under {} (alertmanager resolves alerts not resent within its resolve_timeout)",
+                        format_duration(MAX_RESEND_EVERY)
+                    ),
+                ));
+            }
+        }
+        for (name, value) in &self.labels {
+            let path = format!("labels.{name}");
+            if !valid_label_name(name) {
+                errs.push(FieldError::new(
+                    path,
+                    "invalid label name (letters, digits and _, not starting with a digit)",
+                ));
+            } else if OWN_LABELS.contains(&name.as_str()) || name.starts_with("__") {
+                errs.push(FieldError::new(path, "this label is set by probed"));
+            } else if value.is_empty() {
+                errs.push(FieldError::new(path, "a label value must not be empty"));
+            }
+        }
+        if let Some(g) = &self.generator_url
+            && let Err(e) = parse_url(g)
+        {
+            errs.push(FieldError::new("generator_url", e));
+        }
+        if let Some(t) = self.timeout
+            && t.0.is_zero()
+        {
+            errs.push(FieldError::new("timeout", "must be more than 0s"));
+        }
+        errs
+    }
+
+    /// A sender on the shared HTTP client.
+    pub fn build(&self, cx: &BuildCx) -> Result<Sender, String> {
+        let mut targets = Vec::new();
+        let mut secrets = Vec::new();
+        for (i, u) in self.urls.iter().enumerate() {
+            let base = parse_base(u).map_err(|e| format!("urls[{i}]: {e}"))?;
+            secrets.extend(url_secrets(&base));
+            let mut api = base.clone();
+            let path = format!("{}/api/v2/alerts", base.path().trim_end_matches('/'));
+            api.set_path(&path);
+            targets.push(Target {
+                shown: crate::probe::http::redact_url(base.as_str())
+                    .trim_end_matches('/')
+                    .to_string(),
+                api,
+            });
+        }
+        if targets.is_empty() {
+            return Err("urls: at least one alertmanager url is needed".into());
+        }
+        Ok(Sender {
+            http: cx.http.clone(),
+            targets,
+            resend_every: self.resend_every.map_or(DEFAULT_RESEND_EVERY, |d| d.0),
+            labels: self.labels.clone(),
+            generator_url: self.generator_url.clone(),
+            timeout: self.timeout.map_or(super::DEFAULT_SEND_TIMEOUT, |t| t.0),
+            scrub: Arc::new(Scrub::new(secrets)),
+        })
+    }
+}
+
+/// A base URL: `http(s)://host[:port][/prefix]`, no query.
+fn parse_base(u: &str) -> Result<Url, String> {
+    let url = parse_url(u)?;
+    if url.query().is_some() {
+        return Err("an alertmanager url must not have a query (?...)".into());
+    }
+    Ok(url)
+}
+
+/// One Alertmanager.
+struct Target {
+    /// `POST` here.
+    api: Url,
+    /// The base URL as messages show it (no userinfo).
+    shown: String,
+}
+
+/// A ready `alertmanager` notifier.
+pub struct Sender {
+    http: reqwest::Client,
+    targets: Vec<Target>,
+    resend_every: Duration,
+    labels: BTreeMap<String, String>,
+    generator_url: Option<String>,
+    timeout: Duration,
+    scrub: Arc<Scrub>,
+}
+
+impl Sender {
+    /// Posts the alert to every URL at once, each within `timeout`. Delivered when at least
+    /// one accepted it (`detail` names the others' failures); otherwise a retry, unless
+    /// every URL refused it for good (a 4xx other than 408 and 429).
+    pub async fn send(&self, alert: &Alert) -> Result<Delivered, SendError> {
+        let body = match serde_json::to_vec(&self.payload(alert, crate::time::now_ms())) {
+            Ok(b) => bytes::Bytes::from(b),
+            Err(e) => {
+                return Err(SendError::permanent(format!(
+                    "cannot encode the alert: {e}"
+                )));
+            }
+        };
+        let deadline = Instant::now() + self.timeout;
+        let mut tasks = JoinSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let req = self
+                .http
+                .post(t.api.clone())
+                .timeout(self.timeout)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            let (shown, timeout, scrub) = (t.shown.clone(), self.timeout, self.scrub.clone());
+            tasks.spawn(async move {
+                let sent = async {
+                    match req.send().await {
+                        Ok(resp) => outcome(&shown, resp, &scrub).await,
+                        Err(e) => Err(transport_error(&shown, e, timeout)),
+                    }
+                };
+                let r = match tokio::time::timeout_at(deadline, sent).await {
+                    Ok(r) => r,
+                    Err(_) => Err(SendError::retry(format!(
+                        "{shown}: no answer within {}",
+                        format_duration(timeout)
+                    ))),
+                };
+                (i, r)
+            });
+        }
+        // Every task ends by `deadline`; the margin only guards against a stuck runtime.
+        let mut results: Vec<Option<Result<Delivered, SendError>>> =
+            self.targets.iter().map(|_| None).collect();
+        let collect = async {
+            while let Some(joined) = tasks.join_next().await {
+                if let Ok((i, r)) = joined {
+                    results[i] = Some(r);
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline + Duration::from_millis(200), collect).await;
+        let results = results
+            .into_iter()
+            .zip(&self.targets)
+            .map(|(r, t)| {
+                r.unwrap_or_else(|| {
+                    Err(SendError::retry(format!(
+                        "{}: send did not finish",
+                        t.shown
+                    )))
+                })
+            })
+            .map(|r| r.map_err(|e| self.scrub.error(e)))
+            .collect();
+        combine(results)
+    }
+
+    /// The JSON array of one alert, as `POST /api/v2/alerts` takes it. `now` is unix ms.
+    fn payload(&self, alert: &Alert, now: i64) -> serde_json::Value {
+        let ends_at = if alert.event.firing() {
+            let ahead = self.resend_every * ENDS_AFTER_RESENDS;
+            now.saturating_add(ahead.as_millis() as i64)
+                .max(alert.opened_at + 1000)
+        } else {
+            // Alertmanager refuses an end before the start.
+            alert.resolved_at.unwrap_or(now).max(alert.opened_at)
+        };
+        let mut annotations = serde_json::Map::new();
+        annotations.insert("summary".into(), alert.summary().into());
+        annotations.insert(
+            "description".into(),
+            alert
+                .reason
+                .clone()
+                .unwrap_or_else(|| alert.summary())
+                .into(),
+        );
+        annotations.insert("dedup_key".into(), alert.dedup_key.clone().into());
+        if let Some(who) = &alert.acknowledged_by {
+            annotations.insert("acknowledged_by".into(), who.clone().into());
+        }
+        let mut a = json!({
+            "labels": self.labels_of(alert),
+            "annotations": annotations,
+            "startsAt": crate::time::rfc3339(alert.opened_at),
+            "endsAt": crate::time::rfc3339(ends_at),
+        });
+        if let Some(link) = alert.link.as_ref().or(self.generator_url.as_ref()) {
+            a["generatorURL"] = link.clone().into();
+        }
+        json!([a])
+    }
+
+    /// The alert's identity in Alertmanager: the probe's labels (names made valid), then
+    /// the static labels, then probed's own. The same for every send of one incident.
+    fn labels_of(&self, alert: &Alert) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::new();
+        for (k, v) in &alert.labels {
+            let name = label_name(k);
+            if !v.is_empty() && !name.starts_with("__") {
+                l.insert(name, v.clone());
+            }
+        }
+        l.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let alertname = if alert.event == Event::Test {
+            TEST_ALERTNAME
+        } else {
+            ALERTNAME
+        };
+        l.insert("alertname".into(), alertname.into());
+        l.insert("probe".into(), alert.probe.clone());
+        l.insert("severity".into(), alert.severity.clone());
+        l.insert("kind".into(), alert.kind.clone());
+        l.insert("instance".into(), alert.source.clone());
+        match &alert.group {
+            Some(g) if !g.is_empty() => {
+                l.insert("group".into(), g.clone());
+            }
+            _ => {
+                l.remove("group");
+            }
+        }
+        l.retain(|_, v| !v.is_empty());
+        l
+    }
+
+    pub fn refresh_every(&self) -> Option<Duration> {
+        Some(self.resend_every)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// One result from the results of every URL, in the order of `urls`.
+fn combine(results: Vec<Result<Delivered, SendError>>) -> Result<Delivered, SendError> {
+    let accepted: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|d| d.detail.clone())
+        .collect();
+    let failed: Vec<&SendError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let failures = failed
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !accepted.is_empty() {
+        let mut detail = format!(
+            "accepted by {} of {} ({})",
+            accepted.len(),
+            results.len(),
+            accepted.join(", ")
+        );
+        if !failed.is_empty() {
+            detail.push_str("; failed: ");
+            detail.push_str(&failures);
+        }
+        return Ok(Delivered { detail });
+    }
+    if failed
+        .iter()
+        .all(|e| matches!(e, SendError::Permanent { .. }))
+    {
+        return Err(SendError::permanent(failures));
+    }
+    let retry_after = failed
+        .iter()
+        .filter_map(|e| match e {
+            SendError::Retry { retry_after, .. } => *retry_after,
+            SendError::Permanent { .. } => None,
+        })
+        .max();
+    Err(SendError::Retry {
+        reason: failures,
+        retry_after,
+    })
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, the label names every Alertmanager accepts.
+fn valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A probe label's name made valid: other characters become `_`, a leading digit gets a
+/// `_` before it (`app.kubernetes.io/name` becomes `app_kubernetes_io_name`).
+fn label_name(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::process::Stdio;
+
+    use serde_json::Value;
+    use tokio::net::TcpListener;
+    use tokio::process::{Child, Command};
+
+    use super::*;
+    use crate::alert::testing;
+
+    // ---- a real Alertmanager -------------------------------------------------------------
+
+    /// Debian's package puts it here; `ALERTMANAGER` overrides.
+    fn binary() -> PathBuf {
+        std::env::var_os("ALERTMANAGER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "prometheus-alertmanager".into())
+    }
+
+    /// A `prometheus-alertmanager` on 127.0.0.1 with gossip off and its own storage, killed
+    /// when dropped.
+    struct Am {
+        url: String,
+        http: reqwest::Client,
+        _child: Child,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Am {
+        async fn start() -> Am {
+            // The port is picked by binding :0 and releasing it; if another process takes it
+            // before Alertmanager binds, Alertmanager exits and we try another.
+            let mut last = String::new();
+            for _ in 0..3 {
+                match Am::try_start().await {
+                    Ok(am) => return am,
+                    Err(e) => last = e,
+                }
+            }
+            panic!("alertmanager did not start: {last}");
+        }
+
+        async fn try_start() -> Result<Am, String> {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("am.yml");
+            std::fs::write(
+                &config,
+                "route: { receiver: none, group_wait: 1s }\nreceivers: [ { name: none } ]\n",
+            )
+            .unwrap();
+            let port = free_port().await;
+            let log = std::fs::File::create(dir.path().join("am.log")).unwrap();
+            let mut child = Command::new(binary())
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address=")
+                .arg("--log.level=warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot run {}: {e}", binary().display()))?;
+            let url = format!("http://127.0.0.1:{port}");
+            let http = BuildCx::new().unwrap().http;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(dir.path().join("am.log")).unwrap();
+                    return Err(format!("exited with {status}: {log}"));
+                }
+                let ready = http
+                    .get(format!("{url}/-/ready"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    return Ok(Am {
+                        url,
+                        http,
+                        _child: child,
+                        _dir: dir,
+                    });
+                }
+                if Instant::now() > deadline {
+                    return Err("not ready within 20s".into());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// The alerts it holds (`GET /api/v2/alerts`), with a query such as `active=true`.
+        async fn alerts(&self, query: &str) -> Vec<Value> {
+            let v: Value = self
+                .http
+                .get(format!("{}/api/v2/alerts?{query}", self.url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v.as_array().cloned().unwrap_or_default()
+        }
+
+        /// The alerts of probe `probe`, once `pred` holds for them (within 5s).
+        async fn wait_for(&self, probe: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let mine: Vec<Value> = self
+                    .alerts("")
+                    .await
+                    .into_iter()
+                    .filter(|a| a["labels"]["probe"] == probe)
+                    .collect();
+                if pred(&mine) {
+                    return mine;
+                }
+                assert!(Instant::now() < deadline, "condition not met: {mine:#?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    async fn free_port() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    /// A URL where nothing listens.
+    async fn dead_url() -> String {
+        format!("http://127.0.0.1:{}", free_port().await)
+    }
+
+    fn spec(yaml: &str) -> Spec {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+    }
+
+    fn sender(urls: &[&str], extra: &str) -> Sender {
+        let list = urls
+            .iter()
+            .map(|u| format!("'{u}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let s = spec(&format!("{{ urls: [{list}] {extra} }}"));
+        assert_eq!(s.validate(), Vec::new());
+        s.build(&BuildCx::new().unwrap()).expect("build")
+    }
+
+    /// The sample alert, for probe `probe`, opened a minute ago.
+    fn alert(event: Event, probe: &str) -> Alert {
+        let mut a = testing::alert(event);
+        let now = crate::time::now_ms();
+        a.probe = probe.into();
+        a.opened_at = now - 60_000;
+        a.at = now;
+        if event == Event::Resolve {
+            a.resolved_at = Some(now - 1_000);
+        }
+        a
+    }
+
+    // ---- tests ---------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn a_trigger_becomes_an_active_alert_and_a_reminder_the_same_one() {
+        let am = Am::start().await;
+        let n = sender(
+            &[&am.url],
+            ", labels: { env: test }, resend_every: 30s, generator_url: 'http://probed.example/'",
+        );
+        assert_eq!(n.refresh_every(), Some(Duration::from_secs(30)));
+        let d = n
+            .send(&alert(Event::Trigger, "am-one"))
+            .await
+            .expect("delivered");
+        assert!(d.detail.contains("accepted by 1 of 1"), "{}", d.detail);
+
+        let got = am
+            .wait_for("am-one", |a| {
+                a.len() == 1 && a[0]["status"]["state"] == "active"
+            })
+            .await;
+        let a = &got[0];
+        let labels = &a["labels"];
+        assert_eq!(labels["alertname"], "ProbeDown");
+        assert_eq!(labels["probe"], "am-one");
+        assert_eq!(labels["severity"], "critical");
+        assert_eq!(labels["kind"], "http");
+        assert_eq!(labels["instance"], "probed-test");
+        assert_eq!(labels["group"], "API");
+        assert_eq!(labels["team"], "core");
+        assert_eq!(labels["env"], "test");
+        assert_eq!(labels.as_object().unwrap().len(), 8, "{labels}");
+        let ann = &a["annotations"];
+        assert_eq!(
+            ann["summary"],
+            "[probed] DOWN am-one: status 503, expected 200, 201"
+        );
+        assert_eq!(ann["description"], "status 503, expected 200, 201");
+        assert_eq!(ann["dedup_key"], "probed-test-42");
+        // The alert's own link wins over generator_url.
+        assert_eq!(a["generatorURL"], "http://probed.example/status#api-write");
+        let ends = chrono::DateTime::parse_from_rfc3339(a["endsAt"].as_str().unwrap()).unwrap();
+        let ahead = ends.timestamp_millis() - crate::time::now_ms();
+        assert!((80_000..=91_000).contains(&ahead), "endsAt {ahead}ms ahead");
+
+        // A reminder refreshes the same alert.
+        let mut r = alert(Event::Reminder, "am-one");
+        r.reason = Some("status 500".into());
+        n.send(&r).await.expect("delivered");
+        let got = am
+            .wait_for("am-one", |a| {
+                a.iter()
+                    .any(|x| x["annotations"]["description"] == "status 500")
+            })
+            .await;
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert_eq!(got[0]["status"]["state"], "active");
+        assert_eq!(got[0]["fingerprint"], a["fingerprint"]);
+    }
+
+    #[tokio::test]
+    async fn a_resolve_ends_the_alert() {
+        let am = Am::start().await;
+        let n = sender(&[&am.url], "");
+        n.send(&alert(Event::Trigger, "am-resolve"))
+            .await
+            .expect("delivered");
+        am.wait_for("am-resolve", |a| a.len() == 1).await;
+        n.send(&alert(Event::Resolve, "am-resolve"))
+            .await
+            .expect("delivered");
+        am.wait_for("am-resolve", |a| a.is_empty()).await;
+        let active = am.alerts("active=true").await;
+        assert!(
+            !active.iter().any(|a| a["labels"]["probe"] == "am-resolve"),
+            "{active:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_member_of_the_cluster_gets_it() {
+        let (a, b) = tokio::join!(Am::start(), Am::start());
+        let n = sender(&[&a.url, &b.url], "");
+        let d = n
+            .send(&alert(Event::Trigger, "am-ha"))
+            .await
+            .expect("delivered");
+        assert!(d.detail.starts_with("accepted by 2 of 2"), "{}", d.detail);
+        assert!(!d.detail.contains("failed"), "{}", d.detail);
+        a.wait_for("am-ha", |x| x.len() == 1).await;
+        b.wait_for("am-ha", |x| x.len() == 1).await;
+    }
+
+    #[tokio::test]
+    async fn one_dead_member_is_named_in_the_detail() {
+        let am = Am::start().await;
+        let dead = dead_url().await;
+        let with_password = dead.replace("http://", "http://am:s3cr3t-pw@");
+        let n = sender(&[&with_password, &am.url], "");
+        let d = n
+            .send(&alert(Event::Trigger, "am-half"))
+            .await
+            .expect("delivered");
+        assert!(d.detail.starts_with("accepted by 1 of 2"), "{}", d.detail);
+        assert!(
+            d.detail
+                .contains(&format!("failed: {dead}: cannot connect: ")),
+            "{}",
+            d.detail
+        );
+        assert!(!d.detail.contains("s3cr3t-pw"), "{}", d.detail);
+        am.wait_for("am-half", |x| x.len() == 1).await;
+    }
+
+    #[tokio::test]
+    async fn all_dead_is_a_retry() {
+        let (x, y) = (dead_url().await, dead_url().await);
+        let n = sender(&[&x, &y], ", timeout: 2s");
+        let start = Instant::now();
+        let e = n.send(&alert(Event::Trigger, "am-dead")).await.unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(3));
+        let SendError::Retry { reason, .. } = &e else {
+            panic!("expected retry, got {e:?}");
+        };
+        assert!(reason.contains(&x) && reason.contains(&y), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_from_every_member_is_permanent() {
+        let am = Am::start().await;
+        // A path where Alertmanager answers 404 to every POST.
+        let n = sender(&[&format!("{}/nowhere", am.url)], "");
+        let e = n.send(&alert(Event::Trigger, "am-404")).await.unwrap_err();
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+        assert!(e.to_string().contains("http 404"), "{e}");
+    }
+
+    #[test]
+    fn labels_are_the_same_for_every_event() {
+        let n = sender(&["http://am.example:9093"], ", labels: { env: prod }");
+        let mut first = alert(Event::Trigger, "p");
+        first
+            .labels
+            .insert("app.kubernetes.io/name".into(), "api".into());
+        first.labels.insert("severity".into(), "page-me".into());
+        let labels = n.labels_of(&first);
+        assert_eq!(labels["app_kubernetes_io_name"], "api");
+        assert_eq!(labels["severity"], "critical");
+        for event in [
+            Event::Reminder,
+            Event::Escalation,
+            Event::Acknowledge,
+            Event::Resolve,
+        ] {
+            let mut a = first.clone();
+            a.event = event;
+            a.at += 3_600_000;
+            a.reason = Some("other".into());
+            assert_eq!(n.labels_of(&a), labels, "{event:?}");
+        }
+        let resolved = n.payload(&alert(Event::Resolve, "p"), crate::time::now_ms());
+        let ends = resolved[0]["endsAt"].as_str().unwrap();
+        let want = crate::time::rfc3339(alert(Event::Resolve, "p").resolved_at.unwrap());
+        assert_eq!(&ends[..19], &want[..19]);
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("{ urls: ['http://am:9093'] }", &[]),
+            ("{ urls: [] }", &[("urls", "at least one")]),
+            (
+                "{ urls: ['http://am:9093', 'am:9093', 'http://u:hunter2@/', 'http://am:9093'],
+                   resend_every: 5m, labels: { probe: x, 1bad: y, ok: '' },
+                   generator_url: 'nope', timeout: 0s }",
+                &[
+                    ("urls[1]", "unsupported url scheme"),
+                    ("urls[2]", "invalid url"),
+                    ("urls[3]", "listed twice"),
+                    ("resend_every", "must be under 5m"),
+                    ("labels.1bad", "invalid label name"),
+                    ("labels.ok", "must not be empty"),
+                    ("labels.probe", "set by probed"),
+                    ("generator_url", "invalid url"),
+                    ("timeout", "more than 0s"),
+                ],
+            ),
+            (
+                "{ urls: ['http://am:9093/?x=1'], resend_every: 100ms }",
+                &[
+                    ("urls[0]", "must not have a query"),
+                    ("resend_every", "at least 1s"),
+                ],
+            ),
+        ];
+        for (yaml, want) in cases {
+            let got = spec(yaml).validate();
+            assert_eq!(got.len(), want.len(), "{yaml}: {got:#?}");
+            for (e, (path, msg)) in got.iter().zip(want.iter()) {
+                assert_eq!(e.path, *path, "{yaml}: {got:#?}");
+                assert!(e.message.contains(msg), "{yaml}: {got:#?}");
+                assert!(!e.message.contains("hunter2"));
+            }
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The dispatcher: delivers the outbox. Probes never wait on it.
+//!
+//! One loop, woken when the store commits new alerts and at least once a second:
+//!
+//! 1. **Housekeeping** in short transactions: resolve incidents whose recovery held long
+//!    enough; fire escalation steps of open, unacknowledged incidents; queue reminders;
+//!    re-send to notifiers that need refreshing while an incident fires (Alertmanager);
+//!    page incidents whose mute (silence, maintenance) has ended.
+//! 2. **Delivery**: every due `pending` row is sent, several at once, each under the
+//!    notifier's deadline (plus a hard stop), so a hung channel stalls nothing. Each try is
+//!    recorded in `attempts`. A failure is retried with exponential backoff and jitter (or
+//!    after the receiver's `Retry-After`); after `max_attempts`, or at once on a permanent
+//!    error, the page moves to the next notifier of its fallback chain and the failure is
+//!    logged as an error. Rows stay `pending` while in flight, so a crash mid-send resends
+//!    after the restart; the dedup key makes pager and Alertmanager fold the resend into the
+//!    same incident.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use sqlx::{Row, SqlitePool};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::plan::Router;
+use super::{Alert, BuildCx, Event, Notifier, SendError, outbox};
+use crate::config::{AlertingOptions, Config, ProbeConfig};
+
+/// Sends at once, all channels together.
+const MAX_PARALLEL_SENDS: usize = 16;
+/// Slack on top of a notifier's own deadline before the send is abandoned.
+const SEND_BACKSTOP: Duration = Duration::from_secs(2);
+
+/// What the dispatcher works from; swapped whole on reload.
+pub struct Plan {
+    pub notifiers: HashMap<String, Arc<Notifier>>,
+    pub router: Arc<Router>,
+    pub probes: HashMap<String, ProbeConfig>,
+    pub options: AlertingOptions,
+}
+
+impl Plan {
+    /// Builds every notifier of `config`; a notifier that cannot be built is left out and
+    /// named in the returned errors (its pages then go to the fallback chain).
+    pub fn build(config: &Config, cx: &BuildCx) -> (Plan, Vec<String>) {
+        let mut notifiers = HashMap::new();
+        let mut errors = Vec::new();
+        for (name, n) in &config.notifiers {
+            match n.spec.build(cx) {
+                Ok(built) => {
+                    notifiers.insert(name.clone(), Arc::new(built));
+                }
+                Err(e) => errors.push(format!("notifier {name}: {e}")),
+            }
+        }
+        (
+            Plan {
+                notifiers,
+                router: Arc::new(Router::from_config(config)),
+                probes: config
+                    .probes
+                    .iter()
+                    .map(|p| (p.name.clone(), p.clone()))
+                    .collect(),
+                options: config.alerting.clone(),
+            },
+            errors,
+        )
+    }
+}
+
+/// Counters for `/metrics` and the status API.
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    pub delivered: std::sync::atomic::AtomicU64,
+    pub failed_attempts: std::sync::atomic::AtomicU64,
+    pub given_up: std::sync::atomic::AtomicU64,
+    /// Consecutive failed attempts per notifier (0 after a success).
+    pub streaks: Mutex<HashMap<String, u64>>,
+}
+
+pub struct Dispatcher {
+    pool: SqlitePool,
+    plan: RwLock<Arc<Plan>>,
+    wake: Arc<Notify>,
+    in_flight: Mutex<HashSet<i64>>,
+    slots: Arc<Semaphore>,
+    pub stats: DispatchStats,
+}
+
+impl Dispatcher {
+    pub fn new(pool: SqlitePool, plan: Plan, wake: Arc<Notify>) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            pool,
+            plan: RwLock::new(Arc::new(plan)),
+            wake,
+            in_flight: Mutex::new(HashSet::new()),
+            slots: Arc::new(Semaphore::new(MAX_PARALLEL_SENDS)),
+            stats: DispatchStats::default(),
+        })
+    }
+
+    pub fn set_plan(&self, plan: Plan) {
+        *self.plan.write().unwrap() = Arc::new(plan);
+        self.wake.notify_one();
+    }
+
+    fn plan(&self) -> Arc<Plan> {
+        self.plan.read().unwrap().clone()
+    }
+
+    /// Runs until `cancel`; then waits up to `grace` for sends in flight.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken, grace: Duration) {
+        let sends = TaskTracker::new();
+        loop {
+            let now = crate::time::now_ms();
+            if let Err(e) = self.housekeeping(now).await {
+                tracing::error!(error = %e, "alert housekeeping failed; retrying");
+            }
+            if let Err(e) = self.send_due(now, &sends).await {
+                tracing::error!(error = %e, "reading the alert outbox failed; retrying");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        sends.close();
+        if tokio::time::timeout(grace, sends.wait()).await.is_err() {
+            tracing::warn!("sends still in flight at shutdown; they resume after the restart");
+        }
+    }
+
+    async fn housekeeping(&self, now: i64) -> Result<(), sqlx::Error> {
+        let plan = self.plan();
+        // Resolve incidents whose recovery held.
+        let due: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE resolved_at IS NULL AND resolve_due_at <= ?",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in due {
+            let mut tx = self.pool.begin().await?;
+            outbox::resolve(&mut tx, id, now).await?;
+            tx.commit().await?;
+            tracing::info!(incident = id, "incident resolved");
+        }
+        // Open incidents: mute ended, escalation, reminders, refresh.
+        let open = sqlx::query(
+            "SELECT id, probe, opened_at, alert, paged, acknowledged_at, recovered_at, \
+             escalation_step, last_reminder_at FROM incidents WHERE resolved_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in open {
+            let id: i64 = r.get("id");
+            let probe: String = r.get("probe");
+            let Ok(alert) = serde_json::from_str::<Alert>(r.get("alert")) else {
+                continue;
+            };
+            let recovering = r.get::<Option<i64>, _>("recovered_at").is_some();
+            let acked = r.get::<Option<i64>, _>("acknowledged_at").is_some();
+            let opened: i64 = r.get("opened_at");
+            let route = plan.probes.get(&probe).and_then(|p| plan.router.route(p));
+            let mut tx = self.pool.begin().await?;
+            if r.get::<i64, _>("paged") == 0 {
+                if recovering || acked {
+                    tx.commit().await?;
+                    continue;
+                }
+                let mut muted = plan
+                    .router
+                    .maintenance(&probe, now)
+                    .map(|m| format!("maintenance window {m:?}"));
+                if muted.is_none() {
+                    muted = outbox::active_silence(&mut tx, &probe, now).await?;
+                }
+                if muted.is_none() {
+                    if let Some(route) = route {
+                        outbox::enqueue(
+                            &mut tx,
+                            &alert,
+                            Event::Trigger,
+                            &route.notify,
+                            &route.fallback,
+                            now,
+                        )
+                        .await?;
+                    }
+                    sqlx::query("UPDATE incidents SET paged = 1, muted = NULL WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tracing::info!(incident = id, probe = %probe, "mute ended; paging");
+                }
+                tx.commit().await?;
+                continue;
+            }
+            if let Some(route) = route
+                && !recovering
+                && !acked
+            {
+                let step = r.get::<i64, _>("escalation_step") as usize;
+                if let Some(s) = route.escalate.get(step)
+                    && now - opened >= s.after.as_millis() as i64
+                {
+                    outbox::enqueue(
+                        &mut tx,
+                        &alert,
+                        Event::Escalation,
+                        &s.notify,
+                        &route.fallback,
+                        now,
+                    )
+                    .await?;
+                    sqlx::query("UPDATE incidents SET escalation_step = ? WHERE id = ?")
+                        .bind(step as i64 + 1)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tracing::warn!(incident = id, probe = %probe, step = step + 1, notify = ?s.notify, "unacknowledged: escalating");
+                }
+                if let Some(every) = route.remind_every {
+                    let last = r
+                        .get::<Option<i64>, _>("last_reminder_at")
+                        .unwrap_or(opened);
+                    if now - last >= every.as_millis() as i64 {
+                        outbox::enqueue(
+                            &mut tx,
+                            &alert,
+                            Event::Reminder,
+                            &route.notify,
+                            &route.fallback,
+                            now,
+                        )
+                        .await?;
+                        sqlx::query("UPDATE incidents SET last_reminder_at = ? WHERE id = ?")
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            // Receivers that forget alerts not re-sent (Alertmanager) hear again while it
+            // fires, recovering or not, until resolved.
+            let latest = sqlx::query(
+                "SELECT notifier, max(created_at) AS last FROM outbox WHERE incident_id = ? \
+                 AND event != 'resolve' GROUP BY notifier",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for l in latest {
+                let name: String = l.get("notifier");
+                let last: i64 = l.get("last");
+                if let Some(every) = plan.notifiers.get(&name).and_then(|n| n.refresh_every())
+                    && now - last >= every.as_millis() as i64
+                {
+                    outbox::enqueue(
+                        &mut tx,
+                        &alert,
+                        Event::Reminder,
+                        std::slice::from_ref(&name),
+                        &[],
+                        now,
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_due(self: &Arc<Self>, now: i64, sends: &TaskTracker) -> Result<(), sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, notifier, alert, attempts, fallback FROM outbox \
+             WHERE status = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT 256",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            let id: i64 = r.get("id");
+            if !self.in_flight.lock().unwrap().insert(id) {
+                continue;
+            }
+            let job = Job {
+                id,
+                notifier: r.get("notifier"),
+                alert: r.get("alert"),
+                attempts: r.get::<i64, _>("attempts") as u32,
+                fallback: serde_json::from_str(r.get("fallback")).unwrap_or_default(),
+            };
+            let me = self.clone();
+            let permit = self.slots.clone().acquire_owned().await;
+            sends.spawn(async move {
+                let _permit = permit;
+                let id = job.id;
+                if let Err(e) = me.deliver(job).await {
+                    tracing::error!(outbox = id, error = %e, "recording a delivery failed; it will be retried");
+                }
+                me.in_flight.lock().unwrap().remove(&id);
+                me.wake.notify_one();
+            });
+        }
+        Ok(())
+    }
+
+    async fn deliver(&self, job: Job) -> Result<(), sqlx::Error> {
+        let plan = self.plan();
+        let started = tokio::time::Instant::now();
+        let result = match (
+            plan.notifiers.get(&job.notifier),
+            serde_json::from_str::<Alert>(&job.alert),
+        ) {
+            (None, _) => Err(SendError::permanent(format!(
+                "notifier {:?} is not configured (or could not be built)",
+                job.notifier
+            ))),
+            (_, Err(e)) => Err(SendError::permanent(format!("unreadable alert: {e}"))),
+            (Some(n), Ok(alert)) => {
+                match tokio::time::timeout(n.timeout() + SEND_BACKSTOP, n.send(&alert)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(SendError::retry(format!(
+                        "no answer within {}",
+                        crate::units::format_duration(n.timeout() + SEND_BACKSTOP)
+                    ))),
+                }
+            }
+        };
+        let took = started.elapsed().as_micros() as i64;
+        let now = crate::time::now_ms();
+        let attempts = job.attempts + 1;
+        let mut tx = self.pool.begin().await?;
+        let detail = match &result {
+            Ok(d) => d.detail.clone(),
+            Err(e) => e.to_string(),
+        };
+        sqlx::query(
+            "INSERT INTO attempts (outbox_id, notifier, at, ok, detail, duration_us) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job.id)
+        .bind(&job.notifier)
+        .bind(now)
+        .bind(result.is_ok() as i64)
+        .bind(&detail)
+        .bind(took)
+        .execute(&mut *tx)
+        .await?;
+        use std::sync::atomic::Ordering::Relaxed;
+        match result {
+            Ok(_) => {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'delivered', attempts = ?, delivered_at = ?, \
+                     last_error = NULL WHERE id = ? AND status = 'pending'",
+                )
+                .bind(attempts as i64)
+                .bind(now)
+                .bind(job.id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                self.stats.delivered.fetch_add(1, Relaxed);
+                self.stats
+                    .streaks
+                    .lock()
+                    .unwrap()
+                    .insert(job.notifier.clone(), 0);
+                tracing::info!(notifier = %job.notifier, outbox = job.id, attempts, detail = %detail, "alert delivered");
+            }
+            Err(e) => {
+                self.stats.failed_attempts.fetch_add(1, Relaxed);
+                *self
+                    .stats
+                    .streaks
+                    .lock()
+                    .unwrap()
+                    .entry(job.notifier.clone())
+                    .or_default() += 1;
+                let permanent = matches!(e, SendError::Permanent { .. });
+                if permanent || attempts >= plan.options.max_attempts {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ? \
+                         WHERE id = ? AND status = 'pending'",
+                    )
+                    .bind(attempts as i64)
+                    .bind(&detail)
+                    .bind(job.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    match job.fallback.split_first() {
+                        Some((next, rest)) => {
+                            let alert: Alert = serde_json::from_str(&job.alert)
+                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                            // The page moves on; its event stays what it was.
+                            let mut template = alert.clone();
+                            template.at = now;
+                            outbox::enqueue(
+                                &mut tx,
+                                &template,
+                                alert.event,
+                                std::slice::from_ref(next),
+                                rest,
+                                now,
+                            )
+                            .await?;
+                            tx.commit().await?;
+                            tracing::error!(
+                                notifier = %job.notifier, fallback = %next, attempts, error = %detail,
+                                "alert channel failed; falling back"
+                            );
+                        }
+                        None => {
+                            tx.commit().await?;
+                            self.stats.given_up.fetch_add(1, Relaxed);
+                            tracing::error!(
+                                notifier = %job.notifier, attempts, error = %detail, incident = %incident_of(&job.alert),
+                                "alert could not be delivered and no fallback is left"
+                            );
+                        }
+                    }
+                } else {
+                    let wait = match &e {
+                        SendError::Retry {
+                            retry_after: Some(d),
+                            ..
+                        } => (*d).min(plan.options.retry_max),
+                        _ => backoff(&plan.options, attempts),
+                    };
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = ?, last_error = ?, due_at = ? \
+                         WHERE id = ? AND status = 'pending'",
+                    )
+                    .bind(attempts as i64)
+                    .bind(&detail)
+                    .bind(now + wait.as_millis() as i64)
+                    .bind(job.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    tracing::warn!(
+                        notifier = %job.notifier, attempts, retry_in = %crate::units::format_duration(wait), error = %detail,
+                        "alert delivery failed; retrying"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Job {
+    id: i64,
+    notifier: String,
+    alert: String,
+    attempts: u32,
+    fallback: Vec<String>,
+}
+
+fn incident_of(alert_json: &str) -> i64 {
+    serde_json::from_str::<Alert>(alert_json)
+        .map(|a| a.incident)
+        .unwrap_or(0)
+}
+
+/// `retry_base × 2^(attempt-1)`, capped at `retry_max`, with ±20% jitter so retries of many
+/// pages never line up.
+pub fn backoff(o: &AlertingOptions, attempt: u32) -> Duration {
+    use rand::Rng;
+    let exp = o
+        .retry_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(o.retry_max);
+    let jitter = rand::rng().random_range(0.8..1.2);
+    exp.mul_f64(jitter).min(o.retry_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let o = AlertingOptions {
+            max_attempts: 5,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(60),
+        };
+        for (attempt, base) in [(1u32, 2.0f64), (2, 4.0), (3, 8.0), (4, 16.0)] {
+            let d = backoff(&o, attempt).as_secs_f64();
+            assert!(
+                (base * 0.8..=base * 1.2).contains(&d),
+                "attempt {attempt}: {d}"
+            );
+        }
+        assert!(backoff(&o, 30) <= Duration::from_secs(60));
+        // Jitter: not every draw the same.
+        let draws: HashSet<u128> = (0..20).map(|_| backoff(&o, 3).as_millis()).collect();
+        assert!(draws.len() > 1);
+    }
+}

@@ -1,0 +1,116 @@
+//! Which route a probe's incident takes, and whether paging is muted right now: the parts
+//! of the alert path that depend on the config, computed once per reload ([`Router`]).
+
+use std::collections::BTreeMap;
+
+use super::{Alert, Event};
+use crate::config::{Config, Maintenance, ProbeConfig, Route};
+
+/// Routes, maintenance windows and naming, from one config.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    pub routes: Vec<Route>,
+    pub maintenance: Vec<Maintenance>,
+    pub instance: String,
+    pub external_url: Option<String>,
+}
+
+/// What a state change to `down` pages, decided when it happens.
+#[derive(Debug, Clone)]
+pub struct PagePlan {
+    /// The message template (event `trigger`, incident 0 until one is opened).
+    pub alert: Alert,
+    pub notify: Vec<String>,
+    pub fallback: Vec<String>,
+    /// Why paging is muted now (a maintenance window), if it is.
+    pub muted: Option<String>,
+    pub send_resolve: bool,
+    /// How long a recovery must hold before the incident resolves, ms.
+    pub resolve_hold_ms: i64,
+}
+
+impl Router {
+    pub fn from_config(c: &Config) -> Router {
+        Router {
+            routes: c.routes.clone(),
+            maintenance: c.maintenance.clone(),
+            instance: c.instance.clone(),
+            external_url: c.external_url.clone(),
+        }
+    }
+
+    /// The labels routes match on: the probe's own plus `severity`, `probe`, `kind`, `group`.
+    pub fn labels(p: &ProbeConfig) -> BTreeMap<String, String> {
+        let mut l = p.labels.clone();
+        l.insert("severity".into(), p.alert.severity.clone());
+        l.insert("probe".into(), p.name.clone());
+        l.insert("kind".into(), p.spec.kind().into());
+        if let Some(g) = &p.group {
+            l.insert("group".into(), g.clone());
+        }
+        l
+    }
+
+    /// The first route whose matchers all hold.
+    pub fn route(&self, p: &ProbeConfig) -> Option<&Route> {
+        let labels = Self::labels(p);
+        self.routes.iter().find(|r| {
+            r.matchers.iter().all(|(k, v)| {
+                labels
+                    .get(k)
+                    .is_some_and(|l| crate::config::glob_match(v, l))
+            })
+        })
+    }
+
+    /// The maintenance window muting `probe` at `now`, if any.
+    pub fn maintenance(&self, probe: &str, now: i64) -> Option<&str> {
+        self.maintenance
+            .iter()
+            .find(|m| m.active(probe, now))
+            .map(|m| m.name.as_str())
+    }
+
+    pub fn link(&self, probe: &str) -> Option<String> {
+        self.external_url
+            .as_ref()
+            .map(|u| format!("{u}/api/v1/probes/{probe}/results"))
+    }
+
+    /// The page plan for `p` going down at `at` with `reason`.
+    pub fn plan(&self, p: &ProbeConfig, at: i64, reason: Option<&str>) -> PagePlan {
+        let route = self.route(p);
+        let hold = p
+            .alert
+            .resolve_hold
+            .unwrap_or(p.schedule.interval() * 3)
+            .as_millis() as i64;
+        PagePlan {
+            alert: Alert {
+                event: Event::Trigger,
+                incident: 0,
+                dedup_key: String::new(),
+                probe: p.name.clone(),
+                kind: p.spec.kind().into(),
+                severity: p.alert.severity.clone(),
+                state: "down".into(),
+                reason: reason.map(str::to_owned),
+                opened_at: at,
+                at,
+                resolved_at: None,
+                acknowledged_by: None,
+                labels: p.labels.clone(),
+                group: p.group.clone(),
+                link: self.link(&p.name),
+                source: self.instance.clone(),
+            },
+            notify: route.map(|r| r.notify.clone()).unwrap_or_default(),
+            fallback: route.map(|r| r.fallback.clone()).unwrap_or_default(),
+            muted: self
+                .maintenance(&p.name, at)
+                .map(|m| format!("maintenance window {m:?}")),
+            send_resolve: route.is_none_or(|r| r.resolve),
+            resolve_hold_ms: hold,
+        }
+    }
+}

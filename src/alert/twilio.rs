@@ -1,0 +1,1528 @@
+//! `kind: twilio`: texts each configured number through Twilio's Messages API
+//! (`POST {base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json`, form-encoded, HTTP
+//! basic auth; twilio.com/docs/messaging/api/message-resource).
+//!
+//! The text is short: the one-line summary, since when, and the link, cut to two
+//! concatenated GSM-7 segments. With several recipients, a resend after a partial failure
+//! texts only those that were not accepted yet: the sender remembers, per alert
+//! (`dedup_key` and event), which numbers Twilio accepted, until every one has been.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::pagerduty::{
+    MAX_ANSWER_BYTES, body_snippet, check_base_url, check_timeout, classify, read_capped,
+    request_error, retry_after, scrub, status_text, truncate_chars,
+};
+use super::{Alert, BuildCx, Delivered, Event, SendError};
+use crate::probe::FieldError;
+use crate::units::{Dur, Secret, format_duration};
+
+/// Where the API lives when `base_url` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
+
+/// Longest text sent: two concatenated GSM-7 segments (153 characters each), so a page
+/// costs at most two SMS when its text is plain GSM-7. The cut ends in `...`, not `…`,
+/// which is outside GSM-7 and would switch the whole text to UCS-2.
+pub const MAX_SMS_CHARS: usize = 306;
+
+/// How many alerts the sender remembers partial deliveries of.
+const REMEMBER_ALERTS: usize = 1024;
+
+/// Settings of a `twilio` notifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The Twilio account SID (`AC` followed by 32 hex digits), the user of HTTP basic auth.
+    pub account_sid: String,
+    /// The account's auth token. A secret: write it as `"${TWILIO_TOKEN}"`. It is never
+    /// shown in errors, logs or output.
+    pub auth_token: Secret,
+    /// The sending number, in E.164 form (`+15550001111`). Set this or
+    /// `messaging_service_sid`, not both.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A messaging service (`MG...`) to send through instead of `from`: Twilio picks the
+    /// number from the service's sender pool.
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
+    /// Numbers to text, in E.164 form; each gets its own message.
+    pub to: Vec<String>,
+    /// Base URL of the API, without the `/2010-04-01/...` path. Default:
+    /// `https://api.twilio.com`; set it for an egress proxy, a gateway or a test server.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Deadline of one send, every recipient included. Default: 10s.
+    pub timeout: Option<Dur>,
+}
+
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.into()
+}
+
+/// `+` then 2 to 15 digits, the first not 0 (ITU-T E.164).
+fn is_e164(s: &str) -> bool {
+    s.strip_prefix('+').is_some_and(|d| {
+        (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+/// `prefix` then letters and digits only (the SID goes into the URL path).
+fn is_sid(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix)
+        .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+impl Spec {
+    /// Every problem in the settings, found without I/O. Never shows the auth token.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if !is_sid(&self.account_sid, "AC") {
+            errs.push(FieldError::new(
+                "account_sid",
+                "must start with AC followed by letters and digits (the account sid from the twilio console)",
+            ));
+        }
+        if self.auth_token.expose().trim().is_empty() {
+            errs.push(FieldError::new("auth_token", "is empty"));
+        }
+        match (&self.from, &self.messaging_service_sid) {
+            (None, None) => errs.push(FieldError::new(
+                "from",
+                "is required (or set messaging_service_sid)",
+            )),
+            (Some(_), Some(_)) => errs.push(FieldError::new(
+                "messaging_service_sid",
+                "set either from or messaging_service_sid, not both",
+            )),
+            _ => {}
+        }
+        if let Some(f) = &self.from
+            && !is_e164(f)
+        {
+            errs.push(FieldError::new(
+                "from",
+                format!("{f:?} is not an e.164 number (write e.g. +15550001111)"),
+            ));
+        }
+        if let Some(m) = &self.messaging_service_sid
+            && !is_sid(m, "MG")
+        {
+            errs.push(FieldError::new(
+                "messaging_service_sid",
+                "must start with MG followed by letters and digits",
+            ));
+        }
+        if self.to.is_empty() {
+            errs.push(FieldError::new("to", "needs at least one number"));
+        }
+        for (i, n) in self.to.iter().enumerate() {
+            if !is_e164(n) {
+                errs.push(FieldError::new(
+                    format!("to[{i}]"),
+                    format!("{n:?} is not an e.164 number (write e.g. +15550002222)"),
+                ));
+            } else if let Some(j) = self.to[..i].iter().position(|m| m == n) {
+                errs.push(FieldError::new(
+                    format!("to[{i}]"),
+                    format!("{n} is listed twice (see to[{j}])"),
+                ));
+            }
+        }
+        if let Err(e) = check_base_url(&self.base_url) {
+            errs.push(FieldError::new("base_url", e));
+        }
+        if let Some(e) = check_timeout(self.timeout) {
+            errs.push(FieldError::new("timeout", e));
+        }
+        errs
+    }
+
+    /// The sender. Only fails on what [`Spec::validate`] reports.
+    pub fn build(&self, cx: &BuildCx) -> Result<Sender, String> {
+        if let Some(e) = self.validate().into_iter().next() {
+            return Err(format!("{}: {}", e.path, e.message));
+        }
+        let origin = match (&self.messaging_service_sid, &self.from) {
+            (Some(m), _) => ("MessagingServiceSid", m.clone()),
+            (None, Some(f)) => ("From", f.clone()),
+            (None, None) => return Err("from: is required".into()),
+        };
+        Ok(Sender {
+            http: cx.http.clone(),
+            url: format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                self.base_url.trim_end_matches('/'),
+                self.account_sid
+            ),
+            account_sid: self.account_sid.clone(),
+            auth_token: self.auth_token.clone(),
+            origin,
+            to: self.to.clone(),
+            timeout: self
+                .timeout
+                .map_or(super::DEFAULT_SEND_TIMEOUT, Duration::from),
+            accepted: Mutex::new(Accepted::default()),
+        })
+    }
+}
+
+/// A ready `twilio` notifier.
+pub struct Sender {
+    http: reqwest::Client,
+    /// `{base_url}/2010-04-01/Accounts/{sid}/Messages.json`.
+    url: String,
+    account_sid: String,
+    auth_token: Secret,
+    /// (`From` | `MessagingServiceSid`, value).
+    origin: (&'static str, String),
+    to: Vec<String>,
+    timeout: Duration,
+    /// Recipients already accepted for alerts not yet fully delivered.
+    accepted: Mutex<Accepted>,
+}
+
+/// One alert, as far as delivery memory goes: a reminder after a fully delivered reminder
+/// is a new message, a resend after a partial failure is not.
+type AlertKey = (String, Event);
+
+/// Bounded memory of partial deliveries: (recipient, message SID) per alert, the oldest
+/// alert forgotten first.
+#[derive(Default)]
+struct Accepted {
+    order: VecDeque<AlertKey>,
+    by_alert: HashMap<AlertKey, Vec<(String, String)>>,
+}
+
+impl Accepted {
+    fn get(&self, key: &AlertKey) -> Vec<(String, String)> {
+        self.by_alert.get(key).cloned().unwrap_or_default()
+    }
+
+    fn add(&mut self, key: &AlertKey, to: &str, sid: &str) {
+        if !self.by_alert.contains_key(key) {
+            while self.order.len() >= REMEMBER_ALERTS {
+                if let Some(old) = self.order.pop_front() {
+                    self.by_alert.remove(&old);
+                }
+            }
+            self.order.push_back(key.clone());
+        }
+        self.by_alert
+            .entry(key.clone())
+            .or_default()
+            .push((to.to_string(), sid.to_string()));
+    }
+
+    fn forget(&mut self, key: &AlertKey) {
+        if self.by_alert.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
+/// Twilio's answer: a message resource on success, an error object otherwise.
+#[derive(Debug, Default, Deserialize)]
+struct ApiAnswer {
+    sid: Option<String>,
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+/// Why one recipient's message failed.
+struct Failure {
+    to: String,
+    error: SendError,
+    /// The number itself is the problem (400: invalid, unsubscribed, not mobile): the
+    /// other recipients are still worth trying. Otherwise (auth, rate limit, outage,
+    /// network) they would fail the same way, so the send stops.
+    this_number_only: bool,
+}
+
+impl Sender {
+    /// Texts every recipient not yet accepted for this alert, within the notifier's
+    /// deadline.
+    pub async fn send(&self, alert: &Alert) -> Result<Delivered, SendError> {
+        let deadline = Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, self.send_all(alert, deadline)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let key = (alert.dedup_key.clone(), alert.event);
+                let done = self.lock().get(&key).len();
+                Err(SendError::retry(format!(
+                    "twilio: no answer within {} ({done} of {} recipients accepted)",
+                    format_duration(self.timeout),
+                    self.to.len()
+                )))
+            }
+        }
+    }
+
+    pub fn refresh_every(&self) -> Option<Duration> {
+        None
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Accepted> {
+        self.accepted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn send_all(&self, alert: &Alert, deadline: Instant) -> Result<Delivered, SendError> {
+        let key = (alert.dedup_key.clone(), alert.event);
+        let text = sms_text(alert);
+        let mut accepted = self.lock().get(&key);
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut not_tried = 0;
+        for to in &self.to {
+            if accepted.iter().any(|(t, _)| t == to) {
+                continue;
+            }
+            if failures.iter().any(|f| !f.this_number_only) {
+                not_tried += 1;
+                continue;
+            }
+            match self.text_one(to, &text, deadline).await {
+                Ok(sid) => {
+                    self.lock().add(&key, to, &sid);
+                    accepted.push((to.clone(), sid));
+                }
+                Err(f) => failures.push(f),
+            }
+        }
+        let sids = accepted
+            .iter()
+            .map(|(to, sid)| format!("{sid} to {to}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if failures.is_empty() {
+            self.lock().forget(&key);
+            return Ok(Delivered {
+                detail: format!("{} sms accepted: {sids}", accepted.len()),
+            });
+        }
+
+        let mut reason = String::from("twilio: ");
+        reason.push_str(
+            &failures
+                .iter()
+                .map(|f| format!("{}: {}", f.to, f.error))
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+        reason.push_str(&format!(
+            " ({} of {} recipients accepted",
+            accepted.len(),
+            self.to.len()
+        ));
+        if !accepted.is_empty() {
+            reason.push_str(&format!(": {sids}"));
+        }
+        if not_tried > 0 {
+            reason.push_str(&format!(", {not_tried} not tried"));
+        }
+        reason.push(')');
+        let retry_after = failures
+            .iter()
+            .filter_map(|f| match f.error {
+                SendError::Retry { retry_after, .. } => retry_after,
+                SendError::Permanent { .. } => None,
+            })
+            .max();
+        if failures
+            .iter()
+            .any(|f| matches!(f.error, SendError::Retry { .. }))
+        {
+            Err(SendError::Retry {
+                reason,
+                retry_after,
+            })
+        } else {
+            Err(SendError::Permanent { reason })
+        }
+    }
+
+    /// One message to one number; the message SID on success.
+    async fn text_one(&self, to: &str, text: &str, deadline: Instant) -> Result<String, Failure> {
+        let fail = |error: SendError, this_number_only: bool| Failure {
+            to: to.to_string(),
+            error,
+            this_number_only,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let resp = self
+            .http
+            .post(&self.url)
+            .timeout(left)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+            .form(&[("To", to), (self.origin.0, &self.origin.1), ("Body", text)])
+            .send()
+            .await
+            .map_err(|e| fail(SendError::retry(request_error(e)), false))?;
+        let status = resp.status();
+        let wait = retry_after(resp.headers(), SystemTime::now());
+        let raw = read_capped(resp, MAX_ANSWER_BYTES).await;
+        let answer: Option<ApiAnswer> = serde_json::from_slice(&raw).ok();
+        if status.is_success() {
+            return Ok(answer
+                .and_then(|a| a.sid)
+                .unwrap_or_else(|| format!("{} without a sid", status.as_u16())));
+        }
+        let said = match &answer {
+            Some(ApiAnswer {
+                code: Some(c),
+                message: Some(m),
+                ..
+            }) => format!("code {c}: {m}"),
+            Some(ApiAnswer {
+                message: Some(m), ..
+            }) => m.clone(),
+            _ => body_snippet(&raw),
+        };
+        let what = if matches!(status.as_u16(), 401 | 403) {
+            "authentication failed"
+        } else {
+            ""
+        };
+        let head = status_text(status);
+        let reason = if what.is_empty() {
+            format!("{head}: {said}")
+        } else {
+            format!("{what} ({head}, {said})")
+        };
+        let reason = scrub(&reason, self.auth_token.expose());
+        let error = classify(status, reason, wait);
+        let this_number_only = status.as_u16() == 400;
+        Err(fail(error, this_number_only))
+    }
+}
+
+/// The SMS text: the summary, when it started (and ended), the link; at most
+/// [`MAX_SMS_CHARS`] characters, cut in the summary so the time and link survive.
+pub fn sms_text(alert: &Alert) -> String {
+    let head = alert
+        .summary()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut tail = match (alert.event, alert.resolved_at) {
+        (Event::Acknowledge, _) if alert.acknowledged_by.is_some() => format!(
+            "\nacked by {}, since {}",
+            alert.acknowledged_by.as_deref().unwrap_or_default(),
+            short_time(alert.opened_at)
+        ),
+        (Event::Resolve, Some(end)) => {
+            let secs = ((end - alert.opened_at).max(0) / 1000).max(1) as u64;
+            format!(
+                "\ndown {} from {}",
+                format_duration(Duration::from_secs(secs)),
+                short_time(alert.opened_at)
+            )
+        }
+        _ => format!("\nsince {}", short_time(alert.opened_at)),
+    };
+    if let Some(link) = &alert.link
+        && link.chars().count() <= MAX_SMS_CHARS / 2
+    {
+        tail.push('\n');
+        tail.push_str(link);
+    }
+    let room = MAX_SMS_CHARS - tail.chars().count();
+    truncate_chars(&head, room) + &tail
+}
+
+/// `2023-11-14 22:13 UTC`.
+fn short_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A local stand-in for Twilio's Messages API: it checks basic auth against the account
+    //! it was started with (`401`, code 20003), checks the form as Twilio does (`400` with
+    //! Twilio's error codes: 21604, 21211, 21603, 21602, ...; the documented magic test
+    //! numbers `+15005550001`, `+15005550004`, `+15005550009` fail as documented), keeps the
+    //! messages it accepted (`201` with a message resource), and can be scripted to fail
+    //! (`429` with `Retry-After`, `500`, a hang) for the next requests or for good.
+    //!
+    //! ```ignore
+    //! let (base_url, tw) = FakeTwilio::start("AC...", "token").await;
+    //! tw.script(Answer::Real);                   // the first request is answered for real,
+    //! tw.script(Answer::status(500));            // the second fails, then real again
+    //! // ... send with base_url ...
+    //! assert_eq!(tw.messages_to("+15550002222").len(), 1);
+    //! let req = &tw.requests()[0];               // headers, raw body, form fields, answer
+    //! ```
+
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+    use serde_json::{Value, json};
+    use tokio::net::TcpListener;
+    use tokio::sync::watch;
+
+    /// How the fake answers one request.
+    #[derive(Debug, Clone)]
+    pub enum Answer {
+        /// As Twilio would: check auth and form, keep the message, `201`, `400` or `401`.
+        Real,
+        /// This status, headers and body; no message is kept. Without a body, a Twilio
+        /// error object for that status (`429` is code 20429 "Too Many Requests").
+        Reply {
+            status: u16,
+            headers: Vec<(String, String)>,
+            body: Option<String>,
+        },
+        /// Never answer (the connection stays open until the client gives up).
+        Hang,
+    }
+
+    impl Answer {
+        pub fn status(status: u16) -> Answer {
+            Answer::Reply {
+                status,
+                headers: Vec::new(),
+                body: None,
+            }
+        }
+        /// Adds a response header (only to a `Reply`).
+        pub fn header(mut self, name: &str, value: &str) -> Answer {
+            if let Answer::Reply { headers, .. } = &mut self {
+                headers.push((name.to_string(), value.to_string()));
+            }
+            self
+        }
+        /// Sets the response body (only of a `Reply`).
+        pub fn body(mut self, text: impl Into<String>) -> Answer {
+            if let Answer::Reply { body, .. } = &mut self {
+                *body = Some(text.into());
+            }
+            self
+        }
+    }
+
+    /// One request as the fake received it.
+    #[derive(Debug, Clone)]
+    pub struct Received {
+        pub method: String,
+        /// Path and query.
+        pub path: String,
+        pub headers: HeaderMap,
+        pub body: Bytes,
+        /// The body as `application/x-www-form-urlencoded` fields, in order.
+        pub form: Vec<(String, String)>,
+        /// `(user, password)` from HTTP basic auth, when sent.
+        pub basic_auth: Option<(String, String)>,
+        /// The status the fake answered (0 for a hang).
+        pub answered: u16,
+    }
+
+    impl Received {
+        /// The first form field of that name.
+        pub fn field(&self, name: &str) -> Option<&str> {
+            self.form
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// A message the fake accepted.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Message {
+        /// `SM` + 32 hex digits.
+        pub sid: String,
+        pub to: String,
+        pub from: Option<String>,
+        pub messaging_service_sid: Option<String>,
+        pub body: String,
+        /// Segments Twilio would bill: GSM-7 text 160 (153 when split), else 70 (67).
+        pub num_segments: usize,
+    }
+
+    #[derive(Default)]
+    struct State {
+        script: VecDeque<Answer>,
+        default: Option<Answer>,
+        requests: Vec<Received>,
+        messages: Vec<Message>,
+    }
+
+    struct Shared {
+        account_sid: String,
+        auth_token: String,
+        state: Mutex<State>,
+        /// How many requests were received, for [`FakeTwilio::wait_for_requests`].
+        count: watch::Sender<usize>,
+    }
+
+    /// Stops the accept loop when the last handle is dropped.
+    struct AcceptTask(tokio::task::JoinHandle<()>);
+
+    impl Drop for AcceptTask {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+
+    /// A handle on a running fake; clones share it.
+    #[derive(Clone)]
+    pub struct FakeTwilio {
+        shared: Arc<Shared>,
+        _task: Arc<AcceptTask>,
+    }
+
+    impl FakeTwilio {
+        /// Starts the fake for one account on 127.0.0.1 (a free port); returns its base URL
+        /// (`http://127.0.0.1:PORT`, for `base_url`) and the handle.
+        pub async fn start(account_sid: &str, auth_token: &str) -> (String, FakeTwilio) {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("local addr");
+            let shared = Arc::new(Shared {
+                account_sid: account_sid.into(),
+                auth_token: auth_token.into(),
+                state: Mutex::new(State::default()),
+                count: watch::Sender::new(0),
+            });
+            let s = shared.clone();
+            let task = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let s = s.clone();
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| {
+                            let s = s.clone();
+                            async move { Ok::<_, Infallible>(handle(&s, req).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            });
+            let fake = FakeTwilio {
+                shared,
+                _task: Arc::new(AcceptTask(task)),
+            };
+            (format!("http://{addr}"), fake)
+        }
+
+        fn state(&self) -> std::sync::MutexGuard<'_, State> {
+            self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// Queues an answer for the next request not yet scripted.
+        pub fn script(&self, a: Answer) {
+            self.state().script.push_back(a);
+        }
+
+        /// What to answer once the script is used up (`Answer::Real` unless set).
+        pub fn set_default(&self, a: Answer) {
+            self.state().default = Some(a);
+        }
+
+        /// Every request received so far, in order.
+        pub fn requests(&self) -> Vec<Received> {
+            self.state().requests.clone()
+        }
+
+        /// Waits until at least `n` requests were received, then returns them all.
+        pub async fn wait_for_requests(&self, n: usize) -> Vec<Received> {
+            let mut rx = self.shared.count.subscribe();
+            let _ = rx.wait_for(|&c| c >= n).await;
+            self.requests()
+        }
+
+        /// Every message accepted, in order.
+        pub fn messages(&self) -> Vec<Message> {
+            self.state().messages.clone()
+        }
+
+        /// The messages accepted for one number.
+        pub fn messages_to(&self, to: &str) -> Vec<Message> {
+            self.state()
+                .messages
+                .iter()
+                .filter(|m| m.to == to)
+                .cloned()
+                .collect()
+        }
+    }
+
+    type Resp = http::Response<Full<Bytes>>;
+
+    async fn handle(shared: &Shared, req: http::Request<hyper::body::Incoming>) -> Resp {
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let basic_auth = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_basic_auth);
+        let mut received = Received {
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or("/".into(), |p| p.to_string()),
+            form: parse_form(&body),
+            headers: parts.headers,
+            body,
+            basic_auth,
+            answered: 0,
+        };
+        let resp = {
+            let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let answer = st
+                .script
+                .pop_front()
+                .or_else(|| st.default.clone())
+                .unwrap_or(Answer::Real);
+            let resp = match answer {
+                Answer::Real => Some(real(shared, &mut st, &received)),
+                Answer::Reply {
+                    status,
+                    headers,
+                    body,
+                } => Some(reply(status, &headers, body)),
+                Answer::Hang => None,
+            };
+            received.answered = resp.as_ref().map_or(0, |r| r.status().as_u16());
+            st.requests.push(received);
+            resp
+        };
+        shared.count.send_modify(|c| *c += 1);
+        match resp {
+            Some(r) => r,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn json_resp(status: u16, v: &Value) -> Resp {
+        let mut r = http::Response::new(Full::new(Bytes::from(v.to_string())));
+        *r.status_mut() = StatusCode::from_u16(status).expect("status");
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        r
+    }
+
+    /// Twilio's error object.
+    fn error(status: u16, code: u32, message: &str) -> Resp {
+        json_resp(
+            status,
+            &json!({
+                "code": code,
+                "message": message,
+                "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+                "status": status,
+            }),
+        )
+    }
+
+    fn reply(status: u16, headers: &[(String, String)], body: Option<String>) -> Resp {
+        let mut r = match body {
+            Some(b) => {
+                let mut r = http::Response::new(Full::new(Bytes::from(b)));
+                *r.status_mut() = StatusCode::from_u16(status).expect("status");
+                r
+            }
+            None if status == 429 => error(429, 20429, "Too Many Requests"),
+            None => {
+                let reason = StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|c| c.canonical_reason())
+                    .unwrap_or("Error");
+                error(status, 20000 + u32::from(status), reason)
+            }
+        };
+        for (k, v) in headers {
+            r.headers_mut().append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                HeaderValue::from_str(v).expect("header value"),
+            );
+        }
+        r
+    }
+
+    fn is_e164(s: &str) -> bool {
+        s.strip_prefix('+').is_some_and(|d| {
+            (2..=15).contains(&d.len())
+                && d.bytes().all(|b| b.is_ascii_digit())
+                && !d.starts_with('0')
+        })
+    }
+
+    /// GSM-7 basic set, roughly: printable ASCII and newlines (Twilio also counts a few
+    /// accented letters as GSM-7; being stricter only overcounts).
+    fn num_segments(body: &str) -> usize {
+        let n = body.chars().count();
+        let gsm = body
+            .chars()
+            .all(|c| c == '\n' || c == '\r' || (' '..='~').contains(&c));
+        let (single, split) = if gsm { (160, 153) } else { (70, 67) };
+        if n <= single { 1 } else { n.div_ceil(split) }
+    }
+
+    /// The real service's behaviour, in Twilio's order: route, auth, then the form.
+    fn real(shared: &Shared, st: &mut State, req: &Received) -> Resp {
+        let path = req.path.split('?').next().unwrap_or("");
+        let account = path
+            .strip_prefix("/2010-04-01/Accounts/")
+            .and_then(|r| r.strip_suffix("/Messages.json"))
+            .filter(|a| !a.contains('/'));
+        let Some(account) = account else {
+            return error(
+                404,
+                20404,
+                &format!("The requested resource {path} was not found"),
+            );
+        };
+        let authed = req
+            .basic_auth
+            .as_ref()
+            .is_some_and(|(u, p)| *u == shared.account_sid && *p == shared.auth_token);
+        if !authed {
+            return error(401, 20003, "Authenticate");
+        }
+        if account != shared.account_sid {
+            return error(
+                404,
+                20404,
+                &format!("The requested resource {path} was not found"),
+            );
+        }
+        if req.method != "POST" {
+            return error(405, 20004, "Method not allowed");
+        }
+        let to = req.field("To").unwrap_or("").trim();
+        let from = req.field("From").map(str::trim).filter(|f| !f.is_empty());
+        let service = req
+            .field("MessagingServiceSid")
+            .map(str::trim)
+            .filter(|f| !f.is_empty());
+        let body = req.field("Body").unwrap_or("");
+        if to.is_empty() {
+            return error(400, 21604, "A 'To' phone number is required.");
+        }
+        if !is_e164(to) || to == "+15005550001" {
+            return error(
+                400,
+                21211,
+                &format!("The 'To' number {to} is not a valid phone number."),
+            );
+        }
+        if to == "+15005550004" {
+            return error(400, 21610, "Attempt to send to unsubscribed recipient");
+        }
+        if to == "+15005550009" {
+            return error(
+                400,
+                21614,
+                &format!("'To' number {to} is not a valid mobile number"),
+            );
+        }
+        if from.is_none() && service.is_none() {
+            return error(400, 21603, "A 'From' phone number is required.");
+        }
+        if let Some(f) = from
+            && service.is_none()
+            && !is_e164(f)
+        {
+            return error(
+                400,
+                21212,
+                &format!(
+                    "The 'From' number {f} is not a valid phone number, shortcode, or alphanumeric sender ID."
+                ),
+            );
+        }
+        if let Some(m) = service
+            && !(m.starts_with("MG") && m.len() == 34)
+        {
+            return error(
+                400,
+                21701,
+                &format!("The Messaging Service Sid {m} is invalid."),
+            );
+        }
+        if body.trim().is_empty() {
+            return error(400, 21602, "Message body is required.");
+        }
+        if body.chars().count() > 1600 {
+            return error(
+                400,
+                21617,
+                "The concatenated message body exceeds the 1600 character limit.",
+            );
+        }
+        let sid = format!("SM{:032x}", st.messages.len() + 1);
+        let msg = Message {
+            sid: sid.clone(),
+            to: to.into(),
+            from: if service.is_some() {
+                None
+            } else {
+                from.map(Into::into)
+            },
+            messaging_service_sid: service.map(Into::into),
+            body: body.into(),
+            num_segments: num_segments(body),
+        };
+        let now = chrono::Utc::now().to_rfc2822();
+        let resource = json!({
+            "account_sid": shared.account_sid,
+            "api_version": "2010-04-01",
+            "body": msg.body,
+            "date_created": now,
+            "date_sent": null,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": null,
+            "error_message": null,
+            "from": msg.from,
+            "messaging_service_sid": msg.messaging_service_sid,
+            "num_media": "0",
+            "num_segments": msg.num_segments.to_string(),
+            "price": null,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": if service.is_some() { "accepted" } else { "queued" },
+            "subresource_uris": {
+                "media": format!("/2010-04-01/Accounts/{account}/Messages/{sid}/Media.json"),
+            },
+            "to": msg.to,
+            "uri": format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json"),
+        });
+        st.messages.push(msg);
+        json_resp(201, &resource)
+    }
+
+    /// `Basic base64(user:password)`.
+    fn parse_basic_auth(v: &str) -> Option<(String, String)> {
+        let b64 = v.strip_prefix("Basic ")?.trim();
+        let raw = base64_decode(b64)?;
+        let text = String::from_utf8(raw).ok()?;
+        let (u, p) = text.split_once(':')?;
+        Some((u.to_string(), p.to_string()))
+    }
+
+    /// Standard base64 with optional padding.
+    fn base64_decode(s: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for c in s.trim_end_matches('=').bytes() {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                _ => return None,
+            };
+            acc = (acc << 6) | u32::from(v);
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+                acc &= (1 << bits) - 1;
+            }
+        }
+        Some(out)
+    }
+
+    /// `application/x-www-form-urlencoded` fields, in order.
+    fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+        body.split(|&b| b == b'&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &[][..]),
+                };
+                (form_decode(k), form_decode(v))
+            })
+            .collect()
+    }
+
+    fn form_decode(s: &[u8]) -> String {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                },
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::{Answer, FakeTwilio};
+    use super::*;
+    use crate::alert::testing::alert;
+
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+    const TOKEN: &str = "s3cr3t-auth-token-0123456789";
+    const FROM: &str = "+15550001111";
+    const A: &str = "+15550002222";
+    const B: &str = "+15550003333";
+
+    fn spec(yaml: &str) -> Spec {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+    }
+
+    fn sender_for(base_url: &str, token: &str, to: &[&str], timeout: &str) -> Sender {
+        let s = spec(&format!(
+            "{{ account_sid: {SID}, auth_token: '{token}', from: '{FROM}', to: {to:?}, \
+               base_url: '{base_url}', timeout: {timeout} }}"
+        ));
+        assert_eq!(s.validate(), vec![]);
+        s.build(&BuildCx::new().expect("build cx")).expect("build")
+    }
+
+    fn sender(base_url: &str, to: &[&str]) -> Sender {
+        sender_for(base_url, TOKEN, to, "5s")
+    }
+
+    #[track_caller]
+    fn permanent(r: Result<Delivered, SendError>) -> String {
+        match r {
+            Err(SendError::Permanent { reason }) => reason,
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn retry(r: Result<Delivered, SendError>) -> (String, Option<Duration>) {
+        match r {
+            Err(SendError::Retry {
+                reason,
+                retry_after,
+            }) => (reason, retry_after),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+
+    // ---- config ----------------------------------------------------------------------------
+
+    #[test]
+    fn validate_reports_every_problem_without_the_token() {
+        let good = spec(&format!(
+            "{{ account_sid: {SID}, auth_token: {TOKEN}, from: '{FROM}', to: ['{A}', '{B}'] }}"
+        ));
+        assert_eq!(good.validate(), vec![]);
+        let s = good.build(&BuildCx::new().unwrap()).unwrap();
+        assert_eq!(
+            s.url,
+            format!("https://api.twilio.com/2010-04-01/Accounts/{SID}/Messages.json")
+        );
+        assert_eq!(s.timeout(), crate::alert::DEFAULT_SEND_TIMEOUT);
+        assert_eq!(s.refresh_every(), None);
+        let mg = spec(&format!(
+            "{{ account_sid: {SID}, auth_token: t, messaging_service_sid: MG0123456789abcdef0123456789abcdef, to: ['{A}'], timeout: 3s }}"
+        ));
+        assert_eq!(mg.validate(), vec![]);
+        assert_eq!(
+            mg.build(&BuildCx::new().unwrap()).unwrap().timeout(),
+            Duration::from_secs(3)
+        );
+
+        let base = format!("account_sid: {SID}, auth_token: {TOKEN}");
+        let cases: Vec<(String, &[(&str, &str)])> = vec![
+            (
+                format!("{{ account_sid: XY12, auth_token: t, from: '{FROM}', to: ['{A}'] }}"),
+                &[("account_sid", "must start with AC")],
+            ),
+            (
+                format!("{{ account_sid: 'AC/../x', auth_token: t, from: '{FROM}', to: ['{A}'] }}"),
+                &[("account_sid", "must start with AC")],
+            ),
+            (
+                format!("{{ account_sid: {SID}, auth_token: '', from: '{FROM}', to: ['{A}'] }}"),
+                &[("auth_token", "is empty")],
+            ),
+            (
+                format!("{{ {base}, to: ['{A}'] }}"),
+                &[("from", "is required (or set messaging_service_sid)")],
+            ),
+            (
+                format!("{{ {base}, from: '{FROM}', messaging_service_sid: MG1, to: ['{A}'] }}"),
+                &[("messaging_service_sid", "not both")],
+            ),
+            (
+                format!("{{ {base}, from: '5550001111', to: ['{A}'] }}"),
+                &[("from", "\"5550001111\" is not an e.164 number")],
+            ),
+            (
+                format!("{{ {base}, messaging_service_sid: PN123, to: ['{A}'] }}"),
+                &[("messaging_service_sid", "must start with MG")],
+            ),
+            (
+                format!("{{ {base}, from: '{FROM}', to: [] }}"),
+                &[("to", "needs at least one number")],
+            ),
+            (
+                format!("{{ {base}, from: '{FROM}', to: ['{A}', '+0123', '+1 555', '{A}'] }}"),
+                &[
+                    ("to[1]", "\"+0123\" is not an e.164 number"),
+                    ("to[2]", "\"+1 555\" is not an e.164 number"),
+                    ("to[3]", "is listed twice (see to[0])"),
+                ],
+            ),
+            (
+                format!("{{ {base}, from: '{FROM}', to: ['{A}'], base_url: 'api.twilio.com' }}"),
+                &[("base_url", "invalid url")],
+            ),
+            (
+                format!("{{ {base}, from: '{FROM}', to: ['{A}'], timeout: 0ms }}"),
+                &[("timeout", "must be more than 0")],
+            ),
+            (
+                "{ account_sid: '', auth_token: '', to: [] }".to_string(),
+                &[
+                    ("account_sid", "must start with AC"),
+                    ("auth_token", "is empty"),
+                    ("from", "is required"),
+                    ("to", "needs at least one number"),
+                ],
+            ),
+        ];
+        for (yaml, want) in &cases {
+            let got = spec(yaml).validate();
+            assert_eq!(got.len(), want.len(), "{yaml}: {got:?}");
+            for (g, (path, msg)) in got.iter().zip(want.iter()) {
+                assert_eq!(g.path, *path, "{yaml}");
+                assert!(g.message.contains(msg), "{yaml}: {:?}", g.message);
+                assert!(!g.message.contains(TOKEN), "{yaml}");
+            }
+            assert!(
+                spec(yaml).build(&BuildCx::new().unwrap()).is_err(),
+                "{yaml}"
+            );
+        }
+        for missing in ["account_sid", "auth_token", "to"] {
+            let yaml = format!(
+                "{{ {} }}",
+                [
+                    format!("account_sid: {SID}"),
+                    format!("auth_token: {TOKEN}"),
+                    format!("from: '{FROM}'"),
+                    format!("to: ['{A}']"),
+                ]
+                .into_iter()
+                .filter(|f| !f.starts_with(missing))
+                .collect::<Vec<_>>()
+                .join(", ")
+            );
+            assert!(serde_yaml::from_str::<Spec>(&yaml).is_err(), "{yaml}");
+        }
+        assert!(
+            serde_yaml::from_str::<Spec>(&format!(
+                "{{ {base}, from: '{FROM}', to: ['{A}'], cc: [] }}"
+            ))
+            .is_err()
+        );
+        assert!(!format!("{good:?}").contains(TOKEN));
+    }
+
+    // ---- the text --------------------------------------------------------------------------
+
+    #[test]
+    fn texts_are_compact() {
+        assert_eq!(
+            sms_text(&alert(Event::Trigger)),
+            "[probed] DOWN api-write: status 503, expected 200, 201\n\
+             since 2023-11-14 22:13 UTC\n\
+             http://probed.example/status#api-write"
+        );
+        assert_eq!(
+            sms_text(&alert(Event::Resolve)),
+            "[probed] RESOLVED api-write\n\
+             down 2m from 2023-11-14 22:13 UTC\n\
+             http://probed.example/status#api-write"
+        );
+        let mut ack = alert(Event::Acknowledge);
+        ack.acknowledged_by = Some("alice".into());
+        ack.link = None;
+        assert_eq!(
+            sms_text(&ack),
+            "[probed] ACKNOWLEDGED api-write: status 503, expected 200, 201\n\
+             acked by alice, since 2023-11-14 22:13 UTC"
+        );
+        let mut multi = alert(Event::Trigger);
+        multi.reason = Some("line one\n\n  line two\t".into());
+        assert!(sms_text(&multi).starts_with("[probed] DOWN api-write: line one line two\n"));
+    }
+
+    #[test]
+    fn long_reasons_are_cut_to_two_segments_on_character_boundaries() {
+        for reason in ["x".repeat(2000), "é€🚨ü".repeat(500)] {
+            let mut a = alert(Event::Trigger);
+            a.reason = Some(reason.clone());
+            let text = sms_text(&a);
+            let n = text.chars().count();
+            assert!(n <= MAX_SMS_CHARS, "{n} characters");
+            assert!(n >= MAX_SMS_CHARS - 3, "{n}: the room is used");
+            assert!(text.contains("...\nsince 2023-11-14 22:13 UTC\nhttp://probed.example/"));
+            assert!(text.starts_with("[probed] DOWN api-write: "));
+            // A String is valid UTF-8 by construction; check the cut kept whole characters.
+            let kept = text.split("...\n").next().unwrap();
+            let kept = kept.strip_prefix("[probed] DOWN api-write: ").unwrap();
+            assert!(reason.starts_with(kept));
+        }
+        let mut a = alert(Event::Trigger);
+        a.link = Some(format!("https://probed.example/{}", "p".repeat(400)));
+        let text = sms_text(&a);
+        assert!(
+            !text.contains("https://"),
+            "an overlong link is dropped: {text}"
+        );
+    }
+
+    // ---- against the fake ------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn every_recipient_gets_the_text_with_the_right_fields_and_auth() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        let s = sender(&url, &[A, B]);
+        let d = s.send(&alert(Event::Trigger)).await.expect("send");
+        let msgs = tw.messages();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(
+            d.detail,
+            format!(
+                "2 sms accepted: {} to {A}, {} to {B}",
+                msgs[0].sid, msgs[1].sid
+            )
+        );
+        let text = sms_text(&alert(Event::Trigger));
+        for (m, to) in msgs.iter().zip([A, B]) {
+            assert_eq!(m.to, to);
+            assert_eq!(m.from.as_deref(), Some(FROM));
+            assert_eq!(m.body, text);
+            assert_eq!(m.num_segments, 1);
+        }
+        let reqs = tw.requests();
+        assert_eq!(reqs.len(), 2);
+        for (r, to) in reqs.iter().zip([A, B]) {
+            assert_eq!(r.method, "POST");
+            assert_eq!(r.path, format!("/2010-04-01/Accounts/{SID}/Messages.json"));
+            assert_eq!(
+                r.headers["content-type"],
+                "application/x-www-form-urlencoded"
+            );
+            assert_eq!(r.basic_auth, Some((SID.to_string(), TOKEN.to_string())));
+            assert_eq!(r.field("To"), Some(to));
+            assert_eq!(r.field("From"), Some(FROM));
+            assert_eq!(r.field("Body"), Some(text.as_str()));
+            assert_eq!(r.field("MessagingServiceSid"), None);
+            let raw = String::from_utf8(r.body.to_vec()).unwrap();
+            assert!(
+                raw.starts_with(&format!("To=%2B{}&From=", &to[1..])),
+                "{raw}"
+            );
+            assert_eq!(r.answered, 201);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_messaging_service_replaces_from() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        let mg = "MG0123456789abcdef0123456789abcdef";
+        let s = spec(&format!(
+            "{{ account_sid: {SID}, auth_token: {TOKEN}, messaging_service_sid: {mg}, \
+               to: ['{A}'], base_url: '{url}' }}"
+        ))
+        .build(&BuildCx::new().unwrap())
+        .unwrap();
+        s.send(&alert(Event::Test)).await.expect("send");
+        let r = &tw.requests()[0];
+        assert_eq!(r.field("MessagingServiceSid"), Some(mg));
+        assert_eq!(r.field("From"), None);
+        let m = &tw.messages()[0];
+        assert_eq!(
+            (m.from.as_deref(), m.messaging_service_sid.as_deref()),
+            (None, Some(mg))
+        );
+        assert!(m.body.starts_with("[probed] TEST api-write"));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_token_is_permanent_and_never_shown() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        let wrong = "wrong-token-987654321";
+        let s = sender_for(&url, wrong, &[A, B], "5s");
+        let reason = permanent(s.send(&alert(Event::Trigger)).await);
+        assert_eq!(
+            reason,
+            format!(
+                "twilio: {A}: authentication failed (401 unauthorized, code 20003: Authenticate) \
+                 (0 of 2 recipients accepted, 1 not tried)"
+            )
+        );
+        assert!(!reason.contains(wrong) && !reason.contains(TOKEN));
+        assert!(tw.messages().is_empty());
+        assert_eq!(tw.requests().len(), 1, "stops after an auth failure");
+
+        // A gateway that echoes the credentials it was sent: masked.
+        tw.script(Answer::status(403).body(format!(r#"{{"message":"bad token {wrong}"}}"#)));
+        let reason = permanent(s.send(&alert(Event::Trigger)).await);
+        assert!(reason.contains("bad token ***"), "{reason}");
+        assert!(!reason.contains(wrong), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn rate_limits_are_retried_after_the_wait_twilio_asks_for() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        tw.script(Answer::status(429).header("Retry-After", "3"));
+        let s = sender(&url, &[A, B]);
+        let (reason, after) = retry(s.send(&alert(Event::Trigger)).await);
+        assert_eq!(after, Some(Duration::from_secs(3)));
+        assert_eq!(
+            reason,
+            format!(
+                "twilio: {A}: 429 too many requests: code 20429: Too Many Requests \
+                 (0 of 2 recipients accepted, 1 not tried)"
+            )
+        );
+        assert_eq!(tw.requests().len(), 1, "no hammering after a 429");
+        s.send(&alert(Event::Trigger)).await.expect("then it goes");
+        assert_eq!(tw.messages().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_retried_until_it_ends() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        tw.set_default(Answer::status(503));
+        let s = sender(&url, &[A]);
+        for _ in 0..3 {
+            let (reason, _) = retry(s.send(&alert(Event::Trigger)).await);
+            assert!(reason.contains("503 service unavailable"), "{reason}");
+        }
+        tw.set_default(Answer::Real);
+        s.send(&alert(Event::Trigger)).await.expect("back");
+        assert_eq!(tw.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_resend_after_a_partial_failure_texts_nobody_twice() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        tw.script(Answer::Real);
+        tw.script(Answer::status(500));
+        let s = sender(&url, &[A, B]);
+        let (reason, after) = retry(s.send(&alert(Event::Trigger)).await);
+        let first = tw.messages_to(A);
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            reason,
+            format!(
+                "twilio: {B}: 500 internal server error: code 20500: Internal Server Error \
+                 (1 of 2 recipients accepted: {} to {A})",
+                first[0].sid
+            )
+        );
+        assert_eq!(after, None);
+
+        let d = s.send(&alert(Event::Trigger)).await.expect("resend");
+        assert_eq!(tw.messages_to(A).len(), 1, "A is not texted twice");
+        assert_eq!(tw.messages_to(B).len(), 1);
+        assert_eq!(tw.requests().len(), 3);
+        assert!(
+            d.detail
+                .starts_with(&format!("2 sms accepted: {} to {A}, ", first[0].sid))
+        );
+
+        // Once delivered, the memory is dropped: the next reminder texts everyone.
+        s.send(&alert(Event::Reminder)).await.expect("reminder");
+        s.send(&alert(Event::Reminder))
+            .await
+            .expect("next reminder");
+        assert_eq!(tw.messages_to(A).len(), 3);
+        assert_eq!(tw.messages_to(B).len(), 3);
+        // Another event of the same incident is another message.
+        s.send(&alert(Event::Resolve)).await.expect("resolve");
+        assert_eq!(tw.messages().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn a_bad_number_does_not_keep_the_others_from_being_paged() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        let bad = "+15005550001"; // Twilio's magic "invalid number"
+        let s = sender(&url, &[bad, A]);
+        let reason = permanent(s.send(&alert(Event::Trigger)).await);
+        assert!(
+            reason.starts_with(&format!(
+                "twilio: {bad}: 400 bad request: code 21211: The 'To' number {bad} is not a valid phone number. (1 of 2 recipients accepted: SM"
+            )),
+            "{reason}"
+        );
+        assert_eq!(tw.messages_to(A).len(), 1);
+        let _ = permanent(s.send(&alert(Event::Trigger)).await);
+        assert_eq!(tw.messages_to(A).len(), 1, "A is not texted twice");
+    }
+
+    #[tokio::test]
+    async fn long_reasons_arrive_within_two_segments() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        let s = sender(&url, &[A]);
+        let mut a = alert(Event::Trigger);
+        a.reason = Some("database write timed out; ".repeat(80));
+        s.send(&a).await.expect("send");
+        let m = &tw.messages()[0];
+        assert!(m.body.chars().count() <= MAX_SMS_CHARS);
+        assert_eq!(m.num_segments, 2);
+        a.reason = Some("écriture échouée ⚠ ".repeat(100));
+        s.send(&a).await.expect("send");
+        let m = &tw.messages()[1];
+        assert!(m.body.chars().count() <= 320, "{}", m.body.chars().count());
+        assert!(m.body.contains("écriture échouée"));
+    }
+
+    #[tokio::test]
+    async fn a_hanging_server_is_retried_within_the_timeout() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        tw.script(Answer::Real);
+        tw.script(Answer::Hang);
+        let s = sender_for(&url, TOKEN, &[A, B], "300ms");
+        let start = Instant::now();
+        let (reason, after) = retry(s.send(&alert(Event::Trigger)).await);
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_millis(300 + 700), "{took:?}");
+        assert!(reason.starts_with("twilio: "), "{reason}");
+        assert!(reason.contains("1 of 2 recipients accepted"), "{reason}");
+        assert_eq!(after, None);
+        assert_eq!(tw.wait_for_requests(2).await.len(), 2);
+        // The resend skips A, accepted before the hang.
+        s.send(&alert(Event::Trigger)).await.expect("resend");
+        assert_eq!(tw.messages_to(A).len(), 1);
+        assert_eq!(tw.messages_to(B).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_retried() {
+        let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let s = sender(&format!("http://{addr}"), &[A]);
+        let (reason, _) = retry(s.send(&alert(Event::Trigger)).await);
+        assert!(
+            reason.starts_with(&format!("twilio: {A}: connection failed")),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_fake_checks_requests_like_twilio() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        let http = BuildCx::new().expect("build cx").http;
+        let messages = format!("{url}/2010-04-01/Accounts/{SID}/Messages.json");
+        type Form<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Form, u16, &str)] = &[
+            (
+                &[("To", A), ("From", FROM), ("Body", "hi")],
+                201,
+                "\"status\":\"queued\"",
+            ),
+            (&[("From", FROM), ("Body", "hi")], 400, "\"code\":21604"),
+            (
+                &[("To", "555"), ("From", FROM), ("Body", "hi")],
+                400,
+                "\"code\":21211",
+            ),
+            (
+                &[("To", "+15005550009"), ("From", FROM), ("Body", "hi")],
+                400,
+                "\"code\":21614",
+            ),
+            (&[("To", A), ("Body", "hi")], 400, "\"code\":21603"),
+            (
+                &[("To", A), ("From", "me"), ("Body", "hi")],
+                400,
+                "\"code\":21212",
+            ),
+            (
+                &[("To", A), ("MessagingServiceSid", "MG1"), ("Body", "hi")],
+                400,
+                "\"code\":21701",
+            ),
+            (&[("To", A), ("From", FROM)], 400, "\"code\":21602"),
+        ];
+        for (form, status, needle) in cases {
+            let r = http
+                .post(&messages)
+                .basic_auth(SID, Some(TOKEN))
+                .form(form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), *status, "{form:?}");
+            let text = r.text().await.unwrap();
+            assert!(text.contains(needle), "{form:?}: {text}");
+        }
+        let long = "x".repeat(1601);
+        let r = http
+            .post(&messages)
+            .basic_auth(SID, Some(TOKEN))
+            .form(&[("To", A), ("From", FROM), ("Body", long.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        assert!(r.text().await.unwrap().contains("21617"));
+        let form = [("To", A), ("From", FROM), ("Body", "hi")];
+        let r = http.post(&messages).form(&form).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        assert!(r.text().await.unwrap().contains("20003"));
+        let other = messages.replace(SID, "AC999");
+        let r = http
+            .post(&other)
+            .basic_auth(SID, Some(TOKEN))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        assert_eq!(tw.messages().len(), 1);
+        let m = &tw.messages()[0];
+        assert_eq!((m.to.as_str(), m.body.as_str()), (A, "hi"));
+        // Form decoding: `+`, percent escapes and UTF-8 survive the round trip.
+        let body = "a+b & c=d %25 é\n🚨";
+        http.post(&messages)
+            .basic_auth(SID, Some(TOKEN))
+            .form(&[("To", A), ("From", FROM), ("Body", body)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tw.messages()[1].body, body);
+    }
+}
