@@ -75,6 +75,9 @@ pub const ALERTNAME: &str = "ProbeDown";
 pub const TEST_ALERTNAME: &str = "ProbedTest";
 
 impl Spec {
+    /// No file paths in these settings.
+    pub fn resolve_paths(&mut self, _base: &std::path::Path) {}
+
     /// Every problem, without I/O. Messages never repeat a URL.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errs = Vec::new();

@@ -90,6 +90,15 @@ impl TlsMode {
 }
 
 impl Spec {
+    /// Makes `smtp.ca_file` relative to `base` (the config file's directory).
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Some(f) = &mut self.smtp.ca_file
+            && f.is_relative()
+        {
+            *f = base.join(&*f);
+        }
+    }
+
     /// Every problem, without I/O (the CA file is read at build time).
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errs = Vec::new();

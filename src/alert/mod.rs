@@ -241,6 +241,11 @@ macro_rules! kinds {
             pub fn validate(&self) -> Vec<FieldError> {
                 match self { $(NotifierSpec::$variant(s) => s.validate()),* }
             }
+            /// Makes relative file paths in the settings relative to `base` (the config
+            /// file's directory).
+            pub fn resolve_paths(&mut self, base: &std::path::Path) {
+                match self { $(NotifierSpec::$variant(s) => s.resolve_paths(base)),* }
+            }
             /// Builds the sender (reads files such as a CA, prepares clients).
             pub fn build(&self, cx: &BuildCx) -> Result<Notifier, String> {
                 match self { $(NotifierSpec::$variant(s) => s.build(cx).map(Notifier::$variant)),* }

@@ -78,6 +78,9 @@ fn is_sid(s: &str, prefix: &str) -> bool {
 }
 
 impl Spec {
+    /// No file paths in these settings.
+    pub fn resolve_paths(&mut self, _base: &std::path::Path) {}
+
     /// Every problem in the settings, found without I/O. Never shows the auth token.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errs = Vec::new();

@@ -55,6 +55,9 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 impl Spec {
+    /// No file paths in these settings.
+    pub fn resolve_paths(&mut self, _base: &std::path::Path) {}
+
     /// Every problem, without I/O. Messages never repeat the URL or a header value.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errs = Vec::new();

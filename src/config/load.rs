@@ -700,7 +700,10 @@ impl Loader<'_> {
                 &kind,
                 Value::Mapping(settings.clone()),
             ) {
-                Ok(Ok(spec)) => spec,
+                Ok(Ok(mut spec)) => {
+                    spec.resolve_paths(doc.file.parent().unwrap_or(Path::new("")));
+                    spec
+                }
                 Ok(Err(e)) => {
                     self.serde_error(doc, &path, &e, &["kind"]);
                     continue;
