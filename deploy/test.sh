@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # --- peers the tests talk to ------------------------------------------------------------
-# The spine's tests need no outside service: their peers (HTTP, TLS and DNS servers,
-# hostile targets) are started by the tests themselves on 127.0.0.1:0. Later test suites
-# (database, Redis, SMTP, Alertmanager, Chromium) add their install and start steps here.
+# Most peers (HTTP, TLS and DNS servers, hostile targets, webhook and pager receivers) are
+# started by the tests themselves on 127.0.0.1:0. What they need installed is below: a real
+# SMTP server (aiosmtpd) and a real Alertmanager, each started per test on a free port.
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -110,6 +110,18 @@ impl Shared {
             .set(st.written.load(Ordering::Relaxed) as i64);
         m.store_write_errors
             .set(st.write_errors.load(Ordering::Relaxed) as i64);
+        let ds = &self.dispatcher.stats;
+        m.alerts_delivered
+            .set(ds.delivered.load(Ordering::Relaxed) as i64);
+        m.alert_attempts_failed
+            .set(ds.failed_attempts.load(Ordering::Relaxed) as i64);
+        m.alerts_undeliverable
+            .set(ds.given_up.load(Ordering::Relaxed) as i64);
+        for (name, streak) in ds.streaks.lock().unwrap().iter() {
+            m.notifier_failure_streak
+                .with_label_values(&[name.as_str()])
+                .set(*streak as i64);
+        }
         let mut counts: HashMap<State, i64> = HashMap::new();
         for e in self.entries() {
             *counts

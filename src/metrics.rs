@@ -35,6 +35,10 @@ pub struct Metrics {
     pub store_written: IntGauge,
     pub store_write_errors: IntGauge,
     pub reloads: IntCounterVec,
+    pub alerts_delivered: IntGauge,
+    pub alert_attempts_failed: IntGauge,
+    pub alerts_undeliverable: IntGauge,
+    pub notifier_failure_streak: IntGaugeVec,
     pub check_duration: HistogramVec,
 }
 
@@ -106,7 +110,32 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(by_state.clone()))
             .expect("unique metric");
+        let streak = IntGaugeVec::new(
+            Opts::new(
+                "probed_notifier_failure_streak",
+                "Consecutive failed delivery attempts per notifier (0 after a success)",
+            ),
+            &["notifier"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(streak.clone())).expect("unique metric");
         Metrics {
+            alerts_delivered: int_gauge(
+                &r,
+                "probed_alerts_delivered_total",
+                "Alert messages accepted by a notifier",
+            ),
+            alert_attempts_failed: int_gauge(
+                &r,
+                "probed_alert_attempts_failed_total",
+                "Failed delivery attempts (each retried or handed to the fallback)",
+            ),
+            alerts_undeliverable: int_gauge(
+                &r,
+                "probed_alerts_undeliverable_total",
+                "Alert messages that failed on their channel with no fallback left",
+            ),
+            notifier_failure_streak: streak,
             probe_success: gauge_vec(&r, "probe_success", "Whether the probe succeeded", p),
             probe_duration: gauge_vec(
                 &r,

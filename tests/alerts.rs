@@ -175,6 +175,19 @@ async fn a_failing_pager_falls_back_to_email() {
     assert_eq!(deliveries[1]["notifier"], "mail");
     assert_eq!(deliveries[1]["status"], "delivered");
     assert!(d.log().contains("falling back"), "the failure is reported");
+    let metrics = support::http_get_blocking(&format!("{}/metrics", d.url()));
+    assert!(
+        metrics.contains("probed_alert_attempts_failed_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("probed_notifier_failure_streak{notifier=\"pager\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("probed_alerts_delivered_total 1"),
+        "{metrics}"
+    );
     assert!(!d.log().contains(PD_KEY));
     assert!(d.stop().success());
 }
@@ -472,4 +485,67 @@ async fn test_alert_says_accepted_or_refused() {
     let out = d.probectl(&["test-alert", "godo"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean \"good\""));
+}
+
+/// Notifier secrets (SMTP password, Twilio token, routing key, webhook secret) never appear
+/// in logs, the API, probectl output or the alert text, even when a receiver echoes them
+/// back in an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifier_secrets_never_leak() {
+    const KEY: &str = "ECHOEDKEY0123456789abcdefABCDEF0";
+    const TOKEN: &str = "twilio-token-8d7c6b5a";
+    const SMTP_PW: &str = "smtp-password-3e2d1c";
+    let mut target = Target::start().await;
+    target.off();
+    // The pager answers 500 with the routing key in its body; SMS and mail are unreachable.
+    let pager = Receiver::start_on(
+        0,
+        Reply::Status(
+            500,
+            r#"{"status":"error","message":"bad key ECHOEDKEY0123456789abcdefABCDEF0"}"#,
+        ),
+        vec![],
+    )
+    .await;
+    let hook = Receiver::webhook(vec![]).await;
+    let closed = support::free_port();
+    let mut d = daemon(
+        &[probe("leaky", &target.url("/"))],
+        &format!(
+            "notifiers:\n  pager: {{ kind: pagerduty, routing_key: {KEY}, base_url: \"{}\" }}\n  \
+             sms: {{ kind: twilio, account_sid: AC0123456789abcdef0123456789abcdef, auth_token: {TOKEN}, \
+             from: \"+15550001111\", to: [\"+15550002222\"], base_url: \"http://127.0.0.1:{closed}\" }}\n  \
+             mail: {{ kind: email, smtp: {{ host: 127.0.0.1, port: {closed}, tls: none, username: u, password: {SMTP_PW} }}, \
+             from: probed@example.com, to: [oncall@example.com] }}\n  \
+             hook: {{ kind: webhook, url: \"{}\", secret: {HOOK_SECRET} }}\n\
+             routes:\n  - notify: [pager, sms, mail]\n    fallback: [hook]\n",
+            pager.url(),
+            hook.url()
+        ),
+    );
+    d.start();
+    // Every failing channel falls back to the hook: three pages arrive there.
+    let (got, _) = hook.wait_accepted(Duration::from_secs(30), "three fallback pages", |r| {
+        r.len() >= 3
+    });
+    let incidents =
+        String::from_utf8_lossy(&d.probectl(&["incidents", "--json"]).stdout).into_owned();
+    assert!(incidents.contains("\"status\":\"failed\""), "{incidents}");
+    let mut outputs = vec![
+        incidents,
+        String::from_utf8_lossy(&d.probectl(&["incidents"]).stdout).into_owned(),
+        String::from_utf8_lossy(&d.probectl(&["status", "--json"]).stdout).into_owned(),
+        support::http_get_blocking(&format!("{}/metrics", d.url())),
+        support::http_get_blocking(&format!("{}/healthz", d.url())),
+        String::from_utf8_lossy(&d.probectl(&["test-alert", "sms"]).stdout).into_owned(),
+        String::from_utf8_lossy(&d.probectl(&["test-alert", "mail"]).stdout).into_owned(),
+    ];
+    outputs.extend(got.iter().map(|r| r.body.to_string()));
+    assert!(d.stop().success());
+    outputs.push(d.log());
+    for o in &outputs {
+        for secret in [KEY, TOKEN, SMTP_PW, HOOK_SECRET, ADMIN] {
+            assert!(!o.contains(secret), "secret {secret} leaked in:\n{o}");
+        }
+    }
 }
