@@ -549,3 +549,49 @@ async fn notifier_secrets_never_leak() {
         }
     }
 }
+
+/// The real Alertmanager: the daemon's page shows up in its API as one active alert with
+/// our labels, and recovery resolves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_a_real_alertmanager_and_resolves_there() {
+    let am = support::alertmanager::Alertmanager::start();
+    let mut target = Target::start().await;
+    let mut d = daemon(
+        &[probe("checkout", &target.url("/"))],
+        &format!(
+            "notifiers:\n  am: {{ kind: alertmanager, urls: [\"{}\"], resend_every: 1s }}\nroutes:\n  - notify: [am]\n",
+            am.url()
+        ),
+    );
+    d.start();
+    d.wait_state("checkout", "up", Duration::from_secs(10));
+    target.off();
+    wait_for(Duration::from_secs(20), "the alert in alertmanager", || {
+        am.alerts("?active=true")
+            .iter()
+            .any(|a| a["labels"]["probe"] == "checkout")
+    });
+    let alerts = am.alerts("");
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(a["labels"]["alertname"], "ProbeDown");
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert_eq!(a["labels"]["instance"], "e2e");
+    assert_eq!(a["status"]["state"], "active");
+    // Re-sent while firing (resend_every: 1s) and still one alert.
+    wait_for(Duration::from_secs(10), "a refresh", || {
+        let out = d.probectl(&["incidents", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["incidents"][0]["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.iter().filter(|d| d["status"] == "delivered").count() >= 2)
+    });
+    assert_eq!(am.alerts("").len(), 1);
+    target.on().await;
+    wait_for(Duration::from_secs(20), "the alert to resolve", || {
+        !am.alerts("?active=true")
+            .iter()
+            .any(|a| a["labels"]["probe"] == "checkout")
+    });
+    assert!(d.stop().success());
+}

@@ -2,6 +2,7 @@
 //! `probed` binary running on a config written to a temp dir.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod receiver;
 pub mod smtp;
 
