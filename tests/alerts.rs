@@ -595,3 +595,37 @@ async fn pages_a_real_alertmanager_and_resolves_there() {
     });
     assert!(d.stop().success());
 }
+
+/// A probe removed from the config (SIGHUP) while its incident is open: the incident
+/// closes and those paged hear it resolved, instead of it staying open forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_down_probe_closes_its_incident() {
+    let mut target = Target::start().await;
+    target.off();
+    let hook = Receiver::webhook(vec![]).await;
+    let mut d = daemon(
+        &[
+            probe("doomed", &target.url("/")),
+            probe("kept", "http://127.0.0.1:9/"),
+        ],
+        &format!(
+            "notifiers:\n  hook: {{ kind: webhook, url: \"{}\" }}\nroutes:\n  - notify: [hook]\n",
+            hook.url()
+        ),
+    );
+    d.start();
+    hook.wait_accepted(Duration::from_secs(10), "the trigger", |r| {
+        r.iter()
+            .any(|r| r.body["probe"] == "doomed" && r.body["event"] == "trigger")
+    });
+    d.write_probes(&format!(
+        "probes:\n{}",
+        probe("kept", "http://127.0.0.1:9/")
+    ));
+    d.signal("HUP");
+    hook.wait_accepted(Duration::from_secs(10), "the resolve notice", |r| {
+        r.iter()
+            .any(|r| r.body["probe"] == "doomed" && r.body["event"] == "resolve")
+    });
+    assert!(d.stop().success());
+}

@@ -156,6 +156,7 @@ impl Dispatcher {
         )
         .fetch_all(&self.pool)
         .await?;
+        let refreshing = plan.notifiers.values().any(|n| n.refresh_every().is_some());
         for r in open {
             let id: i64 = r.get("id");
             let probe: String = r.get("probe");
@@ -165,11 +166,25 @@ impl Dispatcher {
             let recovering = r.get::<Option<i64>, _>("recovered_at").is_some();
             let acked = r.get::<Option<i64>, _>("acknowledged_at").is_some();
             let opened: i64 = r.get("opened_at");
-            let route = plan.probes.get(&probe).and_then(|p| plan.router.route(p));
-            let mut tx = self.pool.begin().await?;
+            let Some(probe_cfg) = plan.probes.get(&probe) else {
+                // The probe left the config: nothing will ever recover it. Close the incident
+                // (resolve notices go out as for a recovery).
+                if !recovering {
+                    sqlx::query(
+                        "UPDATE incidents SET recovered_at = ?, resolve_due_at = ? WHERE id = ?",
+                    )
+                    .bind(now)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                    tracing::info!(incident = id, probe = %probe, "probe removed from the config; closing its incident");
+                }
+                continue;
+            };
+            let route = plan.router.route(probe_cfg);
             if r.get::<i64, _>("paged") == 0 {
                 if recovering || acked {
-                    tx.commit().await?;
                     continue;
                 }
                 let mut muted = plan
@@ -177,9 +192,11 @@ impl Dispatcher {
                     .maintenance(&probe, now)
                     .map(|m| format!("maintenance window {m:?}"));
                 if muted.is_none() {
-                    muted = outbox::active_silence(&mut tx, &probe, now).await?;
+                    let mut conn = self.pool.acquire().await?;
+                    muted = outbox::active_silence(&mut conn, &probe, now).await?;
                 }
                 if muted.is_none() {
+                    let mut tx = self.pool.begin().await?;
                     if let Some(route) = route {
                         outbox::enqueue(
                             &mut tx,
@@ -195,82 +212,94 @@ impl Dispatcher {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                    tx.commit().await?;
                     tracing::info!(incident = id, probe = %probe, "mute ended; paging");
                 }
-                tx.commit().await?;
                 continue;
             }
-            if let Some(route) = route
-                && !recovering
-                && !acked
-            {
-                let step = r.get::<i64, _>("escalation_step") as usize;
-                if let Some(s) = route.escalate.get(step)
-                    && now - opened >= s.after.as_millis() as i64
-                {
-                    outbox::enqueue(
-                        &mut tx,
-                        &alert,
-                        Event::Escalation,
-                        &s.notify,
-                        &route.fallback,
-                        now,
-                    )
-                    .await?;
-                    sqlx::query("UPDATE incidents SET escalation_step = ? WHERE id = ?")
-                        .bind(step as i64 + 1)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    tracing::warn!(incident = id, probe = %probe, step = step + 1, notify = ?s.notify, "unacknowledged: escalating");
-                }
-                if let Some(every) = route.remind_every {
+            // Decide first; write only when something is due, so a thousand quiet open
+            // incidents cost a read, not a thousand transactions a second.
+            let step = r.get::<i64, _>("escalation_step") as usize;
+            let escalation = route
+                .filter(|_| !recovering && !acked)
+                .and_then(|route| route.escalate.get(step).map(|s| (route, s)))
+                .filter(|(_, s)| now - opened >= s.after.as_millis() as i64);
+            let reminder = route.filter(|_| !recovering && !acked).filter(|route| {
+                route.remind_every.is_some_and(|every| {
                     let last = r
                         .get::<Option<i64>, _>("last_reminder_at")
                         .unwrap_or(opened);
-                    if now - last >= every.as_millis() as i64 {
-                        outbox::enqueue(
-                            &mut tx,
-                            &alert,
-                            Event::Reminder,
-                            &route.notify,
-                            &route.fallback,
-                            now,
-                        )
-                        .await?;
-                        sqlx::query("UPDATE incidents SET last_reminder_at = ? WHERE id = ?")
-                            .bind(now)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
+                    now - last >= every.as_millis() as i64
+                })
+            });
+            // Receivers that forget alerts not re-sent (Alertmanager) hear again while it
+            // fires, recovering or not, until resolved.
+            let mut refresh = Vec::new();
+            if refreshing {
+                let latest = sqlx::query(
+                    "SELECT notifier, max(created_at) AS last FROM outbox WHERE incident_id = ? \
+                     AND event != 'resolve' GROUP BY notifier",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                for l in latest {
+                    let name: String = l.get("notifier");
+                    let last: i64 = l.get("last");
+                    if let Some(every) = plan.notifiers.get(&name).and_then(|n| n.refresh_every())
+                        && now - last >= every.as_millis() as i64
+                    {
+                        refresh.push(name);
                     }
                 }
             }
-            // Receivers that forget alerts not re-sent (Alertmanager) hear again while it
-            // fires, recovering or not, until resolved.
-            let latest = sqlx::query(
-                "SELECT notifier, max(created_at) AS last FROM outbox WHERE incident_id = ? \
-                 AND event != 'resolve' GROUP BY notifier",
-            )
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for l in latest {
-                let name: String = l.get("notifier");
-                let last: i64 = l.get("last");
-                if let Some(every) = plan.notifiers.get(&name).and_then(|n| n.refresh_every())
-                    && now - last >= every.as_millis() as i64
-                {
-                    outbox::enqueue(
-                        &mut tx,
-                        &alert,
-                        Event::Reminder,
-                        std::slice::from_ref(&name),
-                        &[],
-                        now,
-                    )
+            if escalation.is_none() && reminder.is_none() && refresh.is_empty() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            if let Some((route, s)) = escalation {
+                outbox::enqueue(
+                    &mut tx,
+                    &alert,
+                    Event::Escalation,
+                    &s.notify,
+                    &route.fallback,
+                    now,
+                )
+                .await?;
+                sqlx::query("UPDATE incidents SET escalation_step = ? WHERE id = ?")
+                    .bind(step as i64 + 1)
+                    .bind(id)
+                    .execute(&mut *tx)
                     .await?;
-                }
+                tracing::warn!(incident = id, probe = %probe, step = step + 1, notify = ?s.notify, "unacknowledged: escalating");
+            }
+            if let Some(route) = reminder {
+                outbox::enqueue(
+                    &mut tx,
+                    &alert,
+                    Event::Reminder,
+                    &route.notify,
+                    &route.fallback,
+                    now,
+                )
+                .await?;
+                sqlx::query("UPDATE incidents SET last_reminder_at = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for name in refresh {
+                outbox::enqueue(
+                    &mut tx,
+                    &alert,
+                    Event::Reminder,
+                    std::slice::from_ref(&name),
+                    &[],
+                    now,
+                )
+                .await?;
             }
             tx.commit().await?;
         }

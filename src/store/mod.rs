@@ -387,6 +387,19 @@ impl Store {
             .bind(now_ms - 400 * 24 * HOUR_MS)
             .execute(&self.write)
             .await?;
+        // Delivery records of settled messages: 90 days (incidents themselves are kept).
+        let settled = now_ms - 90 * 24 * HOUR_MS;
+        sqlx::query(
+            "DELETE FROM attempts WHERE at < ? AND outbox_id IN \
+             (SELECT id FROM outbox WHERE status != 'pending')",
+        )
+        .bind(settled)
+        .execute(&self.write)
+        .await?;
+        sqlx::query("DELETE FROM outbox WHERE status != 'pending' AND created_at < ?")
+            .bind(settled)
+            .execute(&self.write)
+            .await?;
         Ok(deleted)
     }
 
