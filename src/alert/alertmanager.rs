@@ -23,7 +23,9 @@ use tokio::time::Instant;
 
 use std::sync::Arc;
 
-use super::webhook::{Scrub, outcome, parse_url, transport_error, url_secrets};
+use super::http::{
+    Scrub, check_timeout, deliver, no_answer, parse_base_url, parse_url, url_secrets,
+};
 use super::{Alert, BuildCx, Delivered, Event, SendError};
 use crate::probe::FieldError;
 use crate::units::{Dur, format_duration};
@@ -90,7 +92,7 @@ impl Spec {
         let mut seen = Vec::new();
         for (i, u) in self.urls.iter().enumerate() {
             let path = format!("urls[{i}]");
-            match parse_base(u) {
+            match parse_base_url(u) {
                 Err(e) => errs.push(FieldError::new(path, e)),
                 Ok(url) => {
                     let key = url.to_string();
@@ -132,10 +134,8 @@ impl Spec {
         {
             errs.push(FieldError::new("generator_url", e));
         }
-        if let Some(t) = self.timeout
-            && t.0.is_zero()
-        {
-            errs.push(FieldError::new("timeout", "must be more than 0s"));
+        if let Some(e) = check_timeout(self.timeout) {
+            errs.push(FieldError::new("timeout", e));
         }
         errs
     }
@@ -145,7 +145,7 @@ impl Spec {
         let mut targets = Vec::new();
         let mut secrets = Vec::new();
         for (i, u) in self.urls.iter().enumerate() {
-            let base = parse_base(u).map_err(|e| format!("urls[{i}]: {e}"))?;
+            let base = parse_base_url(u).map_err(|e| format!("urls[{i}]: {e}"))?;
             secrets.extend(url_secrets(&base));
             let mut api = base.clone();
             let path = format!("{}/api/v2/alerts", base.path().trim_end_matches('/'));
@@ -170,15 +170,6 @@ impl Spec {
             scrub: Arc::new(Scrub::new(secrets)),
         })
     }
-}
-
-/// A base URL: `http(s)://host[:port][/prefix]`, no query.
-fn parse_base(u: &str) -> Result<Url, String> {
-    let url = parse_url(u)?;
-    if url.query().is_some() {
-        return Err("an alertmanager url must not have a query (?...)".into());
-    }
-    Ok(url)
 }
 
 /// One Alertmanager.
@@ -224,19 +215,10 @@ impl Sender {
                 .body(body.clone());
             let (shown, timeout, scrub) = (t.shown.clone(), self.timeout, self.scrub.clone());
             tasks.spawn(async move {
-                let sent = async {
-                    match req.send().await {
-                        Ok(resp) => outcome(&shown, resp, &scrub).await,
-                        Err(e) => Err(transport_error(&shown, e, timeout)),
-                    }
-                };
-                let r = match tokio::time::timeout_at(deadline, sent).await {
-                    Ok(r) => r,
-                    Err(_) => Err(SendError::retry(format!(
-                        "{shown}: no answer within {}",
-                        format_duration(timeout)
-                    ))),
-                };
+                let sent = deliver(&shown, req, timeout, &scrub);
+                let r = tokio::time::timeout_at(deadline, sent)
+                    .await
+                    .unwrap_or_else(|_| Err(no_answer(&shown, timeout)));
                 (i, r)
             });
         }
@@ -418,10 +400,10 @@ mod tests {
     use std::process::Stdio;
 
     use serde_json::Value;
-    use tokio::net::TcpListener;
     use tokio::process::{Child, Command};
 
     use super::*;
+    use crate::alert::http::fake::{assert_field_errors, dead_addr};
     use crate::alert::testing;
 
     // ---- a real Alertmanager -------------------------------------------------------------
@@ -543,17 +525,16 @@ mod tests {
     }
 
     async fn free_port() -> u16 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap().port()
+        dead_addr().await.port()
     }
 
     /// A URL where nothing listens.
     async fn dead_url() -> String {
-        format!("http://127.0.0.1:{}", free_port().await)
+        format!("http://{}", dead_addr().await)
     }
 
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+        crate::alert::http::fake::spec(yaml)
     }
 
     fn sender(urls: &[&str], extra: &str) -> Sender {
@@ -686,7 +667,7 @@ mod tests {
         assert!(d.detail.starts_with("accepted by 1 of 2"), "{}", d.detail);
         assert!(
             d.detail
-                .contains(&format!("failed: {dead}: cannot connect: ")),
+                .contains(&format!("failed: {dead}: connection failed: ")),
             "{}",
             d.detail
         );
@@ -777,10 +758,8 @@ mod tests {
         ];
         for (yaml, want) in cases {
             let got = spec(yaml).validate();
-            assert_eq!(got.len(), want.len(), "{yaml}: {got:#?}");
-            for (e, (path, msg)) in got.iter().zip(want.iter()) {
-                assert_eq!(e.path, *path, "{yaml}: {got:#?}");
-                assert!(e.message.contains(msg), "{yaml}: {got:#?}");
+            assert_field_errors(yaml, &got, want);
+            for e in &got {
                 assert!(!e.message.contains("hunter2"));
             }
         }

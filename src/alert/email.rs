@@ -19,10 +19,10 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
-use super::webhook::{Scrub, error_chain};
+use super::http::{Scrub, check_timeout, error_chain, no_answer, within};
 use super::{Alert, BuildCx, Delivered, Event, SendError};
 use crate::probe::FieldError;
-use crate::units::{Dur, Secret, format_duration};
+use crate::units::{Dur, Secret};
 
 /// Settings of an `email` notifier.
 #[derive(Debug, Clone, Deserialize)]
@@ -169,10 +169,8 @@ impl Spec {
                 "must be one line without control characters",
             ));
         }
-        if let Some(t) = self.timeout
-            && t.0.is_zero()
-        {
-            errs.push(FieldError::new("timeout", "must be more than 0s"));
+        if let Some(e) = check_timeout(self.timeout) {
+            errs.push(FieldError::new("timeout", e));
         }
         errs
     }
@@ -251,24 +249,23 @@ impl Sender {
     /// One mail, within `timeout`. `detail` is the server's reply (`250 ...`).
     pub async fn send(&self, alert: &Alert) -> Result<Delivered, SendError> {
         let message = self.message(alert)?;
-        let result = match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
-            Err(_) => Err(SendError::retry(format!(
-                "{}: no answer within {}",
-                self.shown,
-                format_duration(self.timeout)
-            ))),
-            Ok(Ok(reply)) => Ok(Delivered {
-                detail: format!(
-                    "{} {}",
-                    reply.code(),
-                    reply.message().collect::<Vec<_>>().join(" ")
-                )
-                .trim_end()
-                .to_string(),
-            }),
-            Ok(Err(e)) => Err(self.failure(&e)),
+        let sent = async {
+            match self.transport.send(message).await {
+                Ok(reply) => Ok(Delivered {
+                    detail: format!(
+                        "{} {}",
+                        reply.code(),
+                        reply.message().collect::<Vec<_>>().join(" ")
+                    )
+                    .trim_end()
+                    .to_string(),
+                }),
+                Err(e) => Err(self.failure(&e)),
+            }
         };
-        result.map_err(|e| self.scrub.error(e))
+        within(&self.shown, self.timeout, sent)
+            .await
+            .map_err(|e| self.scrub.error(e))
     }
 
     /// The mail for `alert`.
@@ -324,15 +321,10 @@ impl Sender {
                 SendError::retry(reason)
             };
         }
-        let reason = if e.is_timeout() {
-            format!(
-                "{}: no answer within {}",
-                self.shown,
-                format_duration(self.timeout)
-            )
-        } else {
-            format!("{}: {}", self.shown, error_chain(e))
-        };
+        if e.is_timeout() {
+            return no_answer(&self.shown, self.timeout);
+        }
+        let reason = format!("{}: {}", self.shown, error_chain(e));
         // A client error is lettre refusing to go on (no AUTH mechanism in common, no
         // STARTTLS on offer): the same next time.
         if e.is_client() {
@@ -405,11 +397,11 @@ mod tests {
     use std::process::Stdio;
 
     use tokio::io::{AsyncBufReadExt, BufReader};
-    use tokio::net::TcpListener;
     use tokio::process::{Child, Command};
     use tokio::time::Instant;
 
     use super::*;
+    use crate::alert::http::fake::{assert_field_errors, dead_addr, hanging_server};
     use crate::alert::testing::alert;
 
     // ---- a real SMTP server --------------------------------------------------------------
@@ -567,7 +559,7 @@ mod tests {
     }
 
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+        crate::alert::http::fake::spec(yaml)
     }
 
     fn sender(yaml: &str) -> Sender {
@@ -759,10 +751,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_listening_is_a_retry() {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = dead_addr().await.port();
         let n = sender(&format!(
             "{{ smtp: {{ host: 127.0.0.1, port: {port}, tls: none, username: u, password: pw-xyz-123 }},
                 from: probed@example.com, to: [oncall@example.com], timeout: 2s }}"
@@ -782,14 +771,7 @@ mod tests {
     #[tokio::test]
     async fn a_silent_server_is_a_retry_at_the_timeout() {
         // Accepts and never greets.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = listener.accept().await {
-                held.push(s);
-            }
-        });
+        let port = hanging_server().await.port();
         let n = sender(&format!(
             "{{ smtp: {{ host: 127.0.0.1, port: {port}, tls: none }},
                 from: probed@example.com, to: [oncall@example.com], timeout: 300ms }}"
@@ -846,10 +828,8 @@ mod tests {
         ];
         for (yaml, want) in cases {
             let got = spec(yaml).validate();
-            assert_eq!(got.len(), want.len(), "{yaml}: {got:#?}");
-            for (e, (path, msg)) in got.iter().zip(want.iter()) {
-                assert_eq!(e.path, *path, "{yaml}: {got:#?}");
-                assert!(e.message.contains(msg), "{yaml}: {got:#?}");
+            assert_field_errors(yaml, &got, want);
+            for e in &got {
                 assert!(!e.message.contains("hunter2") && !e.message.ends_with('.'));
             }
         }

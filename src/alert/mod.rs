@@ -12,6 +12,7 @@
 pub mod alertmanager;
 pub mod dispatch;
 pub mod email;
+pub(crate) mod http;
 pub mod outbox;
 pub mod pagerduty;
 pub mod plan;

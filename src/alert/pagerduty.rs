@@ -5,19 +5,21 @@
 //! reminders, escalations and resends after a crash into one PagerDuty incident, and the
 //! `acknowledge` and `resolve` events close the one the `trigger` opened.
 //!
-//! The small HTTP helpers at the bottom (`Retry-After`, capped body reads, error text
-//! without URLs or secrets) are shared with `twilio.rs`.
+//! How an answer is read and classified, and how errors are told without the URL or the
+//! routing key, is `alert/http.rs`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
+use super::http::{
+    Scrub, check_timeout, exchange, parse_base_url, status_text, truncate_chars, url_secrets,
+    within,
+};
 use super::{Alert, BuildCx, Delivered, Event, SendError};
 use crate::probe::FieldError;
-use crate::units::{Dur, Secret, format_duration};
+use crate::units::{Dur, Secret};
 
 /// Where the Events API lives when `base_url` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://events.pagerduty.com";
@@ -65,7 +67,7 @@ impl Spec {
                 "contains whitespace or control characters",
             ));
         }
-        if let Err(e) = check_base_url(&self.base_url) {
+        if let Err(e) = parse_base_url(&self.base_url) {
             errs.push(FieldError::new("base_url", e));
         }
         if let Some(e) = check_timeout(self.timeout) {
@@ -79,6 +81,9 @@ impl Spec {
         if let Some(e) = self.validate().into_iter().next() {
             return Err(format!("{}: {}", e.path, e.message));
         }
+        let base = parse_base_url(&self.base_url).map_err(|e| format!("base_url: {e}"))?;
+        let mut secrets = url_secrets(&base);
+        secrets.push(self.routing_key.expose().to_string());
         Ok(Sender {
             http: cx.http.clone(),
             url: format!("{}/v2/enqueue", self.base_url.trim_end_matches('/')),
@@ -86,6 +91,7 @@ impl Spec {
             timeout: self
                 .timeout
                 .map_or(super::DEFAULT_SEND_TIMEOUT, Duration::from),
+            scrub: Scrub::new(secrets),
         })
     }
 }
@@ -97,6 +103,8 @@ pub struct Sender {
     url: String,
     routing_key: Secret,
     timeout: Duration,
+    /// The routing key and the base URL's userinfo.
+    scrub: Scrub,
 }
 
 /// The Events API's answer, success or not.
@@ -116,14 +124,9 @@ impl Sender {
     /// Sends one event, within the notifier's deadline.
     pub async fn send(&self, alert: &Alert) -> Result<Delivered, SendError> {
         let body = self.event(alert);
-        let deadline = Instant::now() + self.timeout;
-        match tokio::time::timeout_at(deadline, self.post(&body)).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::retry(format!(
-                "pagerduty: no answer within {}",
-                format_duration(self.timeout)
-            ))),
-        }
+        within("pagerduty", self.timeout, self.post(&body))
+            .await
+            .map_err(|e| self.scrub.error(e))
     }
 
     pub fn refresh_every(&self) -> Option<Duration> {
@@ -179,22 +182,13 @@ impl Sender {
     }
 
     async fn post(&self, body: &Value) -> Result<Delivered, SendError> {
-        let resp = self
-            .http
-            .post(&self.url)
-            .timeout(self.timeout)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| SendError::retry(format!("pagerduty: {}", request_error(e))))?;
-        let status = resp.status();
-        let retry_after = retry_after(resp.headers(), SystemTime::now());
-        let raw = read_capped(resp, MAX_ANSWER_BYTES).await;
-        let answer: Option<EventsResponse> = serde_json::from_slice(&raw).ok();
-        let key = self.routing_key.expose();
+        let req = self.http.post(&self.url).timeout(self.timeout).json(body);
+        let reply = exchange("pagerduty", req, self.timeout).await?;
+        let status = reply.status;
+        let events: Option<EventsResponse> = reply.json();
 
         if status.is_success() {
-            let a = answer.unwrap_or_default();
+            let a = events.unwrap_or_default();
             let mut detail = format!(
                 "{} {}: {}",
                 status.as_u16(),
@@ -205,11 +199,11 @@ impl Sender {
                 detail.push_str(&format!(" (dedup_key {k})"));
             }
             return Ok(Delivered {
-                detail: scrub(&detail, key),
+                detail: self.scrub.text(detail),
             });
         }
 
-        let what = match &answer {
+        let what = match &events {
             Some(a) if a.status.is_some() || a.message.is_some() => {
                 let mut s = [a.status.as_deref(), a.message.as_deref()]
                     .into_iter()
@@ -229,10 +223,9 @@ impl Sender {
                 }
                 s
             }
-            _ => body_snippet(&raw),
+            _ => reply.snippet(&self.scrub),
         };
-        let reason = scrub(&format!("pagerduty: {}: {what}", status_text(status)), key);
-        Err(classify(status, reason, retry_after))
+        Err(reply.fail(format!("pagerduty: {}: {what}", status_text(status))))
     }
 }
 
@@ -248,159 +241,12 @@ fn severity(s: &str) -> &'static str {
     }
 }
 
-// ---- HTTP helpers, shared with twilio.rs -------------------------------------------------
-
-/// Most of an answer read for its error message; the rest is dropped unread.
-pub(super) const MAX_ANSWER_BYTES: usize = 64 << 10;
-
-/// `http://` or `https://` with a host, no query or fragment. The URL itself is not echoed:
-/// it may carry userinfo.
-pub(super) fn check_base_url(s: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(s.trim()).map_err(|e| {
-        format!(
-            "invalid url ({}); write e.g. https://api.example.com",
-            e.to_string().to_lowercase()
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "unsupported url scheme {:?} (use http or https)",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("url has no host".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("url must not have a query or fragment".into());
-    }
-    Ok(())
-}
-
-/// A zero `timeout` would fail every send.
-pub(super) fn check_timeout(t: Option<Dur>) -> Option<&'static str> {
-    match t {
-        Some(Dur(d)) if d.is_zero() => Some("must be more than 0"),
-        _ => None,
-    }
-}
-
-/// 429, 408 and 5xx are worth retrying; any other failure status is permanent.
-pub(super) fn classify(
-    status: reqwest::StatusCode,
-    reason: String,
-    retry_after: Option<Duration>,
-) -> SendError {
-    if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
-        SendError::Retry {
-            reason,
-            retry_after,
-        }
-    } else {
-        SendError::Permanent { reason }
-    }
-}
-
-/// `429 Too Many Requests`.
-pub(super) fn status_text(s: reqwest::StatusCode) -> String {
-    match s.canonical_reason() {
-        Some(r) => format!("{} {}", s.as_u16(), r.to_ascii_lowercase()),
-        None => s.as_u16().to_string(),
-    }
-}
-
-/// `Retry-After` as a wait from `now`: delta seconds (`120`) or an HTTP date
-/// (`Wed, 21 Oct 2015 07:28:00 GMT`; a date in the past means now).
-pub(super) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let at = SystemTime::UNIX_EPOCH
-        .checked_add(Duration::from_secs(u64::try_from(at.timestamp()).ok()?))?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Reads at most `cap` bytes of the body; a read error ends it (what was read is kept).
-pub(super) async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
-    let mut buf = Vec::new();
-    while buf.len() < cap {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                let room = cap - buf.len();
-                buf.extend_from_slice(&c[..c.len().min(room)]);
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-    buf
-}
-
-/// The start of a non-JSON answer (a proxy's HTML page), on one line.
-pub(super) fn body_snippet(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.is_empty() {
-        "empty answer".into()
-    } else {
-        truncate_chars(&flat, 200)
-    }
-}
-
-/// Why a request failed, without its URL (a base URL may carry userinfo), cause included:
-/// `connection failed: tcp connect error: Connection refused (os error 111)`.
-pub(super) fn request_error(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let head = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "reading the answer failed"
-    } else {
-        "request failed"
-    };
-    let mut out = head.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        let m = s.to_string();
-        if !m.is_empty() && !out.contains(&m) {
-            out.push_str(": ");
-            out.push_str(&m);
-        }
-        src = s.source();
-    }
-    out
-}
-
-/// `text` with every occurrence of `secret` masked (a gateway may echo what it was sent).
-pub(super) fn scrub(text: &str, secret: &str) -> String {
-    if secret.len() < 4 {
-        return text.to_string();
-    }
-    text.replace(secret, "***")
-}
-
-/// At most `max` characters (not bytes: never splits a UTF-8 character); a cut ends in
-/// `...`, three ASCII dots, which every SMS alphabet has.
-pub(super) fn truncate_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let keep = max.saturating_sub(3);
-    let end = s.char_indices().nth(keep).map_or(s.len(), |(i, _)| i);
-    let mut out = s[..end].trim_end().to_string();
-    out.push_str("...");
-    out
-}
-
 #[cfg(test)]
 pub(crate) mod fake {
     //! A local stand-in for PagerDuty's Events API v2: it checks each event as the real
     //! service does (`400 invalid event` with its error list), keeps incidents by
     //! `dedup_key`, answers `202`, and can be scripted to fail (`500`, `429`, a hang) for the
-    //! next requests or for good.
+    //! next requests or for good (the scripting is `alert::http::fake`).
     //!
     //! ```ignore
     //! let (base_url, pd) = FakePagerDuty::start().await;
@@ -410,57 +256,12 @@ pub(crate) mod fake {
     //! let req = &pd.requests()[0];               // headers, raw body, parsed JSON, answer
     //! ```
 
-    use std::collections::VecDeque;
-    use std::convert::Infallible;
-    use std::sync::{Arc, Mutex};
-
     use bytes::Bytes;
-    use http::{HeaderMap, HeaderValue, StatusCode};
-    use http_body_util::{BodyExt, Full};
-    use hyper_util::rt::TokioIo;
+    use http::{HeaderMap, StatusCode};
     use serde_json::{Value, json};
-    use tokio::net::TcpListener;
-    use tokio::sync::watch;
 
-    /// How the fake answers one request.
-    #[derive(Debug, Clone)]
-    pub enum Answer {
-        /// As PagerDuty would: check the event, update incidents, `202` or `400`.
-        Real,
-        /// This status, headers and body; incidents are untouched. Without a body, a JSON
-        /// body shaped like PagerDuty's for that status.
-        Reply {
-            status: u16,
-            headers: Vec<(String, String)>,
-            body: Option<String>,
-        },
-        /// Never answer (the connection stays open until the client gives up).
-        Hang,
-    }
-
-    impl Answer {
-        pub fn status(status: u16) -> Answer {
-            Answer::Reply {
-                status,
-                headers: Vec::new(),
-                body: None,
-            }
-        }
-        /// Adds a response header (only to a `Reply`).
-        pub fn header(mut self, name: &str, value: &str) -> Answer {
-            if let Answer::Reply { headers, .. } = &mut self {
-                headers.push((name.to_string(), value.to_string()));
-            }
-            self
-        }
-        /// Sets the response body (only of a `Reply`).
-        pub fn body(mut self, text: impl Into<String>) -> Answer {
-            if let Answer::Reply { body, .. } = &mut self {
-                *body = Some(text.into());
-            }
-            self
-        }
-    }
+    pub use crate::alert::http::fake::Answer;
+    use crate::alert::http::fake::{Fake, Resp, Service, json_resp, path_and_query, respond};
 
     /// One request as the fake received it.
     #[derive(Debug, Clone)]
@@ -500,202 +301,98 @@ pub(crate) mod fake {
         pub log: Vec<String>,
     }
 
+    /// What the fake keeps.
     #[derive(Default)]
-    struct State {
-        script: VecDeque<Answer>,
-        default: Option<Answer>,
-        requests: Vec<Received>,
+    pub struct State {
         incidents: Vec<Incident>,
         generated_keys: u64,
     }
 
-    struct Shared {
-        state: Mutex<State>,
-        /// How many requests were received, for [`FakePagerDuty::wait_for_requests`].
-        count: watch::Sender<usize>,
-    }
-
-    /// Stops the accept loop when the last handle is dropped.
-    struct AcceptTask(tokio::task::JoinHandle<()>);
-
-    impl Drop for AcceptTask {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
+    /// The Events API's behaviour, for [`Fake`].
+    pub struct EventsApi;
 
     /// A handle on a running fake; clones share it.
-    #[derive(Clone)]
-    pub struct FakePagerDuty {
-        shared: Arc<Shared>,
-        _task: Arc<AcceptTask>,
-    }
+    pub type FakePagerDuty = Fake<EventsApi>;
 
     impl FakePagerDuty {
         /// Starts the fake on 127.0.0.1 (a free port); returns its base URL
         /// (`http://127.0.0.1:PORT`, for `base_url`) and the handle.
         pub async fn start() -> (String, FakePagerDuty) {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let addr = listener.local_addr().expect("local addr");
-            let shared = Arc::new(Shared {
-                state: Mutex::new(State::default()),
-                count: watch::Sender::new(0),
-            });
-            let s = shared.clone();
-            let task = tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let s = s.clone();
-                    tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            let s = s.clone();
-                            async move { Ok::<_, Infallible>(handle(&s, req).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
-            });
-            let fake = FakePagerDuty {
-                shared,
-                _task: Arc::new(AcceptTask(task)),
-            };
-            (format!("http://{addr}"), fake)
-        }
-
-        fn state(&self) -> std::sync::MutexGuard<'_, State> {
-            self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
-        }
-
-        /// Queues an answer for the next request not yet scripted.
-        pub fn script(&self, a: Answer) {
-            self.state().script.push_back(a);
-        }
-
-        /// What to answer once the script is used up (`Answer::Real` unless set).
-        pub fn set_default(&self, a: Answer) {
-            self.state().default = Some(a);
-        }
-
-        /// Every request received so far, in order.
-        pub fn requests(&self) -> Vec<Received> {
-            self.state().requests.clone()
-        }
-
-        /// Waits until at least `n` requests were received, then returns them all.
-        pub async fn wait_for_requests(&self, n: usize) -> Vec<Received> {
-            let mut rx = self.shared.count.subscribe();
-            let _ = rx.wait_for(|&c| c >= n).await;
-            self.requests()
+            Fake::serve(EventsApi).await
         }
 
         /// Every incident, open or not, in creation order.
         pub fn incidents(&self) -> Vec<Incident> {
-            self.state().incidents.clone()
+            self.state(|st| st.incidents.clone())
         }
 
         /// The latest incident with this dedup key.
         pub fn incident(&self, dedup_key: &str) -> Option<Incident> {
-            self.state()
-                .incidents
-                .iter()
-                .rev()
-                .find(|i| i.dedup_key == dedup_key)
-                .cloned()
+            self.state(|st| {
+                st.incidents
+                    .iter()
+                    .rev()
+                    .find(|i| i.dedup_key == dedup_key)
+                    .cloned()
+            })
         }
     }
 
-    type Resp = http::Response<Full<Bytes>>;
+    impl Service for EventsApi {
+        type Received = Received;
+        type State = State;
 
-    async fn handle(shared: &Shared, req: http::Request<hyper::body::Incoming>) -> Resp {
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let json = serde_json::from_slice::<Value>(&body).ok();
-        let mut received = Received {
-            method: parts.method.to_string(),
-            path: parts
-                .uri
-                .path_and_query()
-                .map_or("/".into(), |p| p.to_string()),
-            headers: parts.headers,
-            body,
-            json,
-            answered: 0,
-        };
-        let resp = {
-            let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            let answer = st
-                .script
-                .pop_front()
-                .or_else(|| st.default.clone())
-                .unwrap_or(Answer::Real);
-            let resp = match answer {
-                Answer::Real => Some(real(&mut st, &received)),
-                Answer::Reply {
-                    status,
-                    headers,
-                    body,
-                } => Some(reply(status, &headers, body)),
-                Answer::Hang => None,
-            };
-            received.answered = resp.as_ref().map_or(0, |r| r.status().as_u16());
-            st.requests.push(received);
-            resp
-        };
-        shared.count.send_modify(|c| *c += 1);
-        match resp {
-            Some(r) => r,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn json_resp(status: u16, v: Value) -> Resp {
-        let mut r = http::Response::new(Full::new(Bytes::from(v.to_string())));
-        *r.status_mut() = StatusCode::from_u16(status).expect("status");
-        r.headers_mut()
-            .insert("content-type", HeaderValue::from_static("application/json"));
-        r
-    }
-
-    fn reply(status: u16, headers: &[(String, String)], body: Option<String>) -> Resp {
-        let body = body.unwrap_or_else(|| {
-            match status {
-                202 => json!({"status": "success", "message": "Event processed"}),
-                429 => json!({
-                    "status": "throttle event",
-                    "message": "Requests for this service are arriving too quickly. Please retry later.",
-                }),
-                s => json!({
-                    "status": "error",
-                    "message": StatusCode::from_u16(s)
-                        .ok()
-                        .and_then(|c| c.canonical_reason())
-                        .unwrap_or("error"),
-                }),
+        fn receive(&self, parts: http::request::Parts, body: Bytes) -> Received {
+            Received {
+                method: parts.method.to_string(),
+                path: path_and_query(&parts),
+                headers: parts.headers,
+                json: serde_json::from_slice::<Value>(&body).ok(),
+                body,
+                answered: 0,
             }
-            .to_string()
-        });
-        let mut r = http::Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = StatusCode::from_u16(status).expect("status");
-        r.headers_mut()
-            .insert("content-type", HeaderValue::from_static("application/json"));
-        for (k, v) in headers {
-            r.headers_mut().append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
-                HeaderValue::from_str(v).expect("header value"),
-            );
         }
-        r
+
+        fn answered(req: &mut Received, status: u16) {
+            req.answered = status;
+        }
+
+        fn real(&self, st: &mut State, req: &Received) -> Resp {
+            real(st, req)
+        }
+
+        /// Without a body, a JSON body shaped like PagerDuty's for that status.
+        fn reply(&self, status: u16, body: Option<String>) -> Resp {
+            let body = body.unwrap_or_else(|| {
+                match status {
+                    202 => json!({"status": "success", "message": "Event processed"}),
+                    429 => json!({
+                        "status": "throttle event",
+                        "message": "Requests for this service are arriving too quickly. Please retry later.",
+                    }),
+                    s => json!({
+                        "status": "error",
+                        "message": StatusCode::from_u16(s)
+                            .ok()
+                            .and_then(|c| c.canonical_reason())
+                            .unwrap_or("error"),
+                    }),
+                }
+                .to_string()
+            });
+            let mut r = respond(status, body);
+            r.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
     }
 
     fn invalid(errors: Vec<String>) -> Resp {
         json_resp(
             400,
-            json!({"status": "invalid event", "message": "Event object is invalid", "errors": errors}),
+            &json!({"status": "invalid event", "message": "Event object is invalid", "errors": errors}),
         )
     }
 
@@ -709,16 +406,16 @@ pub(crate) mod fake {
         if req.method != "POST" {
             return json_resp(
                 405,
-                json!({"status": "error", "message": "Method Not Allowed"}),
+                &json!({"status": "error", "message": "Method Not Allowed"}),
             );
         }
         if req.path.split('?').next() != Some("/v2/enqueue") {
-            return json_resp(404, json!({"status": "error", "message": "Not Found"}));
+            return json_resp(404, &json!({"status": "error", "message": "Not Found"}));
         }
         let Some(Value::Object(ev)) = &req.json else {
             return json_resp(
                 400,
-                json!({"status": "invalid request", "message": "Invalid JSON", "errors": ["Could not parse request body as JSON"]}),
+                &json!({"status": "invalid request", "message": "Invalid JSON", "errors": ["Could not parse request body as JSON"]}),
             );
         };
         let mut errors = Vec::new();
@@ -835,23 +532,24 @@ pub(crate) mod fake {
         };
         json_resp(
             202,
-            json!({"status": "success", "message": "Event processed", "dedup_key": dedup}),
+            &json!({"status": "success", "message": "Event processed", "dedup_key": dedup}),
         )
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::UNIX_EPOCH;
+    use tokio::time::Instant;
 
     use super::fake::{Answer, FakePagerDuty, IncidentStatus};
     use super::*;
+    use crate::alert::http::fake::{assert_field_errors, dead_addr, permanent, retry};
     use crate::alert::testing::alert;
 
     const KEY: &str = "R0UT1NGK3Y0123456789abcdefABCDEF";
 
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+        crate::alert::http::fake::spec(yaml)
     }
 
     fn sender_with(base_url: &str, key: &str, timeout: &str) -> Sender {
@@ -864,25 +562,6 @@ mod tests {
 
     fn sender(base_url: &str) -> Sender {
         sender_with(base_url, KEY, "5s")
-    }
-
-    #[track_caller]
-    fn permanent(r: Result<Delivered, SendError>) -> String {
-        match r {
-            Err(SendError::Permanent { reason }) => reason,
-            other => panic!("expected a permanent error, got {other:?}"),
-        }
-    }
-
-    #[track_caller]
-    fn retry(r: Result<Delivered, SendError>) -> (String, Option<Duration>) {
-        match r {
-            Err(SendError::Retry {
-                reason,
-                retry_after,
-            }) => (reason, retry_after),
-            other => panic!("expected a retry, got {other:?}"),
-        }
     }
 
     // ---- config ----------------------------------------------------------------------------
@@ -932,10 +611,8 @@ mod tests {
         ];
         for (yaml, want) in cases {
             let got = spec(yaml).validate();
-            assert_eq!(got.len(), want.len(), "{yaml}: {got:?}");
-            for (g, (path, msg)) in got.iter().zip(want.iter()) {
-                assert_eq!(g.path, *path, "{yaml}");
-                assert!(g.message.contains(msg), "{yaml}: {:?}", g.message);
+            assert_field_errors(yaml, &got, want);
+            for g in &got {
                 assert_eq!(g.message, g.message.to_lowercase(), "{yaml}: lower-case");
             }
         }
@@ -1033,35 +710,6 @@ mod tests {
         let summary = ev["payload"]["summary"].as_str().unwrap();
         assert_eq!(summary.chars().count(), 1024);
         assert!(summary.ends_with("..."));
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_000); // 2015-10-21T07:20:00Z
-        let h = |v: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(RETRY_AFTER, v.parse().unwrap());
-            retry_after(&m, now)
-        };
-        assert_eq!(h("3"), Some(Duration::from_secs(3)));
-        assert_eq!(h(" 120 "), Some(Duration::from_secs(120)));
-        assert_eq!(
-            h("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::from_secs(480))
-        );
-        assert_eq!(h("Wed, 21 Oct 2015 07:00:00 GMT"), Some(Duration::ZERO));
-        assert_eq!(h("soon"), None);
-        assert_eq!(h("-5"), None);
-        assert_eq!(retry_after(&HeaderMap::new(), now), None);
-    }
-
-    #[test]
-    fn truncation_never_splits_a_character() {
-        assert_eq!(truncate_chars("short", 10), "short");
-        assert_eq!(truncate_chars("abcdefghij", 10), "abcdefghij");
-        assert_eq!(truncate_chars("abcdefghijk", 10), "abcdefg...");
-        assert_eq!(truncate_chars("ééééééé", 5), "éé...");
-        assert_eq!(truncate_chars("🚨🚨🚨🚨", 3), "...");
     }
 
     // ---- against the fake ------------------------------------------------------------------
@@ -1242,12 +890,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_server_is_retried() {
-        // Bind then drop: nothing listens on that port any more.
-        let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = dead_addr().await;
         let s = sender(&format!("http://user:pw@{addr}"));
         let (reason, _) = retry(s.send(&alert(Event::Trigger)).await);
         assert!(

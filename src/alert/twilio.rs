@@ -9,14 +9,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::pagerduty::{
-    MAX_ANSWER_BYTES, body_snippet, check_base_url, check_timeout, classify, read_capped,
-    request_error, retry_after, scrub, status_text, truncate_chars,
+use super::http::{
+    Scrub, check_timeout, exchange, parse_base_url, status_text, truncate_chars, url_secrets,
 };
 use super::{Alert, BuildCx, Delivered, Event, SendError};
 use crate::probe::FieldError;
@@ -136,7 +135,7 @@ impl Spec {
                 ));
             }
         }
-        if let Err(e) = check_base_url(&self.base_url) {
+        if let Err(e) = parse_base_url(&self.base_url) {
             errs.push(FieldError::new("base_url", e));
         }
         if let Some(e) = check_timeout(self.timeout) {
@@ -155,6 +154,9 @@ impl Spec {
             (None, Some(f)) => ("From", f.clone()),
             (None, None) => return Err("from: is required".into()),
         };
+        let base = parse_base_url(&self.base_url).map_err(|e| format!("base_url: {e}"))?;
+        let mut secrets = url_secrets(&base);
+        secrets.push(self.auth_token.expose().to_string());
         Ok(Sender {
             http: cx.http.clone(),
             url: format!(
@@ -170,6 +172,7 @@ impl Spec {
                 .timeout
                 .map_or(super::DEFAULT_SEND_TIMEOUT, Duration::from),
             accepted: Mutex::new(Accepted::default()),
+            scrub: Scrub::new(secrets),
         })
     }
 }
@@ -187,6 +190,8 @@ pub struct Sender {
     timeout: Duration,
     /// Recipients already accepted for alerts not yet fully delivered.
     accepted: Mutex<Accepted>,
+    /// The auth token and the base URL's userinfo.
+    scrub: Scrub,
 }
 
 /// One alert, as far as delivery memory goes: a reminder after a fully delivered reminder
@@ -238,7 +243,7 @@ struct ApiAnswer {
 
 /// Why one recipient's message failed.
 struct Failure {
-    to: String,
+    /// `{to}: ...`.
     error: SendError,
     /// The number itself is the problem (400: invalid, unsubscribed, not mobile): the
     /// other recipients are still worth trying. Otherwise (auth, rate limit, outage,
@@ -251,7 +256,7 @@ impl Sender {
     /// deadline.
     pub async fn send(&self, alert: &Alert) -> Result<Delivered, SendError> {
         let deadline = Instant::now() + self.timeout;
-        match tokio::time::timeout_at(deadline, self.send_all(alert, deadline)).await {
+        let result = match tokio::time::timeout_at(deadline, self.send_all(alert, deadline)).await {
             Ok(r) => r,
             Err(_) => {
                 let key = (alert.dedup_key.clone(), alert.event);
@@ -262,7 +267,8 @@ impl Sender {
                     self.to.len()
                 )))
             }
-        }
+        };
+        result.map_err(|e| self.scrub.error(e))
     }
 
     pub fn refresh_every(&self) -> Option<Duration> {
@@ -315,7 +321,7 @@ impl Sender {
         reason.push_str(
             &failures
                 .iter()
-                .map(|f| format!("{}: {}", f.to, f.error))
+                .map(|f| f.error.to_string())
                 .collect::<Vec<_>>()
                 .join("; "),
         );
@@ -353,31 +359,27 @@ impl Sender {
 
     /// One message to one number; the message SID on success.
     async fn text_one(&self, to: &str, text: &str, deadline: Instant) -> Result<String, Failure> {
-        let fail = |error: SendError, this_number_only: bool| Failure {
-            to: to.to_string(),
-            error,
-            this_number_only,
-        };
         let left = deadline.saturating_duration_since(Instant::now());
-        let resp = self
+        let req = self
             .http
             .post(&self.url)
             .timeout(left)
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
-            .form(&[("To", to), (self.origin.0, &self.origin.1), ("Body", text)])
-            .send()
+            .form(&[("To", to), (self.origin.0, &self.origin.1), ("Body", text)]);
+        let reply = exchange(to, req, self.timeout)
             .await
-            .map_err(|e| fail(SendError::retry(request_error(e)), false))?;
-        let status = resp.status();
-        let wait = retry_after(resp.headers(), SystemTime::now());
-        let raw = read_capped(resp, MAX_ANSWER_BYTES).await;
-        let answer: Option<ApiAnswer> = serde_json::from_slice(&raw).ok();
+            .map_err(|error| Failure {
+                error,
+                this_number_only: false,
+            })?;
+        let status = reply.status;
+        let parsed: Option<ApiAnswer> = reply.json();
         if status.is_success() {
-            return Ok(answer
+            return Ok(parsed
                 .and_then(|a| a.sid)
                 .unwrap_or_else(|| format!("{} without a sid", status.as_u16())));
         }
-        let said = match &answer {
+        let said = match &parsed {
             Some(ApiAnswer {
                 code: Some(c),
                 message: Some(m),
@@ -386,7 +388,7 @@ impl Sender {
             Some(ApiAnswer {
                 message: Some(m), ..
             }) => m.clone(),
-            _ => body_snippet(&raw),
+            _ => reply.snippet(&self.scrub),
         };
         let what = if matches!(status.as_u16(), 401 | 403) {
             "authentication failed"
@@ -395,14 +397,14 @@ impl Sender {
         };
         let head = status_text(status);
         let reason = if what.is_empty() {
-            format!("{head}: {said}")
+            format!("{to}: {head}: {said}")
         } else {
-            format!("{what} ({head}, {said})")
+            format!("{to}: {what} ({head}, {said})")
         };
-        let reason = scrub(&reason, self.auth_token.expose());
-        let error = classify(status, reason, wait);
-        let this_number_only = status.as_u16() == 400;
-        Err(fail(error, this_number_only))
+        Err(Failure {
+            error: reply.fail(reason),
+            this_number_only: status.as_u16() == 400,
+        })
     }
 }
 
@@ -454,7 +456,8 @@ pub(crate) mod fake {
     //! Twilio's error codes: 21604, 21211, 21603, 21602, ...; the documented magic test
     //! numbers `+15005550001`, `+15005550004`, `+15005550009` fail as documented), keeps the
     //! messages it accepted (`201` with a message resource), and can be scripted to fail
-    //! (`429` with `Retry-After`, `500`, a hang) for the next requests or for good.
+    //! (`429` with `Retry-After`, `500`, a hang) for the next requests or for good (the
+    //! scripting is `alert::http::fake`).
     //!
     //! ```ignore
     //! let (base_url, tw) = FakeTwilio::start("AC...", "token").await;
@@ -465,57 +468,12 @@ pub(crate) mod fake {
     //! let req = &tw.requests()[0];               // headers, raw body, form fields, answer
     //! ```
 
-    use std::collections::VecDeque;
-    use std::convert::Infallible;
-    use std::sync::{Arc, Mutex};
-
     use bytes::Bytes;
-    use http::{HeaderMap, HeaderValue, StatusCode};
-    use http_body_util::{BodyExt, Full};
-    use hyper_util::rt::TokioIo;
-    use serde_json::{Value, json};
-    use tokio::net::TcpListener;
-    use tokio::sync::watch;
+    use http::{HeaderMap, StatusCode};
+    use serde_json::json;
 
-    /// How the fake answers one request.
-    #[derive(Debug, Clone)]
-    pub enum Answer {
-        /// As Twilio would: check auth and form, keep the message, `201`, `400` or `401`.
-        Real,
-        /// This status, headers and body; no message is kept. Without a body, a Twilio
-        /// error object for that status (`429` is code 20429 "Too Many Requests").
-        Reply {
-            status: u16,
-            headers: Vec<(String, String)>,
-            body: Option<String>,
-        },
-        /// Never answer (the connection stays open until the client gives up).
-        Hang,
-    }
-
-    impl Answer {
-        pub fn status(status: u16) -> Answer {
-            Answer::Reply {
-                status,
-                headers: Vec::new(),
-                body: None,
-            }
-        }
-        /// Adds a response header (only to a `Reply`).
-        pub fn header(mut self, name: &str, value: &str) -> Answer {
-            if let Answer::Reply { headers, .. } = &mut self {
-                headers.push((name.to_string(), value.to_string()));
-            }
-            self
-        }
-        /// Sets the response body (only of a `Reply`).
-        pub fn body(mut self, text: impl Into<String>) -> Answer {
-            if let Answer::Reply { body, .. } = &mut self {
-                *body = Some(text.into());
-            }
-            self
-        }
-    }
+    pub use crate::alert::http::fake::Answer;
+    use crate::alert::http::fake::{Fake, Resp, Service, json_resp, path_and_query, respond};
 
     /// One request as the fake received it.
     #[derive(Debug, Clone)]
@@ -556,173 +514,87 @@ pub(crate) mod fake {
         pub num_segments: usize,
     }
 
+    /// What the fake keeps.
     #[derive(Default)]
-    struct State {
-        script: VecDeque<Answer>,
-        default: Option<Answer>,
-        requests: Vec<Received>,
+    pub struct State {
         messages: Vec<Message>,
     }
 
-    struct Shared {
+    /// The Messages API of one account, for [`Fake`].
+    pub struct MessagesApi {
         account_sid: String,
         auth_token: String,
-        state: Mutex<State>,
-        /// How many requests were received, for [`FakeTwilio::wait_for_requests`].
-        count: watch::Sender<usize>,
-    }
-
-    /// Stops the accept loop when the last handle is dropped.
-    struct AcceptTask(tokio::task::JoinHandle<()>);
-
-    impl Drop for AcceptTask {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
     }
 
     /// A handle on a running fake; clones share it.
-    #[derive(Clone)]
-    pub struct FakeTwilio {
-        shared: Arc<Shared>,
-        _task: Arc<AcceptTask>,
-    }
+    pub type FakeTwilio = Fake<MessagesApi>;
 
     impl FakeTwilio {
         /// Starts the fake for one account on 127.0.0.1 (a free port); returns its base URL
         /// (`http://127.0.0.1:PORT`, for `base_url`) and the handle.
         pub async fn start(account_sid: &str, auth_token: &str) -> (String, FakeTwilio) {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let addr = listener.local_addr().expect("local addr");
-            let shared = Arc::new(Shared {
+            Fake::serve(MessagesApi {
                 account_sid: account_sid.into(),
                 auth_token: auth_token.into(),
-                state: Mutex::new(State::default()),
-                count: watch::Sender::new(0),
-            });
-            let s = shared.clone();
-            let task = tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let s = s.clone();
-                    tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            let s = s.clone();
-                            async move { Ok::<_, Infallible>(handle(&s, req).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
-            });
-            let fake = FakeTwilio {
-                shared,
-                _task: Arc::new(AcceptTask(task)),
-            };
-            (format!("http://{addr}"), fake)
-        }
-
-        fn state(&self) -> std::sync::MutexGuard<'_, State> {
-            self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
-        }
-
-        /// Queues an answer for the next request not yet scripted.
-        pub fn script(&self, a: Answer) {
-            self.state().script.push_back(a);
-        }
-
-        /// What to answer once the script is used up (`Answer::Real` unless set).
-        pub fn set_default(&self, a: Answer) {
-            self.state().default = Some(a);
-        }
-
-        /// Every request received so far, in order.
-        pub fn requests(&self) -> Vec<Received> {
-            self.state().requests.clone()
-        }
-
-        /// Waits until at least `n` requests were received, then returns them all.
-        pub async fn wait_for_requests(&self, n: usize) -> Vec<Received> {
-            let mut rx = self.shared.count.subscribe();
-            let _ = rx.wait_for(|&c| c >= n).await;
-            self.requests()
+            })
+            .await
         }
 
         /// Every message accepted, in order.
         pub fn messages(&self) -> Vec<Message> {
-            self.state().messages.clone()
+            self.state(|st| st.messages.clone())
         }
 
         /// The messages accepted for one number.
         pub fn messages_to(&self, to: &str) -> Vec<Message> {
-            self.state()
-                .messages
-                .iter()
-                .filter(|m| m.to == to)
-                .cloned()
-                .collect()
+            self.state(|st| st.messages.iter().filter(|m| m.to == to).cloned().collect())
         }
     }
 
-    type Resp = http::Response<Full<Bytes>>;
+    impl Service for MessagesApi {
+        type Received = Received;
+        type State = State;
 
-    async fn handle(shared: &Shared, req: http::Request<hyper::body::Incoming>) -> Resp {
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let basic_auth = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_basic_auth);
-        let mut received = Received {
-            method: parts.method.to_string(),
-            path: parts
-                .uri
-                .path_and_query()
-                .map_or("/".into(), |p| p.to_string()),
-            form: parse_form(&body),
-            headers: parts.headers,
-            body,
-            basic_auth,
-            answered: 0,
-        };
-        let resp = {
-            let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            let answer = st
-                .script
-                .pop_front()
-                .or_else(|| st.default.clone())
-                .unwrap_or(Answer::Real);
-            let resp = match answer {
-                Answer::Real => Some(real(shared, &mut st, &received)),
-                Answer::Reply {
-                    status,
-                    headers,
-                    body,
-                } => Some(reply(status, &headers, body)),
-                Answer::Hang => None,
-            };
-            received.answered = resp.as_ref().map_or(0, |r| r.status().as_u16());
-            st.requests.push(received);
-            resp
-        };
-        shared.count.send_modify(|c| *c += 1);
-        match resp {
-            Some(r) => r,
-            None => std::future::pending().await,
+        fn receive(&self, parts: http::request::Parts, body: Bytes) -> Received {
+            let basic_auth = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_basic_auth);
+            Received {
+                method: parts.method.to_string(),
+                path: path_and_query(&parts),
+                form: parse_form(&body),
+                headers: parts.headers,
+                body,
+                basic_auth,
+                answered: 0,
+            }
         }
-    }
 
-    fn json_resp(status: u16, v: &Value) -> Resp {
-        let mut r = http::Response::new(Full::new(Bytes::from(v.to_string())));
-        *r.status_mut() = StatusCode::from_u16(status).expect("status");
-        r.headers_mut()
-            .insert("content-type", HeaderValue::from_static("application/json"));
-        r
+        fn answered(req: &mut Received, status: u16) {
+            req.answered = status;
+        }
+
+        fn real(&self, st: &mut State, req: &Received) -> Resp {
+            real(self, st, req)
+        }
+
+        /// Without a body, a Twilio error object for that status (`429` is code 20429
+        /// "Too Many Requests").
+        fn reply(&self, status: u16, body: Option<String>) -> Resp {
+            match body {
+                Some(b) => respond(status, b),
+                None if status == 429 => error(429, 20429, "Too Many Requests"),
+                None => {
+                    let reason = StatusCode::from_u16(status)
+                        .ok()
+                        .and_then(|c| c.canonical_reason())
+                        .unwrap_or("Error");
+                    error(status, 20000 + u32::from(status), reason)
+                }
+            }
+        }
     }
 
     /// Twilio's error object.
@@ -736,31 +608,6 @@ pub(crate) mod fake {
                 "status": status,
             }),
         )
-    }
-
-    fn reply(status: u16, headers: &[(String, String)], body: Option<String>) -> Resp {
-        let mut r = match body {
-            Some(b) => {
-                let mut r = http::Response::new(Full::new(Bytes::from(b)));
-                *r.status_mut() = StatusCode::from_u16(status).expect("status");
-                r
-            }
-            None if status == 429 => error(429, 20429, "Too Many Requests"),
-            None => {
-                let reason = StatusCode::from_u16(status)
-                    .ok()
-                    .and_then(|c| c.canonical_reason())
-                    .unwrap_or("Error");
-                error(status, 20000 + u32::from(status), reason)
-            }
-        };
-        for (k, v) in headers {
-            r.headers_mut().append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
-                HeaderValue::from_str(v).expect("header value"),
-            );
-        }
-        r
     }
 
     fn is_e164(s: &str) -> bool {
@@ -783,7 +630,7 @@ pub(crate) mod fake {
     }
 
     /// The real service's behaviour, in Twilio's order: route, auth, then the form.
-    fn real(shared: &Shared, st: &mut State, req: &Received) -> Resp {
+    fn real(shared: &MessagesApi, st: &mut State, req: &Received) -> Resp {
         let path = req.path.split('?').next().unwrap_or("");
         let account = path
             .strip_prefix("/2010-04-01/Accounts/")
@@ -989,6 +836,7 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::{Answer, FakeTwilio};
     use super::*;
+    use crate::alert::http::fake::{assert_field_errors, dead_addr, permanent, retry};
     use crate::alert::testing::alert;
 
     const SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -998,7 +846,7 @@ mod tests {
     const B: &str = "+15550003333";
 
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+        crate::alert::http::fake::spec(yaml)
     }
 
     fn sender_for(base_url: &str, token: &str, to: &[&str], timeout: &str) -> Sender {
@@ -1012,25 +860,6 @@ mod tests {
 
     fn sender(base_url: &str, to: &[&str]) -> Sender {
         sender_for(base_url, TOKEN, to, "5s")
-    }
-
-    #[track_caller]
-    fn permanent(r: Result<Delivered, SendError>) -> String {
-        match r {
-            Err(SendError::Permanent { reason }) => reason,
-            other => panic!("expected a permanent error, got {other:?}"),
-        }
-    }
-
-    #[track_caller]
-    fn retry(r: Result<Delivered, SendError>) -> (String, Option<Duration>) {
-        match r {
-            Err(SendError::Retry {
-                reason,
-                retry_after,
-            }) => (reason, retry_after),
-            other => panic!("expected a retry, got {other:?}"),
-        }
     }
 
     // ---- config ----------------------------------------------------------------------------
@@ -1119,10 +948,8 @@ mod tests {
         ];
         for (yaml, want) in &cases {
             let got = spec(yaml).validate();
-            assert_eq!(got.len(), want.len(), "{yaml}: {got:?}");
-            for (g, (path, msg)) in got.iter().zip(want.iter()) {
-                assert_eq!(g.path, *path, "{yaml}");
-                assert!(g.message.contains(msg), "{yaml}: {:?}", g.message);
+            assert_field_errors(yaml, &got, want);
+            for g in &got {
                 assert!(!g.message.contains(TOKEN), "{yaml}");
             }
             assert!(
@@ -1431,11 +1258,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_server_is_retried() {
-        let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = dead_addr().await;
         let s = sender(&format!("http://{addr}"), &[A]);
         let (reason, _) = retry(s.send(&alert(Event::Trigger)).await);
         assert!(

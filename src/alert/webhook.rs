@@ -4,23 +4,25 @@
 //! request came from us; `X-Probed-Event` and `X-Probed-Dedup-Key` let it route and fold
 //! resends without parsing the body.
 //!
-//! The end of the file holds the HTTP helpers the HTTP notifiers share: how an answer is
-//! classified ([`outcome`]: 2xx delivered; 408, 429 and 5xx worth a retry, after
-//! `Retry-After` when given; any other answer permanent), how a transport error is told
-//! ([`transport_error`]) and how a URL is shown ([`origin`]): never with its userinfo.
+//! How an answer is classified (2xx delivered; 408, 429 and 5xx worth a retry, after
+//! `Retry-After` when given; any other answer permanent), how a transport error is told and
+//! how the URL is shown (never with its userinfo) is `alert/http.rs`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use super::http::{
+    Scrub, check_timeout, deliver, header_text, origin, parse_url, url_secrets, within,
+};
 use super::{Alert, BuildCx, Delivered, SendError};
 use crate::probe::FieldError;
-use crate::units::{Dur, Secret, format_duration};
+use crate::units::{Dur, Secret};
 
 /// Settings of a `webhook` notifier.
 #[derive(Debug, Clone, Deserialize)]
@@ -85,10 +87,8 @@ impl Spec {
                 ));
             }
         }
-        if let Some(t) = self.timeout
-            && t.0.is_zero()
-        {
-            errs.push(FieldError::new("timeout", "must be more than 0s"));
+        if let Some(e) = check_timeout(self.timeout) {
+            errs.push(FieldError::new("timeout", e));
         }
         errs
     }
@@ -156,15 +156,9 @@ pub struct Sender {
 impl Sender {
     /// One request, within `timeout`.
     pub async fn send(&self, alert: &Alert) -> Result<Delivered, SendError> {
-        let result = match tokio::time::timeout(self.timeout, self.attempt(alert)).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::retry(format!(
-                "{}: no answer within {}",
-                self.shown,
-                format_duration(self.timeout)
-            ))),
-        };
-        result.map_err(|e| self.scrub.error(e))
+        within(&self.shown, self.timeout, self.attempt(alert))
+            .await
+            .map_err(|e| self.scrub.error(e))
     }
 
     async fn attempt(&self, alert: &Alert) -> Result<Delivered, SendError> {
@@ -181,12 +175,7 @@ impl Sender {
         if let Some(secret) = &self.secret {
             req = req.header("x-probed-signature", signature(secret, &body)?);
         }
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.shown, e, self.timeout))?;
-        outcome(&self.shown, resp, &self.scrub).await
+        deliver(&self.shown, req.body(body), self.timeout, &self.scrub).await
     }
 
     pub fn refresh_every(&self) -> Option<Duration> {
@@ -220,317 +209,22 @@ fn signature(secret: &Secret, body: &[u8]) -> Result<String, SendError> {
     ))
 }
 
-// ---- helpers shared by the HTTP notifiers --------------------------------------------------
-
-/// Longest `Retry-After` honoured; a longer one is cut to this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// Characters of an error answer's body shown.
-const BODY_SHOWN: usize = 200;
-
-/// Bytes of an error answer's body read (more than [`BODY_SHOWN`] characters can take).
-const BODY_READ: usize = 4096;
-
-/// Parses an `http`/`https` URL with a host. Errors never repeat the URL (it may hold a
-/// password or a token).
-pub(crate) fn parse_url(url: &str) -> Result<Url, String> {
-    let u = Url::parse(url.trim()).map_err(|e| format!("invalid url: {e}"))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!(
-            "unsupported url scheme {:?} (use http or https)",
-            u.scheme()
-        ));
-    }
-    if u.host_str().is_none_or(str::is_empty) {
-        return Err("url has no host".into());
-    }
-    if u.fragment().is_some() {
-        return Err("url must not have a fragment (#...)".into());
-    }
-    Ok(u)
-}
-
-/// `scheme://host[:port]`: the URL without userinfo, path or query.
-pub(crate) fn origin(url: &Url) -> String {
-    let host = url.host_str().unwrap_or("");
-    match url.port() {
-        Some(p) => format!("{}://{host}:{p}", url.scheme()),
-        None => format!("{}://{host}", url.scheme()),
-    }
-}
-
-/// Texts of a URL that must never be shown: its userinfo, decoded and as written.
-pub(crate) fn url_secrets(url: &Url) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(p) = url.password() {
-        out.push(p.to_string());
-        out.push(percent_decode(p));
-    }
-    if !url.username().is_empty() && url.password().is_some() {
-        out.push(format!(
-            "{}:{}",
-            url.username(),
-            url.password().unwrap_or("")
-        ));
-    }
-    out
-}
-
-/// Values removed from every error text (secrets, header values, userinfo).
-pub(crate) struct Scrub(Vec<String>);
-
-impl Scrub {
-    pub(crate) fn new(mut values: Vec<String>) -> Scrub {
-        values.retain(|v| !v.is_empty());
-        // Longest first, so a value containing another is removed whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Scrub(values)
-    }
-
-    pub(crate) fn text(&self, s: String) -> String {
-        self.0.iter().fold(s, |s, v| {
-            if s.contains(v.as_str()) {
-                s.replace(v.as_str(), "***")
-            } else {
-                s
-            }
-        })
-    }
-
-    pub(crate) fn error(&self, e: SendError) -> SendError {
-        match e {
-            SendError::Retry {
-                reason,
-                retry_after,
-            } => SendError::Retry {
-                reason: self.text(reason),
-                retry_after,
-            },
-            SendError::Permanent { reason } => SendError::Permanent {
-                reason: self.text(reason),
-            },
-        }
-    }
-}
-
-/// Classifies an answer: 2xx delivered (`detail` is the status line); 408, 429 and 5xx
-/// worth a retry, after `Retry-After` when the answer carries one; anything else
-/// permanent. Error texts name `shown`, the status and the start of the body.
-pub(crate) async fn outcome(
-    shown: &str,
-    mut resp: reqwest::Response,
-    scrub: &Scrub,
-) -> Result<Delivered, SendError> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(Delivered {
-            detail: status_line(status),
-        });
-    }
-    let retry_after = retry_after(resp.headers(), SystemTime::now());
-    // Only the start of the body, and only as long as it keeps coming.
-    let mut body = Vec::new();
-    while body.len() < BODY_READ {
-        match resp.chunk().await {
-            Ok(Some(c)) => body.extend_from_slice(&c),
-            _ => break,
-        }
-    }
-    let mut reason = format!("{shown}: http {}", status_line(status));
-    // Scrubbed before it is cut, so no part of a secret the body echoes is left.
-    let text = one_line(&scrub.text(String::from_utf8_lossy(&body).into_owned()));
-    if !text.is_empty() {
-        reason.push_str(": ");
-        reason.push_str(&text);
-    }
-    if retryable(status) {
-        Err(SendError::Retry {
-            reason,
-            retry_after,
-        })
-    } else {
-        Err(SendError::permanent(reason))
-    }
-}
-
-/// 408, 429 and 5xx: the receiver may take it later.
-pub(crate) fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-        || status.is_informational()
-}
-
-/// `503 Service Unavailable`, or `599` when the code has no reason phrase.
-pub(crate) fn status_line(status: StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(r) => format!("{} {r}", status.as_u16()),
-        None => status.as_u16().to_string(),
-    }
-}
-
-/// `Retry-After` as a wait from `now`: delay-seconds or an HTTP date (a date in the past
-/// is no wait). At most [`MAX_RETRY_AFTER`]; `None` when absent or unreadable.
-pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    let wait = if let Ok(secs) = v.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).ok()?);
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
-/// A request that got no answer: worth a retry, except when the request could not even be
-/// built. The text never holds the URL.
-pub(crate) fn transport_error(shown: &str, e: reqwest::Error, timeout: Duration) -> SendError {
-    if e.is_builder() {
-        return SendError::permanent(format!(
-            "{shown}: cannot build the request: {}",
-            error_chain(&e.without_url())
-        ));
-    }
-    if e.is_timeout() {
-        return SendError::retry(format!(
-            "{shown}: no answer within {}",
-            format_duration(timeout)
-        ));
-    }
-    if e.is_connect() {
-        return SendError::retry(format!("{shown}: cannot connect: {}", root_cause(&e)));
-    }
-    SendError::retry(format!("{shown}: {}", error_chain(&e.without_url())))
-}
-
-/// An error and its sources, joined with `: `, lower-cased, without `(os error N)`. A level
-/// whose text already ends with its source's text (lettre, io) is cut before it, so each
-/// cause is told once.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut levels = vec![tidy(&e.to_string())];
-    let mut source = e.source();
-    while let Some(s) = source {
-        levels.push(tidy(&s.to_string()));
-        source = s.source();
-    }
-    let mut parts: Vec<String> = Vec::new();
-    for (i, level) in levels.iter().enumerate() {
-        let mut text = level.as_str();
-        if let Some(next) = levels.get(i + 1) {
-            // ASCII case folding keeps byte offsets, so the cut lands on a boundary.
-            if text.len() > next.len()
-                && text
-                    .to_ascii_lowercase()
-                    .ends_with(&next.to_ascii_lowercase())
-            {
-                text = text[..text.len() - next.len()].trim_end_matches([':', ' ']);
-            }
-        }
-        let dup = parts.last().is_some_and(|p| p.eq_ignore_ascii_case(text));
-        if !text.is_empty() && !dup {
-            parts.push(text.to_string());
-        }
-    }
-    parts.join(": ")
-}
-
-/// The innermost cause of an error, tidied (`connection refused`).
-pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = e;
-    while let Some(s) = inner.source() {
-        inner = s;
-    }
-    tidy(&inner.to_string())
-}
-
-fn tidy(s: &str) -> String {
-    let s = match s.find(" (os error ") {
-        Some(i) => &s[..i],
-        None => s,
-    };
-    lower_first(s.trim().trim_end_matches('.'))
-}
-
-/// Lower-cases the first letter unless the first word is an acronym (`TLS`, `HTTP`).
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match (chars.next(), chars.next()) {
-        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
-            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
-        }
-        _ => s.to_string(),
-    }
-}
-
-/// Whitespace runs (newlines included) as one space, cut to [`BODY_SHOWN`] characters.
-fn one_line(s: &str) -> String {
-    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if joined.chars().count() > BODY_SHOWN {
-        let cut: String = joined.chars().take(BODY_SHOWN).collect();
-        format!("{cut}...")
-    } else {
-        joined
-    }
-}
-
-/// A header value from any text: characters a header cannot carry become `_`.
-pub(crate) fn header_text(s: &str) -> HeaderValue {
-    let clean: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("_"))
-}
-
-/// Decodes `%XX` escapes; bad escapes stay as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex_digit(b[i + 1]), hex_digit(b[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
     use std::sync::Arc;
+    use std::time::SystemTime;
 
     use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     use hyper_util::rt::TokioIo;
+    use reqwest::StatusCode;
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
 
     use super::*;
     use crate::alert::Event;
+    use crate::alert::http::fake::{assert_field_errors, dead_addr, hanging_server, read_request};
     use crate::alert::testing::alert;
 
     // ---- helpers -------------------------------------------------------------------------
@@ -575,12 +269,7 @@ mod tests {
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let (answer, tx) = (answer.clone(), tx.clone());
                         async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
+                            let (parts, body) = read_request(req).await;
                             let seen = Seen {
                                 method: parts.method.to_string(),
                                 path: parts.uri.to_string(),
@@ -608,21 +297,8 @@ mod tests {
         (addr, rx)
     }
 
-    /// A server on 127.0.0.1:0 that accepts connections and never answers.
-    async fn hanging_server() -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                held.push(stream);
-            }
-        });
-        addr
-    }
-
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+        crate::alert::http::fake::spec(yaml)
     }
 
     fn sender(yaml: &str) -> Sender {
@@ -823,10 +499,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_listening_is_a_retry() {
-        let addr = {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            l.local_addr().unwrap()
-        };
+        let addr = dead_addr().await;
         let n = secret_sender(addr, "2s");
         let e = n.send(&alert(Event::Trigger)).await.unwrap_err();
         assert!(matches!(e, SendError::Retry { .. }), "{e:?}");
@@ -856,39 +529,13 @@ mod tests {
         ];
         for (yaml, want) in cases {
             let got = spec(yaml).validate();
-            assert_eq!(got.len(), want.len(), "{yaml}: {got:?}");
-            for (e, (path, msg)) in got.iter().zip(want.iter()) {
-                assert_eq!(e.path, *path, "{yaml}: {got:?}");
-                assert!(e.message.contains(msg), "{yaml}: {got:?}");
+            assert_field_errors(yaml, &got, want);
+            for e in &got {
                 assert!(!e.message.contains("hunter2"), "{got:?}");
                 assert!(!e.message.ends_with('.'), "{got:?}");
             }
         }
         assert!(serde_yaml::from_str::<Spec>("{ url: 'http://x/', urls: [] }").is_err());
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
-        let h = |v: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(
-                reqwest::header::RETRY_AFTER,
-                HeaderValue::from_str(v).unwrap(),
-            );
-            retry_after(&m, now)
-        };
-        assert_eq!(h("7"), Some(Duration::from_secs(7)));
-        assert_eq!(h(" 120 "), Some(Duration::from_secs(120)));
-        // 2015-10-21T07:28:00Z is 1445412480.
-        assert_eq!(
-            h("Wed, 21 Oct 2015 07:29:00 GMT"),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(h("Wed, 21 Oct 2015 07:00:00 GMT"), Some(Duration::ZERO));
-        assert_eq!(h("999999"), Some(MAX_RETRY_AFTER));
-        assert_eq!(h("soon"), None);
-        assert_eq!(retry_after(&HeaderMap::new(), now), None);
     }
 
     /// An HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`).

@@ -10,7 +10,14 @@
 //! reason. Every check has a deadline (`CheckCx::deadline`) that it honours itself, so it can
 //! say which phase ran out of time; the scheduler adds an outer hard stop as a backstop.
 
+pub mod backup;
+pub mod db_write;
+pub mod dns;
 pub mod http;
+pub mod redis;
+pub mod tcp;
+pub mod tls;
+pub mod websocket;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -159,10 +166,14 @@ pub struct CheckCx<'a> {
 macro_rules! kinds {
     ($($name:literal => $variant:ident($module:ident)),* $(,)?) => {
         /// The configuration of one probe's kind-specific part, tagged by `kind`.
+        // One value per configured probe, alive as long as the probe: boxing the larger
+        // kinds would only add an indirection to every check.
         #[derive(Debug, Clone)]
+        #[allow(clippy::large_enum_variant)]
         pub enum ProbeSpec { $($variant($module::Spec)),* }
 
         /// A probe ready to run: its spec with everything compiled (regexes, TLS config).
+        #[allow(clippy::large_enum_variant)]
         pub enum Probe { $($variant($module::Check)),* }
 
         /// Every kind name, for "did you mean" and for docs.
@@ -212,6 +223,13 @@ macro_rules! kinds {
 
 kinds! {
     "http" => Http(http),
+    "websocket" => Websocket(websocket),
+    "db_write" => DbWrite(db_write),
+    "backup" => Backup(backup),
+    "redis" => Redis(redis),
+    "tcp" => Tcp(tcp),
+    "tls" => Tls(tls),
+    "dns" => Dns(dns),
 }
 
 /// Timeout helper for checks: runs `fut` until the check's deadline. On expiry the error

@@ -796,7 +796,9 @@ probes:
     // `ca_file` names a file the probe reads itself: kept as a path.
     assert_eq!(c.probes[0].raw["tls"]["ca_file"], "certs/ca.pem");
     // ... relative to the file that defines the probe.
-    let crate::probe::ProbeSpec::Http(h) = &c.probes[0].spec;
+    let crate::probe::ProbeSpec::Http(h) = &c.probes[0].spec else {
+        panic!("an http probe")
+    };
     let ca = h.tls.ca_file.as_ref().unwrap();
     assert!(ca.is_absolute() && ca.ends_with("certs/ca.pem"), "{ca:?}");
 }
