@@ -302,6 +302,30 @@ impl Daemon {
             .store
             .rollups_since(crate::time::now_ms() - 25 * 3_600_000)
             .await?;
+        // Push probes: their ping clocks, from the store (a restart does not reset them).
+        let push_ids: Vec<(i64, String)> = config
+            .probes
+            .iter()
+            .filter_map(|p| match &p.spec {
+                crate::probe::ProbeSpec::Push(s) => saved
+                    .get(&p.name)
+                    .map(|sp| (sp.id, s.token.expose().to_owned())),
+                _ => None,
+            })
+            .collect();
+        if !push_ids.is_empty() {
+            let ids: Vec<i64> = push_ids.iter().map(|(id, _)| *id).collect();
+            let mut states = runner
+                .store
+                .push_states(&ids, crate::time::now_ms())
+                .await?;
+            runner.env.push.replace_all(
+                push_ids
+                    .into_iter()
+                    .filter_map(|(id, token)| states.remove(&id).map(|st| (token, st)))
+                    .collect(),
+            );
+        }
         let mut probes = self.shared.probes.write().unwrap();
         let wanted: HashMap<&str, &ProbeConfig> =
             config.probes.iter().map(|p| (p.name.as_str(), p)).collect();

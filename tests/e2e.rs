@@ -353,3 +353,56 @@ async fn http_get(url: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// `kind: push`: jobs ping in; silence past period + grace is `down`, a `/fail` ping is
+/// `down` with its exit status, and the clock survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_heartbeats_and_a_clock_that_survives_restarts() {
+    const TOKEN: &str = "nightly-backup-0123456789";
+    let mut d = Daemon::new(
+        &format!(
+            "probes:\n  - name: nightly\n    kind: push\n    every: 200ms\n    timeout: 100ms\n    \
+             token: {TOKEN}\n    period: 1s\n    grace: 1s\n    alert: {{ after: 1 }}\n"
+        ),
+        "",
+    );
+    d.start();
+    let ping =
+        |path: &str| support::http_post_blocking(&format!("{}/api/v1/push/{TOKEN}{path}", d.url()));
+    assert!(ping("").starts_with("HTTP/1.1 200"));
+    d.wait_state("nightly", "up", Duration::from_secs(10));
+    assert!(ping("/fail?exit_status=3").starts_with("HTTP/1.1 200"));
+    d.wait_state("nightly", "down", Duration::from_secs(10));
+    let (v, _) = d.status();
+    assert_eq!(
+        v["probes"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .split(" (exit")
+            .next(),
+        Some("the job reported a failure")
+    );
+    assert!(
+        v["probes"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("exit status 3")
+    );
+    assert!(ping("").starts_with("HTTP/1.1 200"));
+    d.wait_state("nightly", "up", Duration::from_secs(10));
+    // Unknown token: 404, and nothing says which tokens exist.
+    let r = support::http_post_blocking(&format!("{}/api/v1/push/not-a-real-token-000", d.url()));
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+
+    // Restart right after a successful ping and stay silent: the probe goes down measured
+    // from that ping, not from the restart.
+    assert!(d.stop().success());
+    d.start();
+    d.wait_state("nightly", "down", Duration::from_secs(10));
+    let (v, _) = d.status();
+    let reason = v["probes"][0]["last_error"].as_str().unwrap();
+    assert!(reason.starts_with("last successful ping"), "{reason}");
+    assert!(d.stop().success());
+    assert!(!d.log().contains(TOKEN), "the token is never logged");
+    assert!(!v.to_string().contains(TOKEN));
+}

@@ -30,6 +30,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}/ack", axum::routing::post(ack))
         .route("/api/v1/silences", get(silences).post(add_silence))
+        .route("/api/v1/push/{token}", get(push_ok).post(push_ok))
+        .route(
+            "/api/v1/push/{token}/{what}",
+            get(push_other).post(push_other),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
@@ -394,6 +399,63 @@ async fn silences(AxState(s): AxState<Arc<Shared>>) -> Response {
         Err(e) => {
             tracing::error!(error = %e, "silences query failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, "store query failed")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PushQuery {
+    exit_status: Option<i64>,
+}
+
+async fn push_ok(
+    AxState(s): AxState<Arc<Shared>>,
+    Path(token): Path<String>,
+    Query(q): Query<PushQuery>,
+) -> Response {
+    // `?exit_status=N` with N != 0 is a failure, as healthchecks.io reads it.
+    let kind = match q.exit_status {
+        Some(c) if c != 0 => "fail",
+        _ => "ok",
+    };
+    push(&s, &token, kind, q.exit_status).await
+}
+
+async fn push_other(
+    AxState(s): AxState<Arc<Shared>>,
+    Path((token, what)): Path<(String, String)>,
+    Query(q): Query<PushQuery>,
+) -> Response {
+    match what.as_str() {
+        "start" => push(&s, &token, "start", None).await,
+        "fail" => push(&s, &token, "fail", q.exit_status).await,
+        _ => not_found().await,
+    }
+}
+
+/// Records a ping for the push probe whose token this is. The token is the credential; an
+/// unknown one is a plain 404 (nothing says which tokens exist).
+async fn push(s: &Shared, token: &str, kind: &str, exit_status: Option<i64>) -> Response {
+    let entry = s.entries().into_iter().find(
+        |e| matches!(&e.cfg.spec, crate::probe::ProbeSpec::Push(p) if p.token.expose() == token),
+    );
+    let Some(entry) = entry else {
+        return error(StatusCode::NOT_FOUND, "unknown push token");
+    };
+    match s
+        .runner
+        .store
+        .push_ping(entry.id, kind, exit_status, crate::time::now_ms())
+        .await
+    {
+        Ok(state) => {
+            s.runner.env.push.set(token, state);
+            tracing::info!(probe = %entry.cfg.name, ping = kind, exit_status, "push received");
+            (StatusCode::OK, "OK\n").into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a push failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "store write failed")
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod backup;
 pub mod db_write;
 pub mod dns;
 pub mod http;
+pub mod push;
 pub mod redis;
 pub mod tcp;
 pub mod tls;
@@ -110,6 +111,8 @@ pub struct Env {
     pub resolver: hickory_resolver::TokioResolver,
     /// Root certificates trusted by default (webpki roots plus the system's, when readable).
     pub roots: Arc<rustls::RootCertStore>,
+    /// Heartbeats pushed in by jobs, for `kind: push` (filled by the daemon).
+    pub push: push::Board,
 }
 
 impl Env {
@@ -153,6 +156,7 @@ impl Env {
         Ok(Env {
             resolver,
             roots: Arc::new(roots),
+            push: Default::default(),
         })
     }
 }
@@ -230,6 +234,7 @@ kinds! {
     "tcp" => Tcp(tcp),
     "tls" => Tls(tls),
     "dns" => Dns(dns),
+    "push" => Push(push),
 }
 
 /// Timeout helper for checks: runs `fut` until the check's deadline. On expiry the error

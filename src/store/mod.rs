@@ -403,6 +403,59 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Makes sure each push probe has a ping row (its clock starts now if new) and returns
+    /// every push probe's ping state by probe id.
+    pub async fn push_states(
+        &self,
+        probe_ids: &[i64],
+        now_ms: i64,
+    ) -> Result<HashMap<i64, crate::probe::push::PushState>, StoreError> {
+        for id in probe_ids {
+            sqlx::query("INSERT OR IGNORE INTO pushes (probe_id, first_seen_at) VALUES (?, ?)")
+                .bind(id)
+                .bind(now_ms)
+                .execute(&self.write)
+                .await?;
+        }
+        let rows = sqlx::query(
+            "SELECT probe_id, first_seen_at, last_ping_at, last_kind, exit_status, \
+             last_success_at, started_at, pings FROM pushes",
+        )
+        .fetch_all(&self.write)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get("probe_id"), push_state(&r)))
+            .collect())
+    }
+
+    /// Records one ping (`ok`, `fail` or `start`) and returns the new state.
+    pub async fn push_ping(
+        &self,
+        probe_id: i64,
+        kind: &str,
+        exit_status: Option<i64>,
+        now_ms: i64,
+    ) -> Result<crate::probe::push::PushState, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO pushes (probe_id, first_seen_at, last_ping_at, last_kind, exit_status, \
+             last_success_at, started_at, pings) \
+             VALUES (?1, ?2, ?2, ?3, ?4, CASE WHEN ?3 = 'ok' THEN ?2 END, CASE WHEN ?3 = 'start' THEN ?2 END, 1) \
+             ON CONFLICT(probe_id) DO UPDATE SET last_ping_at = ?2, last_kind = ?3, exit_status = ?4, \
+             last_success_at = CASE WHEN ?3 = 'ok' THEN ?2 ELSE last_success_at END, \
+             started_at = CASE WHEN ?3 = 'start' THEN ?2 ELSE NULL END, pings = pings + 1 \
+             RETURNING probe_id, first_seen_at, last_ping_at, last_kind, exit_status, \
+             last_success_at, started_at, pings",
+        )
+        .bind(probe_id)
+        .bind(now_ms)
+        .bind(kind)
+        .bind(exit_status)
+        .fetch_one(&self.write)
+        .await?;
+        Ok(push_state(&row))
+    }
+
     /// The write pool (one connection), for the alert path's short transactions.
     pub fn write_pool(&self) -> &SqlitePool {
         &self.write
@@ -660,6 +713,18 @@ impl Writer {
             }
         }
         tx.commit().await
+    }
+}
+
+fn push_state(r: &sqlx::sqlite::SqliteRow) -> crate::probe::push::PushState {
+    crate::probe::push::PushState {
+        first_seen_at: r.get("first_seen_at"),
+        last_ping_at: r.get("last_ping_at"),
+        last_kind: r.get("last_kind"),
+        exit_status: r.get("exit_status"),
+        last_success_at: r.get("last_success_at"),
+        started_at: r.get("started_at"),
+        pings: r.get("pings"),
     }
 }
 
