@@ -57,6 +57,26 @@ pub struct Spec {
     /// `ipv4` (A records only) or `ipv6` (AAAA records only).
     #[serde(default)]
     pub ip: IpPreference,
+    /// Edge version skew (a CDN or load balancer serving a stale build from some addresses):
+    /// probe every A/AAAA address of the host with the same Host and SNI, and compare the
+    /// version each one serves.
+    pub edges: Option<Edges>,
+}
+
+/// `edges:` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edges {
+    /// Response header carrying the version (e.g. `x-build`).
+    pub version_header: Option<String>,
+    /// Regular expression over the body; its first capture group (or the whole match) is the
+    /// version.
+    pub version_regex: Option<String>,
+    /// How long the edges may disagree (a rollout in progress) before the probe is down.
+    /// Default: 0s (down at the first disagreement).
+    pub max_skew_for: Option<Dur>,
+    /// Most addresses probed. Default: 16.
+    pub max_addresses: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -223,6 +243,29 @@ impl Spec {
     /// the URL or a header value: either may hold a secret.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errs = Vec::new();
+        if let Some(e) = &self.edges {
+            match (&e.version_header, &e.version_regex) {
+                (Some(_), Some(_)) | (None, None) => errs.push(FieldError::new(
+                    "edges",
+                    "edges needs exactly one of version_header and version_regex",
+                )),
+                (Some(h), None) if HeaderName::from_bytes(h.as_bytes()).is_err() => errs.push(
+                    FieldError::new("edges.version_header", "invalid header name"),
+                ),
+                (None, Some(r)) => {
+                    if let Err(err) = regex::Regex::new(r) {
+                        errs.push(FieldError::new("edges.version_regex", regex_error(&err)));
+                    }
+                }
+                _ => {}
+            }
+            if e.max_addresses.is_some_and(|n| !(1..=64).contains(&n)) {
+                errs.push(FieldError::new(
+                    "edges.max_addresses",
+                    "max_addresses must be between 1 and 64",
+                ));
+            }
+        }
         match parse_target(&self.request.url) {
             Err(e) => errs.push(FieldError::new("request.url", e)),
             Ok(t) => {
@@ -385,7 +428,28 @@ impl Spec {
             TlsCache::PerRoots(Mutex::new(None))
         };
 
+        let edges = match &self.edges {
+            None => None,
+            Some(e) => Some(EdgeCheck {
+                header: e
+                    .version_header
+                    .as_deref()
+                    .map(|h| HeaderName::from_bytes(h.as_bytes()))
+                    .transpose()
+                    .map_err(|_| "edges.version_header: invalid header name".to_string())?,
+                regex: e
+                    .version_regex
+                    .as_deref()
+                    .map(regex::Regex::new)
+                    .transpose()
+                    .map_err(|e| format!("edges.version_regex: {}", regex_error(&e)))?,
+                max_skew_for: e.max_skew_for.map_or(Duration::ZERO, |d| d.0),
+                max_addresses: e.max_addresses.unwrap_or(16) as usize,
+                skew_since: Mutex::new(None),
+            }),
+        };
         Ok(Check {
+            edges,
             spec: self.clone(),
             target,
             method,
@@ -395,6 +459,10 @@ impl Spec {
             header_expect,
             max_body: expect.max_body.map_or(DEFAULT_MAX_BODY, |b| b.0),
             needs_body: expect.body_contains.is_some()
+                || self
+                    .edges
+                    .as_ref()
+                    .is_some_and(|e| e.version_regex.is_some())
                 || expect.body_not_contains.is_some()
                 || expect.body_regex.is_some()
                 || !expect.json.is_empty(),
@@ -762,6 +830,43 @@ pub struct Check {
     tls: TlsCache,
     /// Values that must never appear in a reason (userinfo, header values), longest first.
     secrets: Vec<String>,
+    edges: Option<EdgeCheck>,
+}
+
+/// Compiled `edges:` options and what the probe remembers between runs.
+struct EdgeCheck {
+    header: Option<HeaderName>,
+    regex: Option<regex::Regex>,
+    max_skew_for: Duration,
+    max_addresses: usize,
+    /// Since when the edges have disagreed (monotonic), across runs.
+    skew_since: Mutex<Option<Instant>>,
+}
+
+/// The version marker an edge served.
+fn edge_version(edges: &EdgeCheck, resp: &Response) -> Result<String, String> {
+    if let Some(h) = &edges.header {
+        return resp
+            .headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned())
+            .ok_or_else(|| format!("no version marker: header {h} missing"));
+    }
+    let re = edges.regex.as_ref().expect("validated: header or regex");
+    let body = resp
+        .body
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    re.captures(&body)
+        .map(|c| {
+            c.get(1)
+                .or_else(|| c.get(0))
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default()
+        })
+        .ok_or_else(|| "no version marker: version_regex does not match the body".to_string())
 }
 
 /// The last response of a check, what the verdict looks at.
@@ -770,6 +875,14 @@ struct Response {
     headers: HeaderMap,
     /// The body, when an expectation needs it.
     body: Option<Vec<u8>>,
+}
+
+/// One request of a check: where to, how, and (edge checks) the address to use.
+struct Leg<'a> {
+    target: &'a Target,
+    method: &'a Method,
+    with_body: bool,
+    pinned: Option<IpAddr>,
 }
 
 /// How one request/response exchange ended.
@@ -785,9 +898,12 @@ impl Check {
     /// `cert_expiry` is the earliest `notAfter` over every TLS connection of the check,
     /// redirects included; `size` is the final response's body.
     pub async fn check(&self, cx: &CheckCx<'_>) -> Observation {
+        if let Some(edges) = &self.edges {
+            return self.check_edges(cx, edges).await;
+        }
         let started = Instant::now();
         let mut obs = Observation::default();
-        let fetched = self.fetch(cx, started, &mut obs).await;
+        let fetched = self.fetch(cx, started, &mut obs, None).await;
         obs.duration = started.elapsed();
         match fetched.and_then(|resp| self.verdict(&resp, obs.duration)) {
             Ok(()) => {
@@ -809,12 +925,185 @@ impl Check {
         reason
     }
 
-    /// Follows the redirect chain to the final response.
+    /// Edge version skew: every address of the host, probed at once with the same Host and
+    /// SNI; each must pass the expectations, and all must serve the same version (or have
+    /// disagreed for less than `max_skew_for`).
+    async fn check_edges(&self, cx: &CheckCx<'_>, edges: &EdgeCheck) -> Observation {
+        let started = Instant::now();
+        let mut obs = Observation::default();
+        let ips = match self.target.host.parse::<IpAddr>() {
+            Ok(ip) => Ok(vec![ip]),
+            Err(_) => self.resolve_every(cx, started, &self.target.host).await,
+        };
+        obs.phase("resolve", started.elapsed());
+        let mut ips = match ips {
+            Ok(ips) => ips,
+            Err(e) => {
+                obs.duration = started.elapsed();
+                return obs.fail(self.scrub(e));
+            }
+        };
+        ips.truncate(edges.max_addresses);
+        let runs = ips.iter().map(|ip| async move {
+            let mut o = Observation::default();
+            let r = self.fetch(cx, started, &mut o, Some(*ip)).await;
+            let r = r.and_then(|resp| {
+                self.verdict(&resp, started.elapsed())?;
+                edge_version(edges, &resp)
+            });
+            (*ip, r, o)
+        });
+        let results = futures_util::future::join_all(runs).await;
+        obs.duration = started.elapsed();
+        // Phases: the slowest edge's, so the figures show the worst an edge made users wait.
+        if let Some((_, _, o)) = results
+            .iter()
+            .max_by_key(|(_, _, o)| o.phases.iter().map(|p| p.1).sum::<Duration>())
+        {
+            for (name, d) in &o.phases {
+                if *name != "resolve" {
+                    obs.phase(name, *d);
+                }
+            }
+            obs.status_code = o.status_code;
+            obs.size = o.size;
+        }
+        obs.cert_expiry = results.iter().filter_map(|(_, _, o)| o.cert_expiry).min();
+        obs.ip = ips.first().copied();
+        let mut versions: Vec<(IpAddr, String)> = Vec::new();
+        let mut failures = Vec::new();
+        for (ip, r, _) in results {
+            match r {
+                Ok(v) => versions.push((ip, v)),
+                Err(e) => failures.push(format!("edge {ip}: {e}")),
+            }
+        }
+        if !failures.is_empty() {
+            let n = failures.len();
+            let mut reason = failures.swap_remove(0);
+            if n > 1 {
+                reason.push_str(&format!(" (and {} more failing edges)", n - 1));
+            }
+            return obs.fail(self.scrub(reason));
+        }
+        let mut groups: Vec<(String, Vec<IpAddr>)> = Vec::new();
+        for (ip, v) in versions {
+            match groups.iter_mut().find(|(gv, _)| *gv == v) {
+                Some((_, ips)) => ips.push(ip),
+                None => groups.push((v, vec![ip])),
+            }
+        }
+        let mut since = edges.skew_since.lock().unwrap_or_else(|p| p.into_inner());
+        if groups.len() <= 1 {
+            *since = None;
+            obs.ok = true;
+            return obs;
+        }
+        let first = *since.get_or_insert_with(Instant::now);
+        let lasted = first.elapsed();
+        if lasted < edges.max_skew_for {
+            obs.ok = true;
+            return obs;
+        }
+        // The version most edges serve is taken as current; the others are stale.
+        groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        let list = |ips: &[IpAddr]| {
+            ips.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let serving: Vec<String> = groups
+            .iter()
+            .map(|(v, ips)| {
+                format!(
+                    "{} serve{} {v:?}",
+                    list(ips),
+                    if ips.len() == 1 { "s" } else { "" }
+                )
+            })
+            .collect();
+        let stale: Vec<IpAddr> = if groups[0].1.len() > groups[1].1.len() {
+            groups[1..]
+                .iter()
+                .flat_map(|(_, ips)| ips.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut reason = format!(
+            "edges disagree{}: {}",
+            if lasted >= Duration::from_secs(1) {
+                format!(
+                    " for {}",
+                    crate::units::format_duration(Duration::from_secs(lasted.as_secs()))
+                )
+            } else {
+                String::new()
+            },
+            serving.join("; ")
+        );
+        if !stale.is_empty() {
+            reason.push_str(&format!(" (stale: {})", list(&stale)));
+        }
+        obs.fail(self.scrub(reason))
+    }
+
+    /// Every A and AAAA address of `host`, honouring `ip:`.
+    async fn resolve_every(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        host: &str,
+    ) -> Result<Vec<IpAddr>, String> {
+        use hickory_resolver::proto::rr::RecordType;
+        let mut out = Vec::new();
+        let mut last_err = None;
+        let types: &[RecordType] = match self.spec.ip {
+            IpPreference::Any => &[RecordType::A, RecordType::AAAA],
+            IpPreference::Ipv4 => &[RecordType::A],
+            IpPreference::Ipv6 => &[RecordType::AAAA],
+        };
+        for t in types {
+            let r = until(cx, started, "resolving", cx.env.resolver.lookup(host, *t))
+                .await
+                .map_err(|timeout| format!("{timeout} {host}"))?;
+            match r {
+                Ok(lookup) => {
+                    out.extend(lookup.answers().iter().filter_map(|rec| match &rec.data {
+                        hickory_resolver::proto::rr::RData::A(a) => Some(IpAddr::V4(a.0)),
+                        hickory_resolver::proto::rr::RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                        _ => None,
+                    }))
+                }
+                Err(e) if e.is_nx_domain() => {
+                    return Err(format!("dns: no record for {host} (NXDOMAIN)"));
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if out.is_empty() {
+            return Err(match last_err {
+                Some(e) if !e.is_no_records_found() => format!(
+                    "dns: lookup of {host} failed: {}",
+                    lower_first(&e.to_string())
+                ),
+                _ => format!("dns: no address record for {host}"),
+            });
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Follows the redirect chain to the final response. `pin` connects the probe's own host
+    /// to that address instead of resolving it (edge checks).
     async fn fetch(
         &self,
         cx: &CheckCx<'_>,
         started: Instant,
         obs: &mut Observation,
+        pin: Option<IpAddr>,
     ) -> Result<Response, String> {
         // The first hop uses the probe's own target; redirects own theirs.
         let mut redirected: Option<Target> = None;
@@ -822,8 +1111,19 @@ impl Check {
         let mut with_body = true;
         loop {
             let target = redirected.as_ref().unwrap_or(&self.target);
+            let pinned = pin.filter(|_| target.host == self.target.host);
             let hop = self
-                .hop(cx, started, obs, target, &method, with_body)
+                .hop(
+                    cx,
+                    started,
+                    obs,
+                    Leg {
+                        target,
+                        method: &method,
+                        with_body,
+                        pinned,
+                    },
+                )
                 .await?;
             let (status, location) = match hop {
                 Hop::Final(resp) => return Ok(resp),
@@ -867,12 +1167,18 @@ impl Check {
         cx: &CheckCx<'_>,
         started: Instant,
         obs: &mut Observation,
-        target: &Target,
-        method: &Method,
-        with_body: bool,
+        leg: Leg<'_>,
     ) -> Result<Hop, String> {
+        let Leg {
+            target,
+            method,
+            with_body,
+            pinned,
+        } = leg;
         let t = Instant::now();
-        let ips = if let Ok(ip) = target.host.parse::<IpAddr>() {
+        let ips = if let Some(ip) = pinned {
+            vec![ip]
+        } else if let Ok(ip) = target.host.parse::<IpAddr>() {
             obs.phase("resolve", Duration::ZERO);
             family_check(self.spec.ip, &target.host)?;
             vec![ip]
@@ -2408,6 +2714,18 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
                 resp.add_query(q.clone());
                 match name.as_str() {
                     "blackhole.test" => continue,
+                    // Three edges of one site, for the version skew check.
+                    "edges.test" => {
+                        if q.query_type() == RecordType::A {
+                            for last in [1, 2, 3] {
+                                resp.add_answer(Record::from_rdata(
+                                    q.name().clone(),
+                                    60,
+                                    RData::A(A(Ipv4Addr::new(127, 0, 0, last))),
+                                ));
+                            }
+                        }
+                    }
                     // Two addresses: nothing listens on the first (127.0.0.2), the server on
                     // the second.
                     "multi.test" => {
@@ -2768,5 +3086,109 @@ max_redirects: 0
         };
         let fut = check.check(&cx);
         assert_send(&fut);
+    }
+
+    /// Three edges on 127.0.0.1-3, same port, each serving the version in its slot (and a
+    /// status). Returns the port.
+    async fn edges(versions: Arc<Mutex<[(&'static str, u16); 3]>>) -> u16 {
+        for _ in 0..20 {
+            let first = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = first.local_addr().unwrap().port();
+            let mut ls = vec![first];
+            for last in [2u8, 3] {
+                match TcpListener::bind((Ipv4Addr::new(127, 0, 0, last), port)).await {
+                    Ok(l) => ls.push(l),
+                    Err(_) => break,
+                }
+            }
+            if ls.len() < 3 {
+                continue;
+            }
+            for (i, l) in ls.into_iter().enumerate() {
+                let versions = versions.clone();
+                tokio::spawn(async move {
+                    while let Ok((mut s, _)) = l.accept().await {
+                        let (v, status) = versions.lock().unwrap()[i];
+                        tokio::spawn(async move {
+                            let mut buf = [0u8; 4096];
+                            let mut n = 0;
+                            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                                match s.read(&mut buf[n..]).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(k) => n += k,
+                                }
+                            }
+                            let host = String::from_utf8_lossy(&buf[..n])
+                                .lines()
+                                .find(|l| l.to_ascii_lowercase().starts_with("host:"))
+                                .unwrap_or_default()
+                                .to_owned();
+                            let body = format!("build {v} ({host})");
+                            let _ = s
+                                .write_all(
+                                    format!(
+                                        "HTTP/1.1 {status} X\r\nx-build: {v}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                        body.len()
+                                    )
+                                    .as_bytes(),
+                                )
+                                .await;
+                        });
+                    }
+                });
+            }
+            return port;
+        }
+        panic!("no port free on 127.0.0.1-3");
+    }
+
+    #[tokio::test]
+    async fn edge_version_skew_names_the_stale_edge() {
+        let dns = dns_server().await;
+        let env = Env::new(&[dns]).unwrap();
+        let versions = Arc::new(Mutex::new([("v2", 200), ("v2", 200), ("v2", 200)]));
+        let port = edges(versions.clone()).await;
+        let yaml = |extra: &str| {
+            format!("request: {{ url: 'http://edges.test:{port}/' }}\nedges: {{ {extra} }}")
+        };
+        let five = Duration::from_secs(5);
+        let check = spec(&yaml("version_header: x-build"));
+        let obs = run_in(&check, &env, five).await;
+        assert_up(&obs);
+        assert!(obs.phases.iter().any(|(n, _)| *n == "connect"));
+
+        // One edge serves the old build: down at once, naming it.
+        versions.lock().unwrap()[1] = ("v1", 200);
+        let obs = run_in(&check, &env, five).await;
+        assert_eq!(
+            reason(&obs),
+            "edges disagree: 127.0.0.1, 127.0.0.3 serve \"v2\"; 127.0.0.2 serves \"v1\" (stale: 127.0.0.2)"
+        );
+        // The same marker from the body, by regex.
+        let by_body = spec(&yaml(r"version_regex: 'build (v\d+)'"));
+        assert!(reason(&run_in(&by_body, &env, five).await).contains("(stale: 127.0.0.2)"));
+
+        // A rollout in progress: tolerated for max_skew_for.
+        let patient = spec(&yaml("version_header: x-build, max_skew_for: 1h"));
+        assert_up(&run_in(&patient, &env, five).await);
+
+        // An edge that fails outright is named too.
+        versions.lock().unwrap()[1] = ("v2", 503);
+        let obs = run_in(&check, &env, five).await;
+        assert!(
+            reason(&obs).starts_with("edge 127.0.0.2: status 503"),
+            "{}",
+            reason(&obs)
+        );
+
+        // Every edge gets the site's Host header, not its IP.
+        versions.lock().unwrap()[1] = ("v2", 200);
+        let body_host = spec(&yaml(r"version_regex: '(?i)host: (\S+)'"));
+        let obs = run_in(&body_host, &env, five).await;
+        assert_up(&obs);
+
+        // Edges need exactly one marker.
+        let errs = spec(&yaml("max_skew_for: 1m")).validate();
+        assert_eq!(errs[0].path, "edges");
     }
 }
