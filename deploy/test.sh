@@ -38,6 +38,18 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages aiosmtpd
 fi
 
+# Socket.IO: a real Socket.IO v4 server (npm socket.io, with Debian's nodejs). The websocket
+# probe's tests run tests/peers/websocket_socketio_server.js themselves; the package goes
+# into tests/peers/node_modules (git-ignored), nowhere else.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  log "installing nodejs"
+  apt_install nodejs npm
+fi
+if [ ! -f tests/peers/node_modules/socket.io/package.json ]; then
+  log "installing socket.io (into tests/peers/node_modules)"
+  npm install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4
+fi
+
 # Alertmanager: Debian's prometheus-alertmanager. The alertmanager notifier's tests start
 # their own instances on 127.0.0.1 with gossip off.
 if ! command -v prometheus-alertmanager >/dev/null; then

@@ -1,35 +1,2901 @@
-//! `kind: websocket` probe (not implemented yet: `validate` rejects it, so no config can use it).
+//! `kind: websocket`: one websocket session over a fresh connection, timed phase by phase
+//! (`resolve`, `connect`, `tls`, `upgrade`, `join`), the way a user's browser pays for a
+//! realtime join: the upgrade, then an exchange of text frames (frames to send, a frame to
+//! expect, or a preset that speaks Phoenix Channels v2 or Socket.IO v4), then a clean close.
+//!
+//! Like the HTTP probe, this module resolves (hickory), connects and TLS-wraps (rustls) the
+//! connection itself, then hands it to tungstenite for the upgrade, so every step is timed
+//! and the address probed is known. Incoming frames are capped (`max_frame`): a giant frame
+//! is a clear failure, never an unbounded allocation.
+//!
+//! `burst` opens many joins at once after the main check and reports how long they took:
+//! the reconnect storm of the MURAL 2018 postmortem (every client rejoining at the same
+//! moment), as a measurement. It is opt-in, capped, and runs in the check's own task: when
+//! the check returns, no connection of it is left open.
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, RootCertStore};
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{CheckCx, FieldError, Observation};
+use super::{CheckCx, Env, FieldError, Observation, until};
+use crate::units::{ByteSize, Dur, format_bytes, format_duration};
 
-/// Settings of a `websocket` probe.
+/// Default cap on one incoming frame (and on one message made of fragments).
+pub const DEFAULT_MAX_FRAME: u64 = 1 << 20;
+/// Largest `max_frame` accepted.
+pub const MAX_FRAME_LIMIT: u64 = 64 << 20;
+/// Most joins one `burst` may open.
+pub const MAX_BURST: u32 = 200;
+/// How long a check waits for the server's reply to its Close (never past the deadline).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Sent as `User-Agent` unless the probe sets its own.
+const USER_AGENT: &str = concat!("probed/", env!("CARGO_PKG_VERSION"));
+
+/// A websocket probe.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Spec {}
+pub struct Spec {
+    /// `ws://` or `wss://` URL to upgrade. Userinfo (`user:password@`) is sent as Basic
+    /// credentials and never shown in output.
+    pub url: String,
+    /// Headers of the upgrade request (e.g. `Origin`, `Authorization`, `Cookie`). Values may
+    /// hold secrets; they are never shown.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Subprotocols to offer (`Sec-WebSocket-Protocol`); the server must pick one of them.
+    #[serde(default)]
+    pub subprotocols: Vec<String>,
+    /// Text frames to send after the upgrade (after the preset's join, when there is one),
+    /// in order. A single string is one frame.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub send: Vec<String>,
+    /// A text frame to wait for after sending (after the preset's join, when there is one).
+    /// Frames that do not match are skipped; the first one that matches wins.
+    pub expect: Option<Expect>,
+    /// Preset: join a Phoenix Channels topic (protocol v2 by default) and expect an `ok` reply.
+    pub phoenix: Option<Phoenix>,
+    /// Preset: connect a Socket.IO v4 namespace over the Engine.IO 4 websocket transport.
+    pub socketio: Option<SocketIo>,
+    /// TLS options for `wss://` URLs.
+    #[serde(default)]
+    pub tls: TlsOptions,
+    /// After a successful check, open this many joins at once (each a full connect, TLS,
+    /// upgrade and exchange, to the address just probed) and report their time as phases
+    /// `burst_p50`, `burst_p95` and `burst_max`; any failed join fails the check. At most 200.
+    /// Default: off.
+    pub burst: Option<u32>,
+    /// Largest incoming frame or message accepted; a larger one fails the check without
+    /// being read. Default: 1 MiB, at most 64 MiB.
+    pub max_frame: Option<ByteSize>,
+}
+
+/// What a good frame looks like. Every condition given must hold on the same text frame.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The frame must contain this text.
+    pub contains: Option<String>,
+    /// The frame must match this regular expression.
+    pub regex: Option<String>,
+    /// JSON pointers (RFC 6901) into the frame, each with the value it must equal,
+    /// e.g. `{"/4/status": "ok"}`.
+    #[serde(default)]
+    pub json: BTreeMap<String, serde_json::Value>,
+    /// How long to wait for a matching frame, counted from the end of sending. Default: the
+    /// rest of the check's deadline.
+    pub within: Option<Dur>,
+}
+
+/// The Phoenix Channels preset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phoenix {
+    /// Topic to join, e.g. `room:lobby`.
+    pub topic: String,
+    /// Join parameters (a JSON object). Default: `{}`. String values are treated as secrets.
+    #[serde(default = "empty_object")]
+    pub payload: serde_json::Value,
+    /// Serializer version: `2.0.0` (arrays, the default) or `1.0.0` (objects). Added to the
+    /// URL's query as `vsn=` when the URL has none. The URL is used as written otherwise, so
+    /// it names the transport, e.g. `wss://host/socket/websocket`.
+    #[serde(default = "vsn2")]
+    pub vsn: String,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+fn vsn2() -> String {
+    "2.0.0".into()
+}
+
+/// The Socket.IO preset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketIo {
+    /// Namespace to connect. Default: `/`.
+    #[serde(default = "root_namespace")]
+    pub namespace: String,
+}
+
+fn root_namespace() -> String {
+    "/".into()
+}
+
+/// TLS options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOptions {
+    /// Skip certificate verification (the expiry is still recorded). Default: false.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Extra PEM file of CA certificates to trust, beside the bundled web PKI roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Name to send as SNI and verify the certificate against (default: the URL's host).
+    pub server_name: Option<String>,
+}
+
+/// `send: "one frame"` or `send: [a, b]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::One(s) => vec![s],
+        Raw::Many(v) => v,
+    })
+}
+
+/// Headers the probe writes itself; a spec may not set them.
+const RESERVED_HEADERS: &[(&str, &str)] = &[
+    ("connection", "set by the probe"),
+    ("upgrade", "set by the probe"),
+    ("sec-websocket-key", "set by the probe"),
+    ("sec-websocket-version", "set by the probe"),
+    ("sec-websocket-accept", "a response header"),
+    ("sec-websocket-protocol", "set it with subprotocols"),
+    (
+        "sec-websocket-extensions",
+        "websocket extensions are not supported",
+    ),
+];
 
 impl Spec {
+    /// Every problem, without I/O (the CA file is read at build time). Messages never repeat
+    /// the URL or a header value: either may hold a secret.
     pub fn validate(&self) -> Vec<FieldError> {
-        vec![FieldError::new(
-            "kind",
-            "kind websocket is not implemented yet",
-        )]
+        let mut errs = Vec::new();
+        match parse_target(&self.url) {
+            Err(e) => errs.push(FieldError::new("url", e)),
+            Ok(t) => {
+                if let Err(e) = self.session_path(&t) {
+                    errs.push(FieldError::new("url", e));
+                }
+            }
+        }
+        for (name, value) in &self.headers {
+            let path = format!("headers.{name}");
+            match HeaderName::from_bytes(name.as_bytes()) {
+                Err(_) => errs.push(FieldError::new(path, "invalid header name")),
+                Ok(h) => {
+                    if let Some((_, why)) = RESERVED_HEADERS.iter().find(|(r, _)| *r == h.as_str())
+                    {
+                        errs.push(FieldError::new(path, format!("cannot be set: {why}")));
+                    } else if HeaderValue::from_str(value).is_err() {
+                        errs.push(FieldError::new(
+                            path,
+                            "invalid header value (control characters or non-ascii text)",
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, p) in self.subprotocols.iter().enumerate() {
+            if p.is_empty() || !p.bytes().all(is_token_byte) {
+                errs.push(FieldError::new(
+                    format!("subprotocols[{i}]"),
+                    format!(
+                        "invalid subprotocol {:?} (letters, digits and !#$%&'*+-.^_`|~)",
+                        short(p)
+                    ),
+                ));
+            }
+        }
+        if let Some(expect) = &self.expect {
+            if let Some(re) = &expect.regex
+                && let Err(e) = regex::Regex::new(re)
+            {
+                errs.push(FieldError::new("expect.regex", regex_error(&e)));
+            }
+            for ptr in expect.json.keys() {
+                if !ptr.is_empty() && !ptr.starts_with('/') {
+                    errs.push(FieldError::new(
+                        format!("expect.json.{ptr}"),
+                        format!("invalid json pointer {ptr:?}: must be empty or start with /"),
+                    ));
+                }
+            }
+            if expect.within.is_some_and(|w| w.0.is_zero()) {
+                errs.push(FieldError::new("expect.within", "must be more than 0s"));
+            }
+        }
+        if self.phoenix.is_some() && self.socketio.is_some() {
+            errs.push(FieldError::new(
+                "socketio",
+                "phoenix and socketio are two presets: set one of them",
+            ));
+        }
+        if let Some(px) = &self.phoenix {
+            if px.topic.trim().is_empty() {
+                errs.push(FieldError::new("phoenix.topic", "must not be empty"));
+            }
+            if !px.payload.is_object() {
+                errs.push(FieldError::new(
+                    "phoenix.payload",
+                    "must be a json object (the join parameters)",
+                ));
+            }
+            if !matches!(px.vsn.as_str(), "1.0.0" | "2.0.0") {
+                errs.push(FieldError::new(
+                    "phoenix.vsn",
+                    format!(
+                        "unsupported version {:?} (use 2.0.0 or 1.0.0)",
+                        short(&px.vsn)
+                    ),
+                ));
+            }
+        }
+        if let Some(sio) = &self.socketio
+            && let Err(e) = check_namespace(&sio.namespace)
+        {
+            errs.push(FieldError::new("socketio.namespace", e));
+        }
+        match self.burst {
+            Some(0) => errs.push(FieldError::new(
+                "burst",
+                "must be at least 1 (leave it out to turn bursts off)",
+            )),
+            Some(n) if n > MAX_BURST => errs.push(FieldError::new(
+                "burst",
+                format!("{n} joins is too many (at most {MAX_BURST})"),
+            )),
+            _ => {}
+        }
+        match self.max_frame {
+            Some(ByteSize(0)) => {
+                errs.push(FieldError::new("max_frame", "must be more than 0 bytes"))
+            }
+            Some(ByteSize(n)) if n > MAX_FRAME_LIMIT => errs.push(FieldError::new(
+                "max_frame",
+                format!(
+                    "{} is too large (at most {})",
+                    format_bytes(n),
+                    format_bytes(MAX_FRAME_LIMIT)
+                ),
+            )),
+            _ => {}
+        }
+        if let Some(name) = &self.tls.server_name
+            && ServerName::try_from(name.as_str()).is_err()
+        {
+            errs.push(FieldError::new(
+                "tls.server_name",
+                format!("invalid server name {name:?}"),
+            ));
+        }
+        errs
     }
-    pub fn resolve_paths(&mut self, _base: &std::path::Path) {}
+
+    /// Makes `tls.ca_file` relative to `base` (the directory of the probe's file).
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Some(f) = &mut self.tls.ca_file
+            && f.is_relative()
+        {
+            *f = base.join(&*f);
+        }
+    }
+
+    /// The URL's host (lower-case, IPv6 without brackets), for the per-host concurrency cap.
     pub fn target_host(&self) -> Option<String> {
-        None
+        parse_target(&self.url).ok().map(|t| t.host)
     }
+
+    /// The path and query to upgrade, after the preset's additions: `vsn=` for Phoenix; the
+    /// `/socket.io/` path, `EIO=4` and `transport=websocket` for Socket.IO.
+    fn session_path(&self, target: &Target) -> Result<String, String> {
+        let mut pq = target.path.clone();
+        if let Some(px) = &self.phoenix {
+            match query_param(&pq, "vsn") {
+                Some(v) if v != px.vsn => {
+                    return Err(format!(
+                        "the url asks for vsn={} but phoenix.vsn is {}",
+                        short(v),
+                        short(&px.vsn)
+                    ));
+                }
+                Some(_) => {}
+                None => pq = with_param(&pq, "vsn", &px.vsn),
+            }
+        }
+        if self.socketio.is_some() {
+            let (path, query) = pq.split_once('?').unwrap_or((&pq, ""));
+            if path == "/" {
+                pq = if query.is_empty() {
+                    "/socket.io/".to_string()
+                } else {
+                    format!("/socket.io/?{query}")
+                };
+            }
+            match query_param(&pq, "EIO") {
+                Some("4") => {}
+                Some(v) => {
+                    return Err(format!(
+                        "socketio speaks Engine.IO 4, the url asks for EIO={}",
+                        short(v)
+                    ));
+                }
+                None => pq = with_param(&pq, "EIO", "4"),
+            }
+            match query_param(&pq, "transport") {
+                Some("websocket") => {}
+                Some(v) => {
+                    return Err(format!(
+                        "socketio uses the websocket transport, the url asks for transport={}",
+                        short(v)
+                    ));
+                }
+                None => pq = with_param(&pq, "transport", "websocket"),
+            }
+        }
+        Ok(pq)
+    }
+
+    /// Compiles the expectation, reads the CA file, builds the upgrade request's headers and
+    /// the TLS config.
     pub fn build(&self) -> Result<Check, String> {
-        Err("kind websocket is not implemented yet".into())
+        if let Some(e) = self.validate().into_iter().next() {
+            return Err(format!("{}: {}", e.path, e.message));
+        }
+        let target = parse_target(&self.url).map_err(|e| format!("url: {e}"))?;
+        let path = self
+            .session_path(&target)
+            .map_err(|e| format!("url: {e}"))?;
+        let uri: http::Uri = format!(
+            "{}://{}{path}",
+            if target.secure { "wss" } else { "ws" },
+            target.authority()
+        )
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| format!("url: invalid url: {e}"))?;
+
+        let mut secrets = Vec::new();
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("headers.{name}: invalid header name"))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| format!("headers.{name}: invalid header value"))?;
+            value.set_sensitive(true);
+            secrets.push(value.to_str().unwrap_or_default().to_string());
+            headers.append(name, value);
+        }
+        if let Some(userinfo) = &target.userinfo {
+            secrets.push(userinfo.clone());
+            if let Some((_, password)) = userinfo.split_once(':') {
+                secrets.push(password.to_string());
+            }
+            let mut auth = HeaderValue::from_str(&format!("Basic {}", base64(userinfo.as_bytes())))
+                .map_err(|_| "url: invalid userinfo".to_string())?;
+            auth.set_sensitive(true);
+            secrets.push(auth.to_str().unwrap_or_default().to_string());
+            if !headers.contains_key(header::AUTHORIZATION) {
+                headers.insert(header::AUTHORIZATION, auth);
+            }
+        }
+        if let Some(px) = &self.phoenix {
+            json_strings(&px.payload, &mut secrets);
+        }
+        // Short values ("1", "on") would blank out ordinary words; they are never put into a
+        // message anyway, this list is a second line of defence.
+        secrets.retain(|s| s.len() >= 4);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+
+        if !headers.contains_key(header::HOST) {
+            let host = HeaderValue::from_str(&target.authority())
+                .map_err(|_| "url: invalid host".to_string())?;
+            headers.insert(header::HOST, host);
+        }
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        if !self.subprotocols.is_empty() {
+            let offered = HeaderValue::from_str(&self.subprotocols.join(", "))
+                .map_err(|_| "subprotocols: invalid subprotocol".to_string())?;
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, offered);
+        }
+        if !headers.contains_key(header::USER_AGENT) {
+            headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        }
+
+        let preset = if let Some(px) = &self.phoenix {
+            let v2 = px.vsn == "2.0.0";
+            let join = if v2 {
+                serde_json::json!(["1", "1", px.topic, "phx_join", px.payload])
+            } else {
+                serde_json::json!({
+                    "topic": px.topic, "event": "phx_join", "payload": px.payload,
+                    "ref": "1", "join_ref": "1",
+                })
+            };
+            Preset::Phoenix {
+                join: join.to_string(),
+                topic: px.topic.clone(),
+                v2,
+            }
+        } else if let Some(sio) = &self.socketio {
+            Preset::SocketIo {
+                namespace: sio.namespace.clone(),
+            }
+        } else {
+            Preset::None
+        };
+        let expect = match &self.expect {
+            None => None,
+            Some(e) => Some(Matcher {
+                contains: e.contains.clone(),
+                regex: e
+                    .regex
+                    .as_deref()
+                    .map(regex::Regex::new)
+                    .transpose()
+                    .map_err(|err| format!("expect.regex: {}", regex_error(&err)))?,
+                json: e.json.clone(),
+                within: e.within.map(|w| w.0),
+            }),
+        };
+
+        let extra_roots = match &self.tls.ca_file {
+            Some(path) => read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let tls = if self.tls.insecure_skip_verify {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("tls: {e}"))?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+                .with_no_client_auth();
+            TlsCache::Fixed(finish_tls_config(config))
+        } else {
+            TlsCache::PerRoots(Mutex::new(None))
+        };
+        let max_frame = self.max_frame.map_or(DEFAULT_MAX_FRAME, |b| b.0);
+
+        Ok(Check {
+            spec: self.clone(),
+            target,
+            uri,
+            headers,
+            preset,
+            expect,
+            max_frame,
+            extra_roots,
+            tls,
+            secrets,
+        })
     }
 }
 
-/// A runnable `websocket` probe.
-pub struct Check {}
+/// `token` characters of RFC 9110, what a subprotocol name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn check_namespace(ns: &str) -> Result<(), String> {
+    if !ns.starts_with('/') {
+        return Err(format!("namespace {:?} must start with /", short(ns)));
+    }
+    if ns.contains([',', '?', ' ']) || ns.chars().any(char::is_control) {
+        return Err(format!(
+            "namespace {:?} must not contain commas, spaces or ?",
+            short(ns)
+        ));
+    }
+    Ok(())
+}
+
+/// Collects the string values of a JSON document (join parameters often carry a token).
+fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| json_strings(v, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|v| json_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// The value of query parameter `name` in a path-and-query, when present.
+fn query_param<'a>(pq: &'a str, name: &str) -> Option<&'a str> {
+    let query = pq.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// `pq` with `name=value` appended to its query.
+fn with_param(pq: &str, name: &str, value: &str) -> String {
+    let sep = if !pq.contains('?') {
+        "?"
+    } else if pq.ends_with(['?', '&']) {
+        ""
+    } else {
+        "&"
+    };
+    format!("{pq}{sep}{name}={value}")
+}
+
+/// A parsed `ws`/`wss` URL, split into what a check needs. No `Debug`: it holds the URL's
+/// userinfo.
+#[derive(Clone)]
+struct Target {
+    secure: bool,
+    /// Lower-case, without the brackets of an IPv6 literal.
+    host: String,
+    port: u16,
+    /// Path and query, `/` when the URL has none.
+    path: String,
+    /// `user:password` from the URL, percent-decoded. Never displayed.
+    userinfo: Option<String>,
+}
+
+impl Target {
+    /// `host`, `host:8080` or `[::1]:8080`: the `Host` header, without userinfo.
+    fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default = if self.secure { 443 } else { 80 };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// Parses a probe URL. Errors never repeat the URL (it may hold a password).
+fn parse_target(url: &str) -> Result<Target, String> {
+    let uri: http::Uri = url
+        .trim()
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| format!("invalid url: {e}"))?;
+    let secure = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("ws") => false,
+        Some(s) if s.eq_ignore_ascii_case("wss") => true,
+        Some(s) => {
+            return Err(format!(
+                "unsupported url scheme {:?} (use ws or wss)",
+                s.to_ascii_lowercase()
+            ));
+        }
+        None => return Err("url has no scheme (start it with ws:// or wss://)".into()),
+    };
+    let authority = uri.authority().ok_or("url has no host")?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_ascii_lowercase();
+    if host.is_empty() {
+        return Err("url has no host".into());
+    }
+    // The http crate accepts any text after the colon (`h:99999`) and then reports no port.
+    let host_port = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, hp)| hp);
+    let port_text = match host_port.rfind(']') {
+        Some(i) => host_port[i + 1..].strip_prefix(':'),
+        None => host_port.rsplit_once(':').map(|(_, p)| p),
+    };
+    let port = match port_text {
+        None | Some("") => {
+            if secure {
+                443
+            } else {
+                80
+            }
+        }
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("invalid port {:?} in url (use 1-65535)", short(p))),
+        },
+    };
+    let userinfo = authority
+        .as_str()
+        .rsplit_once('@')
+        .map(|(ui, _)| percent_decode(ui));
+    let path = match uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_string(),
+        Some(pq) => format!("/{}", pq.as_str()),
+        None => "/".to_string(),
+    };
+    Ok(Target {
+        secure,
+        host,
+        port,
+        path,
+        userinfo,
+    })
+}
+
+/// Decodes `%XX` escapes (userinfo may escape `:` and `@`); bad escapes stay as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h << 4) | l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard base64 with padding (RFC 4648 §4), for Basic credentials.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Reads a PEM file of CA certificates; each must be usable as a trust anchor.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let shown = path.display();
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("tls.ca_file: cannot read {shown}: {}", io_text(&e)))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("tls.ca_file: {shown}: {}", lower_first(&e.to_string())))?;
+    if certs.is_empty() {
+        return Err(format!("tls.ca_file: no certificate in {shown}"));
+    }
+    let mut store = RootCertStore::empty();
+    for c in &certs {
+        store
+            .add(c.clone())
+            .map_err(|e| format!("tls.ca_file: {shown}: unusable ca certificate: {e}"))?;
+    }
+    Ok(certs)
+}
+
+/// ALPN and resumption settings every websocket TLS config shares.
+fn finish_tls_config(mut config: ClientConfig) -> Arc<ClientConfig> {
+    // The upgrade is an HTTP/1.1 request: a server that would pick h2 must not.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Each check pays a full handshake, as a new user would: no session tickets or ids.
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+/// A certificate verifier that accepts any certificate (`insecure_skip_verify`), while still
+/// checking that the server holds the key of the certificate it sent.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS client config, built once per set of roots.
+enum TlsCache {
+    /// `insecure_skip_verify`: the roots play no part.
+    Fixed(Arc<ClientConfig>),
+    /// Verifying: the env's roots plus `ca_file`, keyed by the env's root store.
+    PerRoots(Mutex<Option<(Arc<RootCertStore>, Arc<ClientConfig>)>>),
+}
+
+/// What the session does after the upgrade, before `send` and `expect`.
+enum Preset {
+    None,
+    /// Phoenix Channels: the join frame (ref `1`) and the topic its reply names.
+    Phoenix {
+        join: String,
+        topic: String,
+        v2: bool,
+    },
+    /// Socket.IO v4: wait for the Engine.IO open packet, connect the namespace.
+    SocketIo {
+        namespace: String,
+    },
+}
+
+/// A compiled `expect`.
+struct Matcher {
+    contains: Option<String>,
+    regex: Option<regex::Regex>,
+    json: BTreeMap<String, serde_json::Value>,
+    within: Option<Duration>,
+}
+
+impl Matcher {
+    /// `Ok` when every condition holds on `text`; otherwise what did not, in words that never
+    /// quote the frame itself (a frame may echo a token back).
+    fn test(&self, text: &str) -> Result<(), String> {
+        if let Some(want) = &self.contains
+            && !text.contains(want.as_str())
+        {
+            return Err(format!("does not contain {:?}", short(want)));
+        }
+        if let Some(re) = &self.regex
+            && !re.is_match(text)
+        {
+            return Err(format!("does not match /{}/", short(re.as_str())));
+        }
+        if !self.json.is_empty() {
+            let doc: serde_json::Value =
+                serde_json::from_str(text).map_err(|_| "is not json".to_string())?;
+            for (ptr, want) in &self.json {
+                match doc.pointer(ptr) {
+                    None => return Err(format!("has no json {ptr:?}")),
+                    Some(got) if !json_eq(got, want) => {
+                        return Err(format!(
+                            "has json {ptr:?} = {}, expected {}",
+                            short(&got.to_string()),
+                            short(&want.to_string())
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// JSON equality where `1` and `1.0` are the same number.
+fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A runnable websocket probe.
+pub struct Check {
+    pub spec: Spec,
+    target: Target,
+    /// `ws://authority/path?query` after the preset's additions, without userinfo.
+    uri: http::Uri,
+    /// The upgrade request's headers but `Sec-WebSocket-Key`, which is fresh per connection.
+    headers: HeaderMap,
+    preset: Preset,
+    expect: Option<Matcher>,
+    /// Largest incoming frame or message, bytes.
+    max_frame: u64,
+    /// CA certificates from `tls.ca_file`, trusted beside `Env::roots`.
+    extra_roots: Vec<CertificateDer<'static>>,
+    tls: TlsCache,
+    /// Values that must never appear in a reason (userinfo, header values), longest first.
+    secrets: Vec<String>,
+}
+
+/// Any connection the upgrade can run over: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One upgraded session.
+struct Session {
+    ws: WebSocketStream<Box<dyn Io>>,
+    /// Answer Engine.IO pings (`2`) with pongs (`3`) while waiting for frames.
+    engine_io: bool,
+    /// Bytes of data frames received.
+    received: u64,
+}
+
+/// Why waiting for a frame ended without one.
+enum Waited {
+    /// `expect.within` ran out (before the deadline).
+    Within,
+    /// Anything else, in words: the deadline, the connection closing, a protocol error.
+    Failed(String),
+}
 
 impl Check {
-    pub async fn check(&self, _cx: &CheckCx<'_>) -> Observation {
-        Observation::default().fail("kind websocket is not implemented yet")
+    /// One check: resolve, connect, TLS, upgrade, exchange, close; then the burst, when set.
+    /// Never fails other than with an `Observation` that says why. `duration` runs from the
+    /// start to the end of the exchange: neither the close nor the burst counts in it.
+    pub async fn check(&self, cx: &CheckCx<'_>) -> Observation {
+        let started = Instant::now();
+        let mut obs = Observation::default();
+        let outcome = self.main(cx, started, &mut obs).await;
+        if obs.duration.is_zero() {
+            obs.duration = started.elapsed();
+        }
+        if let Err(reason) = outcome {
+            return obs.fail(self.scrub(reason));
+        }
+        obs.ok = true;
+        if let (Some(n), Some(ip)) = (self.spec.burst, obs.ip)
+            && let Err(reason) = self.burst(cx, started, ip, n, &mut obs).await
+        {
+            return obs.fail(self.scrub(reason));
+        }
+        obs
+    }
+
+    /// Blanks out any secret that found its way into a message (a second line of defence:
+    /// messages are built never to include them).
+    fn scrub(&self, mut reason: String) -> String {
+        for s in &self.secrets {
+            if reason.contains(s.as_str()) {
+                reason = reason.replace(s.as_str(), "***");
+            }
+        }
+        reason
+    }
+
+    async fn main(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        obs: &mut Observation,
+    ) -> Result<(), String> {
+        let t = Instant::now();
+        let ips = if let Ok(ip) = self.target.host.parse::<IpAddr>() {
+            obs.phase("resolve", Duration::ZERO);
+            vec![ip]
+        } else {
+            let ips = self.resolve(cx, started).await;
+            obs.phase("resolve", t.elapsed());
+            ips?
+        };
+        let mut session = self.open(cx, started, obs, &ips).await?;
+        let outcome = self.exchange(cx, started, obs, &mut session).await;
+        obs.duration = started.elapsed();
+        obs.size = Some(session.received);
+        close(cx, session).await;
+        outcome
+    }
+
+    /// The addresses of the URL's host, in the resolver's order.
+    async fn resolve(&self, cx: &CheckCx<'_>, started: Instant) -> Result<Vec<IpAddr>, String> {
+        let host = &self.target.host;
+        let lookup = until(
+            cx,
+            started,
+            "resolving",
+            cx.env.resolver.lookup_ip(host.as_str()),
+        )
+        .await
+        .map_err(|timeout| format!("{timeout} {host}"))?
+        .map_err(|e| {
+            if e.is_nx_domain() {
+                format!("dns: no record for {host} (NXDOMAIN)")
+            } else if e.is_no_records_found() {
+                format!("dns: no address record for {host}")
+            } else {
+                format!(
+                    "dns: lookup of {host} failed: {}",
+                    lower_first(&e.to_string())
+                )
+            }
+        })?;
+        let ips: Vec<IpAddr> = lookup.iter().take(8).collect();
+        if ips.is_empty() {
+            return Err(format!("dns: no address record for {host}"));
+        }
+        Ok(ips)
+    }
+
+    /// Connects (each address in turn), TLS-wraps for `wss`, and upgrades, timing each step.
+    async fn open(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        obs: &mut Observation,
+        ips: &[IpAddr],
+    ) -> Result<Session, String> {
+        let t = Instant::now();
+        let mut failures = Vec::new();
+        let mut connected = None;
+        for &ip in ips {
+            let addr = SocketAddr::new(ip, self.target.port);
+            obs.ip = Some(ip);
+            match until(cx, started, "connecting", TcpStream::connect(addr)).await {
+                Err(timeout) => {
+                    obs.phase("connect", t.elapsed());
+                    return Err(format!("{timeout} to {addr}"));
+                }
+                Ok(Err(e)) => failures.push(format!("{addr}: {}", io_text(&e))),
+                Ok(Ok(tcp)) => {
+                    connected = Some(tcp);
+                    break;
+                }
+            }
+        }
+        obs.phase("connect", t.elapsed());
+        let tcp = connected.ok_or_else(|| format!("connect to {}", failures.join("; ")))?;
+        // Only a latency nicety; a socket that refuses it still works.
+        let _ = tcp.set_nodelay(true);
+
+        let io: Box<dyn Io> = if self.target.secure {
+            let t = Instant::now();
+            let tls = self.tls_handshake(cx, started, tcp).await;
+            obs.phase("tls", t.elapsed());
+            let tls = tls?;
+            if let Some(expiry) = earliest_not_after(tls.get_ref().1.peer_certificates()) {
+                obs.cert_expiry = Some(obs.cert_expiry.map_or(expiry, |e| e.min(expiry)));
+            }
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
+
+        let t = Instant::now();
+        let request = self.request()?;
+        let max = usize::try_from(self.max_frame).unwrap_or(usize::MAX);
+        let config = WebSocketConfig::default()
+            .max_frame_size(Some(max))
+            .max_message_size(Some(max))
+            // Many probes hold sessions at once (bursts): a small eager read buffer.
+            .read_buffer_size(16 << 10)
+            .write_buffer_size(0);
+        let upgraded = until(
+            cx,
+            started,
+            "waiting for the websocket upgrade",
+            tokio_tungstenite::client_async_with_config(request, io, Some(config)),
+        )
+        .await;
+        obs.phase("upgrade", t.elapsed());
+        match upgraded? {
+            Ok((ws, response)) => {
+                obs.status_code = Some(response.status().as_u16());
+                Ok(Session {
+                    ws,
+                    engine_io: matches!(self.preset, Preset::SocketIo { .. }),
+                    received: 0,
+                })
+            }
+            Err(WsError::Http(response)) => {
+                let status = response.status();
+                obs.status_code = Some(status.as_u16());
+                Err(match status.canonical_reason() {
+                    Some(words) => format!(
+                        "upgrade refused: {} {}",
+                        status.as_u16(),
+                        words.to_ascii_lowercase()
+                    ),
+                    None => format!("upgrade refused: {}", status.as_u16()),
+                })
+            }
+            Err(e) => {
+                // These are checked only once the server answered 101.
+                if let WsError::Protocol(
+                    ProtocolError::MissingUpgradeWebSocketHeader
+                    | ProtocolError::MissingConnectionUpgradeHeader
+                    | ProtocolError::SecWebSocketAcceptKeyMismatch
+                    | ProtocolError::SecWebSocketSubProtocolError(_),
+                ) = &e
+                {
+                    obs.status_code = Some(101);
+                }
+                Err(match e {
+                    WsError::Protocol(ProtocolError::HandshakeIncomplete) => {
+                        "upgrade failed: connection closed by the server before its response"
+                            .to_string()
+                    }
+                    e => format!("upgrade failed: {}", ws_error_text(&e)),
+                })
+            }
+        }
+    }
+
+    /// The upgrade request: the prepared headers and a fresh key.
+    fn request(&self) -> Result<http::Request<()>, String> {
+        let mut request = http::Request::new(());
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+        let key = HeaderValue::from_str(&key).map_err(|_| "upgrade: bad key".to_string())?;
+        request.headers_mut().insert(header::SEC_WEBSOCKET_KEY, key);
+        Ok(request)
+    }
+
+    /// The TLS config for this env's roots, built once and cached.
+    fn tls_config(&self, env: &Env) -> Result<Arc<ClientConfig>, String> {
+        let cache = match &self.tls {
+            TlsCache::Fixed(config) => return Ok(config.clone()),
+            TlsCache::PerRoots(cache) => cache,
+        };
+        let mut cache = cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((roots, config)) = cache.as_ref()
+            && Arc::ptr_eq(roots, &env.roots)
+        {
+            return Ok(config.clone());
+        }
+        let roots = if self.extra_roots.is_empty() {
+            env.roots.clone()
+        } else {
+            let mut store = (*env.roots).clone();
+            for c in &self.extra_roots {
+                store
+                    .add(c.clone())
+                    .map_err(|e| format!("tls: unusable ca certificate in tls.ca_file: {e}"))?;
+            }
+            Arc::new(store)
+        };
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("tls: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let config = finish_tls_config(config);
+        *cache = Some((env.roots.clone(), config.clone()));
+        Ok(config)
+    }
+
+    async fn tls_handshake(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+        let config = self.tls_config(cx.env)?;
+        let name = self
+            .spec
+            .tls
+            .server_name
+            .as_deref()
+            .unwrap_or(&self.target.host);
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|_| format!("tls: invalid server name {name:?}"))?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        until(
+            cx,
+            started,
+            "in the tls handshake",
+            connector.connect(server_name, tcp),
+        )
+        .await
+        .map_err(|timeout| format!("{timeout} with {name}"))?
+        .map_err(|e| format!("tls: {}", io_text(&e)))
+    }
+
+    /// The exchange after the upgrade: the preset's join, `send`, then `expect`. Timed as
+    /// `join` when there is anything to do.
+    async fn exchange(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        obs: &mut Observation,
+        s: &mut Session,
+    ) -> Result<(), String> {
+        if matches!(self.preset, Preset::None) && self.spec.send.is_empty() && self.expect.is_none()
+        {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let outcome = self.script(cx, started, s).await;
+        obs.phase("join", t.elapsed());
+        outcome
+    }
+
+    async fn script(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        s: &mut Session,
+    ) -> Result<(), String> {
+        match &self.preset {
+            Preset::None => {}
+            Preset::Phoenix { join, topic, v2 } => {
+                phoenix_join(cx, started, s, join, topic, *v2).await?;
+            }
+            Preset::SocketIo { namespace } => {
+                socketio_connect(cx, started, s, namespace).await?;
+            }
+        }
+        for frame in &self.spec.send {
+            s.send(cx, started, frame, "sending a frame").await?;
+        }
+        let Some(m) = &self.expect else {
+            return Ok(());
+        };
+        let what = "waiting for a frame matching expect";
+        let within_end = m.within.map(|w| Instant::now() + w);
+        let mut missed = 0u32;
+        let mut last_miss = None;
+        loop {
+            let summary = || match &last_miss {
+                None => "no text frame came".to_string(),
+                Some(miss) => format!(
+                    "{missed} frame{} did not match, the last one {miss}",
+                    if missed == 1 { "" } else { "s" }
+                ),
+            };
+            match s.next_text(cx, started, what, within_end).await {
+                Ok(text) => match m.test(&text) {
+                    Ok(()) => return Ok(()),
+                    Err(miss) => {
+                        missed += 1;
+                        last_miss = Some(miss);
+                    }
+                },
+                Err(Waited::Within) => {
+                    let within = m.within.unwrap_or_default();
+                    return Err(format!(
+                        "no frame matched expect within {} ({})",
+                        format_duration(within),
+                        summary()
+                    ));
+                }
+                Err(Waited::Failed(e)) => return Err(format!("{e} ({})", summary())),
+            }
+        }
+    }
+
+    /// Opens `n` joins at once to `ip` and records their time distribution; any failed join
+    /// fails the check, with how many failed and why.
+    async fn burst(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        ip: IpAddr,
+        n: u32,
+        obs: &mut Observation,
+    ) -> Result<(), String> {
+        // Every join runs in this task (no spawn): dropping the check drops them all.
+        let joins = (0..n).map(|_| self.burst_join(cx, started, ip));
+        let results = futures_util::future::join_all(joins).await;
+        let mut times = Vec::with_capacity(results.len());
+        let mut failures: Vec<(String, u32)> = Vec::new();
+        for r in results {
+            match r {
+                Ok(took) => times.push(took),
+                Err(reason) => match failures.iter_mut().find(|(f, _)| *f == reason) {
+                    Some((_, count)) => *count += 1,
+                    None => failures.push((reason, 1)),
+                },
+            }
+        }
+        if !times.is_empty() {
+            times.sort();
+            obs.phase("burst_p50", percentile(&times, 50));
+            obs.phase("burst_p95", percentile(&times, 95));
+            obs.phase("burst_max", times[times.len() - 1]);
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let failed: u32 = failures.iter().map(|(_, c)| c).sum();
+        failures.sort_by_key(|(_, c)| std::cmp::Reverse(*c));
+        let mut why: Vec<String> = failures
+            .iter()
+            .take(3)
+            .map(|(reason, count)| {
+                if failures.len() == 1 {
+                    reason.clone()
+                } else {
+                    format!("{count}× {reason}")
+                }
+            })
+            .collect();
+        if failures.len() > 3 {
+            why.push("…".into());
+        }
+        Err(format!(
+            "burst: {failed} of {n} joins failed ({})",
+            why.join("; ")
+        ))
+    }
+
+    /// One join of a burst: its connect-to-exchange time, or why it failed.
+    async fn burst_join(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        ip: IpAddr,
+    ) -> Result<Duration, String> {
+        let t = Instant::now();
+        let mut scratch = Observation::default();
+        let mut session = self.open(cx, started, &mut scratch, &[ip]).await?;
+        let outcome = self.exchange(cx, started, &mut scratch, &mut session).await;
+        let took = t.elapsed();
+        close(cx, session).await;
+        outcome.map(|()| took)
+    }
+}
+
+/// The `p`th percentile (nearest rank) of sorted, non-empty `times`.
+fn percentile(times: &[Duration], p: usize) -> Duration {
+    let rank = (times.len() * p).div_ceil(100).max(1);
+    times[rank.min(times.len()) - 1]
+}
+
+/// Sends Close and waits briefly for the server's reply, never past the deadline. A server
+/// that does not reply is not a failure of the check; the socket is dropped either way.
+async fn close(cx: &CheckCx<'_>, mut s: Session) {
+    let end = cx.deadline.min(Instant::now() + CLOSE_GRACE);
+    let _ = tokio::time::timeout_at(end, async {
+        if s.ws.close(None).await.is_err() {
+            return;
+        }
+        while let Some(Ok(msg)) = s.ws.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+impl Session {
+    async fn send(
+        &mut self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        text: &str,
+        what: &str,
+    ) -> Result<(), String> {
+        until(cx, started, what, self.ws.send(Message::text(text)))
+            .await?
+            .map_err(|e| format!("{what}: {}", ws_error_text(&e)))
+    }
+
+    /// The next text frame, until the deadline.
+    async fn next_by_deadline(
+        &mut self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        what: &str,
+    ) -> Result<Utf8Bytes, String> {
+        match self.next_text(cx, started, what, None).await {
+            Ok(text) => Ok(text),
+            Err(Waited::Failed(e)) => Err(e),
+            // Only a `within_end` ends a wait this way; there is none here.
+            Err(Waited::Within) => Err(format!("timed out while {what}")),
+        }
+    }
+
+    /// The next text frame, skipping control and binary frames, until `within_end` or the
+    /// deadline, whichever comes first.
+    async fn next_text(
+        &mut self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        what: &str,
+        within_end: Option<Instant>,
+    ) -> Result<Utf8Bytes, Waited> {
+        loop {
+            let next = match within_end {
+                Some(end) if end < cx.deadline => tokio::time::timeout_at(end, self.ws.next())
+                    .await
+                    .map_err(|_| Waited::Within)?,
+                _ => until(cx, started, what, self.ws.next())
+                    .await
+                    .map_err(Waited::Failed)?,
+            };
+            let msg = match next {
+                None => {
+                    return Err(Waited::Failed(format!(
+                        "connection closed by the server while {what}"
+                    )));
+                }
+                Some(Err(e)) => {
+                    return Err(Waited::Failed(format!(
+                        "{} while {what}",
+                        ws_error_text(&e)
+                    )));
+                }
+                Some(Ok(msg)) => msg,
+            };
+            match msg {
+                Message::Text(text) => {
+                    self.received += text.len() as u64;
+                    if self.engine_io && text.as_str() == "2" {
+                        self.send(cx, started, "3", "answering an engine.io ping")
+                            .await
+                            .map_err(Waited::Failed)?;
+                        continue;
+                    }
+                    return Ok(text);
+                }
+                Message::Binary(data) => self.received += data.len() as u64,
+                Message::Close(frame) => {
+                    return Err(Waited::Failed(format!(
+                        "the server closed the websocket{} while {what}",
+                        close_text(frame.as_ref())
+                    )));
+                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        }
+    }
+}
+
+/// ` (code 1008: reason)`: a Close frame's code and reason, for messages.
+fn close_text(frame: Option<&CloseFrame>) -> String {
+    match frame {
+        None => String::new(),
+        Some(f) if f.reason.is_empty() => format!(" (code {})", f.code),
+        Some(f) => format!(" (code {}: {})", f.code, short(f.reason.as_str())),
+    }
+}
+
+/// Joins a Phoenix topic with ref `1` and waits for its reply, skipping other frames
+/// (presence pushes, other topics).
+async fn phoenix_join(
+    cx: &CheckCx<'_>,
+    started: Instant,
+    s: &mut Session,
+    join: &str,
+    topic: &str,
+    v2: bool,
+) -> Result<(), String> {
+    s.send(cx, started, join, "sending the phoenix join")
+        .await?;
+    let what = "waiting for the phoenix join reply";
+    loop {
+        let text = s.next_by_deadline(cx, started, what).await?;
+        let Some(msg) = PhoenixMessage::parse(&text, v2) else {
+            continue;
+        };
+        if msg.topic != topic {
+            continue;
+        }
+        match msg.event.as_str() {
+            "phx_reply" if msg.reference.as_deref() == Some("1") => {}
+            "phx_error" => return Err("phoenix channel crashed while joining (phx_error)".into()),
+            "phx_close" => return Err("phoenix channel closed while joining (phx_close)".into()),
+            _ => continue,
+        }
+        let status = msg.payload.get("status").and_then(|s| s.as_str());
+        return match status {
+            Some("ok") => Ok(()),
+            Some("error") => {
+                let response = msg.payload.get("response");
+                let reason = match response.and_then(|r| r.get("reason")) {
+                    Some(serde_json::Value::String(r)) => short(r),
+                    Some(other) => short(&other.to_string()),
+                    None => {
+                        response.map_or_else(|| "no reason given".into(), |r| short(&r.to_string()))
+                    }
+                };
+                Err(format!("phoenix join refused: {reason}"))
+            }
+            Some(other) => Err(format!(
+                "phoenix join reply has status {:?}, expected \"ok\"",
+                short(other)
+            )),
+            None => Err("phoenix join reply has no status".into()),
+        };
+    }
+}
+
+/// One Phoenix message, from either serializer.
+struct PhoenixMessage {
+    reference: Option<String>,
+    topic: String,
+    event: String,
+    payload: serde_json::Value,
+}
+
+impl PhoenixMessage {
+    /// `[join_ref, ref, topic, event, payload]` (v2) or `{topic, event, payload, ref}` (v1);
+    /// `None` for anything else.
+    fn parse(text: &str, v2: bool) -> Option<PhoenixMessage> {
+        let doc: serde_json::Value = serde_json::from_str(text).ok()?;
+        let reference = |v: Option<&serde_json::Value>| match v? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        if v2 {
+            let parts = doc.as_array()?;
+            if parts.len() != 5 {
+                return None;
+            }
+            Some(PhoenixMessage {
+                reference: reference(parts.get(1)),
+                topic: parts[2].as_str()?.to_string(),
+                event: parts[3].as_str()?.to_string(),
+                payload: parts[4].clone(),
+            })
+        } else {
+            let obj = doc.as_object()?;
+            Some(PhoenixMessage {
+                reference: reference(obj.get("ref")),
+                topic: obj.get("topic")?.as_str()?.to_string(),
+                event: obj.get("event")?.as_str()?.to_string(),
+                payload: obj.get("payload").cloned().unwrap_or_default(),
+            })
+        }
+    }
+}
+
+/// Socket.IO v4 over Engine.IO 4: waits for the open packet (`0{"sid":…}`), sends the
+/// namespace CONNECT (`40` or `40/ns,`), and waits for its answer: CONNECT (`40…{"sid":…}`)
+/// or CONNECT_ERROR (`44…{"message":…}`).
+async fn socketio_connect(
+    cx: &CheckCx<'_>,
+    started: Instant,
+    s: &mut Session,
+    namespace: &str,
+) -> Result<(), String> {
+    let what = "waiting for the engine.io open packet";
+    let text = s.next_by_deadline(cx, started, what).await?;
+    let open = text
+        .strip_prefix('0')
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok());
+    if !open.is_some_and(|o| o.get("sid").is_some_and(|sid| sid.is_string())) {
+        return Err(format!(
+            "expected the engine.io open packet (0{{\"sid\":…}}), got {:?}",
+            short(&text)
+        ));
+    }
+    let connect = if namespace == "/" {
+        "40".to_string()
+    } else {
+        format!("40{namespace},")
+    };
+    s.send(cx, started, &connect, "sending the socket.io connect")
+        .await?;
+    let what = "waiting for the socket.io connect reply";
+    loop {
+        let text = s.next_by_deadline(cx, started, what).await?;
+        if text.as_str() == "1" {
+            return Err(format!(
+                "the engine.io session was closed by the server (close packet) while {what}"
+            ));
+        }
+        // Engine.IO `4` is a message: a Socket.IO packet follows.
+        let Some(packet) = text.strip_prefix('4') else {
+            continue;
+        };
+        let mut chars = packet.chars();
+        let kind = chars.next();
+        let rest = chars.as_str();
+        let (ns, data) = match rest.strip_prefix('/') {
+            Some(_) => rest.split_once(',').unwrap_or((rest, "")),
+            None => ("/", rest),
+        };
+        if ns != namespace {
+            continue;
+        }
+        match kind {
+            Some('0') => return Ok(()),
+            Some('4') => {
+                let message = match serde_json::from_str::<serde_json::Value>(data) {
+                    Ok(serde_json::Value::Object(o)) => match o.get("message") {
+                        Some(serde_json::Value::String(m)) => short(m),
+                        _ => short(data),
+                    },
+                    Ok(serde_json::Value::String(m)) => short(&m),
+                    _ if data.is_empty() => "no message given".into(),
+                    _ => short(data),
+                };
+                return Err(format!("socket.io connect error: {message}"));
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Earliest `notAfter` of the certificates, unix seconds; unparseable ones are skipped.
+fn earliest_not_after(certs: Option<&[CertificateDer<'_>]>) -> Option<i64> {
+    certs?
+        .iter()
+        .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .min()
+}
+
+/// A websocket error in words (lower case, no library prefixes).
+fn ws_error_text(e: &WsError) -> String {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => "connection closed".into(),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            "connection closed by the server without a close frame".into()
+        }
+        WsError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "connection closed by the server".into()
+        }
+        WsError::Io(io) => io_text(io),
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => format!(
+            "the server sent a frame of {}, over max_frame ({})",
+            format_bytes(*size as u64),
+            format_bytes(*max_size as u64)
+        ),
+        WsError::Utf8(_) => "the server sent a text frame that is not utf-8".into(),
+        WsError::Protocol(p) => {
+            format!("websocket protocol error: {}", lower_first(&p.to_string()))
+        }
+        WsError::Http(r) => format!("http status {}", r.status().as_u16()),
+        other => lower_first(&other.to_string()),
+    }
+}
+
+/// An I/O error in words: `connection refused`, not `Connection refused (os error 111)`. A
+/// wrapped error (rustls inside tokio-rustls) is shown as itself.
+fn io_text(e: &std::io::Error) -> String {
+    let text = match e.get_ref() {
+        Some(inner) => inner.to_string(),
+        None => e.to_string(),
+    };
+    let text = match text.find(" (os error ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    lower_first(text.trim_end_matches('.'))
+}
+
+/// Lower-cases the first letter unless the first word is an acronym (`HTTP`, `TLS`).
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
+            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// A regex compile error in one line (the regex crate's own message spans several).
+fn regex_error(e: &regex::Error) -> String {
+    let s = e.to_string();
+    let last = s
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    format!(
+        "invalid regular expression: {}",
+        last.trim().trim_start_matches("error: ")
+    )
+}
+
+/// At most 80 characters of `s`, for messages.
+fn short(s: &str) -> String {
+    const MAX: usize = 80;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::StatusCode;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    // ---- helpers -------------------------------------------------------------------------
+
+    fn spec(yaml: &str) -> Spec {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+    }
+
+    fn env() -> Env {
+        Env::new(&[]).expect("env")
+    }
+
+    /// Runs one check of `spec` with a deadline `within` from now.
+    async fn run_in(spec: &Spec, env: &Env, within: Duration) -> Observation {
+        let check = spec.build().expect("build");
+        let cx = CheckCx {
+            env,
+            deadline: Instant::now() + within,
+        };
+        check.check(&cx).await
+    }
+
+    async fn run(spec: &Spec) -> Observation {
+        run_in(spec, &env(), Duration::from_secs(5)).await
+    }
+
+    fn reason(obs: &Observation) -> &str {
+        obs.error.as_deref().unwrap_or("")
+    }
+
+    fn names(obs: &Observation) -> Vec<&'static str> {
+        obs.phases.iter().map(|(n, _)| *n).collect()
+    }
+
+    fn phase(obs: &Observation, name: &str) -> Duration {
+        obs.phases
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no phase {name} in {:?}", obs.phases))
+            .1
+    }
+
+    #[track_caller]
+    fn assert_up(obs: &Observation) {
+        assert!(obs.ok, "expected up, got {:?}", obs.error);
+        assert!(obs.error.is_none());
+    }
+
+    #[track_caller]
+    fn assert_down(obs: &Observation, needle: &str) {
+        assert!(!obs.ok, "expected down with {needle:?}, got up");
+        assert!(
+            reason(obs).contains(needle),
+            "reason {:?} does not contain {needle:?}",
+            reason(obs)
+        );
+    }
+
+    /// What a test server saw of one upgrade request.
+    #[derive(Debug)]
+    struct Seen {
+        path: String,
+        headers: HeaderMap,
+    }
+
+    /// Upgrades `stream` (server side, tungstenite), reporting the request to `tx`. `refuse`
+    /// answers that status instead; the first subprotocol offered is picked.
+    async fn upgrade<S>(
+        stream: S,
+        tx: mpsc::UnboundedSender<Seen>,
+        refuse: Option<u16>,
+    ) -> Option<WebSocketStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // The callback's type is tungstenite's, large error and all.
+        #[allow(clippy::result_large_err)]
+        let callback = move |req: &http::Request<()>, mut resp: http::Response<()>| {
+            let _ = tx.send(Seen {
+                path: req.uri().to_string(),
+                headers: req.headers().clone(),
+            });
+            if let Some(code) = refuse {
+                let mut r = http::Response::new(Some("go away".to_string()));
+                *r.status_mut() = StatusCode::from_u16(code).unwrap();
+                return Err(r);
+            }
+            if let Some(offered) = req.headers().get("sec-websocket-protocol") {
+                let first = offered.to_str().unwrap().split(',').next().unwrap().trim();
+                resp.headers_mut().insert(
+                    "sec-websocket-protocol",
+                    HeaderValue::from_str(first).unwrap(),
+                );
+            }
+            Ok(resp)
+        };
+        tokio_tungstenite::accept_hdr_async(stream, callback)
+            .await
+            .ok()
+    }
+
+    /// A websocket server on 127.0.0.1:0 handing each upgraded connection to `serve`; every
+    /// upgrade request it saw comes out of the returned channel.
+    async fn ws_server<F, Fut>(
+        refuse: Option<u16>,
+        serve: F,
+    ) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>)
+    where
+        F: Fn(WebSocketStream<TcpStream>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let serve = Arc::new(serve);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (tx, serve) = (tx.clone(), serve.clone());
+                tokio::spawn(async move {
+                    if let Some(ws) = upgrade(stream, tx, refuse).await {
+                        serve(ws).await;
+                    }
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    /// A raw TCP server on 127.0.0.1:0 running `serve` on each connection.
+    async fn raw_server<F, Fut>(serve: F) -> SocketAddr
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream));
+            }
+        });
+        addr
+    }
+
+    /// Reads (and ignores) whatever the peer sends until it goes away.
+    async fn hold(mut s: TcpStream) {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    /// How the Phoenix test server answers a `phx_join`.
+    #[derive(Clone, Copy)]
+    enum Px {
+        Ok,
+        Refuse(&'static str),
+        /// Refuses, quoting the join's `token` parameter in the reason.
+        RefuseEcho,
+        /// Never replies (keeps reading).
+        Silent,
+        /// Drops the connection without a close frame.
+        Drop,
+        /// Thinks this long before replying ok (the behaviour under test, not a sync).
+        Slow(Duration),
+        /// Sends a text frame of this many bytes before replying ok.
+        Giant(usize),
+        /// Refuses every nth join this server sees (counting from 1), accepts the others.
+        RefuseEvery(usize),
+    }
+
+    /// Serves Phoenix Channels (v2 arrays or v1 objects, answered in kind) with compact JSON,
+    /// as Phoenix does. Before each reply it pushes two frames the probe must skip: a reply
+    /// on another topic and a presence push on the joined one.
+    async fn serve_phoenix<S>(mut ws: WebSocketStream<S>, mode: Px, joins: Arc<AtomicUsize>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Text(text) = msg else { continue };
+            let Ok(doc) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let (v2, topic, event, payload) = match &doc {
+                Value::Array(a) if a.len() == 5 => (true, a[2].clone(), a[3].clone(), a[4].clone()),
+                Value::Object(o) => (
+                    false,
+                    o["topic"].clone(),
+                    o["event"].clone(),
+                    o["payload"].clone(),
+                ),
+                _ => continue,
+            };
+            if event != "phx_join" {
+                continue;
+            }
+            let n = joins.fetch_add(1, Ordering::SeqCst) + 1;
+            let frame = |reference: Value, topic: Value, event: &str, payload: Value| {
+                let v = if v2 {
+                    json!(["1", reference, topic, event, payload])
+                } else {
+                    json!({"topic": topic, "event": event, "payload": payload, "ref": reference, "join_ref": "1"})
+                };
+                Message::text(v.to_string())
+            };
+            let noise = [
+                frame(
+                    json!("1"),
+                    json!("other:topic"),
+                    "phx_reply",
+                    json!({"status": "error", "response": {}}),
+                ),
+                frame(Value::Null, topic.clone(), "presence_state", json!({})),
+            ];
+            for m in noise {
+                let _ = ws.send(m).await;
+            }
+            let ok = json!({"status": "ok", "response": {}});
+            let refused = |reason: &str| json!({"status": "error", "response": {"reason": reason}});
+            let reply = match mode {
+                Px::Ok => ok,
+                Px::Refuse(why) => refused(why),
+                Px::RefuseEcho => refused(&format!(
+                    "bad token {}",
+                    payload["token"].as_str().unwrap_or_default()
+                )),
+                Px::Silent => continue,
+                Px::Drop => return,
+                Px::Slow(d) => {
+                    tokio::time::sleep(d).await;
+                    ok
+                }
+                Px::Giant(size) => {
+                    let _ = ws.send(Message::text("x".repeat(size))).await;
+                    ok
+                }
+                Px::RefuseEvery(k) if n % k == 0 => refused("too many joins"),
+                Px::RefuseEvery(_) => ok,
+            };
+            let _ = ws.send(frame(json!("1"), topic, "phx_reply", reply)).await;
+        }
+    }
+
+    async fn phoenix_server(mode: Px) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+        let joins = Arc::new(AtomicUsize::new(0));
+        ws_server(None, move |ws| serve_phoenix(ws, mode, joins.clone())).await
+    }
+
+    /// A chatty plain server: `{"type":"welcome"}` on connect; for every text frame it gets,
+    /// `{"type":"noise"}` then `{"type":"echo","got":<frame>,"n":1}`.
+    async fn echo_server() -> SocketAddr {
+        let (addr, _seen) = ws_server(None, |mut ws| async move {
+            let _ = ws.send(Message::text(r#"{"type":"welcome"}"#)).await;
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(t) = msg {
+                    let _ = ws.send(Message::text(r#"{"type":"noise"}"#)).await;
+                    let echo = json!({"type": "echo", "got": t.as_str(), "n": 1});
+                    let _ = ws.send(Message::text(echo.to_string())).await;
+                }
+            }
+        })
+        .await;
+        addr
+    }
+
+    // ---- pure parts ----------------------------------------------------------------------
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("url: ws://h/", &[]),
+            (
+                "url: 'wss://u:p@h:8443/socket/websocket?vsn=2.0.0'\nheaders: { Origin: 'https://h', Authorization: 'Bearer x' }\nsubprotocols: [v1.chat, 'x-y']\nsend: ['a', 'b']\nexpect: { contains: ok, regex: '^o', json: { /a: 1, '': {a: 1} }, within: 2s }\nphoenix: { topic: 'room:lobby', payload: { token: t } }\ntls: { insecure_skip_verify: true, server_name: h.internal }\nburst: 200\nmax_frame: 64MiB",
+                &[],
+            ),
+            ("url: ws://h/\nsocketio: {}", &[]),
+            (
+                "url: 'ws://h/socket.io/?EIO=4&transport=websocket'\nsocketio: { namespace: /chat }",
+                &[],
+            ),
+            (
+                "url: http://h/",
+                &[("url", "unsupported url scheme \"http\" (use ws or wss)")],
+            ),
+            ("url: 'h:80'", &[("url", "url has no scheme")]),
+            ("url: 'ws://h:99999/'", &[("url", "invalid port \"99999\"")]),
+            ("url: 'ws://h:0/'", &[("url", "invalid port \"0\"")]),
+            (
+                "url: ws://h/\nheaders: { Connection: close, Sec-WebSocket-Protocol: x, Sec-WebSocket-Extensions: permessage-deflate, 'bad name': x, X-Ok: \"a\\nb\" }",
+                &[
+                    ("headers.Connection", "cannot be set: set by the probe"),
+                    ("headers.Sec-WebSocket-Extensions", "not supported"),
+                    ("headers.Sec-WebSocket-Protocol", "set it with subprotocols"),
+                    ("headers.X-Ok", "invalid header value"),
+                    ("headers.bad name", "invalid header name"),
+                ],
+            ),
+            (
+                "url: ws://h/\nsubprotocols: [ok, 'a b', '']",
+                &[
+                    ("subprotocols[1]", "invalid subprotocol"),
+                    ("subprotocols[2]", "invalid subprotocol"),
+                ],
+            ),
+            (
+                "url: ws://h/\nexpect: { regex: '(', json: { a: 1 }, within: 0s }",
+                &[
+                    ("expect.regex", "invalid regular expression"),
+                    ("expect.json.a", "must be empty or start with /"),
+                    ("expect.within", "must be more than 0s"),
+                ],
+            ),
+            (
+                "url: ws://h/\nphoenix: { topic: t }\nsocketio: {}",
+                &[("socketio", "set one of them")],
+            ),
+            (
+                "url: ws://h/\nphoenix: { topic: ' ', payload: [1], vsn: 3.0.0 }",
+                &[
+                    ("phoenix.topic", "must not be empty"),
+                    ("phoenix.payload", "must be a json object"),
+                    ("phoenix.vsn", "unsupported version \"3.0.0\""),
+                ],
+            ),
+            (
+                "url: 'ws://h/socket/websocket?vsn=1.0.0'\nphoenix: { topic: t }",
+                &[("url", "the url asks for vsn=1.0.0 but phoenix.vsn is 2.0.0")],
+            ),
+            (
+                "url: ws://h/\nsocketio: { namespace: chat }",
+                &[("socketio.namespace", "must start with /")],
+            ),
+            (
+                "url: ws://h/\nsocketio: { namespace: '/a,b' }",
+                &[("socketio.namespace", "must not contain")],
+            ),
+            (
+                "url: 'ws://h/?EIO=3'\nsocketio: {}",
+                &[("url", "socketio speaks Engine.IO 4, the url asks for EIO=3")],
+            ),
+            (
+                "url: 'ws://h/?transport=polling'\nsocketio: {}",
+                &[("url", "the url asks for transport=polling")],
+            ),
+            ("url: ws://h/\nburst: 0", &[("burst", "must be at least 1")]),
+            (
+                "url: ws://h/\nburst: 201",
+                &[("burst", "201 joins is too many (at most 200)")],
+            ),
+            (
+                "url: ws://h/\nmax_frame: 0",
+                &[("max_frame", "must be more than 0 bytes")],
+            ),
+            (
+                "url: ws://h/\nmax_frame: 1GiB",
+                &[("max_frame", "1 GiB is too large (at most 64 MiB)")],
+            ),
+            (
+                "url: ws://h/\ntls: { server_name: 'bad name!' }",
+                &[("tls.server_name", "invalid server name")],
+            ),
+        ];
+        for (yaml, want) in cases {
+            let got = spec(yaml).validate();
+            let got_paths: Vec<_> = got.iter().map(|e| e.path.as_str()).collect();
+            let want_paths: Vec<_> = want.iter().map(|(p, _)| *p).collect();
+            assert_eq!(got_paths, want_paths, "{yaml}: {got:?}");
+            for (e, (_, msg)) in got.iter().zip(want.iter()) {
+                assert!(
+                    e.message.contains(msg),
+                    "{yaml}: {:?} lacks {msg:?}",
+                    e.message
+                );
+            }
+            assert_eq!(spec(yaml).build().is_ok(), want.is_empty(), "{yaml}");
+        }
+        // Secrets in a bad url never come back in the message.
+        let errs = spec("url: 'http://user:hunter2-secret@h/'").validate();
+        assert!(!errs[0].message.contains("hunter2"), "{errs:?}");
+
+        // Unknown fields are refused; `send` takes one string or a list.
+        assert!(serde_yaml::from_str::<Spec>("url: ws://h/\nexpect: { status: 101 }").is_err());
+        assert!(serde_yaml::from_str::<Spec>("url: ws://h/\nbogus: 1").is_err());
+        assert_eq!(spec("url: ws://h/\nsend: one").send, ["one"]);
+        assert_eq!(spec("url: ws://h/\nsend: [a, b]").send, ["a", "b"]);
+        assert!(spec("url: ws://h/").send.is_empty());
+    }
+
+    #[test]
+    fn presets_shape_the_url_and_the_host_is_the_target() {
+        let cases = [
+            (
+                "url: 'ws://h/socket/websocket'\nphoenix: { topic: t }",
+                "ws://h/socket/websocket?vsn=2.0.0",
+            ),
+            (
+                "url: 'ws://h/socket/websocket?token=abc'\nphoenix: { topic: t, vsn: 1.0.0 }",
+                "ws://h/socket/websocket?token=abc&vsn=1.0.0",
+            ),
+            (
+                "url: 'wss://h/socket/websocket?vsn=2.0.0'\nphoenix: { topic: t }",
+                "wss://h/socket/websocket?vsn=2.0.0",
+            ),
+            (
+                "url: 'ws://h:81'\nsocketio: {}",
+                "ws://h:81/socket.io/?EIO=4&transport=websocket",
+            ),
+            (
+                "url: 'ws://h/?token=x'\nsocketio: {}",
+                "ws://h/socket.io/?token=x&EIO=4&transport=websocket",
+            ),
+            (
+                "url: 'ws://h/rt/?EIO=4'\nsocketio: {}",
+                "ws://h/rt/?EIO=4&transport=websocket",
+            ),
+            ("url: 'wss://u:p@h:443/x?y=1'", "wss://h/x?y=1"),
+        ];
+        for (yaml, want) in cases {
+            let check = spec(yaml).build().unwrap();
+            assert_eq!(check.uri.to_string(), want, "{yaml}");
+        }
+        assert_eq!(
+            spec("url: 'ws://User:pw@[::1]:9/'")
+                .target_host()
+                .as_deref(),
+            Some("::1")
+        );
+        assert_eq!(
+            spec("url: 'wss://RT.Example.com/'")
+                .target_host()
+                .as_deref(),
+            Some("rt.example.com")
+        );
+        let mut s = spec("url: wss://h/\ntls: { ca_file: ca.pem }");
+        s.resolve_paths(std::path::Path::new("/etc/probed"));
+        assert_eq!(
+            s.tls.ca_file.unwrap(),
+            std::path::Path::new("/etc/probed/ca.pem")
+        );
+    }
+
+    #[test]
+    fn matcher_and_percentiles() {
+        let check = spec(
+            "url: ws://h/\nexpect: { contains: '\"ok\"', regex: '^\\[', json: { /0: ok, /1/n: 2 } }",
+        )
+        .build()
+        .unwrap();
+        let m = check.expect.as_ref().unwrap();
+        assert_eq!(m.test(r#"["ok",{"n":2.0}]"#), Ok(()));
+        let misses = [
+            (r#"["no"]"#, "does not contain \"\\\"ok\\\"\""),
+            (r#" "ok""#, "does not match /^\\[/"),
+            (r#"["ok""#, "is not json"),
+            (r#"["ok",{}]"#, "has no json \"/1/n\""),
+            (r#"["ok",{"n":3}]"#, "has json \"/1/n\" = 3, expected 2"),
+        ];
+        for (text, want) in misses {
+            assert_eq!(m.test(text).unwrap_err(), want, "{text}");
+        }
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|&m| Duration::from_millis(m))
+                .collect::<Vec<_>>()
+        };
+        let t = ms(&(1..=20).collect::<Vec<_>>());
+        assert_eq!(percentile(&t, 50), Duration::from_millis(10));
+        assert_eq!(percentile(&t, 95), Duration::from_millis(19));
+        assert_eq!(percentile(&ms(&[7]), 95), Duration::from_millis(7));
+    }
+
+    // ---- against local servers -----------------------------------------------------------
+
+    #[tokio::test]
+    async fn plain_upgrade_records_phases_and_sends_headers() {
+        let (addr, mut seen) = ws_server(None, |mut ws| async move {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let obs = run(&spec(&format!(
+            "url: 'ws://probe:pass%40word@{addr}/live?x=1'\nheaders: {{ X-Token: tok-123, Origin: 'https://app.example' }}\nsubprotocols: [chat.v2, chat.v1]"
+        )))
+        .await;
+        assert_up(&obs);
+        assert_eq!(names(&obs), ["resolve", "connect", "upgrade"]);
+        assert_eq!(obs.status_code, Some(101));
+        assert_eq!(obs.ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(obs.cert_expiry, None);
+        assert!(phase(&obs, "upgrade") > Duration::ZERO);
+        let seen = seen.recv().await.unwrap();
+        assert_eq!(seen.path, "/live?x=1");
+        let h = |n: &str| seen.headers.get(n).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(h("x-token").as_deref(), Some("tok-123"));
+        assert_eq!(h("origin").as_deref(), Some("https://app.example"));
+        assert_eq!(
+            h("authorization"),
+            Some(format!("Basic {}", base64(b"probe:pass@word")))
+        );
+        assert_eq!(
+            h("sec-websocket-protocol").as_deref(),
+            Some("chat.v2, chat.v1")
+        );
+        assert_eq!(h("host"), Some(addr.to_string()));
+        assert!(h("user-agent").unwrap().starts_with("probed/"));
+    }
+
+    /// A tiny DNS server on UDP 127.0.0.1:0: `rt.test` has an A record (127.0.0.1) and no
+    /// AAAA; every other name is NXDOMAIN.
+    async fn dns_server() -> SocketAddr {
+        use hickory_resolver::proto::op::{Message, ResponseCode};
+        use hickory_resolver::proto::rr::rdata::A;
+        use hickory_resolver::proto::rr::{RData, Record, RecordType};
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let Some(q) = query.queries.first().cloned() else {
+                    continue;
+                };
+                let name = q.name().to_string().to_ascii_lowercase();
+                let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
+                resp.metadata.recursion_desired = query.metadata.recursion_desired;
+                resp.metadata.recursion_available = true;
+                resp.metadata.authoritative = true;
+                resp.add_query(q.clone());
+                if name.trim_end_matches('.') == "rt.test" {
+                    if q.query_type() == RecordType::A {
+                        resp.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::A(A(Ipv4Addr::LOCALHOST)),
+                        ));
+                    }
+                } else {
+                    resp.metadata.response_code = ResponseCode::NXDomain;
+                }
+                let _ = sock.send_to(&resp.to_vec().unwrap(), peer).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn names_resolve_with_the_env_resolver() {
+        let env = Env::new(&[dns_server().await]).unwrap();
+        let (addr, mut seen) = phoenix_server(Px::Ok).await;
+        let port = addr.port();
+        let obs = run_in(
+            &spec(&format!(
+                "url: 'ws://rt.test:{port}/s/websocket'\nphoenix: {{ topic: t }}"
+            )),
+            &env,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_up(&obs);
+        assert_eq!(names(&obs), ["resolve", "connect", "upgrade", "join"]);
+        assert!(phase(&obs, "resolve") > Duration::ZERO);
+        assert_eq!(obs.ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(
+            seen.recv().await.unwrap().headers.get("host").unwrap(),
+            &format!("rt.test:{port}")
+        );
+        let obs = run_in(
+            &spec("url: 'ws://nosuch.test/'"),
+            &env,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(reason(&obs), "dns: no record for nosuch.test (NXDOMAIN)");
+        assert_eq!(names(&obs), ["resolve"]);
+        assert_eq!(obs.ip, None);
+    }
+
+    #[tokio::test]
+    async fn refused_upgrade_reports_the_status() {
+        for (code, want) in [
+            (403, "upgrade refused: 403 forbidden"),
+            (503, "upgrade refused: 503 service unavailable"),
+            (426, "upgrade refused: 426 upgrade required"),
+            (599, "upgrade refused: 599"),
+        ] {
+            let (addr, _seen) = ws_server(Some(code), |_ws| async {}).await;
+            let obs = run(&spec(&format!("url: 'ws://{addr}/'"))).await;
+            assert_eq!(reason(&obs), want);
+            assert_eq!(obs.status_code, Some(code));
+            assert_eq!(names(&obs), ["resolve", "connect", "upgrade"]);
+        }
+        // Not a websocket server at all: a plain HTTP 200.
+        let addr = raw_server(|mut s| async move {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = tokio::io::AsyncWriteExt::write_all(
+                &mut s,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi",
+            )
+            .await;
+        })
+        .await;
+        let obs = run(&spec(&format!("url: 'ws://{addr}/'"))).await;
+        assert_eq!(reason(&obs), "upgrade refused: 200 ok");
+        assert_eq!(obs.status_code, Some(200));
+        // A server that closes instead of answering.
+        let addr = raw_server(|mut s| async move {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+        })
+        .await;
+        let obs = run(&spec(&format!("url: 'ws://{addr}/'"))).await;
+        assert_down(&obs, "upgrade failed: connection closed by the server");
+        assert_eq!(obs.status_code, None);
+        // Nothing listening.
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let obs = run(&spec(&format!("url: 'ws://{closed}/'"))).await;
+        assert_eq!(
+            reason(&obs),
+            format!("connect to {closed}: connection refused")
+        );
+        assert_eq!(names(&obs), ["resolve", "connect"]);
+    }
+
+    #[tokio::test]
+    async fn phoenix_join_ok_in_both_serializers() {
+        for (vsn, want_query) in [
+            ("2.0.0", "token=abc&vsn=2.0.0"),
+            ("1.0.0", "token=abc&vsn=1.0.0"),
+        ] {
+            let (addr, mut seen) = phoenix_server(Px::Ok).await;
+            let obs = run(&spec(&format!(
+                "url: 'ws://{addr}/socket/websocket?token=abc'\nphoenix: {{ topic: 'room:lobby', vsn: '{vsn}' }}"
+            )))
+            .await;
+            assert_up(&obs);
+            assert_eq!(
+                names(&obs),
+                ["resolve", "connect", "upgrade", "join"],
+                "{vsn}"
+            );
+            assert_eq!(obs.status_code, Some(101));
+            assert!(obs.size.unwrap() > 0);
+            assert_eq!(
+                seen.recv().await.unwrap().path,
+                format!("/socket/websocket?{want_query}")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn phoenix_join_refused_names_the_reason() {
+        let (addr, _seen) = phoenix_server(Px::Refuse("unauthorized")).await;
+        let obs = run(&spec(&format!(
+            "url: 'ws://{addr}/socket/websocket'\nphoenix: {{ topic: 'room:secret', payload: {{ user: 7 }} }}"
+        )))
+        .await;
+        assert_eq!(reason(&obs), "phoenix join refused: unauthorized");
+        assert_eq!(names(&obs), ["resolve", "connect", "upgrade", "join"]);
+        assert_eq!(obs.status_code, Some(101));
+    }
+
+    #[tokio::test]
+    async fn silent_upgrade_fails_at_the_deadline() {
+        let addr = raw_server(hold).await;
+        let within = Duration::from_millis(400);
+        let t = Instant::now();
+        let obs = run_in(&spec(&format!("url: 'ws://{addr}/'")), &env(), within).await;
+        assert!(
+            t.elapsed() < within + Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_down(&obs, "while waiting for the websocket upgrade");
+        assert!(
+            reason(&obs).starts_with("timed out after 4"),
+            "{}",
+            reason(&obs)
+        );
+        assert_eq!(names(&obs), ["resolve", "connect", "upgrade"]);
+        assert_eq!(obs.status_code, None);
+    }
+
+    #[tokio::test]
+    async fn silent_join_fails_at_the_deadline_in_the_join_phase() {
+        let (addr, _seen) = phoenix_server(Px::Silent).await;
+        let within = Duration::from_millis(400);
+        let t = Instant::now();
+        let obs = run_in(
+            &spec(&format!(
+                "url: 'ws://{addr}/s/websocket'\nphoenix: {{ topic: t }}"
+            )),
+            &env(),
+            within,
+        )
+        .await;
+        assert!(
+            t.elapsed() < within + Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_down(&obs, "while waiting for the phoenix join reply");
+        assert!(
+            reason(&obs).starts_with("timed out after 4"),
+            "{}",
+            reason(&obs)
+        );
+        assert_eq!(names(&obs), ["resolve", "connect", "upgrade", "join"]);
+        assert!(phase(&obs, "join") >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn dropped_connection_mid_join_is_down() {
+        let (addr, _seen) = phoenix_server(Px::Drop).await;
+        let obs = run(&spec(&format!(
+            "url: 'ws://{addr}/s/websocket'\nphoenix: {{ topic: t }}"
+        )))
+        .await;
+        assert_eq!(
+            reason(&obs),
+            "connection closed by the server without a close frame while waiting for the phoenix join reply"
+        );
+        // A close frame instead: named with its code and reason.
+        let (addr, _seen) = ws_server(None, |mut ws| async move {
+            let _ = ws.next().await;
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code:
+                        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy,
+                    reason: "no joins today".into(),
+                }))
+                .await;
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let obs = run(&spec(&format!(
+            "url: 'ws://{addr}/s/websocket'\nphoenix: {{ topic: t }}"
+        )))
+        .await;
+        assert_eq!(
+            reason(&obs),
+            "the server closed the websocket (code 1008: no joins today) while waiting for the phoenix join reply"
+        );
+    }
+
+    #[tokio::test]
+    async fn slow_join_is_measured_and_up() {
+        let think = Duration::from_millis(300);
+        let (addr, _seen) = phoenix_server(Px::Slow(think)).await;
+        let obs = run(&spec(&format!(
+            "url: 'ws://{addr}/s/websocket'\nphoenix: {{ topic: t }}"
+        )))
+        .await;
+        assert_up(&obs);
+        assert!(phase(&obs, "join") >= think, "{:?}", obs.phases);
+        assert!(obs.duration >= think);
+    }
+
+    #[tokio::test]
+    async fn expectations_pass_and_fail() {
+        let addr = echo_server().await;
+        let url = format!("url: 'ws://{addr}/'");
+        let cases: &[(&str, Option<&str>)] = &[
+            // The greeting alone, no send.
+            ("expect: { contains: welcome }", None),
+            ("expect: {}", None),
+            // Frames that do not match are skipped.
+            ("send: hello\nexpect: { contains: '\"echo\"' }", None),
+            ("send: [a, b]\nexpect: { regex: '\"got\":\"b\"' }", None),
+            (
+                "send: hello\nexpect: { json: { /type: echo, /got: hello, /n: 1.0 } }",
+                None,
+            ),
+            ("send: hello", None),
+            (
+                "send: hello\nexpect: { contains: nope, within: 300ms }",
+                Some(
+                    "no frame matched expect within 300ms (3 frames did not match, the last one does not contain \"nope\")",
+                ),
+            ),
+            (
+                "send: hello\nexpect: { regex: '^\\d+$', within: 300ms }",
+                Some("(3 frames did not match, the last one does not match /^\\d+$/)"),
+            ),
+            (
+                "send: hello\nexpect: { json: { /type: bye }, within: 300ms }",
+                Some("the last one has json \"/type\" = \"echo\", expected \"bye\")"),
+            ),
+        ];
+        for (extra, want) in cases {
+            let t = Instant::now();
+            let obs = run(&spec(&format!("{url}\n{extra}"))).await;
+            match want {
+                None => {
+                    assert_up(&obs);
+                    assert_eq!(
+                        names(&obs),
+                        ["resolve", "connect", "upgrade", "join"],
+                        "{extra}"
+                    );
+                }
+                Some(w) => {
+                    assert_down(&obs, w);
+                    assert!(
+                        t.elapsed() < Duration::from_secs(2),
+                        "{extra}: within ignored"
+                    );
+                    assert_eq!(
+                        names(&obs),
+                        ["resolve", "connect", "upgrade", "join"],
+                        "{extra}"
+                    );
+                }
+            }
+        }
+        // Without `within`, the deadline ends the wait, and the phase is named.
+        let obs = run_in(
+            &spec(&format!("{url}\nexpect: {{ contains: nope }}")),
+            &env(),
+            Duration::from_millis(400),
+        )
+        .await;
+        assert_down(
+            &obs,
+            "while waiting for a frame matching expect (1 frame did not match, the last one does not contain \"nope\")",
+        );
+        // A server that sends nothing at all.
+        let (addr, _seen) = ws_server(None, |mut ws| async move {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let obs = run(&spec(&format!(
+            "url: 'ws://{addr}/'\nexpect: {{ contains: x, within: 200ms }}"
+        )))
+        .await;
+        assert_eq!(
+            reason(&obs),
+            "no frame matched expect within 200ms (no text frame came)"
+        );
+    }
+
+    #[tokio::test]
+    async fn giant_frame_fails_by_size() {
+        let (addr, _seen) = phoenix_server(Px::Giant(2 << 20)).await;
+        let yaml = format!("url: 'ws://{addr}/s/websocket'\nphoenix: {{ topic: t }}");
+        let obs = run(&spec(&yaml)).await;
+        assert_eq!(
+            reason(&obs),
+            "the server sent a frame of 2 MiB, over max_frame (1 MiB) while waiting for the phoenix join reply"
+        );
+        let obs = run(&spec(&format!("{yaml}\nmax_frame: 4MiB"))).await;
+        assert_up(&obs);
+        assert!(obs.size.unwrap() > 2 << 20);
+    }
+
+    /// A CA and a leaf certificate for `sans`, signed by it, and a server config using them.
+    struct Pki {
+        ca_pem: String,
+        leaf_not_after: i64,
+        server: Arc<rustls::ServerConfig>,
+    }
+
+    fn pki(sans: &[&str]) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "probed test ca");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        leaf.not_after = rcgen::date_time_ymd(2041, 3, 4);
+        let leaf_cert = leaf.signed_by(&leaf_key, &*ca).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf_cert.der().clone(), ca.der().clone()], key)
+        .unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            leaf_not_after: leaf.not_after.unix_timestamp(),
+            server: Arc::new(server),
+        }
+    }
+
+    /// A Phoenix server over TLS (tokio-rustls) on 127.0.0.1:0.
+    async fn wss_phoenix_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let joins = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, tx, joins) = (acceptor.clone(), tx.clone(), joins.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await
+                        && let Some(ws) = upgrade(tls, tx, None).await
+                    {
+                        serve_phoenix(ws, Px::Ok, joins).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn wss_with_a_private_ca() {
+        let pki = pki(&["127.0.0.1", "rt.internal"]);
+        let addr = wss_phoenix_server(pki.server.clone()).await;
+        let mut ca_file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut ca_file, pki.ca_pem.as_bytes()).unwrap();
+        let ca = format!("ca_file: '{}'", ca_file.path().display());
+        let base = format!("url: 'wss://{addr}/socket/websocket'\nphoenix: {{ topic: t }}");
+        let cases: Vec<(String, Option<&str>)> = vec![
+            (format!("tls: {{ {ca} }}"), None),
+            (format!("tls: {{ {ca}, server_name: rt.internal }}"), None),
+            ("tls: { insecure_skip_verify: true }".into(), None),
+            (
+                String::new(),
+                Some("tls: invalid peer certificate: UnknownIssuer"),
+            ),
+            (
+                format!("tls: {{ {ca}, server_name: other.example }}"),
+                Some(
+                    "tls: invalid peer certificate: certificate not valid for name \"other.example\"",
+                ),
+            ),
+        ];
+        let env = env();
+        for (tls, want) in &cases {
+            let obs = run_in(
+                &spec(&format!("{base}\n{tls}")),
+                &env,
+                Duration::from_secs(5),
+            )
+            .await;
+            match want {
+                None => {
+                    assert_up(&obs);
+                    assert_eq!(obs.cert_expiry, Some(pki.leaf_not_after), "{tls}");
+                    assert_eq!(
+                        names(&obs),
+                        ["resolve", "connect", "tls", "upgrade", "join"]
+                    );
+                }
+                Some(w) => {
+                    assert!(reason(&obs).starts_with(w), "{tls}: {:?}", reason(&obs));
+                    assert_eq!(obs.cert_expiry, None);
+                    assert_eq!(names(&obs), ["resolve", "connect", "tls"]);
+                }
+            }
+        }
+        // The TLS config is built once per env, not per check.
+        let check = spec(&format!("{base}\ntls: {{ {ca} }}")).build().unwrap();
+        let a = check.tls_config(&env).unwrap();
+        assert!(Arc::ptr_eq(&a, &check.tls_config(&env).unwrap()));
+        // A bad ca_file fails at build time.
+        let e = spec(&format!("{base}\ntls: {{ ca_file: /nonexistent/ca.pem }}"))
+            .build()
+            .err()
+            .unwrap();
+        assert_eq!(
+            e,
+            "tls.ca_file: cannot read /nonexistent/ca.pem: no such file or directory"
+        );
+    }
+
+    #[tokio::test]
+    async fn close_without_a_reply_is_not_a_failure() {
+        // Upgrades, then never reads again: the probe's Close is never answered.
+        let addr = raw_server(|s| async move {
+            let Ok(ws) = tokio_tungstenite::accept_async(s).await else {
+                return;
+            };
+            let mut tcp = ws.into_inner();
+            let mut buf = [0u8; 1];
+            // Blocks until the probe drops its socket.
+            while let Ok(n) = tcp.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                std::future::pending::<()>().await;
+            }
+        })
+        .await;
+        let within = Duration::from_millis(600);
+        let t = Instant::now();
+        let obs = run_in(&spec(&format!("url: 'ws://{addr}/'")), &env(), within).await;
+        assert!(
+            t.elapsed() < within + Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_up(&obs);
+        assert!(obs.duration < within);
+    }
+
+    #[tokio::test]
+    async fn burst_reports_the_join_distribution() {
+        let (addr, _seen) = phoenix_server(Px::Ok).await;
+        let obs = run(&spec(&format!(
+            "url: 'ws://{addr}/s/websocket'\nphoenix: {{ topic: t }}\nburst: 20"
+        )))
+        .await;
+        assert_up(&obs);
+        assert_eq!(
+            names(&obs),
+            [
+                "resolve",
+                "connect",
+                "upgrade",
+                "join",
+                "burst_p50",
+                "burst_p95",
+                "burst_max"
+            ]
+        );
+        let (p50, p95, max) = (
+            phase(&obs, "burst_p50"),
+            phase(&obs, "burst_p95"),
+            phase(&obs, "burst_max"),
+        );
+        assert!(
+            Duration::ZERO < p50 && p50 <= p95 && p95 <= max,
+            "{:?}",
+            obs.phases
+        );
+    }
+
+    #[tokio::test]
+    async fn burst_with_refused_joins_is_down() {
+        let (addr, _seen) = phoenix_server(Px::RefuseEvery(5)).await;
+        let obs = run(&spec(&format!(
+            "url: 'ws://{addr}/s/websocket'\nphoenix: {{ topic: t }}\nburst: 20"
+        )))
+        .await;
+        // The main join is the server's first; of the burst's 20 (its 2nd to 21st), the
+        // 5th, 10th, 15th and 20th are refused.
+        assert_eq!(
+            reason(&obs),
+            "burst: 4 of 20 joins failed (phoenix join refused: too many joins)"
+        );
+        assert!(names(&obs).contains(&"burst_p95"), "{:?}", obs.phases);
+        // A main check that fails runs no burst.
+        let (addr, mut seen) = phoenix_server(Px::Refuse("nope")).await;
+        let obs = run(&spec(&format!(
+            "url: 'ws://{addr}/s/websocket'\nphoenix: {{ topic: t }}\nburst: 20"
+        )))
+        .await;
+        assert_eq!(reason(&obs), "phoenix join refused: nope");
+        seen.recv().await.unwrap();
+        assert!(seen.try_recv().is_err(), "a burst ran after a failed check");
+    }
+
+    // ---- Socket.IO against the real server (npm socket.io) ----------------------------------
+
+    /// Starts tests/peers/websocket_socketio_server.js; the child dies with the returned handle.
+    async fn socketio_server() -> (tokio::process::Child, u16) {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
+        assert!(
+            std::path::Path::new(dir)
+                .join("node_modules/socket.io")
+                .exists(),
+            "socket.io is not installed: run deploy/test.sh (npm install into tests/peers)"
+        );
+        let mut child = tokio::process::Command::new("node")
+            .arg(format!("{dir}/websocket_socketio_server.js"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node");
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::io::BufReader::new(stdout).lines().next_line(),
+        )
+        .await
+        .expect("socket.io server did not start")
+        .unwrap()
+        .expect("socket.io server printed no port");
+        (child, line.trim().parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn socketio_connect_ok_and_connect_errors() {
+        let (_server, port) = socketio_server().await;
+        let url = format!("url: 'ws://127.0.0.1:{port}'");
+        let cases: &[(&str, Option<&str>)] = &[
+            ("socketio: {}", None),
+            (
+                "socketio: { namespace: /chat }\nexpect: { contains: '42/chat,[\"welcome\"' }",
+                None,
+            ),
+            (
+                "socketio: { namespace: /chat }\nsend: '42/chat,[\"ping\",\"hi\"]'\nexpect: { regex: '^42/chat,\\[\"pong\",\"hi\"\\]$', within: 3s }",
+                None,
+            ),
+            (
+                "socketio: { namespace: /admin }",
+                Some("socket.io connect error: not authorized"),
+            ),
+            (
+                "socketio: { namespace: /nosuch }",
+                Some("socket.io connect error: Invalid namespace"),
+            ),
+        ];
+        for (extra, want) in cases {
+            let obs = run(&spec(&format!("{url}\n{extra}"))).await;
+            match want {
+                None => assert_up(&obs),
+                Some(w) => assert_eq!(reason(&obs), *w, "{extra}"),
+            }
+            assert_eq!(
+                names(&obs),
+                ["resolve", "connect", "upgrade", "join"],
+                "{extra}"
+            );
+            assert_eq!(obs.status_code, Some(101));
+        }
+        // Not a Socket.IO server: a plain websocket that sends something else first.
+        let (addr, _seen) = ws_server(None, |mut ws| async move {
+            let _ = ws.send(Message::text("hello")).await;
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let obs = run(&spec(&format!("url: 'ws://{addr}'\nsocketio: {{}}"))).await;
+        assert_eq!(
+            reason(&obs),
+            "expected the engine.io open packet (0{\"sid\":…}), got \"hello\""
+        );
+    }
+
+    // ---- secrets -------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn secrets_never_appear_in_reasons() {
+        let pki = pki(&["127.0.0.1"]);
+        let tls = wss_phoenix_server(pki.server.clone()).await;
+        let refused = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let silent = raw_server(hold).await;
+        let (forbidden, _s1) = ws_server(Some(403), |_ws| async {}).await;
+        let (echo_refusal, _s2) = phoenix_server(Px::RefuseEcho).await;
+        let (quiet, _s3) = phoenix_server(Px::Silent).await;
+        let secrets = [
+            "hunter2-secret",
+            "tok-s3cret-value",
+            "key-s3cret-value",
+            "probe:",
+            &base64(b"probe:hunter2-secret"),
+        ];
+        let targets = [
+            format!("ws://{refused}/s"),
+            format!("wss://{tls}/s"),
+            format!("ws://{silent}/s"),
+            format!("ws://{forbidden}/s"),
+            format!("ws://{echo_refusal}/s"),
+            format!("ws://{quiet}/s"),
+            format!("wss://{forbidden}/s"),
+        ];
+        for target in targets {
+            let url = target.replacen("://", "://probe:hunter2-secret@", 1);
+            let s = spec(&format!(
+                r#"
+url: "{url}?token=tok-s3cret-value"
+headers: {{ Authorization: "Bearer tok-s3cret-value", X-Api-Key: key-s3cret-value }}
+phoenix: {{ topic: "room:1", payload: {{ token: tok-s3cret-value }} }}
+"#
+            ));
+            let obs = run_in(&s, &env(), Duration::from_millis(400)).await;
+            let r = reason(&obs);
+            assert!(!obs.ok && !r.is_empty(), "{target}");
+            for secret in secrets {
+                assert!(!r.contains(secret), "{target}: {r:?} leaks {secret:?}");
+            }
+        }
+        // The one echoed by the server is blanked by the scrubber.
+        let s = spec(&format!(
+            "url: 'ws://{echo_refusal}/s'\nphoenix: {{ topic: t, payload: {{ token: tok-s3cret-value }} }}"
+        ));
+        assert_eq!(
+            reason(&run(&s).await),
+            "phoenix join refused: bad token ***"
+        );
+    }
+
+    #[test]
+    fn check_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let check = spec("url: 'ws://127.0.0.1/'\nphoenix: { topic: t }\nburst: 2")
+            .build()
+            .unwrap();
+        let env = env();
+        let cx = CheckCx {
+            env: &env,
+            deadline: Instant::now(),
+        };
+        let fut = check.check(&cx);
+        assert_send(&fut);
     }
 }
