@@ -35,6 +35,11 @@ pub struct Metrics {
     pub store_written: IntGauge,
     pub store_write_errors: IntGauge,
     pub reloads: IntCounterVec,
+    /// Phase timings of the kinds blackbox_exporter has no names for (tcp, tls, dns,
+    /// websocket, db_write, redis, backup).
+    probe_phase: GaugeVec,
+    /// Phase series created per probe, so `forget` removes them all.
+    phase_series: std::sync::Mutex<std::collections::HashMap<String, Vec<&'static str>>>,
     pub alerts_delivered: IntGauge,
     pub alert_attempts_failed: IntGauge,
     pub alerts_undeliverable: IntGauge,
@@ -120,6 +125,13 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(streak.clone())).expect("unique metric");
         Metrics {
+            probe_phase: gauge_vec(
+                &r,
+                "probed_phase_duration_seconds",
+                "Duration of each phase of the last check, for probe kinds other than http",
+                &["probe", "phase"],
+            ),
+            phase_series: Default::default(),
             alerts_delivered: int_gauge(
                 &r,
                 "probed_alerts_delivered_total",
@@ -239,6 +251,7 @@ impl Metrics {
                 redirects: self.probe_http_redirects.with_label_values(l),
                 body_len: self.probe_http_body_len.with_label_values(l),
             }),
+            phases: Vec::new(),
             ssl_expiry: None,
             ip_protocol: self.probe_ip_protocol.with_label_values(l),
             runs_ok: self.runs.with_label_values(&[name, "success"]),
@@ -276,6 +289,27 @@ impl Metrics {
             h.redirects.set(o.redirects as f64);
             h.body_len.set(o.size.unwrap_or(0) as f64);
         }
+        if m.http.is_none() {
+            for (phase, d) in &o.phases {
+                let g = match m.phases.iter().find(|(n, _)| n == phase) {
+                    Some((_, g)) => g.clone(),
+                    None => {
+                        let g = self
+                            .probe_phase
+                            .with_label_values(&[m.name.as_str(), phase]);
+                        m.phases.push((phase, g.clone()));
+                        self.phase_series
+                            .lock()
+                            .unwrap()
+                            .entry(m.name.clone())
+                            .or_default()
+                            .push(phase);
+                        g
+                    }
+                };
+                g.set(d.as_secs_f64());
+            }
+        }
         if let Some(ip) = o.ip {
             m.ip_protocol.set(if ip.is_ipv4() { 4.0 } else { 6.0 });
         }
@@ -306,6 +340,11 @@ impl Metrics {
         for r in ["overlap", "capacity"] {
             let _ = self.skipped.remove_label_values(&[name, r]);
         }
+        if let Some(phases) = self.phase_series.lock().unwrap().remove(name) {
+            for ph in phases {
+                let _ = self.probe_phase.remove_label_values(&[name, ph]);
+            }
+        }
     }
 
     /// The exposition text.
@@ -326,6 +365,8 @@ pub struct ProbeMetrics {
     success: Gauge,
     duration: Gauge,
     http: Option<HttpMetrics>,
+    /// Phase gauges of non-http kinds, created on first sight.
+    phases: Vec<(&'static str, Gauge)>,
     ssl_expiry: Option<Gauge>,
     ip_protocol: Gauge,
     runs_ok: IntCounter,

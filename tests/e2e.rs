@@ -315,11 +315,19 @@ async fn probectl_run_prints_phases_and_verdict() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_use_blackbox_names() {
     let target = Target::start().await;
-    let mut d = Daemon::new(&one_probe("web", &target.url("/"), "300ms", 1), "");
+    let probes = format!(
+        "{}  - {{ name: port, kind: tcp, every: 300ms, timeout: 250ms, host: 127.0.0.1, port: {} }}\n",
+        one_probe("web", &target.url("/"), "300ms", 1),
+        target.addr.port()
+    );
+    let mut d = Daemon::new(&probes, "");
     d.start();
     d.wait_state("web", "up", Duration::from_secs(10));
+    d.wait_state("port", "up", Duration::from_secs(10));
     let text = http_get(&format!("{}/metrics", d.url())).await;
     for want in [
+        "probe_success{probe=\"port\"} 1",
+        "probed_phase_duration_seconds{phase=\"connect\",probe=\"port\"}",
         "probe_success{probe=\"web\"} 1",
         "probe_http_status_code{probe=\"web\"} 200",
         "probe_http_duration_seconds{phase=\"connect\",probe=\"web\"}",
