@@ -57,6 +57,83 @@ if ! command -v prometheus-alertmanager >/dev/null; then
   apt_install prometheus-alertmanager
 fi
 
+# PostgreSQL, MariaDB, Redis: the machine's own servers on loopback, used by the db_write
+# probe's tests (PostgreSQL 127.0.0.1:5432, trust auth, database `test`; MariaDB
+# 127.0.0.1:3306, root without a password, database `test`) and beside the redis probe's
+# tests, which start a redis-server of their own per test and never touch the one on 6379.
+# Usually all running already; installed from Debian only when missing, started with the
+# commands of the machine's notes only when down, set up only where they differ.
+wait_for() { # wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds, at most SECONDS
+  local secs=$1 what=$2 i
+  shift 2
+  for ((i = 0; i < secs * 5; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "$what did not answer within ${secs}s" >&2
+  return 1
+}
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
+pg_sql() { psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -w -qtA "$@"; }
+maria_up() { mariadb-admin -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 ping >/dev/null 2>&1; }
+maria_sql() { mariadb -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 "$@"; }
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+
+if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || ! command -v pg_isready >/dev/null; then
+  log "installing postgresql"
+  apt_install postgresql
+fi
+if ! pg_up; then
+  log "starting postgresql"
+  # shellcheck disable=SC2046
+  as_root pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start || true
+  wait_for 30 postgresql pg_up
+fi
+if ! pg_sql -c 'SELECT 1' >/dev/null 2>&1; then
+  log "postgresql: trust auth on loopback"
+  hba=$(as_root runuser -u postgres -- psql -qtA -c 'SHOW hba_file')
+  as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  as_root runuser -u postgres -- psql -qtA -c 'SELECT pg_reload_conf()' >/dev/null
+  wait_for 10 "postgresql (trust auth)" pg_sql -c 'SELECT 1'
+fi
+if [ "$(pg_sql -c "SELECT 1 FROM pg_database WHERE datname = 'test'")" != 1 ]; then
+  pg_sql -c 'CREATE DATABASE test'
+fi
+
+if [ ! -x /usr/sbin/mariadbd ] || ! command -v mariadb-admin >/dev/null; then
+  log "installing mariadb-server"
+  apt_install mariadb-server
+fi
+if ! maria_up; then
+  log "starting mariadb"
+  [ -d /run/mysqld ] || as_root install -d -o mysql -g mysql /run/mysqld
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  wait_for 30 mariadb maria_up
+fi
+if ! maria_sql -e 'SELECT 1' >/dev/null 2>&1; then
+  log "mariadb: root over tcp without a password"
+  # Over the Unix socket, as the system's root (a fresh install's root@localhost).
+  as_root mariadb -uroot <<'SQL'
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED VIA mysql_native_password USING PASSWORD('');
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('');
+FLUSH PRIVILEGES;
+SQL
+fi
+maria_sql -e 'CREATE DATABASE IF NOT EXISTS test'
+
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  log "installing redis-server"
+  apt_install redis-server
+fi
+if ! redis_up; then
+  log "starting redis"
+  as_root mkdir -p /var/lib/redis /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for 30 redis redis_up
+fi
+
 # --- the checks -------------------------------------------------------------------------
 log "rustfmt"
 cargo fmt --all -- --check

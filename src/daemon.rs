@@ -213,20 +213,6 @@ impl Daemon {
             .spawn(writer.run(d.writer_cancel.clone(), DRAIN_GRACE));
         d.background
             .spawn(dispatcher.run(d.dispatch_cancel.clone(), DRAIN_GRACE));
-        let api_stop = d.api_cancel.clone();
-        let api_shared = shared.clone();
-        d.background.spawn(async move {
-            if let Err(e) =
-                crate::api::serve(
-                    listener,
-                    api_shared,
-                    async move { api_stop.cancelled().await },
-                )
-                .await
-            {
-                tracing::error!(error = %e, "api server failed");
-            }
-        });
         let retention = config.store.retention;
         let prune_stop = d.probes_cancel.clone();
         let prune_store = store.clone();
@@ -244,6 +230,22 @@ impl Daemon {
             }
         });
         d.apply(&config).await?;
+        // Serve only once the probes are loaded: a status or a push that arrives early waits
+        // in the listen backlog instead of finding an empty daemon.
+        let api_stop = d.api_cancel.clone();
+        let api_shared = shared.clone();
+        d.background.spawn(async move {
+            if let Err(e) =
+                crate::api::serve(
+                    listener,
+                    api_shared,
+                    async move { api_stop.cancelled().await },
+                )
+                .await
+            {
+                tracing::error!(error = %e, "api server failed");
+            }
+        });
         tracing::info!(
             listen = %local_addr,
             probes = config.probes.len(),

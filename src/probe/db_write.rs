@@ -1,35 +1,1654 @@
-//! `kind: db_write` probe (not implemented yet: `validate` rejects it, so no config can use it).
+//! `kind: db_write`: writes a canary row, reads it back and prunes old ones, over one fresh
+//! connection per check, each step timed (`connect`, `write`, `read`, `prune`) and bounded
+//! by the check's deadline. With `replica_dsn`, it also times how long the write takes to
+//! show up on a replica (`replica_connect`, `replication`).
+//!
+//! Why writes and not just reads (Exalate 2021): after a failover, reads passed while every
+//! write hung; a read-only health check saw nothing. So this probe writes, tells a read-only
+//! database (or a refused write) apart from an unreachable one, proves reads still pass
+//! when writes fail, and never waits on a hung write past its deadline: the statement is
+//! dropped with its connection, and the server is told to give up by itself shortly after
+//! (Postgres `statement_timeout`, MariaDB `max_statement_time` and lock wait timeouts,
+//! SQLite's busy timeout), so a stuck database does not collect one waiting session per check.
+//!
+//! The canary table (`probed_canary` unless `table` says otherwise) is created on first use:
+//! `id` (auto-increment key), `token` (random, unique per check) and `written_at_ms` (the
+//! probe's wall clock, unix milliseconds). Pruning keeps the newest `keep` rows with one
+//! short index scan and one ranged delete.
+//!
+//! DSN credentials never appear in a reason: DSNs are shown as `scheme://user@host:port/db`,
+//! query values as `***`, and any password that found its way into a message is blanked.
 
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::Url;
 use serde::Deserialize;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row};
+use tokio::time::Instant;
 
-use super::{CheckCx, FieldError, Observation};
+use super::{CheckCx, FieldError, Observation, until};
+use crate::units::{Dur, Secret, format_duration};
 
-/// Settings of a `db_write` probe.
+/// Default canary table.
+pub const DEFAULT_TABLE: &str = "probed_canary";
+/// Default number of canary rows kept.
+pub const DEFAULT_KEEP: u64 = 100;
+/// Most canary rows `keep` may ask for.
+const MAX_KEEP: u64 = 1_000_000;
+
+/// A database write probe.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Spec {}
+pub struct Spec {
+    /// The database: `postgres://` (or `postgresql://`), `mysql://` (or `mariadb://`) URL
+    /// with user, password, host, port and database, or `sqlite://path` (relative to the
+    /// probe file). The password is never shown.
+    pub dsn: Secret,
+    /// The canary table: a plain identifier, optionally schema-qualified
+    /// (`monitoring.probed_canary`). Created when missing. Default: `probed_canary`.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// A replica of `dsn` (same kind of database) on which the canary row must show up.
+    pub replica_dsn: Option<Secret>,
+    /// How many canary rows to keep; older ones are deleted at each check. Default: 100.
+    #[serde(default = "default_keep")]
+    pub keep: u64,
+    /// Latency expectations. Every one given must hold for the probe to be up.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+fn default_table() -> String {
+    DEFAULT_TABLE.into()
+}
+fn default_keep() -> u64 {
+    DEFAULT_KEEP
+}
+
+/// Latency expectations of a `db_write` probe.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Fail when the INSERT of the canary row takes this long or longer.
+    pub write_under: Option<Dur>,
+    /// Fail when reading the canary row back takes this long or longer.
+    pub read_under: Option<Dur>,
+    /// Fail when the canary row takes this long or longer to show up on the replica
+    /// (needs `replica_dsn`).
+    pub replication_under: Option<Dur>,
+    /// Fail when the whole check (connect, write, read, replication, prune) takes this long
+    /// or longer.
+    pub latency_under: Option<Dur>,
+}
 
 impl Spec {
+    /// Every problem, without I/O. Messages never repeat a DSN: it may hold a password.
     pub fn validate(&self) -> Vec<FieldError> {
-        vec![FieldError::new(
-            "kind",
-            "kind db_write is not implemented yet",
-        )]
+        let mut errs = Vec::new();
+        let primary = match parse_dsn(self.dsn.expose()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errs.push(FieldError::new("dsn", e));
+                None
+            }
+        };
+        if let Some(replica) = &self.replica_dsn {
+            match parse_dsn(replica.expose()) {
+                Err(e) => errs.push(FieldError::new("replica_dsn", e)),
+                Ok(r) => {
+                    if let Some(p) = &primary
+                        && p.driver != r.driver
+                    {
+                        errs.push(FieldError::new(
+                            "replica_dsn",
+                            format!(
+                                "a replica of a {} database must be {} too, not {}",
+                                p.driver.name(),
+                                p.driver.name(),
+                                r.driver.name()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Err(e) = check_table(&self.table) {
+            errs.push(FieldError::new("table", e));
+        }
+        if self.keep == 0 {
+            errs.push(FieldError::new(
+                "keep",
+                "must be at least 1 (the row just written)",
+            ));
+        } else if self.keep > MAX_KEEP {
+            errs.push(FieldError::new(
+                "keep",
+                format!("{} is too many (at most {MAX_KEEP})", self.keep),
+            ));
+        }
+        let e = &self.expect;
+        for (name, d) in [
+            ("write_under", e.write_under),
+            ("read_under", e.read_under),
+            ("replication_under", e.replication_under),
+            ("latency_under", e.latency_under),
+        ] {
+            if d.is_some_and(|d| d.0.is_zero()) {
+                errs.push(FieldError::new(
+                    format!("expect.{name}"),
+                    "must be more than 0",
+                ));
+            }
+        }
+        if e.replication_under.is_some() && self.replica_dsn.is_none() {
+            errs.push(FieldError::new(
+                "expect.replication_under",
+                "needs replica_dsn (the replica to watch)",
+            ));
+        }
+        errs
     }
-    pub fn resolve_paths(&mut self, _base: &std::path::Path) {}
+
+    /// Makes a relative SQLite path relative to `base` (the directory of the probe's file).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for dsn in std::iter::once(&mut self.dsn).chain(self.replica_dsn.as_mut()) {
+            if let Some(resolved) = resolve_sqlite(dsn.expose(), base) {
+                *dsn = Secret::new(resolved);
+            }
+        }
+    }
+
+    /// The DSN's host (lower-case), for the per-host concurrency cap; none for SQLite.
     pub fn target_host(&self) -> Option<String> {
-        None
+        parse_dsn(self.dsn.expose()).ok().and_then(|d| d.host)
     }
+
+    /// Parses the DSNs into connect options and prepares the statements.
     pub fn build(&self) -> Result<Check, String> {
-        Err("kind db_write is not implemented yet".into())
+        if let Some(e) = self.validate().into_iter().next() {
+            return Err(format!("{}: {}", e.path, e.message));
+        }
+        let mut secrets = Vec::new();
+        let primary =
+            Target::new(self.dsn.expose(), &mut secrets).map_err(|e| format!("dsn: {e}"))?;
+        let replica = match &self.replica_dsn {
+            Some(r) => Some(
+                Target::new(r.expose(), &mut secrets).map_err(|e| format!("replica_dsn: {e}"))?,
+            ),
+            None => None,
+        };
+        // Short values would blank out ordinary words; they are never put into a message
+        // anyway, this list is a second line of defence.
+        secrets.retain(|s| s.len() >= 4);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Ok(Check {
+            sql: Sql {
+                driver: primary.driver,
+                table: self.table.clone(),
+                keep: self.keep,
+            },
+            primary,
+            replica,
+            table: self.table.clone(),
+            expect: self.expect.clone(),
+            secrets,
+        })
+    }
+}
+
+/// The canary table name: `name` or `schema.name`, each part a plain identifier.
+fn check_table(table: &str) -> Result<(), String> {
+    let parts: Vec<&str> = table.split('.').collect();
+    let plain = |p: &str| {
+        let mut chars = p.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && p.len() <= 63
+    };
+    if parts.len() > 2 || !parts.iter().all(|p| plain(p)) {
+        return Err(format!(
+            "invalid table name {table:?}: use letters, digits and _ (not first), \
+             at most 63 each, optionally schema.table"
+        ));
+    }
+    Ok(())
+}
+
+/// The kind of database a DSN names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl Driver {
+    fn name(self) -> &'static str {
+        match self {
+            Driver::Postgres => "postgres",
+            Driver::MySql => "mysql",
+            Driver::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A parsed DSN. No `Debug`: it holds the password.
+struct Dsn {
+    driver: Driver,
+    /// What sqlx parses: `mariadb://` rewritten as `mysql://`.
+    url: String,
+    /// For messages: no password, query values as `***`.
+    display: String,
+    /// Lower-case; none for SQLite or a Unix socket.
+    host: Option<String>,
+    /// The password, as written and percent-decoded, for scrubbing messages.
+    secrets: Vec<String>,
+}
+
+/// Parses a DSN. Errors never repeat it (it may hold a password).
+fn parse_dsn(raw: &str) -> Result<Dsn, String> {
+    let raw = raw.trim();
+    let Some((scheme, rest)) = raw.split_once(':') else {
+        return Err(
+            "dsn has no scheme (start it with postgres://, mysql://, mariadb:// or sqlite://)"
+                .into(),
+        );
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    match scheme.as_str() {
+        "postgres" | "postgresql" => network_dsn(Driver::Postgres, &scheme, raw),
+        "mysql" => network_dsn(Driver::MySql, &scheme, raw),
+        "mariadb" => network_dsn(Driver::MySql, &scheme, &format!("mysql:{rest}")),
+        "sqlite" => sqlite_dsn(rest),
+        other => Err(format!(
+            "unsupported dsn scheme {other:?} (use postgres, mysql, mariadb or sqlite)"
+        )),
+    }
+}
+
+fn network_dsn(driver: Driver, scheme: &str, url: &str) -> Result<Dsn, String> {
+    let parsed = Url::parse(url).map_err(|e| format!("invalid dsn: {e}"))?;
+    let host = parsed.host_str().filter(|h| !h.is_empty()).map(|h| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    });
+    // Checked with the driver's own parser, which is what connects later.
+    let checked = match driver {
+        Driver::Postgres => PgConnectOptions::from_str(url).map(|_| ()),
+        _ => MySqlConnectOptions::from_str(url).map(|_| ()),
+    };
+    let mut secrets = Vec::new();
+    if let Some(pw) = parsed.password() {
+        secrets.push(pw.to_string());
+        secrets.push(percent_decode(pw));
+    }
+    if let Err(e) = checked {
+        return Err(scrub(
+            &format!("invalid dsn: {}", lower_first(&e.to_string())),
+            &secrets,
+        ));
+    }
+    let default_port = if driver == Driver::Postgres {
+        5432
+    } else {
+        3306
+    };
+    let mut display = format!("{scheme}://");
+    if !parsed.username().is_empty() {
+        display.push_str(parsed.username());
+        display.push('@');
+    }
+    if let Some(h) = parsed.host_str() {
+        display.push_str(&h.to_ascii_lowercase());
+        display.push_str(&format!(":{}", parsed.port().unwrap_or(default_port)));
+    }
+    display.push_str(parsed.path());
+    if let Some(q) = parsed.query() {
+        display.push('?');
+        display.push_str(&redact_query(q));
+    }
+    Ok(Dsn {
+        driver,
+        url: url.to_string(),
+        display,
+        host,
+        secrets,
+    })
+}
+
+fn sqlite_dsn(rest: &str) -> Result<Dsn, String> {
+    let body = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = match body.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (body, None),
+    };
+    if path.is_empty() {
+        return Err("sqlite dsn has no path (write sqlite://path/to/file.db)".into());
+    }
+    let url = format!("sqlite://{body}");
+    SqliteConnectOptions::from_str(&url)
+        .map_err(|e| format!("invalid dsn: {}", lower_first(&e.to_string())))?;
+    let mut display = format!("sqlite://{path}");
+    if let Some(q) = query {
+        // SQLite options (`mode=rwc`) hold no secret; shown as written.
+        display.push('?');
+        display.push_str(q);
+    }
+    Ok(Dsn {
+        driver: Driver::Sqlite,
+        url,
+        display,
+        host: None,
+        secrets: Vec::new(),
+    })
+}
+
+/// `sqlite://relative/path` made relative to `base`; `None` when nothing changes.
+fn resolve_sqlite(raw: &str, base: &Path) -> Option<String> {
+    let raw = raw.trim();
+    let (scheme, rest) = raw.split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("sqlite") {
+        return None;
+    }
+    let body = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = match body.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (body, None),
+    };
+    if path.is_empty() || path == ":memory:" || Path::new(path).is_absolute() {
+        return None;
+    }
+    let joined = base.join(path);
+    let mut out = format!("sqlite://{}", joined.display());
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Some(out)
+}
+
+/// `a=1&b=2` as `a=***&b=***`.
+fn redact_query(q: &str) -> String {
+    q.split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{k}=***"),
+            None => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Decodes `%XX` escapes; bad escapes stay as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h << 4) | l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Replaces every secret in `s` by `***`.
+fn scrub(s: &str, secrets: &[String]) -> String {
+    let mut out = s.to_string();
+    for secret in secrets {
+        if secret.len() >= 4 && out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// Connect options for one database, ready to connect.
+enum Options {
+    Pg(PgConnectOptions),
+    My(MySqlConnectOptions),
+    Lite(SqliteConnectOptions),
+}
+
+/// One database the check talks to.
+struct Target {
+    driver: Driver,
+    display: String,
+    options: Options,
+}
+
+impl Target {
+    fn new(raw: &str, secrets: &mut Vec<String>) -> Result<Target, String> {
+        let dsn = parse_dsn(raw)?;
+        secrets.extend(dsn.secrets.iter().cloned());
+        let bad = |e: sqlx::Error| scrub(&format!("invalid dsn: {e}"), &dsn.secrets);
+        let options = match dsn.driver {
+            Driver::Postgres => {
+                let mut o = PgConnectOptions::from_str(&dsn.url).map_err(bad)?;
+                if o.get_application_name().is_none() {
+                    o = o.application_name("probed");
+                }
+                Options::Pg(o.disable_statement_logging())
+            }
+            Driver::MySql => Options::My(
+                MySqlConnectOptions::from_str(&dsn.url)
+                    .map_err(bad)?
+                    .disable_statement_logging(),
+            ),
+            Driver::Sqlite => Options::Lite(
+                SqliteConnectOptions::from_str(&dsn.url)
+                    .map_err(bad)?
+                    .disable_statement_logging(),
+            ),
+        };
+        Ok(Target {
+            driver: dsn.driver,
+            display: dsn.display,
+            options,
+        })
+    }
+
+    /// A fresh connection. A MariaDB/MySQL session gets lock wait (and, on MariaDB,
+    /// statement) timeouts that end a little after `deadline`, SQLite a busy timeout, so a
+    /// statement the check abandons does not wait on the server for ever; Postgres gets its
+    /// `statement_timeout` statement by statement (see [`Conn::pg_rows`]).
+    async fn connect(&self, deadline: Instant) -> Result<Conn, sqlx::Error> {
+        let left = deadline.saturating_duration_since(Instant::now()) + SERVER_GRACE;
+        match &self.options {
+            Options::Pg(o) => Ok(Conn::Pg(o.connect().await?)),
+            Options::My(o) => {
+                let mut c = o.connect().await?;
+                let secs = left.as_secs_f64();
+                let whole = secs.ceil().max(1.0) as u64;
+                // `max_statement_time` is MariaDB's (it covers writes); MySQL lacks it, and
+                // there the lock wait timeouts alone bound a blocked write. Best effort: the
+                // client-side deadline holds either way.
+                let both = format!(
+                    "SET SESSION max_statement_time = {secs:.3}, \
+                     innodb_lock_wait_timeout = {whole}, lock_wait_timeout = {whole}"
+                );
+                if sqlx::raw_sql(AssertSqlSafe(both))
+                    .execute(&mut c)
+                    .await
+                    .is_err()
+                {
+                    let locks = format!(
+                        "SET SESSION innodb_lock_wait_timeout = {whole}, lock_wait_timeout = {whole}"
+                    );
+                    let _ = sqlx::raw_sql(AssertSqlSafe(locks)).execute(&mut c).await;
+                }
+                Ok(Conn::My(c))
+            }
+            Options::Lite(o) => Ok(Conn::Lite(o.clone().busy_timeout(left).connect().await?)),
+        }
+    }
+}
+
+/// How long past the check's deadline the server keeps a statement the check abandoned.
+const SERVER_GRACE: Duration = Duration::from_millis(500);
+
+/// The statements of a check. Values are written inline (the token is hex, the rest are
+/// integers), so each statement is one round trip of the simple (text) protocol, without
+/// a prepare on every fresh connection.
+struct Sql {
+    driver: Driver,
+    table: String,
+    keep: u64,
+}
+
+impl Sql {
+    fn create(&self) -> String {
+        let t = &self.table;
+        match self.driver {
+            Driver::Postgres => format!(
+                "CREATE TABLE IF NOT EXISTS {t} (id BIGSERIAL PRIMARY KEY, \
+                 token VARCHAR(64) NOT NULL, written_at_ms BIGINT NOT NULL)"
+            ),
+            Driver::MySql => format!(
+                "CREATE TABLE IF NOT EXISTS {t} (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+                 token VARCHAR(64) NOT NULL, written_at_ms BIGINT NOT NULL)"
+            ),
+            Driver::Sqlite => format!(
+                "CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY, \
+                 token TEXT NOT NULL, written_at_ms INTEGER NOT NULL)"
+            ),
+        }
+    }
+
+    /// `token` is lower-case hex (made by the check, never from outside).
+    fn insert(&self, token: &str, at_ms: i64) -> String {
+        debug_assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+        let returning = if self.driver == Driver::Postgres {
+            " RETURNING id"
+        } else {
+            ""
+        };
+        format!(
+            "INSERT INTO {} (token, written_at_ms) VALUES ('{token}', {at_ms}){returning}",
+            self.table
+        )
+    }
+
+    fn select(&self, id: i64) -> String {
+        format!("SELECT token FROM {} WHERE id = {id}", self.table)
+    }
+
+    /// Deletes all but the newest `keep` rows: one primary-key scan of `keep` + 1 entries
+    /// and a ranged delete. The derived table lets MySQL delete from a table the subquery
+    /// reads; when there are `keep` rows or fewer the bound is NULL and nothing goes.
+    fn prune(&self) -> String {
+        let (t, keep) = (&self.table, self.keep);
+        format!(
+            "DELETE FROM {t} WHERE id <= (SELECT id FROM \
+             (SELECT id FROM {t} ORDER BY id DESC LIMIT 1 OFFSET {keep}) AS cut)"
+        )
+    }
+}
+
+/// An open connection of one of the three kinds.
+enum Conn {
+    Pg(PgConnection),
+    My(MySqlConnection),
+    Lite(SqliteConnection),
+}
+
+impl Conn {
+    /// Runs `sql` (one statement) on Postgres inside a transaction whose
+    /// `statement_timeout` ends a little after `deadline`. `SET LOCAL` ends with the
+    /// transaction: nothing stays on the session, which a transaction-pooling pgbouncer
+    /// would hand to another client next. One round trip with the statement.
+    async fn pg_rows(
+        c: &mut PgConnection,
+        sql: &str,
+        deadline: Instant,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        let ms = (deadline.saturating_duration_since(Instant::now()) + SERVER_GRACE).as_millis();
+        let batch = format!("BEGIN; SET LOCAL statement_timeout = {ms}; {sql}; COMMIT");
+        let rows = sqlx::raw_sql(AssertSqlSafe(batch)).fetch_all(&mut *c).await;
+        if rows.is_err() {
+            // A failed statement leaves the transaction aborted; the connection goes on.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *c).await;
+        }
+        rows
+    }
+
+    /// Runs one statement for its effect.
+    async fn execute(&mut self, sql: &str, deadline: Instant) -> Result<(), sqlx::Error> {
+        let q = AssertSqlSafe(sql.to_string());
+        match self {
+            Conn::Pg(c) => Conn::pg_rows(c, sql, deadline).await.map(|_| ()),
+            Conn::My(c) => sqlx::raw_sql(q).execute(&mut *c).await.map(|_| ()),
+            Conn::Lite(c) => sqlx::raw_sql(q).execute(&mut *c).await.map(|_| ()),
+        }
+    }
+
+    /// `SELECT 1`: proves the database still answers reads.
+    async fn select_one(&mut self) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Pg(c) => sqlx::raw_sql("SELECT 1").execute(&mut *c).await.map(|_| ()),
+            Conn::My(c) => sqlx::raw_sql("SELECT 1").execute(&mut *c).await.map(|_| ()),
+            Conn::Lite(c) => sqlx::raw_sql("SELECT 1").execute(&mut *c).await.map(|_| ()),
+        }
+    }
+
+    /// Inserts the canary row; its id.
+    async fn insert(&mut self, sql: &str, deadline: Instant) -> Result<i64, sqlx::Error> {
+        let q = AssertSqlSafe(sql.to_string());
+        match self {
+            Conn::Pg(c) => Conn::pg_rows(c, sql, deadline)
+                .await?
+                .first()
+                .ok_or(sqlx::Error::RowNotFound)?
+                .try_get::<i64, _>(0),
+            Conn::My(c) => Ok(sqlx::raw_sql(q).execute(&mut *c).await?.last_insert_id() as i64),
+            Conn::Lite(c) => Ok(sqlx::raw_sql(q).execute(&mut *c).await?.last_insert_rowid()),
+        }
+    }
+
+    /// The first column of the first row, as text, if there is a row.
+    async fn first_text(
+        &mut self,
+        sql: &str,
+        deadline: Instant,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let q = AssertSqlSafe(sql.to_string());
+        match self {
+            Conn::Pg(c) => Conn::pg_rows(c, sql, deadline)
+                .await?
+                .first()
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose(),
+            Conn::My(c) => sqlx::raw_sql(q)
+                .fetch_all(&mut *c)
+                .await?
+                .first()
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose(),
+            Conn::Lite(c) => sqlx::raw_sql(q)
+                .fetch_all(&mut *c)
+                .await?
+                .first()
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose(),
+        }
+    }
+}
+
+/// What a failed statement means for the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The canary table does not exist (yet).
+    MissingTable,
+    /// The table already exists (a concurrent `CREATE TABLE IF NOT EXISTS`).
+    AlreadyExists,
+    /// The database refuses every write: read-only mode, a hot standby, a read-only
+    /// transaction default.
+    ReadOnly,
+    /// This user may not write here.
+    Denied,
+    /// The password or user was refused.
+    Auth,
+    Other,
+}
+
+fn classify(driver: Driver, e: &sqlx::Error) -> Failure {
+    let sqlx::Error::Database(d) = e else {
+        return Failure::Other;
+    };
+    match driver {
+        Driver::Postgres => match d.code().as_deref() {
+            Some("42P01") => Failure::MissingTable,
+            Some("42P07") | Some("23505") => Failure::AlreadyExists,
+            Some("25006") => Failure::ReadOnly,
+            Some("42501") => Failure::Denied,
+            Some("28P01") | Some("28000") => Failure::Auth,
+            _ => Failure::Other,
+        },
+        Driver::MySql => match d
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(|e| e.number())
+        {
+            Some(1146) => Failure::MissingTable,
+            Some(1050) => Failure::AlreadyExists,
+            // ER_OPTION_PREVENTS_STATEMENT (read_only, super_read_only),
+            // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION, ER_READ_ONLY_MODE (innodb_read_only).
+            Some(1290) | Some(1792) | Some(1836) => Failure::ReadOnly,
+            // Table, database, column or command access denied.
+            Some(1142) | Some(1044) | Some(1143) | Some(1227) => Failure::Denied,
+            Some(1045) | Some(1698) => Failure::Auth,
+            _ => Failure::Other,
+        },
+        Driver::Sqlite => {
+            let code: i64 = d.code().and_then(|c| c.parse().ok()).unwrap_or(0);
+            if code & 0xff == 8 {
+                // SQLITE_READONLY and its extended codes.
+                Failure::ReadOnly
+            } else if code & 0xff == 23 {
+                // SQLITE_AUTH
+                Failure::Denied
+            } else if d.message().starts_with("no such table") {
+                Failure::MissingTable
+            } else if d.message().contains("already exists") {
+                Failure::AlreadyExists
+            } else {
+                Failure::Other
+            }
+        }
+    }
+}
+
+/// A driver error in one line: the server's own message with its code, or what went wrong
+/// on the way (`connection refused`).
+fn error_text(driver: Driver, e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => {
+            let msg = d.message().trim_end_matches('.');
+            match driver {
+                Driver::MySql => match d.try_downcast_ref::<MySqlDatabaseError>() {
+                    Some(my) => format!("{msg} (error {})", my.number()),
+                    None => msg.to_string(),
+                },
+                Driver::Postgres => match d.code() {
+                    Some(c) => format!("{msg} (SQLSTATE {c})"),
+                    None => msg.to_string(),
+                },
+                Driver::Sqlite => match d.code() {
+                    Some(c) => format!("{msg} (sqlite code {c})"),
+                    None => msg.to_string(),
+                },
+            }
+        }
+        sqlx::Error::Io(e) => io_text(e),
+        sqlx::Error::Tls(e) => format!("tls: {}", lower_first(&e.to_string())),
+        sqlx::Error::Protocol(s) => format!("protocol error: {s}"),
+        sqlx::Error::Configuration(e) => format!("bad connection settings: {e}"),
+        other => lower_first(&other.to_string()),
+    }
+}
+
+fn io_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset by the server".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::UnexpectedEof => "connection closed by the server".into(),
+        K::BrokenPipe => "connection closed by the server (broken pipe)".into(),
+        K::TimedOut => "connection timed out".into(),
+        _ => {
+            let s = e.to_string();
+            let s = match s.find(" (os error ") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            };
+            lower_first(s.trim_end_matches('.'))
+        }
+    }
+}
+
+/// Lower-cases the first letter unless the first word is an acronym (`TLS`).
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
+            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
+        }
+        _ => s.to_string(),
     }
 }
 
 /// A runnable `db_write` probe.
-pub struct Check {}
+pub struct Check {
+    primary: Target,
+    replica: Option<Target>,
+    table: String,
+    sql: Sql,
+    expect: Expect,
+    /// Passwords of the DSNs, longest first: blanked out of any reason.
+    secrets: Vec<String>,
+}
 
 impl Check {
-    pub async fn check(&self, _cx: &CheckCx<'_>) -> Observation {
-        Observation::default().fail("kind db_write is not implemented yet")
+    /// One check: connect, write, read back, (wait for the replica), prune, judge. Never
+    /// fails other than with an `Observation` that says why.
+    pub async fn check(&self, cx: &CheckCx<'_>) -> Observation {
+        let started = Instant::now();
+        let mut obs = Observation::default();
+        let ran = self.run(cx, started, &mut obs).await;
+        obs.duration = started.elapsed();
+        match ran.and_then(|()| self.verdict(&obs)) {
+            Ok(()) => {
+                obs.ok = true;
+                obs
+            }
+            Err(reason) => obs.fail(scrub(&reason, &self.secrets)),
+        }
+    }
+
+    async fn run(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        obs: &mut Observation,
+    ) -> Result<(), String> {
+        let p = &self.primary;
+        let d = p.driver;
+
+        let t = Instant::now();
+        let connected = until(cx, started, "connecting", p.connect(cx.deadline)).await;
+        obs.phase("connect", t.elapsed());
+        let mut conn = connect_result(p, connected, "")?;
+
+        let mut replica = match &self.replica {
+            None => None,
+            Some(r) => {
+                let t = Instant::now();
+                let connected = until(cx, started, "connecting", r.connect(cx.deadline)).await;
+                obs.phase("replica_connect", t.elapsed());
+                Some(connect_result(r, connected, " the replica")?)
+            }
+        };
+
+        // Write: the INSERT, and on a missing table, CREATE TABLE IF NOT EXISTS and the
+        // INSERT again.
+        let token = format!("{:032x}", rand::random::<u128>());
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let t = Instant::now();
+        let written = until(
+            cx,
+            started,
+            "writing",
+            self.write(&mut conn, &token, at_ms, cx.deadline),
+        )
+        .await;
+        obs.phase("write", t.elapsed());
+        let id = match written {
+            Err(timeout) => return Err(format!("{timeout} to {} on {}", self.table, p.display)),
+            Ok(Ok(id)) => id,
+            Ok(Err(e)) => return Err(self.write_refused(cx, started, obs, &mut conn, &e).await),
+        };
+
+        // Read it back on the same connection.
+        let t = Instant::now();
+        let select = self.sql.select(id);
+        let read = until(
+            cx,
+            started,
+            "reading",
+            conn.first_text(&select, cx.deadline),
+        )
+        .await;
+        obs.phase("read", t.elapsed());
+        match read {
+            Err(timeout) => {
+                return Err(format!(
+                    "{timeout} back from {} on {}",
+                    self.table, p.display
+                ));
+            }
+            Ok(Err(e)) => return Err(format!("read back failed: {}", error_text(d, &e))),
+            Ok(Ok(None)) => {
+                return Err(format!(
+                    "the canary row just written (id {id}) is not there on read back"
+                ));
+            }
+            Ok(Ok(Some(got))) if got != token => {
+                return Err(format!(
+                    "read back another canary row for id {id} than the one just written"
+                ));
+            }
+            Ok(Ok(Some(_))) => {}
+        }
+
+        // Replication: poll the replica until the row shows up.
+        if let (Some(r), Some(rconn)) = (&self.replica, replica.as_mut()) {
+            let t = Instant::now();
+            let seen = until(
+                cx,
+                started,
+                "waiting for the write to reach the replica",
+                self.await_replica(rconn, id, &token, cx.deadline),
+            )
+            .await;
+            obs.phase("replication", t.elapsed());
+            match seen {
+                Err(timeout) => return Err(format!("{timeout} {}", r.display)),
+                Ok(Err(e)) => {
+                    return Err(format!(
+                        "reading the replica {} failed: {}",
+                        r.display,
+                        error_text(d, &e)
+                    ));
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+        drop(replica);
+
+        let t = Instant::now();
+        let prune = self.sql.prune();
+        let pruned = until(cx, started, "pruning", conn.execute(&prune, cx.deadline)).await;
+        obs.phase("prune", t.elapsed());
+        match pruned {
+            Err(timeout) => Err(format!("{timeout} {} on {}", self.table, p.display)),
+            Ok(Err(e)) => Err(format!(
+                "pruning old canary rows of {} failed: {}",
+                self.table,
+                error_text(d, &e)
+            )),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// The INSERT; on a missing table, CREATE TABLE IF NOT EXISTS and the INSERT again
+    /// (trying the INSERT first costs nothing once the table is there, and needs no
+    /// CREATE privilege then).
+    async fn write(
+        &self,
+        conn: &mut Conn,
+        token: &str,
+        at_ms: i64,
+        deadline: Instant,
+    ) -> Result<i64, sqlx::Error> {
+        let d = self.primary.driver;
+        let insert = self.sql.insert(token, at_ms);
+        match conn.insert(&insert, deadline).await {
+            Err(e) if classify(d, &e) == Failure::MissingTable => {
+                if let Err(e) = conn.execute(&self.sql.create(), deadline).await
+                    && classify(d, &e) != Failure::AlreadyExists
+                {
+                    return Err(e);
+                }
+                conn.insert(&insert, deadline).await
+            }
+            other => other,
+        }
+    }
+
+    /// The reason for a failed write; for a read-only database or a refused write, whether
+    /// reads still pass (a `SELECT 1`, timed as the `read` phase).
+    async fn write_refused(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        obs: &mut Observation,
+        conn: &mut Conn,
+        e: &sqlx::Error,
+    ) -> String {
+        let d = self.primary.driver;
+        let text = error_text(d, e);
+        let head = match classify(d, e) {
+            Failure::ReadOnly => format!("database is read-only: {text}"),
+            Failure::Denied => format!("write refused: {text}"),
+            _ => return format!("write to {} failed: {text}", self.table),
+        };
+        let t = Instant::now();
+        let read = until(cx, started, "reading", conn.select_one()).await;
+        obs.phase("read", t.elapsed());
+        match read {
+            Ok(Ok(())) => format!("{head}; reads still pass"),
+            Ok(Err(e)) => format!("{head}; reads fail too: {}", error_text(d, &e)),
+            Err(_) => format!("{head}; reads did not answer before the deadline either"),
+        }
+    }
+
+    async fn await_replica(
+        &self,
+        rconn: &mut Conn,
+        id: i64,
+        token: &str,
+        deadline: Instant,
+    ) -> Result<(), sqlx::Error> {
+        // Polls quickly at first (a healthy replica is milliseconds behind), then every
+        // 100 ms; the check's deadline bounds the whole wait.
+        let select = self.sql.select(id);
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if rconn.first_text(&select, deadline).await?.as_deref() == Some(token) {
+                return Ok(());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    fn verdict(&self, obs: &Observation) -> Result<(), String> {
+        let phase = |name: &str| {
+            obs.phases
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(Duration::ZERO, |p| p.1)
+        };
+        let e = &self.expect;
+        let mut slow = Vec::new();
+        for (what, field, took, limit) in [
+            ("write", "write_under", phase("write"), e.write_under),
+            ("read", "read_under", phase("read"), e.read_under),
+            (
+                "replication",
+                "replication_under",
+                phase("replication"),
+                e.replication_under,
+            ),
+            ("check", "latency_under", obs.duration, e.latency_under),
+        ] {
+            if let Some(limit) = limit
+                && took >= limit.0
+            {
+                slow.push(format!(
+                    "{what} took {} ({field} {limit})",
+                    format_duration(took)
+                ));
+            }
+        }
+        if slow.is_empty() {
+            Ok(())
+        } else {
+            Err(slow.join("; "))
+        }
+    }
+}
+
+/// A connection attempt's outcome as a reason: the DSN without its password, and what the
+/// server or the network said.
+fn connect_result(
+    target: &Target,
+    connected: Result<Result<Conn, sqlx::Error>, String>,
+    which: &str,
+) -> Result<Conn, String> {
+    match connected {
+        Ok(Ok(c)) => Ok(c),
+        Err(timeout) => Err(format!("{timeout} to{which} {}", target.display)),
+        Ok(Err(e)) => {
+            let text = error_text(target.driver, &e);
+            let text = if classify(target.driver, &e) == Failure::Auth {
+                format!("authentication failed: {text}")
+            } else {
+                text
+            };
+            Err(format!(
+                "cannot connect to{which} {}: {text}",
+                target.display
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::probe::Env;
+
+    // ---- helpers -------------------------------------------------------------------------
+
+    /// The machine's PostgreSQL (trust auth on 127.0.0.1) and MariaDB (root, no password).
+    const PG: &str = "postgres://postgres@127.0.0.1:5432";
+    const MY: &str = "mysql://root@127.0.0.1:3306";
+
+    fn spec(yaml: &str) -> Spec {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+    }
+
+    async fn run_in(spec: &Spec, within: Duration) -> Observation {
+        let check = spec.build().expect("build");
+        let env = Env::new(&[]).expect("env");
+        let cx = CheckCx {
+            env: &env,
+            deadline: Instant::now() + within,
+        };
+        check.check(&cx).await
+    }
+
+    async fn run(spec: &Spec) -> Observation {
+        run_in(spec, Duration::from_secs(10)).await
+    }
+
+    fn reason(obs: &Observation) -> &str {
+        obs.error.as_deref().unwrap_or("")
+    }
+
+    fn phases(obs: &Observation) -> Vec<&'static str> {
+        obs.phases.iter().map(|p| p.0).collect()
+    }
+
+    #[track_caller]
+    fn assert_up(obs: &Observation) {
+        assert!(obs.ok, "expected up, got {:?}", obs.error);
+        assert!(obs.error.is_none());
+    }
+
+    #[track_caller]
+    fn assert_down(obs: &Observation, needle: &str) {
+        assert!(!obs.ok, "expected down with {needle:?}, got up");
+        assert!(
+            reason(obs).contains(needle),
+            "reason {:?} does not contain {needle:?}",
+            reason(obs)
+        );
+    }
+
+    fn unique(prefix: &str) -> String {
+        format!("{prefix}_{:016x}", rand::random::<u64>())
+    }
+
+    /// Statements run when the test ends, pass or fail (dropping tables, databases, users),
+    /// each on a fresh connection from a thread of its own.
+    #[derive(Default)]
+    struct Cleanup(Vec<(Driver, String, String)>);
+
+    impl Cleanup {
+        fn pg(&mut self, url: &str, sql: String) {
+            self.0.push((Driver::Postgres, url.to_string(), sql));
+        }
+        fn my(&mut self, url: &str, sql: String) {
+            self.0.push((Driver::MySql, url.to_string(), sql));
+        }
+    }
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let jobs = std::mem::take(&mut self.0);
+            let done = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    for (driver, url, sql) in jobs.into_iter().rev() {
+                        let _ = admin(driver, &url, &sql).await;
+                    }
+                });
+            });
+            let _ = done.join();
+        }
+    }
+
+    /// Runs `sql` (one or more statements) on a fresh admin connection.
+    async fn admin(driver: Driver, url: &str, sql: &str) -> Result<(), sqlx::Error> {
+        let sql = AssertSqlSafe(sql.to_string());
+        match driver {
+            Driver::Postgres => {
+                let mut c = PgConnection::connect(url).await?;
+                sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
+            }
+            _ => {
+                let mut c = MySqlConnection::connect(url).await?;
+                sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
+            }
+        }
+    }
+
+    async fn pg(sql: &str) {
+        admin(Driver::Postgres, &format!("{PG}/test"), sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn my(sql: &str) {
+        admin(Driver::MySql, &format!("{MY}/test"), sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn pg_scalar(c: &mut PgConnection, sql: &str) -> i64 {
+        sqlx::query_scalar(AssertSqlSafe(sql.to_string()))
+            .fetch_one(c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn pg_count(table: &str) -> i64 {
+        let mut c = PgConnection::connect(&format!("{PG}/test")).await.unwrap();
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+
+    async fn my_scalar(c: &mut MySqlConnection, sql: &str) -> i64 {
+        sqlx::query_scalar(AssertSqlSafe(sql.to_string()))
+            .fetch_one(c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn my_count(table: &str) -> i64 {
+        let mut c = MySqlConnection::connect(&format!("{MY}/test"))
+            .await
+            .unwrap();
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+
+    // ---- PostgreSQL ----------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn postgres_writes_reads_and_prunes_to_keep() {
+        let table = unique("probed_t");
+        let mut cleanup = Cleanup::default();
+        cleanup.pg(
+            &format!("{PG}/test"),
+            format!("DROP TABLE IF EXISTS {table}"),
+        );
+        let s = spec(&format!("{{dsn: '{PG}/test', table: {table}, keep: 3}}"));
+        for _ in 0..5 {
+            let obs = run(&s).await;
+            assert_up(&obs);
+            assert_eq!(phases(&obs), ["connect", "write", "read", "prune"]);
+        }
+        assert_eq!(pg_count(&table).await, 3);
+    }
+
+    #[tokio::test]
+    async fn postgres_read_only_database_is_down_while_reads_pass() {
+        let db = unique("probed_t");
+        let mut cleanup = Cleanup::default();
+        cleanup.pg(
+            &format!("{PG}/test"),
+            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        );
+        pg(&format!("CREATE DATABASE {db}")).await;
+        pg(&format!(
+            "ALTER DATABASE {db} SET default_transaction_read_only = on"
+        ))
+        .await;
+        let obs = run(&spec(&format!("{{dsn: '{PG}/{db}'}}"))).await;
+        assert_down(&obs, "database is read-only: ");
+        assert_down(&obs, "(SQLSTATE 25006); reads still pass");
+        assert_eq!(phases(&obs), ["connect", "write", "read"]);
+    }
+
+    #[tokio::test]
+    async fn postgres_write_blocked_by_a_lock_is_down_at_the_deadline() {
+        let table = unique("probed_t");
+        let mut cleanup = Cleanup::default();
+        cleanup.pg(
+            &format!("{PG}/test"),
+            format!("DROP TABLE IF EXISTS {table}"),
+        );
+        let s = spec(&format!("{{dsn: '{PG}/test', table: {table}}}"));
+        assert_up(&run(&s).await);
+
+        // Another session holds the table: every write waits, as after a bad failover.
+        let mut holder = PgConnection::connect(&format!("{PG}/test")).await.unwrap();
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+        )))
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+        // Watches the server's sessions from a connection opened beforehand.
+        let mut watch = PgConnection::connect(&format!("{PG}/test")).await.unwrap();
+        let waiting = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'probed' \
+             AND query LIKE '%INSERT INTO {table} %'"
+        );
+
+        let deadline = Duration::from_millis(800);
+        let t = Instant::now();
+        let obs = run_in(&s, deadline).await;
+        let took = t.elapsed();
+        assert_down(&obs, "timed out after ");
+        assert_down(&obs, "ms while writing to ");
+        assert!(
+            took < deadline + Duration::from_millis(250),
+            "the check took {took:?}"
+        );
+        assert_eq!(phases(&obs), ["connect", "write"]);
+
+        // The abandoned INSERT is still waiting on the server (it has 500 ms of grace)...
+        assert_eq!(
+            pg_scalar(&mut watch, &waiting).await,
+            1,
+            "the abandoned INSERT is not seen"
+        );
+        // ...and its statement_timeout ends it soon, while the lock is still held: a stuck
+        // database does not collect one waiting session per check.
+        let gone = tokio::time::timeout(Duration::from_secs(5), async {
+            while pg_scalar(&mut watch, &waiting).await != 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            gone.is_ok(),
+            "the abandoned INSERT still waits on the server"
+        );
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn postgres_refused_port_is_down() {
+        let obs = run(&spec(
+            "{dsn: 'postgres://probe:s3cretpass@127.0.0.1:1/app'}",
+        ))
+        .await;
+        assert_down(
+            &obs,
+            "cannot connect to postgres://probe@127.0.0.1:1/app: connection refused",
+        );
+        assert!(!reason(&obs).contains("s3cretpass"));
+    }
+
+    #[tokio::test]
+    async fn postgres_server_that_never_answers_is_down_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accepts connections and keeps them open without a word.
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                open.push(sock);
+            }
+        });
+        let deadline = Duration::from_millis(500);
+        let t = Instant::now();
+        let obs = run_in(
+            &spec(&format!("{{dsn: 'postgres://p@127.0.0.1:{port}/x'}}")),
+            deadline,
+        )
+        .await;
+        assert!(t.elapsed() < deadline + Duration::from_millis(250));
+        assert_down(&obs, "while connecting to postgres://p@127.0.0.1:");
+        held.abort();
+    }
+
+    #[tokio::test]
+    async fn postgres_replica_on_the_same_server_sees_the_write() {
+        let table = unique("probed_t");
+        let mut cleanup = Cleanup::default();
+        cleanup.pg(
+            &format!("{PG}/test"),
+            format!("DROP TABLE IF EXISTS {table}"),
+        );
+        let s = spec(&format!(
+            "{{dsn: '{PG}/test', replica_dsn: '{PG}/test', table: {table}, \
+             expect: {{replication_under: 5s}}}}"
+        ));
+        let obs = run(&s).await;
+        assert_up(&obs);
+        assert_eq!(
+            phases(&obs),
+            [
+                "connect",
+                "replica_connect",
+                "write",
+                "read",
+                "replication",
+                "prune"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn postgres_slow_write_is_down_with_the_figure() {
+        let table = unique("probed_t");
+        let mut cleanup = Cleanup::default();
+        cleanup.pg(
+            &format!("{PG}/test"),
+            format!("DROP TABLE IF EXISTS {table}"),
+        );
+        let s = spec(&format!(
+            "{{dsn: '{PG}/test', table: {table}, expect: {{write_under: 1us, read_under: 10s}}}}"
+        ));
+        let obs = run(&s).await;
+        assert_down(&obs, "write took ");
+        assert_down(&obs, " (write_under 1µs)");
+        assert!(!reason(&obs).contains("read took"), "{}", reason(&obs));
+    }
+
+    // ---- MariaDB -------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn mariadb_writes_reads_and_prunes_to_keep() {
+        let table = unique("probed_t");
+        let mut cleanup = Cleanup::default();
+        cleanup.my(
+            &format!("{MY}/test"),
+            format!("DROP TABLE IF EXISTS {table}"),
+        );
+        // `mariadb://` is the MySQL protocol.
+        let s = spec(&format!(
+            "{{dsn: 'mariadb://root@127.0.0.1:3306/test', table: {table}, keep: 2}}"
+        ));
+        for _ in 0..4 {
+            let obs = run(&s).await;
+            assert_up(&obs);
+            assert_eq!(phases(&obs), ["connect", "write", "read", "prune"]);
+        }
+        assert_eq!(my_count(&table).await, 2);
+    }
+
+    /// A database that refuses writes. `SET GLOBAL read_only` would do it, but it is global:
+    /// it would fail every other test writing to this server meanwhile. A user with only
+    /// SELECT gets the same treatment (writes refused, reads pass) for this test alone.
+    #[tokio::test]
+    async fn mariadb_refused_write_is_down_while_reads_pass() {
+        let table = unique("probed_t");
+        let user = unique("probed_ro");
+        let mut cleanup = Cleanup::default();
+        cleanup.my(
+            &format!("{MY}/test"),
+            format!("DROP TABLE IF EXISTS {table}"),
+        );
+        cleanup.my(
+            &format!("{MY}/test"),
+            format!("DROP USER IF EXISTS '{user}'@'%'"),
+        );
+        assert_up(&run(&spec(&format!("{{dsn: '{MY}/test', table: {table}}}"))).await);
+        my(&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'ro-pass-9876'"
+        ))
+        .await;
+        my(&format!("GRANT SELECT ON test.* TO '{user}'@'%'")).await;
+
+        let s = spec(&format!(
+            "{{dsn: 'mysql://{user}:ro-pass-9876@127.0.0.1:3306/test', table: {table}}}"
+        ));
+        let obs = run(&s).await;
+        assert_down(&obs, "write refused: INSERT command denied to user");
+        assert_down(&obs, "(error 1142); reads still pass");
+        assert!(!reason(&obs).contains("ro-pass-9876"));
+    }
+
+    #[tokio::test]
+    async fn mariadb_wrong_password_is_down_without_the_password() {
+        let obs = run(&spec(
+            "{dsn: 'mysql://root:wrong-pass-4321@127.0.0.1:3306/test'}",
+        ))
+        .await;
+        assert_down(
+            &obs,
+            "cannot connect to mysql://root@127.0.0.1:3306/test: authentication failed: ",
+        );
+        assert_down(&obs, "(error 1045)");
+        assert!(
+            !reason(&obs).contains("wrong-pass-4321"),
+            "{}",
+            reason(&obs)
+        );
+    }
+
+    #[tokio::test]
+    async fn mariadb_write_blocked_by_a_table_lock_is_down_at_the_deadline() {
+        let table = unique("probed_t");
+        let mut cleanup = Cleanup::default();
+        cleanup.my(
+            &format!("{MY}/test"),
+            format!("DROP TABLE IF EXISTS {table}"),
+        );
+        let s = spec(&format!("{{dsn: '{MY}/test', table: {table}}}"));
+        assert_up(&run(&s).await);
+
+        let mut holder = MySqlConnection::connect(&format!("{MY}/test"))
+            .await
+            .unwrap();
+        sqlx::raw_sql(AssertSqlSafe(format!("LOCK TABLES {table} WRITE")))
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        // Watches the server's sessions from a connection opened beforehand.
+        let mut watch = MySqlConnection::connect(&format!("{MY}/test"))
+            .await
+            .unwrap();
+        let waiting = format!(
+            "SELECT count(*) FROM information_schema.processlist \
+             WHERE info LIKE 'INSERT INTO {table} %'"
+        );
+        let deadline = Duration::from_millis(800);
+        let t = Instant::now();
+        let obs = run_in(&s, deadline).await;
+        let took = t.elapsed();
+        assert_down(&obs, "ms while writing to ");
+        assert!(took < deadline + Duration::from_millis(250), "{took:?}");
+
+        // The abandoned INSERT is still waiting on the server (it has 500 ms of grace)...
+        assert_eq!(my_scalar(&mut watch, &waiting).await, 1);
+        // ...and the session's timeouts end it soon, while the lock is still held (the
+        // server's default lock_wait_timeout is a day).
+        let gone = tokio::time::timeout(Duration::from_secs(10), async {
+            while my_scalar(&mut watch, &waiting).await != 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            gone.is_ok(),
+            "the abandoned INSERT still waits on the server"
+        );
+        sqlx::raw_sql("UNLOCK TABLES")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+    }
+
+    // ---- SQLite --------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn sqlite_writes_prunes_and_detects_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("canary.db");
+        let s = spec(&format!(
+            "{{dsn: 'sqlite://{}?mode=rwc', keep: 2}}",
+            file.display()
+        ));
+        for _ in 0..4 {
+            let obs = run(&s).await;
+            assert_up(&obs);
+            assert_eq!(phases(&obs), ["connect", "write", "read", "prune"]);
+        }
+        let mut c = SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM probed_canary")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+
+        let ro = spec(&format!("{{dsn: 'sqlite://{}?mode=ro'}}", file.display()));
+        let obs = run(&ro).await;
+        assert_down(
+            &obs,
+            "database is read-only: attempt to write a readonly database",
+        );
+        assert_down(&obs, "; reads still pass");
+    }
+
+    // ---- spec ----------------------------------------------------------------------------
+
+    fn errors(yaml: &str) -> Vec<String> {
+        spec(yaml)
+            .validate()
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn validation_names_every_problem_without_the_password() {
+        let cases: &[(&str, &[&str])] = &[
+            ("{dsn: 'postgres://u:pw12345@db/app'}", &[]),
+            (
+                "{dsn: 'oracle://u:pw12345@db/app'}",
+                &["dsn: unsupported dsn scheme \"oracle\""],
+            ),
+            ("{dsn: 'no scheme here'}", &["dsn: dsn has no scheme"]),
+            ("{dsn: 'sqlite://'}", &["dsn: sqlite dsn has no path"]),
+            (
+                "{dsn: 'postgres://db/app', table: 'x; DROP TABLE y'}",
+                &["table: invalid table name"],
+            ),
+            ("{dsn: 'postgres://db/app', table: monitoring.canary}", &[]),
+            (
+                "{dsn: 'postgres://db/app', table: a.b.c}",
+                &["table: invalid"],
+            ),
+            (
+                "{dsn: 'postgres://db/app', keep: 0}",
+                &["keep: must be at least 1"],
+            ),
+            (
+                "{dsn: 'postgres://db/app', expect: {replication_under: 1s}}",
+                &["expect.replication_under: needs replica_dsn"],
+            ),
+            (
+                "{dsn: 'postgres://db/app', replica_dsn: 'mysql://r/app'}",
+                &["replica_dsn: a replica of a postgres database must be postgres too"],
+            ),
+            (
+                "{dsn: 'postgres://db/app', expect: {write_under: 0s}}",
+                &["expect.write_under: must be more than 0"],
+            ),
+        ];
+        for (yaml, want) in cases {
+            let got = errors(yaml);
+            assert_eq!(got.len(), want.len(), "{yaml}: {got:?}");
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!(g.starts_with(w), "{yaml}: {g:?} should start with {w:?}");
+                assert!(!g.contains("pw12345"), "{g}");
+            }
+        }
+        assert!(
+            serde_yaml::from_str::<Spec>("{dsn: 'postgres://db/app', tabel: x}").is_err(),
+            "unknown fields are refused"
+        );
+    }
+
+    #[test]
+    fn dsns_are_shown_without_credentials() {
+        let cases = [
+            (
+                "postgres://probe:s3cret@DB.example.com/app",
+                "postgres://probe@db.example.com:5432/app",
+            ),
+            (
+                "postgresql://probe:s3cret@db:6432/app?sslmode=require&password=s3cret",
+                "postgresql://probe@db:6432/app?sslmode=***&password=***",
+            ),
+            (
+                "mariadb://root:s3cret@10.0.0.5/shop",
+                "mariadb://root@10.0.0.5:3306/shop",
+            ),
+            (
+                "sqlite:///var/lib/app.db?mode=rw",
+                "sqlite:///var/lib/app.db?mode=rw",
+            ),
+        ];
+        for (dsn, shown) in cases {
+            let d = parse_dsn(dsn).unwrap_or_else(|e| panic!("{dsn}: {e}"));
+            assert_eq!(d.display, shown);
+        }
+        assert_eq!(parse_dsn("mariadb://u@h/d").unwrap().url, "mysql://u@h/d");
+        assert_eq!(
+            spec("{dsn: 'postgres://u:p@Db.Example.com/app'}")
+                .target_host()
+                .as_deref(),
+            Some("db.example.com")
+        );
+        assert_eq!(spec("{dsn: 'sqlite://x.db'}").target_host(), None);
+        // The password never shows through Debug either.
+        let s = spec("{dsn: 'postgres://u:s3cret@db/app'}");
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn relative_sqlite_paths_follow_the_probe_file() {
+        let mut s =
+            spec("{dsn: 'sqlite://data/canary.db?mode=rwc', replica_dsn: 'sqlite:///abs.db'}");
+        s.resolve_paths(Path::new("/etc/probed/probes"));
+        assert_eq!(
+            s.dsn.expose(),
+            "sqlite:///etc/probed/probes/data/canary.db?mode=rwc"
+        );
+        assert_eq!(s.replica_dsn.as_ref().unwrap().expose(), "sqlite:///abs.db");
+        let mut pg = spec("{dsn: 'postgres://db/app'}");
+        pg.resolve_paths(Path::new("/etc"));
+        assert_eq!(pg.dsn.expose(), "postgres://db/app");
     }
 }

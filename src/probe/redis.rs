@@ -1,32 +1,1224 @@
-//! `kind: redis` probe (not implemented yet: `validate` rejects it, so no config can use it).
+//! `kind: redis`: connects (`connect`), reads `INFO` (`info`) and judges Redis persistence
+//! and memory: the last background save succeeded, is recent, was quick, the fork was cheap,
+//! copy-on-write stayed small and there is memory headroom for the next one; optionally
+//! the AOF is healthy and the dump file is on disk.
+//!
+//! Why (Wisembly 2020): dumps every two minutes ate the RAM of the machine, first slowing
+//! everything beside Redis, then crashing it. The figures that show it coming are all in
+//! `INFO`: `rdb_last_bgsave_time_sec` growing, `latest_fork_usec` and `rdb_last_cow_size`
+//! climbing, `used_memory_rss` plus the copy-on-write of the next fork nearing the limit.
+//!
+//! `INFO` is parsed as text, field by field: an unknown field is ignored, a missing or
+//! unreadable one that an expectation needs fails the probe with a reason that names it.
+//! The URL's password never appears in a reason.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::Url;
 use serde::Deserialize;
+use tokio::time::Instant;
 
-use super::{CheckCx, FieldError, Observation};
+use super::{CheckCx, FieldError, Observation, until};
+use crate::units::{ByteSize, Dur, Secret, format_bytes, format_duration, parse_bytes};
 
-/// Settings of a `redis` probe.
+/// A Redis persistence and memory probe.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Spec {}
+pub struct Spec {
+    /// `redis://[user:password@]host[:port][/db]`. The password is never shown.
+    /// (`rediss://` needs the redis crate's TLS support, which this build lacks.)
+    pub url: Secret,
+    /// Fail when the last successful save (`rdb_last_save_time`) is older than this while
+    /// there are changes not yet saved (`rdb_changes_since_last_save` > 0).
+    pub max_save_age: Option<Dur>,
+    /// Fail when the last background save took longer than this
+    /// (`rdb_last_bgsave_time_sec`).
+    pub max_bgsave_duration: Option<Dur>,
+    /// Fail when a background save has been running for longer than this
+    /// (`rdb_current_bgsave_time_sec` while `rdb_bgsave_in_progress:1`).
+    pub max_bgsave_in_progress: Option<Dur>,
+    /// Fail when the latest fork took longer than this (`latest_fork_usec`).
+    pub max_fork: Option<Dur>,
+    /// Fail when the last background save copied more than this on write
+    /// (`rdb_last_cow_size`).
+    pub max_cow: Option<ByteSize>,
+    /// Least memory headroom: the limit (`maxmemory`, or `total_system_memory` when
+    /// `maxmemory` is 0) minus `used_memory_rss` and the last save's copy-on-write. A size
+    /// (`512MB`) or a share of the limit (`"20%"`).
+    pub min_headroom: Option<Headroom>,
+    /// When the AOF is on (`aof_enabled:1`), require `aof_last_write_status:ok` and
+    /// `aof_last_bgrewrite_status:ok`. Default: false.
+    #[serde(default)]
+    pub aof: bool,
+    /// The RDB file on disk (relative to the probe file): its size is reported, and the
+    /// probe fails when it is missing. Only meaningful where probed sees Redis's disk.
+    pub dump_file: Option<PathBuf>,
+}
+
+/// `min_headroom`: bytes, or a percentage of the memory limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Headroom {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl std::fmt::Display for Headroom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Headroom::Bytes(b) => f.write_str(&format_bytes(*b)),
+            Headroom::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Headroom {
+    fn parse(s: &str) -> Result<Headroom, String> {
+        let t = s.trim();
+        match t.strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.trim().parse().map_err(|_| {
+                    format!("invalid headroom {t:?} (write a size such as 512MB or a share such as \"20%\")")
+                })?;
+                if !(p > 0.0 && p < 100.0) {
+                    return Err(format!("headroom {t:?} must be between 0% and 100%"));
+                }
+                Ok(Headroom::Percent(p))
+            }
+            None => parse_bytes(t).map(Headroom::Bytes),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Headroom {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Headroom::Bytes(n)),
+            Raw::S(s) => Headroom::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 impl Spec {
+    /// Every problem, without I/O. Messages never repeat the URL (it may hold a password).
     pub fn validate(&self) -> Vec<FieldError> {
-        vec![FieldError::new("kind", "kind redis is not implemented yet")]
+        let mut errs = Vec::new();
+        if let Err(e) = parse_url(self.url.expose()) {
+            errs.push(FieldError::new("url", e));
+        }
+        for (name, d) in [
+            ("max_save_age", self.max_save_age),
+            ("max_bgsave_duration", self.max_bgsave_duration),
+            ("max_bgsave_in_progress", self.max_bgsave_in_progress),
+            ("max_fork", self.max_fork),
+        ] {
+            if d.is_some_and(|d| d.0.is_zero()) {
+                errs.push(FieldError::new(name, "must be more than 0"));
+            }
+        }
+        if let Some(Headroom::Bytes(0)) = self.min_headroom {
+            errs.push(FieldError::new("min_headroom", "must be more than 0 bytes"));
+        }
+        if let Some(p) = &self.dump_file
+            && p.as_os_str().is_empty()
+        {
+            errs.push(FieldError::new("dump_file", "empty path"));
+        }
+        errs
     }
-    pub fn resolve_paths(&mut self, _base: &std::path::Path) {}
+
+    /// Makes `dump_file` relative to `base` (the directory of the probe's file).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let Some(f) = &mut self.dump_file
+            && f.is_relative()
+        {
+            *f = base.join(&*f);
+        }
+    }
+
+    /// The URL's host (lower-case), for the per-host concurrency cap.
     pub fn target_host(&self) -> Option<String> {
-        None
+        parse_url(self.url.expose()).ok().map(|t| t.host)
     }
+
     pub fn build(&self) -> Result<Check, String> {
-        Err("kind redis is not implemented yet".into())
+        if let Some(e) = self.validate().into_iter().next() {
+            return Err(format!("{}: {}", e.path, e.message));
+        }
+        let target = parse_url(self.url.expose()).map_err(|e| format!("url: {e}"))?;
+        let client = redis::Client::open(self.url.expose().trim())
+            .map_err(|e| scrub(&format!("url: {}", redis_text(&e)), &target.secrets))?;
+        Ok(Check {
+            spec: self.clone(),
+            client,
+            display: target.display,
+            secrets: target.secrets,
+        })
+    }
+}
+
+/// A parsed Redis URL, for messages. No `Debug`: it holds the password.
+struct Target {
+    host: String,
+    /// `redis://user@host:port/db`: no password.
+    display: String,
+    /// The password as written and percent-decoded, for scrubbing (4 characters or more).
+    secrets: Vec<String>,
+}
+
+fn parse_url(raw: &str) -> Result<Target, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("invalid url: {e}"))?;
+    match url.scheme() {
+        "redis" => {}
+        "rediss" => {
+            return Err(
+                "rediss:// (TLS) is not supported by this build: the redis crate's TLS \
+                 feature is off"
+                    .into(),
+            );
+        }
+        other => {
+            return Err(format!("unsupported url scheme {other:?} (use redis://)"));
+        }
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("url has no host")?
+        .to_ascii_lowercase();
+    let mut secrets = Vec::new();
+    if let Some(pw) = url.password() {
+        secrets.push(pw.to_string());
+        secrets.push(percent_decode(pw));
+    }
+    secrets.retain(|s| s.len() >= 4);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    // The redis crate's own parser: what connects later must accept it too.
+    if let Err(e) = redis::Client::open(raw.trim()) {
+        return Err(scrub(&format!("invalid url: {}", redis_text(&e)), &secrets));
+    }
+    let mut display = format!("{}://", url.scheme());
+    if !url.username().is_empty() {
+        display.push_str(url.username());
+        display.push('@');
+    }
+    display.push_str(&host);
+    display.push_str(&format!(":{}", url.port().unwrap_or(6379)));
+    if url.path() != "/" {
+        display.push_str(url.path());
+    }
+    Ok(Target {
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        display,
+        secrets,
+    })
+}
+
+/// Decodes `%XX` escapes; bad escapes stay as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h << 4) | l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn scrub(s: &str, secrets: &[String]) -> String {
+    let mut out = s.to_string();
+    for secret in secrets {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// A redis error in one line: the server's error (`WRONGPASS ...`), or what went wrong on
+/// the way (`connection refused`).
+fn redis_text(e: &redis::RedisError) -> String {
+    // The crate keeps an I/O error behind an `Arc`, which is what `source()` hands out.
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let io = std::error::Error::source(e).and_then(|s| {
+        s.downcast_ref::<std::io::Error>().or_else(|| {
+            s.downcast_ref::<Shared>()
+                .and_then(|a| a.downcast_ref::<std::io::Error>())
+        })
+    });
+    if let Some(io) = io {
+        return io_text(io);
+    }
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        return "authentication failed (wrong user or password)".into();
+    }
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {}", detail.trim_end_matches('.')),
+        _ => lower_first(&e.to_string()),
+    }
+}
+
+fn io_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset by the server".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::UnexpectedEof => "connection closed by the server".into(),
+        K::BrokenPipe => "connection closed by the server (broken pipe)".into(),
+        K::TimedOut => "connection timed out".into(),
+        _ => {
+            let s = e.to_string();
+            let s = match s.find(" (os error ") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            };
+            lower_first(s.trim_end_matches('.'))
+        }
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
+            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// `INFO`'s `field:value` lines. Section headers, blank lines and lines without a colon
+/// are skipped; a later duplicate wins.
+struct Info(HashMap<String, String>);
+
+impl Info {
+    fn parse(text: &str) -> Info {
+        Info(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .collect(),
+        )
+    }
+
+    fn text(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    /// A numeric field an expectation needs. `what` names the expectation for the reason.
+    fn number(&self, field: &str, what: &str) -> Result<i64, String> {
+        let v = self
+            .text(field)
+            .ok_or_else(|| format!("cannot check {what}: INFO has no {field}"))?;
+        v.parse::<i64>()
+            .or_else(|_| v.parse::<f64>().map(|f| f as i64))
+            .map_err(|_| format!("cannot check {what}: INFO {field} is {v:?}, not a number"))
+    }
+
+    /// A numeric field that may be absent (treated as `default`).
+    fn number_or(&self, field: &str, what: &str, default: i64) -> Result<i64, String> {
+        if self.text(field).is_none() {
+            Ok(default)
+        } else {
+            self.number(field, what)
+        }
     }
 }
 
 /// A runnable `redis` probe.
-pub struct Check {}
+pub struct Check {
+    spec: Spec,
+    client: redis::Client,
+    display: String,
+    /// The URL's password, longest form first: blanked out of any reason.
+    secrets: Vec<String>,
+}
 
 impl Check {
-    pub async fn check(&self, _cx: &CheckCx<'_>) -> Observation {
-        Observation::default().fail("kind redis is not implemented yet")
+    /// One check: connect, `INFO`, judge; then the dump file. Never fails other than with an
+    /// `Observation` that says why.
+    pub async fn check(&self, cx: &CheckCx<'_>) -> Observation {
+        let started = Instant::now();
+        let mut obs = Observation::default();
+        let ran = self.run(cx, started, &mut obs).await;
+        obs.duration = started.elapsed();
+        match ran {
+            Ok(()) => {
+                obs.ok = true;
+                obs
+            }
+            Err(reason) => obs.fail(scrub(&reason, &self.secrets)),
+        }
+    }
+
+    async fn run(
+        &self,
+        cx: &CheckCx<'_>,
+        started: Instant,
+        obs: &mut Observation,
+    ) -> Result<(), String> {
+        // The check's deadline is the only timeout: the crate's own defaults (1 s to
+        // connect, 500 ms per reply) would cut a slow but healthy answer short.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        let t = Instant::now();
+        let connected = until(
+            cx,
+            started,
+            "connecting",
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await;
+        obs.phase("connect", t.elapsed());
+        let mut conn = match connected {
+            Err(timeout) => return Err(format!("{timeout} to {}", self.display)),
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "cannot connect to {}: {}",
+                    self.display,
+                    redis_text(&e)
+                ));
+            }
+            Ok(Ok(c)) => c,
+        };
+
+        let t = Instant::now();
+        let info = until(
+            cx,
+            started,
+            "reading INFO",
+            redis::cmd("INFO").query_async::<String>(&mut conn),
+        )
+        .await;
+        obs.phase("info", t.elapsed());
+        drop(conn);
+        let info = match info {
+            Err(timeout) => return Err(format!("{timeout} from {}", self.display)),
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "INFO on {} failed: {}",
+                    self.display,
+                    redis_text(&e)
+                ));
+            }
+            Ok(Ok(text)) => Info::parse(&text),
+        };
+
+        let mut problems = self.judge(&info, unix_now());
+
+        if let Some(path) = &self.spec.dump_file {
+            let meta = until(
+                cx,
+                started,
+                "reading the dump file",
+                tokio::fs::metadata(path),
+            )
+            .await?;
+            match meta {
+                Ok(m) => obs.size = Some(m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    problems.push(format!("dump file {} is missing", path.display()));
+                }
+                Err(e) => problems.push(format!(
+                    "cannot read dump file {}: {}",
+                    path.display(),
+                    io_text(&e)
+                )),
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Every expectation that `INFO` breaks, in words. `local_now` (unix seconds) stands in
+    /// for the server's clock (`server_time_usec`) when INFO lacks it.
+    fn judge(&self, info: &Info, local_now: i64) -> Vec<String> {
+        let s = &self.spec;
+        let mut out = Vec::new();
+        let mut check = |r: Result<Option<String>, String>| match r {
+            Ok(Some(p)) | Err(p) => out.push(p),
+            Ok(None) => {}
+        };
+
+        check(match info.text("rdb_last_bgsave_status") {
+            None => Err("INFO has no rdb_last_bgsave_status (is this a Redis server?)".into()),
+            Some("ok") => Ok(None),
+            Some(other) => Ok(Some(format!(
+                "last bgsave failed (rdb_last_bgsave_status:{other})"
+            ))),
+        });
+
+        if let Some(max) = s.max_bgsave_in_progress {
+            check((|| {
+                let what = "max_bgsave_in_progress";
+                if info.number("rdb_bgsave_in_progress", what)? != 1 {
+                    return Ok(None);
+                }
+                let secs = info.number("rdb_current_bgsave_time_sec", what)?;
+                let running = secs_dur(secs);
+                Ok((running > max.0).then(|| {
+                    format!(
+                        "bgsave running for {} ({what} {max})",
+                        format_duration(running)
+                    )
+                }))
+            })());
+        }
+
+        if let Some(max) = s.max_save_age {
+            check((|| {
+                let what = "max_save_age";
+                let last = info.number("rdb_last_save_time", what)?;
+                let changes = info.number_or("rdb_changes_since_last_save", what, 1)?;
+                // The server's own clock when it tells it: no skew between the two hosts.
+                let now = match info.text("server_time_usec") {
+                    Some(_) => info.number("server_time_usec", what)? / 1_000_000,
+                    None => local_now,
+                };
+                let age = secs_dur(now - last);
+                Ok((changes > 0 && age > max.0).then(|| {
+                    format!(
+                        "last successful save {} ago, {changes} change{} since \
+                         ({what} {max})",
+                        format_duration(age),
+                        if changes == 1 { "" } else { "s" }
+                    )
+                }))
+            })());
+        }
+
+        if let Some(max) = s.max_bgsave_duration {
+            check((|| {
+                let what = "max_bgsave_duration";
+                let secs = info.number("rdb_last_bgsave_time_sec", what)?;
+                // -1: no bgsave since the server started.
+                let took = secs_dur(secs);
+                Ok((secs >= 0 && took > max.0)
+                    .then(|| format!("last bgsave took {} ({what} {max})", format_duration(took))))
+            })());
+        }
+
+        if let Some(max) = s.max_fork {
+            check((|| {
+                let what = "max_fork";
+                let usec = info.number("latest_fork_usec", what)?;
+                let took = Duration::from_micros(usec.max(0) as u64);
+                Ok((took > max.0)
+                    .then(|| format!("last fork took {} ({what} {max})", format_duration(took))))
+            })());
+        }
+
+        if let Some(max) = s.max_cow {
+            check((|| {
+                let what = "max_cow";
+                let cow = info.number("rdb_last_cow_size", what)?.max(0) as u64;
+                Ok((cow > max.0).then(|| {
+                    format!(
+                        "last bgsave copied {} on write ({what} {max})",
+                        format_bytes(cow)
+                    )
+                }))
+            })());
+        }
+
+        if let Some(min) = s.min_headroom {
+            check(headroom(info, min));
+        }
+
+        if s.aof {
+            check((|| {
+                let what = "aof";
+                if info.number("aof_enabled", what)? != 1 {
+                    return Ok(None);
+                }
+                let mut bad = Vec::new();
+                match info.text("aof_last_write_status") {
+                    Some("ok") => {}
+                    Some(v) => bad.push(format!("AOF writes failing (aof_last_write_status:{v})")),
+                    None => {
+                        return Err("cannot check aof: INFO has no aof_last_write_status".into());
+                    }
+                }
+                match info.text("aof_last_bgrewrite_status") {
+                    Some("ok") => {}
+                    Some(v) => bad.push(format!(
+                        "last AOF rewrite failed (aof_last_bgrewrite_status:{v})"
+                    )),
+                    None => {
+                        return Err(
+                            "cannot check aof: INFO has no aof_last_bgrewrite_status".into()
+                        );
+                    }
+                }
+                Ok((!bad.is_empty()).then(|| bad.join("; ")))
+            })());
+        }
+
+        out
+    }
+}
+
+/// `min_headroom`: the limit (maxmemory, else the machine's memory) minus RSS and the last
+/// save's copy-on-write, which the next fork will likely need again.
+fn headroom(info: &Info, min: Headroom) -> Result<Option<String>, String> {
+    let what = "min_headroom";
+    let maxmemory = info.number_or("maxmemory", what, 0)?;
+    let (limit, limit_name) = if maxmemory > 0 {
+        (maxmemory, "maxmemory")
+    } else {
+        let total = info.number_or("total_system_memory", what, 0)?;
+        if total <= 0 {
+            return Err(format!(
+                "cannot check {what}: INFO has neither maxmemory nor total_system_memory"
+            ));
+        }
+        (total, "total_system_memory")
+    };
+    let rss = info.number("used_memory_rss", what)?.max(0);
+    let cow = info.number_or("rdb_last_cow_size", what, 0)?.max(0);
+    let room = limit - rss - cow;
+    let share = room as f64 * 100.0 / limit as f64;
+    let short = match min {
+        Headroom::Bytes(b) => room < b as i64,
+        Headroom::Percent(p) => share < p,
+    };
+    let (limit, rss, cow) = (
+        format_bytes(limit as u64),
+        format_bytes(rss as u64),
+        format_bytes(cow as u64),
+    );
+    Ok(short.then(|| {
+        if room < 0 {
+            format!(
+                "no memory headroom: rss {rss} + last bgsave copy-on-write {cow} exceed \
+                 {limit_name} {limit} by {} ({what} {min})",
+                format_bytes(room.unsigned_abs())
+            )
+        } else {
+            format!(
+                "memory headroom {} ({share:.0}% of {limit_name} {limit}): rss {rss} + \
+                 last bgsave copy-on-write {cow} ({what} {min})",
+                format_bytes(room as u64)
+            )
+        }
+    }))
+}
+
+fn secs_dur(secs: i64) -> Duration {
+    Duration::from_secs(secs.max(0) as u64)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::probe::Env;
+
+    // ---- helpers -------------------------------------------------------------------------
+
+    /// A `redis-server` of the test's own (never the shared one on 6379), on a free port,
+    /// with its data directory in a temporary folder; killed when dropped.
+    struct Server {
+        child: Child,
+        port: u16,
+        dir: tempfile::TempDir,
+    }
+
+    impl Server {
+        fn start(extra: &[&str]) -> Server {
+            let mut last = String::new();
+            // A port found free may be taken by the time redis binds it: try a few.
+            for _ in 0..5 {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("free port")
+                    .port();
+                let dir = tempfile::tempdir().expect("tempdir");
+                let mut child = Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .arg("--dir")
+                    .arg(dir.path())
+                    .args([
+                        "--dbfilename",
+                        "dump.rdb",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .args(["--enable-debug-command", "yes", "--loglevel", "notice"])
+                    .args(extra)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server (apt-get install redis-server)");
+                // Redis logs to stdout; readiness is its own "Ready to accept connections"
+                // line. The thread then keeps draining the pipe so Redis never blocks on it.
+                let out = child.stdout.take().expect("stdout");
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let mut tx = Some(tx);
+                    for line in BufReader::new(out).lines() {
+                        let Ok(line) = line else { break };
+                        if line.contains("Ready to accept connections")
+                            && let Some(tx) = tx.take()
+                        {
+                            let _ = tx.send(());
+                        }
+                    }
+                });
+                match rx.recv_timeout(Duration::from_secs(20)) {
+                    Ok(()) => return Server { child, port, dir },
+                    Err(e) => {
+                        last = format!("redis-server on port {port} did not start: {e}");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                }
+            }
+            panic!("{last}");
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        fn dump(&self) -> PathBuf {
+            self.dir.path().join("dump.rdb")
+        }
+
+        /// Runs one command (as the admin of this test server).
+        async fn cmd(&self, args: &[&str]) -> redis::Value {
+            self.cmd_as(&self.url(), args).await
+        }
+
+        async fn cmd_as(&self, url: &str, args: &[&str]) -> redis::Value {
+            let client = redis::Client::open(url).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let mut cmd = redis::cmd(args[0]);
+            for a in &args[1..] {
+                cmd.arg(*a);
+            }
+            cmd.query_async(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        }
+
+        async fn info(&self) -> Info {
+            let client = redis::Client::open(self.url()).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let text: String = redis::cmd("INFO").query_async(&mut c).await.unwrap();
+            Info::parse(&text)
+        }
+
+        /// Polls INFO until `done` holds (what the server reports is the synchronisation:
+        /// a save finishing, a clock second passing), for at most 20 s.
+        async fn wait_for(&self, what: &str, done: impl Fn(&Info) -> bool) -> Info {
+            let give_up = Instant::now() + Duration::from_secs(20);
+            loop {
+                let info = self.info().await;
+                if done(&info) {
+                    return info;
+                }
+                assert!(Instant::now() < give_up, "redis never reached: {what}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        async fn bgsave_done(&self) -> Info {
+            self.wait_for("bgsave done", |i| {
+                i.text("rdb_bgsave_in_progress") == Some("0")
+            })
+            .await
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn num(info: &Info, field: &str) -> i64 {
+        info.number(field, "test").unwrap()
+    }
+
+    fn spec(yaml: &str) -> Spec {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+    }
+
+    async fn run_in(spec: &Spec, within: Duration) -> Observation {
+        let check = spec.build().expect("build");
+        let env = Env::new(&[]).expect("env");
+        let cx = CheckCx {
+            env: &env,
+            deadline: Instant::now() + within,
+        };
+        check.check(&cx).await
+    }
+
+    async fn run(spec: &Spec) -> Observation {
+        run_in(spec, Duration::from_secs(10)).await
+    }
+
+    fn reason(obs: &Observation) -> &str {
+        obs.error.as_deref().unwrap_or("")
+    }
+
+    fn phases(obs: &Observation) -> Vec<&'static str> {
+        obs.phases.iter().map(|p| p.0).collect()
+    }
+
+    #[track_caller]
+    fn assert_up(obs: &Observation) {
+        assert!(obs.ok, "expected up, got {:?}", obs.error);
+        assert!(obs.error.is_none());
+    }
+
+    #[track_caller]
+    fn assert_down(obs: &Observation, needle: &str) {
+        assert!(!obs.ok, "expected down with {needle:?}, got up");
+        assert!(
+            reason(obs).contains(needle),
+            "reason {:?} does not contain {needle:?}",
+            reason(obs)
+        );
+    }
+
+    // ---- against real servers ------------------------------------------------------------
+
+    #[tokio::test]
+    async fn healthy_redis_is_up_with_phases_and_dump_size() {
+        let server = Server::start(&["--appendonly", "yes"]);
+        server.cmd(&["SET", "k", "v"]).await;
+        server.cmd(&["BGSAVE"]).await;
+        server.bgsave_done().await;
+        let s = spec(&format!(
+            "{{url: '{}', max_save_age: 1h, max_bgsave_duration: 1m, max_bgsave_in_progress: 1m, \
+             max_fork: 10s, max_cow: 1GB, min_headroom: '1%', aof: true, dump_file: '{}'}}",
+            server.url(),
+            server.dump().display()
+        ));
+        let obs = run(&s).await;
+        assert_up(&obs);
+        assert_eq!(phases(&obs), ["connect", "info"]);
+        let on_disk = std::fs::metadata(server.dump()).unwrap().len();
+        assert!(on_disk > 0);
+        assert_eq!(obs.size, Some(on_disk));
+    }
+
+    #[tokio::test]
+    async fn failing_bgsave_is_down_and_a_missing_dump_file_too() {
+        let server = Server::start(&[]);
+        server.cmd(&["SET", "k", "v"]).await;
+        // Root ignores permissions, so the dump directory goes away instead: the child
+        // cannot create its temporary file and the save fails.
+        std::fs::remove_dir_all(server.dir.path()).unwrap();
+        server.cmd(&["BGSAVE"]).await;
+        let info = server.bgsave_done().await;
+        assert_eq!(info.text("rdb_last_bgsave_status"), Some("err"));
+
+        let obs = run(&spec(&format!("{{url: '{}'}}", server.url()))).await;
+        assert_down(&obs, "last bgsave failed (rdb_last_bgsave_status:err)");
+        assert_eq!(phases(&obs), ["connect", "info"]);
+
+        let obs = run(&spec(&format!(
+            "{{url: '{}', dump_file: '{}'}}",
+            server.url(),
+            server.dump().display()
+        )))
+        .await;
+        assert_down(
+            &obs,
+            "last bgsave failed (rdb_last_bgsave_status:err); dump file ",
+        );
+        assert_down(&obs, "dump.rdb is missing");
+    }
+
+    #[tokio::test]
+    async fn big_dataset_fork_cow_and_headroom_are_judged() {
+        let server = Server::start(&["--maxmemory", "1mb"]);
+        server.cmd(&["DEBUG", "POPULATE", "200000"]).await;
+        server.cmd(&["BGSAVE"]).await;
+        let info = server.bgsave_done().await;
+        assert_eq!(info.text("rdb_last_bgsave_status"), Some("ok"));
+        assert!(num(&info, "latest_fork_usec") > 0);
+        assert!(
+            num(&info, "rdb_last_cow_size") > 0,
+            "no copy-on-write measured"
+        );
+
+        let obs = run(&spec(&format!(
+            "{{url: '{}', max_fork: 1us, max_cow: 1, min_headroom: '20%'}}",
+            server.url()
+        )))
+        .await;
+        assert_down(&obs, "last fork took ");
+        assert_down(&obs, " (max_fork 1µs)");
+        assert_down(&obs, "last bgsave copied ");
+        assert_down(&obs, " on write (max_cow 1 B)");
+        assert_down(&obs, "no memory headroom: rss ");
+        assert_down(&obs, " exceed maxmemory 1 MiB by ");
+        assert_down(&obs, "(min_headroom 20%)");
+
+        // In bytes, against the same tiny limit.
+        let obs = run(&spec(&format!(
+            "{{url: '{}', min_headroom: 64KB}}",
+            server.url()
+        )))
+        .await;
+        assert_down(&obs, "(min_headroom 62.5 KiB)");
+
+        // Generous limits pass on the same figures.
+        let obs = run(&spec(&format!(
+            "{{url: '{}', max_fork: 10s, max_cow: 10GB}}",
+            server.url()
+        )))
+        .await;
+        assert_up(&obs);
+    }
+
+    #[tokio::test]
+    async fn old_save_with_unsaved_changes_is_down() {
+        let server = Server::start(&[]);
+        let s = spec(&format!("{{url: '{}', max_save_age: 500ms}}", server.url()));
+        // At start Redis counts its data as saved; wait (on the server's own clock) until
+        // that is a second old.
+        server
+            .wait_for("a second since the last save", |i| {
+                num(i, "server_time_usec") / 1_000_000 - num(i, "rdb_last_save_time") >= 1
+            })
+            .await;
+        // Nothing unsaved: an old save is no risk.
+        assert_up(&run(&s).await);
+
+        server.cmd(&["SET", "k", "v"]).await;
+        let obs = run(&s).await;
+        assert_down(&obs, "last successful save ");
+        assert_down(&obs, " ago, 1 change since (max_save_age 500ms)");
+    }
+
+    #[tokio::test]
+    async fn slow_bgsave_is_down_while_running_and_after() {
+        let server = Server::start(&[]);
+        server.cmd(&["DEBUG", "POPULATE", "1000"]).await;
+        // Redis's own testing knob: 1.5 ms per key makes the save last about 1.5 s.
+        server
+            .cmd(&["CONFIG", "SET", "rdb-key-save-delay", "1500"])
+            .await;
+        server.cmd(&["BGSAVE"]).await;
+        server
+            .wait_for("a bgsave running for a second", |i| {
+                num(i, "rdb_current_bgsave_time_sec") >= 1
+            })
+            .await;
+        let obs = run(&spec(&format!(
+            "{{url: '{}', max_bgsave_in_progress: 500ms}}",
+            server.url()
+        )))
+        .await;
+        assert_down(&obs, "bgsave running for ");
+        assert_down(&obs, "s (max_bgsave_in_progress 500ms)");
+
+        let info = server.bgsave_done().await;
+        assert!(num(&info, "rdb_last_bgsave_time_sec") >= 1);
+        let obs = run(&spec(&format!(
+            "{{url: '{}', max_bgsave_duration: 500ms}}",
+            server.url()
+        )))
+        .await;
+        assert_down(&obs, "last bgsave took ");
+        assert_down(&obs, "s (max_bgsave_duration 500ms)");
+    }
+
+    #[tokio::test]
+    async fn failing_aof_rewrite_is_down_when_aof_is_required() {
+        let server = Server::start(&["--appendonly", "yes"]);
+        let s = spec(&format!("{{url: '{}', aof: true}}", server.url()));
+        assert_up(&run(&s).await);
+        std::fs::remove_dir_all(server.dir.path()).unwrap();
+        // Fails at once (the AOF directory is gone); the reply is an error.
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let r: redis::RedisResult<redis::Value> =
+            redis::cmd("BGREWRITEAOF").query_async(&mut c).await;
+        assert!(r.is_err());
+        let obs = run(&s).await;
+        assert_down(
+            &obs,
+            "last AOF rewrite failed (aof_last_bgrewrite_status:err)",
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_password_is_down_without_the_password() {
+        let server = Server::start(&["--requirepass", "right-pass-2468"]);
+        let obs = run(&spec(&format!(
+            "{{url: 'redis://:wrong-pass-1357@127.0.0.1:{}'}}",
+            server.port
+        )))
+        .await;
+        assert_down(&obs, &format!("127.0.0.1:{}", server.port));
+        assert_down(&obs, "authentication failed (wrong user or password)");
+        assert!(
+            !reason(&obs).contains("wrong-pass-1357"),
+            "{}",
+            reason(&obs)
+        );
+
+        // No password at all: INFO is refused.
+        let obs = run(&spec(&format!("{{url: '{}'}}", server.url()))).await;
+        assert_down(&obs, "NOAUTH");
+
+        let good = format!("redis://:right-pass-2468@127.0.0.1:{}", server.port);
+        server.cmd_as(&good, &["PING"]).await;
+        assert_up(&run(&spec(&format!("{{url: '{good}'}}"))).await);
+    }
+
+    #[tokio::test]
+    async fn refused_port_is_down() {
+        let obs = run(&spec("{url: 'redis://:some-pass-1111@127.0.0.1:1/2'}")).await;
+        assert_down(
+            &obs,
+            "cannot connect to redis://127.0.0.1:1/2: connection refused",
+        );
+        assert!(!reason(&obs).contains("some-pass-1111"));
+    }
+
+    #[tokio::test]
+    async fn server_that_never_answers_is_down_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                open.push(sock);
+            }
+        });
+        let deadline = Duration::from_millis(500);
+        let t = Instant::now();
+        let obs = run_in(
+            &spec(&format!("{{url: 'redis://127.0.0.1:{port}'}}")),
+            deadline,
+        )
+        .await;
+        let took = t.elapsed();
+        assert_down(&obs, "timed out after ");
+        assert_down(&obs, &format!("redis://127.0.0.1:{port}"));
+        assert!(took < deadline + Duration::from_millis(250), "{took:?}");
+        held.abort();
+    }
+
+    // ---- INFO parsing and judging, without a server --------------------------------------
+
+    fn judge(yaml: &str, info: &str) -> Vec<String> {
+        let s = spec(yaml);
+        let check = s.build().unwrap();
+        check.judge(&Info::parse(info), 1_700_000_000)
+    }
+
+    #[test]
+    fn info_is_judged_robustly() {
+        const OK: &str = "# Persistence\r\nrdb_last_bgsave_status:ok\r\n";
+        let url = "url: 'redis://h'";
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("", OK, &[]),
+            // Garbage, blank lines, unknown fields: ignored.
+            (
+                "",
+                "junk\r\n\r\n#x\r\nweird_field:1:2\r\nrdb_last_bgsave_status:ok\r\n",
+                &[],
+            ),
+            (
+                "",
+                "",
+                &["INFO has no rdb_last_bgsave_status (is this a Redis server?)"],
+            ),
+            (
+                "",
+                "rdb_last_bgsave_status:err",
+                &["last bgsave failed (rdb_last_bgsave_status:err)"],
+            ),
+            (
+                "max_fork: 100ms",
+                OK,
+                &["cannot check max_fork: INFO has no latest_fork_usec"],
+            ),
+            (
+                "max_fork: 100ms",
+                "rdb_last_bgsave_status:ok\nlatest_fork_usec:lots",
+                &["cannot check max_fork: INFO latest_fork_usec is \"lots\", not a number"],
+            ),
+            (
+                "max_fork: 100ms",
+                "rdb_last_bgsave_status:ok\nlatest_fork_usec:520000",
+                &["last fork took 520ms (max_fork 100ms)"],
+            ),
+            (
+                "max_save_age: 15m",
+                // No server_time_usec: the local clock (1_700_000_000 here) stands in.
+                "rdb_last_bgsave_status:ok\nrdb_last_save_time:1699997180\nrdb_changes_since_last_save:12",
+                &["last successful save 47m ago, 12 changes since (max_save_age 15m)"],
+            ),
+            (
+                "max_save_age: 15m",
+                "rdb_last_bgsave_status:ok\nrdb_last_save_time:1699997180\nrdb_changes_since_last_save:0",
+                &[],
+            ),
+            (
+                "max_bgsave_duration: 1m",
+                "rdb_last_bgsave_status:ok\nrdb_last_bgsave_time_sec:-1",
+                &[],
+            ),
+            (
+                "max_bgsave_in_progress: 1m",
+                "rdb_last_bgsave_status:ok\nrdb_bgsave_in_progress:1\nrdb_current_bgsave_time_sec:95",
+                &["bgsave running for 1m35s (max_bgsave_in_progress 1m)"],
+            ),
+            (
+                "max_bgsave_in_progress: 1m",
+                "rdb_last_bgsave_status:ok\nrdb_bgsave_in_progress:0\nrdb_current_bgsave_time_sec:-1",
+                &[],
+            ),
+            (
+                "max_cow: 10MiB",
+                "rdb_last_bgsave_status:ok\nrdb_last_cow_size:12582912",
+                &["last bgsave copied 12 MiB on write (max_cow 10 MiB)"],
+            ),
+            (
+                "min_headroom: '25%'",
+                "rdb_last_bgsave_status:ok\nmaxmemory:0\ntotal_system_memory:1073741824\n\
+                 used_memory_rss:805306368\nrdb_last_cow_size:134217728",
+                &[
+                    "memory headroom 128 MiB (12% of total_system_memory 1 GiB): rss 768 MiB + \
+                   last bgsave copy-on-write 128 MiB (min_headroom 25%)",
+                ],
+            ),
+            (
+                "min_headroom: 1GB",
+                "rdb_last_bgsave_status:ok\nused_memory_rss:1",
+                &["cannot check min_headroom: INFO has neither maxmemory nor total_system_memory"],
+            ),
+            ("aof: true", "rdb_last_bgsave_status:ok\naof_enabled:0", &[]),
+            (
+                "aof: true",
+                "rdb_last_bgsave_status:ok\naof_enabled:1\naof_last_write_status:err\naof_last_bgrewrite_status:ok",
+                &["AOF writes failing (aof_last_write_status:err)"],
+            ),
+        ];
+        for (extra, info, want) in cases {
+            let yaml = if extra.is_empty() {
+                format!("{{{url}}}")
+            } else {
+                format!("{{{url}, {extra}}}")
+            };
+            assert_eq!(judge(&yaml, info), *want, "{yaml} with {info:?}");
+        }
+    }
+
+    #[test]
+    fn validation_and_display_never_show_the_password() {
+        let errs = |yaml: &str| -> Vec<String> {
+            spec(yaml)
+                .validate()
+                .into_iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect()
+        };
+        assert!(errs("{url: 'redis://:pw-1234@cache:6380/1'}").is_empty());
+        let cases = [
+            (
+                "{url: 'http://:pw-1234@cache'}",
+                "url: unsupported url scheme \"http\"",
+            ),
+            (
+                "{url: 'rediss://:pw-1234@cache'}",
+                "url: rediss:// (TLS) is not supported",
+            ),
+            ("{url: 'not a url pw-1234'}", "url: invalid url"),
+            (
+                "{url: 'redis://cache', max_fork: 0s}",
+                "max_fork: must be more than 0",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let got = errs(yaml);
+            assert_eq!(got.len(), 1, "{yaml}: {got:?}");
+            assert!(got[0].starts_with(want), "{yaml}: {got:?}");
+            assert!(!got[0].contains("pw-1234"), "{got:?}");
+        }
+        for bad in ["'120%'", "'0%'", "'lots'", "'-5%'"] {
+            assert!(
+                serde_yaml::from_str::<Spec>(&format!("{{url: 'redis://h', min_headroom: {bad}}}"))
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            spec("{url: 'redis://h', min_headroom: '12.5%'}").min_headroom,
+            Some(Headroom::Percent(12.5))
+        );
+        assert_eq!(
+            spec("{url: 'redis://h', min_headroom: 512MB}").min_headroom,
+            Some(Headroom::Bytes(512_000_000))
+        );
+        let t = parse_url("redis://probe:pw-1234@Cache.Example.com/3").unwrap();
+        assert_eq!(t.display, "redis://probe@cache.example.com:6379/3");
+        assert_eq!(
+            spec("{url: 'redis://:pw-1234@Cache.Example.com'}")
+                .target_host()
+                .as_deref(),
+            Some("cache.example.com")
+        );
+        assert!(!format!("{:?}", spec("{url: 'redis://:pw-1234@h'}")).contains("pw-1234"));
+
+        let mut s = spec("{url: 'redis://h', dump_file: data/dump.rdb}");
+        s.resolve_paths(Path::new("/srv/probes"));
+        assert_eq!(
+            s.dump_file.as_deref(),
+            Some(Path::new("/srv/probes/data/dump.rdb"))
+        );
     }
 }
