@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::tls::io_text;
+use super::net::io_text;
 use super::{CheckCx, FieldError, Observation, until};
 use crate::units::{ByteSize, Dur, format_bytes};
 
@@ -481,6 +481,7 @@ mod tests {
 
     use super::*;
     use crate::probe::Env;
+    use crate::probe::testkit::{assert_field_errors, reason};
 
     const HOUR: u64 = 3600;
 
@@ -516,10 +517,6 @@ mod tests {
 
     async fn run(yaml: &str) -> Observation {
         run_check(&spec(yaml).build().expect("build")).await
-    }
-
-    fn reason(obs: &Observation) -> &str {
-        obs.error.as_deref().unwrap_or("")
     }
 
     #[test]
@@ -567,12 +564,7 @@ mod tests {
             ),
         ];
         for (yaml, want) in cases {
-            let errs = spec(yaml).validate();
-            assert_eq!(errs.len(), want.len(), "{yaml}: {errs:?}");
-            for (e, (path, msg)) in errs.iter().zip(want.iter()) {
-                assert_eq!(e.path, *path, "{yaml}");
-                assert!(e.message.contains(msg), "{yaml}: {}", e.message);
-            }
+            assert_field_errors(yaml, &spec(yaml).validate(), want);
         }
         for (yaml, msg) in [
             ("path: x\nchange: { max_drop: lots }", "invalid percentage"),

@@ -31,6 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Row};
 use tokio::time::Instant;
 
+use super::net::{io_text, lower_first, password_secrets, redact_query, scrub, secret_list};
 use super::{CheckCx, FieldError, Observation, until};
 use crate::units::{Dur, Secret, format_duration};
 
@@ -182,11 +183,7 @@ impl Spec {
             ),
             None => None,
         };
-        // Short values would blank out ordinary words; they are never put into a message
-        // anyway, this list is a second line of defence.
-        secrets.retain(|s| s.len() >= 4);
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
+        let secrets = secret_list(secrets);
         Ok(Check {
             sql: Sql {
                 driver: primary.driver,
@@ -286,8 +283,7 @@ fn network_dsn(driver: Driver, scheme: &str, url: &str) -> Result<Dsn, String> {
     };
     let mut secrets = Vec::new();
     if let Some(pw) = parsed.password() {
-        secrets.push(pw.to_string());
-        secrets.push(percent_decode(pw));
+        password_secrets(pw, &mut secrets);
     }
     if let Err(e) = checked {
         return Err(scrub(
@@ -372,49 +368,6 @@ fn resolve_sqlite(raw: &str, base: &Path) -> Option<String> {
         out.push_str(q);
     }
     Some(out)
-}
-
-/// `a=1&b=2` as `a=***&b=***`.
-fn redact_query(q: &str) -> String {
-    q.split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) => format!("{k}=***"),
-            None => pair.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// Decodes `%XX` escapes; bad escapes stay as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h << 4) | l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Replaces every secret in `s` by `***`.
-fn scrub(s: &str, secrets: &[String]) -> String {
-    let mut out = s.to_string();
-    for secret in secrets {
-        if secret.len() >= 4 && out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "***");
-        }
-    }
-    out
 }
 
 /// Connect options for one database, ready to connect.
@@ -740,37 +693,6 @@ fn error_text(driver: Driver, e: &sqlx::Error) -> String {
     }
 }
 
-fn io_text(e: &std::io::Error) -> String {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::ConnectionRefused => "connection refused".into(),
-        K::ConnectionReset => "connection reset by the server".into(),
-        K::ConnectionAborted => "connection aborted".into(),
-        K::UnexpectedEof => "connection closed by the server".into(),
-        K::BrokenPipe => "connection closed by the server (broken pipe)".into(),
-        K::TimedOut => "connection timed out".into(),
-        _ => {
-            let s = e.to_string();
-            let s = match s.find(" (os error ") {
-                Some(i) => s[..i].to_string(),
-                None => s,
-            };
-            lower_first(s.trim_end_matches('.'))
-        }
-    }
-}
-
-/// Lower-cases the first letter unless the first word is an acronym (`TLS`).
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match (chars.next(), chars.next()) {
-        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
-            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
-        }
-        _ => s.to_string(),
-    }
-}
-
 /// A runnable `db_write` probe.
 pub struct Check {
     primary: Target,
@@ -1052,11 +974,10 @@ fn connect_result(
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Connection;
-    use tokio::net::TcpListener;
-
     use super::*;
     use crate::probe::Env;
+    use crate::probe::testkit::{assert_down, assert_up, hold, phases, reason, tcp_server};
+    use sqlx::Connection;
 
     // ---- helpers -------------------------------------------------------------------------
 
@@ -1080,30 +1001,6 @@ mod tests {
 
     async fn run(spec: &Spec) -> Observation {
         run_in(spec, Duration::from_secs(10)).await
-    }
-
-    fn reason(obs: &Observation) -> &str {
-        obs.error.as_deref().unwrap_or("")
-    }
-
-    fn phases(obs: &Observation) -> Vec<&'static str> {
-        obs.phases.iter().map(|p| p.0).collect()
-    }
-
-    #[track_caller]
-    fn assert_up(obs: &Observation) {
-        assert!(obs.ok, "expected up, got {:?}", obs.error);
-        assert!(obs.error.is_none());
-    }
-
-    #[track_caller]
-    fn assert_down(obs: &Observation, needle: &str) {
-        assert!(!obs.ok, "expected down with {needle:?}, got up");
-        assert!(
-            reason(obs).contains(needle),
-            "reason {:?} does not contain {needle:?}",
-            reason(obs)
-        );
     }
 
     fn unique(prefix: &str) -> String {
@@ -1317,15 +1214,8 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_server_that_never_answers_is_down_at_the_deadline() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         // Accepts connections and keeps them open without a word.
-        let held = tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((sock, _)) = listener.accept().await {
-                open.push(sock);
-            }
-        });
+        let port = tcp_server(hold).await.port();
         let deadline = Duration::from_millis(500);
         let t = Instant::now();
         let obs = run_in(
@@ -1335,7 +1225,6 @@ mod tests {
         .await;
         assert!(t.elapsed() < deadline + Duration::from_millis(250));
         assert_down(&obs, "while connecting to postgres://p@127.0.0.1:");
-        held.abort();
     }
 
     #[tokio::test]

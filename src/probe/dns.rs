@@ -17,7 +17,7 @@ use hickory_resolver::proto::rr::{Name, RecordType};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::tls::{short, tidy};
+use super::net::{short, tidy};
 use super::{CheckCx, FieldError, Observation, until};
 use crate::units::{Dur, format_duration};
 
@@ -518,10 +518,10 @@ fn rcode_name(code: ResponseCode) -> String {
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use std::sync::Arc;
 
     use super::*;
     use crate::probe::Env;
+    use crate::probe::testkit::{Zone, assert_field_errors, reason};
 
     fn spec(yaml: &str) -> Spec {
         serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
@@ -536,10 +536,6 @@ mod tests {
         check.check(&cx).await
     }
 
-    fn reason(obs: &Observation) -> &str {
-        obs.error.as_deref().unwrap_or("")
-    }
-
     /// A small DNS server on UDP 127.0.0.1:0:
     /// - `web.test`: A 10.0.0.1 and 10.0.0.2, AAAA 2001:db8::1;
     /// - `mail.test`: MX 10 mx1.mail.test. and 20 mx2.mail.test., TXT "v=spf1 -all";
@@ -549,74 +545,32 @@ mod tests {
     /// - `blackhole.test`: never answered;
     /// - anything else: NXDOMAIN.
     async fn dns_server() -> SocketAddr {
-        use hickory_resolver::proto::op::Message;
-        use hickory_resolver::proto::rr::rdata::{A, AAAA, MX, TXT};
-        use hickory_resolver::proto::rr::{RData, Record};
-        let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let addr = sock.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-                let Ok(query) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let Some(q) = query.queries.first().cloned() else {
-                    continue;
-                };
-                let name = q
-                    .name()
-                    .to_string()
-                    .trim_end_matches('.')
-                    .to_ascii_lowercase();
-                let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
-                resp.metadata.recursion_desired = query.metadata.recursion_desired;
-                resp.metadata.recursion_available = true;
-                resp.metadata.authoritative = true;
-                resp.add_query(q.clone());
-                let owner = q.name().clone();
-                let mut answer = |data: RData| {
-                    resp.add_answer(Record::from_rdata(owner.clone(), 60, data));
-                };
-                let mx = |pref: u16, host: &str| {
-                    RData::MX(MX::new(pref, Name::from_ascii(host).unwrap()))
-                };
-                let mut delay = Duration::ZERO;
-                match (name.as_str(), q.query_type()) {
-                    ("blackhole.test", _) => continue,
-                    ("web.test", RecordType::A) => {
-                        answer(RData::A(A(Ipv4Addr::new(10, 0, 0, 1))));
-                        answer(RData::A(A(Ipv4Addr::new(10, 0, 0, 2))));
-                    }
-                    ("web.test", RecordType::AAAA) => {
-                        answer(RData::AAAA(AAAA(
-                            "2001:db8::1".parse::<Ipv6Addr>().unwrap(),
-                        )));
-                    }
-                    ("mail.test", RecordType::MX) => {
-                        answer(mx(10, "mx1.mail.test."));
-                        answer(mx(20, "mx2.mail.test."));
-                    }
-                    ("mail.test", RecordType::TXT) => {
-                        answer(RData::TXT(TXT::new(vec!["v=spf1 -all".into()])));
-                    }
-                    ("slow.test", RecordType::A) => {
-                        answer(RData::A(A(Ipv4Addr::new(10, 0, 0, 9))));
-                        delay = Duration::from_millis(300);
-                    }
-                    ("web.test" | "mail.test" | "empty.test" | "slow.test", _) => {}
-                    ("servfail.test", _) => resp.metadata.response_code = ResponseCode::ServFail,
-                    ("refused.test", _) => resp.metadata.response_code = ResponseCode::Refused,
-                    _ => resp.metadata.response_code = ResponseCode::NXDomain,
-                }
-                let bytes = resp.to_vec().unwrap();
-                let sock = sock.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = sock.send_to(&bytes, peer).await;
-                });
-            }
-        });
-        addr
+        use hickory_resolver::proto::rr::RData;
+        use hickory_resolver::proto::rr::rdata::{MX, TXT};
+        let mx = |pref: u16, host: &str| RData::MX(MX::new(pref, Name::from_ascii(host).unwrap()));
+        Zone::new()
+            .addrs(
+                "web.test",
+                &[
+                    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                    IpAddr::V6("2001:db8::1".parse::<Ipv6Addr>().unwrap()),
+                ],
+            )
+            .record("mail.test", mx(10, "mx1.mail.test."))
+            .record("mail.test", mx(20, "mx2.mail.test."))
+            .record(
+                "mail.test",
+                RData::TXT(TXT::new(vec!["v=spf1 -all".into()])),
+            )
+            .empty("empty.test")
+            .rcode("servfail.test", ResponseCode::ServFail)
+            .rcode("refused.test", ResponseCode::Refused)
+            .a("slow.test", &[Ipv4Addr::new(10, 0, 0, 9)])
+            .delay("slow.test", Duration::from_millis(300))
+            .silent("blackhole.test")
+            .serve()
+            .await
     }
 
     #[test]
@@ -705,12 +659,7 @@ mod tests {
             ),
         ];
         for (yaml, want) in cases {
-            let errs = spec(yaml).validate();
-            assert_eq!(errs.len(), want.len(), "{yaml}: {errs:?}");
-            for (e, (path, msg)) in errs.iter().zip(want.iter()) {
-                assert_eq!(e.path, *path, "{yaml}");
-                assert!(e.message.contains(msg), "{yaml}: {}", e.message);
-            }
+            assert_field_errors(yaml, &spec(yaml).validate(), want);
         }
         for (yaml, msg) in [
             ("query_name: x\ntype: PTR", "unknown record type \"PTR\""),

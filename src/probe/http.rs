@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,13 +19,14 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+pub use super::net::IpPreference;
+use super::net::{self, TlsClient, error_chain, json_eq, regex_error, short, tidy};
 use super::{CheckCx, Env, FieldError, Observation, until};
 use crate::units::{ByteSize, Dur, format_bytes, format_duration};
 
@@ -209,16 +210,6 @@ pub struct TlsOptions {
     pub server_name: Option<String>,
 }
 
-/// Address family preference.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IpPreference {
-    #[default]
-    Any,
-    Ipv4,
-    Ipv6,
-}
-
 impl std::fmt::Display for StatusPattern {
     /// `200`, `2xx` or `200-204`, the way a config would write it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -269,7 +260,9 @@ impl Spec {
         match parse_target(&self.request.url) {
             Err(e) => errs.push(FieldError::new("request.url", e)),
             Ok(t) => {
-                if let Err(e) = family_check(self.ip, &t.host) {
+                if let Ok(ip) = t.host.parse::<IpAddr>()
+                    && let Err(e) = net::family_check(self.ip, ip)
+                {
                     errs.push(FieldError::new("ip", e));
                 }
             }
@@ -331,23 +324,16 @@ impl Spec {
             ));
         }
         if let Some(name) = &self.tls.server_name
-            && ServerName::try_from(name.as_str()).is_err()
+            && let Err(e) = net::server_name(name)
         {
-            errs.push(FieldError::new(
-                "tls.server_name",
-                format!("invalid server name {name:?}"),
-            ));
+            errs.push(FieldError::new("tls.server_name", e));
         }
         errs
     }
 
     /// Makes `tls.ca_file` relative to `base` (the directory of the probe's file).
     pub fn resolve_paths(&mut self, base: &std::path::Path) {
-        if let Some(f) = &mut self.tls.ca_file
-            && f.is_relative()
-        {
-            *f = base.join(&*f);
-        }
+        net::resolve_path(&mut self.tls.ca_file, base);
     }
 
     /// The URL's host (lower-case, IPv6 without brackets), for the per-host concurrency cap.
@@ -365,35 +351,18 @@ impl Spec {
             .map_err(|_| "request.method: invalid method".to_string())?;
 
         let mut secrets = Vec::new();
-        let mut headers = HeaderMap::new();
-        for (name, value) in &self.request.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("request.headers.{name}: invalid header name"))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| format!("request.headers.{name}: invalid header value"))?;
-            value.set_sensitive(true);
-            secrets.push(value.to_str().unwrap_or_default().to_string());
-            headers.append(name, value);
-        }
+        let mut headers =
+            net::sensitive_headers(&self.request.headers, "request.headers", &mut secrets)?;
         if !headers.contains_key(header::USER_AGENT) {
             headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         }
         if let Some(userinfo) = &target.userinfo {
-            secrets.push(userinfo.clone());
-            if let Some((_, password)) = userinfo.split_once(':') {
-                secrets.push(password.to_string());
-            }
-            let auth = basic_auth(userinfo);
-            secrets.push(auth.to_str().unwrap_or_default().to_string());
+            let auth = net::userinfo_auth(userinfo, &mut secrets);
             if !headers.contains_key(header::AUTHORIZATION) {
                 headers.insert(header::AUTHORIZATION, auth);
             }
         }
-        // Short values ("1", "on") would blank out ordinary words; they are never put into a
-        // message anyway, this list is a second line of defence.
-        secrets.retain(|s| s.len() >= 4);
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
+        let secrets = net::secret_list(secrets);
 
         let expect = &self.expect;
         let body_regex = expect
@@ -411,22 +380,12 @@ impl Spec {
             header_expect.push((hn, re));
         }
 
-        let extra_roots = match &self.tls.ca_file {
-            Some(path) => read_ca_file(path)?,
-            None => Vec::new(),
-        };
-        let tls = if self.tls.insecure_skip_verify {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("tls: {e}"))?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-                .with_no_client_auth();
-            TlsCache::Fixed(finish_tls_config(config))
-        } else {
-            TlsCache::PerRoots(Mutex::new(None))
-        };
+        let tls = TlsClient::new(
+            self.tls.insecure_skip_verify,
+            self.tls.ca_file.as_deref(),
+            "tls.ca_file",
+            net::ALPN_HTTP1,
+        )?;
 
         let edges = match &self.edges {
             None => None,
@@ -466,153 +425,14 @@ impl Spec {
                 || expect.body_not_contains.is_some()
                 || expect.body_regex.is_some()
                 || !expect.json.is_empty(),
-            extra_roots,
             tls,
             secrets,
         })
     }
 }
 
-/// Reads a PEM file of CA certificates; each must be usable as a trust anchor.
-fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let shown = path.display();
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("tls.ca_file: cannot read {shown}: {}", io_text(&e)))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("tls.ca_file: {shown}: {}", lower_first(&e.to_string())))?;
-    if certs.is_empty() {
-        return Err(format!("tls.ca_file: no certificate in {shown}"));
-    }
-    let mut store = RootCertStore::empty();
-    for c in &certs {
-        store
-            .add(c.clone())
-            .map_err(|e| format!("tls.ca_file: {shown}: unusable ca certificate: {e}"))?;
-    }
-    Ok(certs)
-}
-
-/// ALPN and resumption settings every probe's TLS config shares.
-fn finish_tls_config(mut config: ClientConfig) -> Arc<ClientConfig> {
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // Each check pays a full handshake, as a new user would: no session tickets or ids.
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
-}
-
-/// A certificate verifier that accepts any certificate (`insecure_skip_verify`), while still
-/// checking that the server holds the key of the certificate it sent.
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A parsed `http`/`https` URL, split into what a check needs. No `Debug`: it holds the
-/// URL's userinfo.
-#[derive(Clone)]
-struct Target {
-    https: bool,
-    /// Lower-case, without the brackets of an IPv6 literal.
-    host: String,
-    port: u16,
-    /// Path and query, `/` when the URL has none; what goes on the request line.
-    path: http::uri::PathAndQuery,
-    /// `user:password` from the URL, percent-decoded. Never displayed.
-    userinfo: Option<String>,
-}
-
-impl Target {
-    fn scheme(&self) -> &'static str {
-        if self.https { "https" } else { "http" }
-    }
-
-    /// `host`, `host:8080` or `[::1]:8080`: the `Host` header and the URL's authority
-    /// without userinfo.
-    fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default = if self.https { 443 } else { 80 };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
-    }
-
-    /// The URL for messages: no userinfo, query values replaced by `***`.
-    fn display(&self) -> String {
-        let mut out = format!(
-            "{}://{}{}",
-            self.scheme(),
-            self.authority(),
-            self.path.path()
-        );
-        if let Some(q) = self.path.query() {
-            out.push('?');
-            for (i, pair) in q.split('&').enumerate() {
-                if i > 0 {
-                    out.push('&');
-                }
-                match pair.split_once('=') {
-                    Some((k, _)) => {
-                        out.push_str(k);
-                        out.push_str("=***");
-                    }
-                    None => out.push_str(pair),
-                }
-            }
-        }
-        out
-    }
-}
+/// A parsed `http`/`https` URL.
+type Target = net::UrlTarget;
 
 /// Renders a URL for messages, logs and output: the userinfo (`user:password@`) is dropped
 /// and query values are replaced by `***`. An unparseable URL renders as `<invalid url>`.
@@ -622,72 +442,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// Parses a probe URL. Errors never repeat the URL (it may hold a password).
 fn parse_target(url: &str) -> Result<Target, String> {
-    let uri: http::Uri = url
-        .trim()
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| format!("invalid url: {e}"))?;
-    let https = match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("http") => false,
-        Some(s) if s.eq_ignore_ascii_case("https") => true,
-        Some(s) => {
-            return Err(format!(
-                "unsupported url scheme {:?} (use http or https)",
-                s.to_ascii_lowercase()
-            ));
-        }
-        None => return Err("url has no scheme (start it with http:// or https://)".into()),
-    };
-    let authority = uri.authority().ok_or("url has no host")?;
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .to_ascii_lowercase();
-    if host.is_empty() {
-        return Err("url has no host".into());
-    }
-    // The http crate accepts any text after the colon (`h:99999`, `h:abc`) and then
-    // reports no port at all; unchecked, such a URL would silently probe port 80 or 443.
-    let host_port = authority
-        .as_str()
-        .rsplit_once('@')
-        .map_or(authority.as_str(), |(_, hp)| hp);
-    let port_text = match host_port.rfind(']') {
-        Some(i) => host_port[i + 1..].strip_prefix(':'),
-        None => host_port.rsplit_once(':').map(|(_, p)| p),
-    };
-    let port = match port_text {
-        None | Some("") => {
-            if https {
-                443
-            } else {
-                80
-            }
-        }
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(format!("invalid port {p:?} in url (use 1-65535)")),
-        },
-    };
-    let userinfo = authority
-        .as_str()
-        .rsplit_once('@')
-        .map(|(ui, _)| percent_decode(ui));
-    let path = match uri.path_and_query() {
-        Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
-        Some(pq) => format!("/{}", pq.as_str())
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| format!("invalid url: {e}"))?,
-        None => http::uri::PathAndQuery::from_static("/"),
-    };
-    Ok(Target {
-        https,
-        host,
-        port,
-        path,
-        userinfo,
-    })
+    Target::parse(url, ["http", "https"])
 }
 
 /// Resolves a `Location` against the URL it came from (RFC 3986 §5, without dot-segment
@@ -722,95 +477,6 @@ fn resolve_location(base: &Target, location: &str) -> Result<Target, String> {
     parse_target(&absolute)
 }
 
-/// Decodes `%XX` escapes (userinfo may escape `:` and `@`); bad escapes stay as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h << 4) | l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
-/// `Basic <base64(user:password)>`, marked sensitive.
-fn basic_auth(userinfo: &str) -> HeaderValue {
-    let mut v = HeaderValue::from_str(&format!("Basic {}", base64(userinfo.as_bytes())))
-        .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
-    v.set_sensitive(true);
-    v
-}
-
-/// Standard base64 with padding (RFC 4648 §4), for Basic credentials.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Whether `host` (an IP literal or a name) fits the address family asked for.
-fn family_check(pref: IpPreference, host: &str) -> Result<(), String> {
-    match (pref, host.parse::<IpAddr>()) {
-        (IpPreference::Ipv4, Ok(IpAddr::V6(_))) => Err(format!(
-            "ipv4 asked for, but the url host {host} is an ipv6 address"
-        )),
-        (IpPreference::Ipv6, Ok(IpAddr::V4(_))) => Err(format!(
-            "ipv6 asked for, but the url host {host} is an ipv4 address"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// A regex compile error in one line (the regex crate's own message spans several).
-fn regex_error(e: &regex::Error) -> String {
-    let s = e.to_string();
-    let last = s
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    format!(
-        "invalid regular expression: {}",
-        last.trim().trim_start_matches("error: ")
-    )
-}
-
-/// The TLS client config, built once per set of roots.
-enum TlsCache {
-    /// `insecure_skip_verify`: the roots play no part.
-    Fixed(Arc<ClientConfig>),
-    /// Verifying: the env's roots plus `ca_file`, keyed by the env's root store.
-    PerRoots(Mutex<Option<(Arc<RootCertStore>, Arc<ClientConfig>)>>),
-}
-
 /// A runnable HTTP probe.
 pub struct Check {
     pub spec: Spec,
@@ -825,9 +491,8 @@ pub struct Check {
     max_body: u64,
     /// Keep the body in memory: some expectation reads it.
     needs_body: bool,
-    /// CA certificates from `tls.ca_file`, trusted beside `Env::roots`.
-    extra_roots: Vec<CertificateDer<'static>>,
-    tls: TlsCache,
+    /// The TLS client config (the env's roots plus `tls.ca_file`, or any certificate).
+    tls: TlsClient,
     /// Values that must never appear in a reason (userinfo, header values), longest first.
     secrets: Vec<String>,
     edges: Option<EdgeCheck>,
@@ -916,13 +581,8 @@ impl Check {
 
     /// Blanks out any secret that found its way into a message (a second line of defence:
     /// messages are built never to include them).
-    fn scrub(&self, mut reason: String) -> String {
-        for s in &self.secrets {
-            if reason.contains(s.as_str()) {
-                reason = reason.replace(s.as_str(), "***");
-            }
-        }
-        reason
+    fn scrub(&self, reason: String) -> String {
+        net::scrub(&reason, &self.secrets)
     }
 
     /// Edge version skew: every address of the host, probed at once with the same Host and
@@ -1084,10 +744,9 @@ impl Check {
         }
         if out.is_empty() {
             return Err(match last_err {
-                Some(e) if !e.is_no_records_found() => format!(
-                    "dns: lookup of {host} failed: {}",
-                    lower_first(&e.to_string())
-                ),
+                Some(e) if !e.is_no_records_found() => {
+                    format!("dns: lookup of {host} failed: {}", tidy(&e.to_string()))
+                }
                 _ => format!("dns: no address record for {host}"),
             });
         }
@@ -1158,7 +817,7 @@ impl Check {
     /// Credentials (userinfo, `Authorization`, `Cookie`) go only to the probe's own host, and
     /// never from https down to http.
     fn trusted(&self, target: &Target) -> bool {
-        target.host == self.target.host && (target.https || !self.target.https)
+        target.host == self.target.host && (target.secure || !self.target.secure)
     }
 
     /// One request on a fresh connection: resolve, connect, TLS, exchange.
@@ -1175,163 +834,27 @@ impl Check {
             with_body,
             pinned,
         } = leg;
-        let t = Instant::now();
-        let ips = if let Some(ip) = pinned {
-            vec![ip]
-        } else if let Ok(ip) = target.host.parse::<IpAddr>() {
-            obs.phase("resolve", Duration::ZERO);
-            family_check(self.spec.ip, &target.host)?;
-            vec![ip]
-        } else {
-            let ips = self.resolve(cx, started, &target.host).await;
-            obs.phase("resolve", t.elapsed());
-            ips?
+        let ips = match pinned {
+            Some(ip) => vec![ip],
+            None => net::addresses(cx, started, obs, &target.host, self.spec.ip).await?,
         };
-
-        // Try each address in the resolver's order (`localhost` is often ::1 first while the
-        // service listens on 127.0.0.1 only), as a browser would; all within the deadline.
-        let t = Instant::now();
-        let mut failures = Vec::new();
-        let mut connected = None;
-        for ip in ips {
-            let addr = SocketAddr::new(ip, target.port);
-            obs.ip = Some(ip);
-            let tcp = until(cx, started, "connecting", TcpStream::connect(addr)).await;
-            match tcp {
-                Err(timeout) => {
-                    obs.phase("connect", t.elapsed());
-                    return Err(format!("{timeout} to {addr}"));
-                }
-                Ok(Err(e)) => failures.push(format!("{addr}: {}", io_text(&e))),
-                Ok(Ok(tcp)) => {
-                    connected = Some(tcp);
-                    break;
-                }
-            }
-        }
-        obs.phase("connect", t.elapsed());
-        let tcp = connected.ok_or_else(|| format!("connect to {}", failures.join("; ")))?;
-        // Only a latency nicety; a socket that refuses it still works.
-        let _ = tcp.set_nodelay(true);
+        let tcp = net::connect_any(cx, started, obs, &ips, target.port).await?;
 
         let request = self.request(target, method, with_body)?;
-        if !target.https {
+        if !target.secure {
             return self.exchange(cx, started, obs, tcp, request).await;
         }
         let t = Instant::now();
         let tls = self.tls_handshake(cx, started, target, tcp).await;
         obs.phase("tls", t.elapsed());
         let tls = tls?;
-        if let Some(expiry) = earliest_not_after(tls.get_ref().1.peer_certificates()) {
-            obs.cert_expiry = Some(obs.cert_expiry.map_or(expiry, |e| e.min(expiry)));
-        }
+        net::record_expiry(obs, tls.get_ref().1.peer_certificates());
         self.exchange(cx, started, obs, tls, request).await
-    }
-
-    /// The address to probe for `host`, honouring `ip:`.
-    async fn resolve(
-        &self,
-        cx: &CheckCx<'_>,
-        started: Instant,
-        host: &str,
-    ) -> Result<Vec<IpAddr>, String> {
-        use hickory_resolver::lookup_ip::LookupIp;
-        use hickory_resolver::proto::rr::RecordType;
-        let resolver = &cx.env.resolver;
-        let timed_out = |timeout: String| format!("{timeout} {host}");
-        let (lookup, what) = match self.spec.ip {
-            IpPreference::Any => (
-                until(cx, started, "resolving", resolver.lookup_ip(host))
-                    .await
-                    .map_err(timed_out)?,
-                "address",
-            ),
-            IpPreference::Ipv4 => (
-                until(
-                    cx,
-                    started,
-                    "resolving",
-                    resolver.lookup(host, RecordType::A),
-                )
-                .await
-                .map_err(timed_out)?
-                .map(LookupIp::from),
-                "ipv4 (A)",
-            ),
-            IpPreference::Ipv6 => (
-                until(
-                    cx,
-                    started,
-                    "resolving",
-                    resolver.lookup(host, RecordType::AAAA),
-                )
-                .await
-                .map_err(timed_out)?
-                .map(LookupIp::from),
-                "ipv6 (AAAA)",
-            ),
-        };
-        let lookup = lookup.map_err(|e| {
-            if e.is_nx_domain() {
-                format!("dns: no record for {host} (NXDOMAIN)")
-            } else if e.is_no_records_found() {
-                format!("dns: no {what} record for {host}")
-            } else {
-                format!(
-                    "dns: lookup of {host} failed: {}",
-                    lower_first(&e.to_string())
-                )
-            }
-        })?;
-        let ips: Vec<IpAddr> = lookup
-            .iter()
-            .filter(|ip| match self.spec.ip {
-                IpPreference::Any => true,
-                IpPreference::Ipv4 => ip.is_ipv4(),
-                IpPreference::Ipv6 => ip.is_ipv6(),
-            })
-            .take(8)
-            .collect();
-        if ips.is_empty() {
-            return Err(format!("dns: no {what} record for {host}"));
-        }
-        Ok(ips)
     }
 
     /// The TLS config for this env's roots, built once and cached.
     fn tls_config(&self, env: &Env) -> Result<Arc<ClientConfig>, String> {
-        let cache = match &self.tls {
-            TlsCache::Fixed(config) => return Ok(config.clone()),
-            TlsCache::PerRoots(cache) => cache,
-        };
-        let mut cache = cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((roots, config)) = cache.as_ref()
-            && Arc::ptr_eq(roots, &env.roots)
-        {
-            return Ok(config.clone());
-        }
-        let roots = if self.extra_roots.is_empty() {
-            env.roots.clone()
-        } else {
-            let mut store = (*env.roots).clone();
-            for c in &self.extra_roots {
-                store
-                    .add(c.clone())
-                    .map_err(|e| format!("tls: unusable ca certificate in tls.ca_file: {e}"))?;
-            }
-            Arc::new(store)
-        };
-        let config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("tls: {e}"))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        let config = finish_tls_config(config);
-        *cache = Some((env.roots.clone(), config.clone()));
-        Ok(config)
+        self.tls.config(env)
     }
 
     async fn tls_handshake(
@@ -1346,18 +869,7 @@ impl Check {
             Some(name) if target.host == self.target.host => name.as_str(),
             _ => target.host.as_str(),
         };
-        let server_name = ServerName::try_from(name.to_string())
-            .map_err(|_| format!("tls: invalid server name {name:?}"))?;
-        let connector = tokio_rustls::TlsConnector::from(config);
-        until(
-            cx,
-            started,
-            "in the tls handshake",
-            connector.connect(server_name, tcp),
-        )
-        .await
-        .map_err(|timeout| format!("{timeout} with {name}"))?
-        .map_err(|e| format!("tls: {}", io_text(&e)))
+        net::tls_handshake(cx, started, config, name, tcp).await
     }
 
     /// The request for one hop.
@@ -1391,7 +903,7 @@ impl Check {
         if let Some(userinfo) = &target.userinfo
             && !(trusted && self.target.userinfo.is_some())
         {
-            headers.insert(header::AUTHORIZATION, basic_auth(userinfo));
+            headers.insert(header::AUTHORIZATION, net::basic_auth(userinfo));
         }
         if !with_body {
             headers.remove(header::CONTENT_TYPE);
@@ -1611,41 +1123,6 @@ fn is_redirect(s: StatusCode) -> bool {
     matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
 }
 
-/// Earliest `notAfter` of the certificates, unix seconds; unparseable ones are skipped.
-fn earliest_not_after(certs: Option<&[CertificateDer<'_>]>) -> Option<i64> {
-    certs?
-        .iter()
-        .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
-        .map(|(_, cert)| cert.validity().not_after.timestamp())
-        .min()
-}
-
-/// JSON equality where `1` and `1.0` are the same number.
-fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-/// At most 80 characters of `s`, for messages.
-fn short(s: &str) -> String {
-    const MAX: usize = 80;
-    match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
 /// A hyper error in words: the connection's own error when it has one, and "closed" rather
 /// than "canceled" when the connection went away under a waiting request.
 fn hyper_text(e: &hyper::Error, conn_err: &Option<hyper::Error>) -> String {
@@ -1656,60 +1133,21 @@ fn hyper_text(e: &hyper::Error, conn_err: &Option<hyper::Error>) -> String {
     }
 }
 
-/// An error and its sources, joined with `: `, tidied to lower case.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = tidy(&e.to_string());
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = tidy(&s.to_string());
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// An I/O error in words: `connection refused`, not `Connection refused (os error 111)`. A
-/// wrapped error (rustls inside tokio-rustls) is shown as itself.
-fn io_text(e: &std::io::Error) -> String {
-    match e.get_ref() {
-        Some(inner) => error_chain(inner),
-        None => tidy(&e.to_string()),
-    }
-}
-
-fn tidy(s: &str) -> String {
-    let s = match s.find(" (os error ") {
-        Some(i) => &s[..i],
-        None => s,
-    };
-    lower_first(s.trim_end_matches('.'))
-}
-
-/// Lower-cases the first letter unless the first word is an acronym (`HTTP`, `TLS`).
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match (chars.next(), chars.next()) {
-        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
-            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
-        }
-        _ => s.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, SocketAddr};
 
     use http_body_util::BodyExt;
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::probe::net::base64;
+    use crate::probe::testkit::{
+        self, Pki, Zone, assert_down, assert_up, ca_signed, hold, pem_file, reason, refused_addr,
+        tcp_server,
+    };
 
     // ---- helpers -------------------------------------------------------------------------
 
@@ -1733,26 +1171,6 @@ mod tests {
 
     async fn run(spec: &Spec) -> Observation {
         run_in(spec, &env(), Duration::from_secs(5)).await
-    }
-
-    fn reason(obs: &Observation) -> &str {
-        obs.error.as_deref().unwrap_or("")
-    }
-
-    #[track_caller]
-    fn assert_up(obs: &Observation) {
-        assert!(obs.ok, "expected up, got {:?}", obs.error);
-        assert!(obs.error.is_none());
-    }
-
-    #[track_caller]
-    fn assert_down(obs: &Observation, needle: &str) {
-        assert!(!obs.ok, "expected down with {needle:?}, got up");
-        assert!(
-            reason(obs).contains(needle),
-            "reason {:?} does not contain {needle:?}",
-            reason(obs)
-        );
     }
 
     /// What the test server saw of one request.
@@ -1794,16 +1212,11 @@ mod tests {
     async fn http_server(
         answer: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
     ) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let answer = Arc::new(answer);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (answer, tx) = (answer.clone(), tx.clone());
-                tokio::spawn(serve_http(TokioIo::new(stream), answer, tx));
-            }
-        });
+        let addr =
+            tcp_server(move |stream| serve_http(TokioIo::new(stream), answer.clone(), tx.clone()))
+                .await;
         (addr, rx)
     }
 
@@ -1844,22 +1257,6 @@ mod tests {
         let _ = hyper::server::conn::http1::Builder::new()
             .serve_connection(io, svc)
             .await;
-    }
-
-    /// A raw TCP server on 127.0.0.1:0 running `serve` on each connection.
-    async fn raw_server<F, Fut>(serve: F) -> SocketAddr
-    where
-        F: Fn(TcpStream) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream));
-            }
-        });
-        addr
     }
 
     /// Reads until the end of the request head (the probe's requests here have no body).
@@ -2082,19 +1479,6 @@ tls: { server_name: api.internal }
     }
 
     #[test]
-    fn base64_encodes_basic_credentials() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
-        ] {
-            assert_eq!(base64(input.as_bytes()), want, "{input}");
-        }
-    }
-
-    #[test]
     fn redirect_locations_resolve_against_the_current_url() {
         let base = parse_target("https://h:8443/a/b/c?q=1").unwrap();
         let cases = [
@@ -2112,15 +1496,6 @@ tls: { server_name: api.internal }
         for bad in ["", "ftp://x/", "http://bad host/"] {
             assert!(resolve_location(&base, bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn json_numbers_compare_by_value() {
-        use serde_json::json;
-        assert!(json_eq(&json!(1), &json!(1.0)));
-        assert!(json_eq(&json!({"a": [1, 2.0]}), &json!({"a": [1.0, 2]})));
-        assert!(!json_eq(&json!(1), &json!("1")));
-        assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
     }
 
     // ---- against real servers ------------------------------------------------------------
@@ -2360,7 +1735,7 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
     #[tokio::test]
     async fn server_that_never_answers_is_down_at_the_deadline() {
         // Accepts, reads the request, and then says nothing until the client goes away.
-        let addr = raw_server(|mut s| async move {
+        let addr = tcp_server(|mut s| async move {
             let mut buf = [0u8; 1024];
             while let Ok(n) = s.read(&mut buf).await {
                 if n == 0 {
@@ -2391,7 +1766,7 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
     #[tokio::test]
     async fn slowloris_headers_are_down_at_the_deadline() {
         // Sends a response head one byte every 50ms: never done before the deadline.
-        let addr = raw_server(|mut s| async move {
+        let addr = tcp_server(|mut s| async move {
             read_head(&mut s).await;
             for b in b"HTTP/1.1 200 OK\r\nX-Slow: "
                 .iter()
@@ -2422,7 +1797,7 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
 
     #[tokio::test]
     async fn slow_body_is_down_at_the_deadline_in_transfer() {
-        let addr = raw_server(|mut s| async move {
+        let addr = tcp_server(|mut s| async move {
             read_head(&mut s).await;
             let _ = s
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc")
@@ -2461,7 +1836,7 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
 
     #[tokio::test]
     async fn endless_body_stops_at_the_size_limit() {
-        let addr = raw_server(endless_body).await;
+        let addr = tcp_server(endless_body).await;
         let cases = [
             (
                 "expect: { max_body: 256KiB }",
@@ -2520,7 +1895,7 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
         ];
         for (bytes, want) in cases {
             let bytes = bytes.to_vec();
-            let addr = raw_server(move |mut s| {
+            let addr = tcp_server(move |mut s| {
                 let bytes = bytes.clone();
                 async move {
                     read_head(&mut s).await;
@@ -2542,9 +1917,7 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
 
     #[tokio::test]
     async fn connection_refused_is_down() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        let addr = refused_addr().await;
         let obs = run(&spec(&format!("request: {{ url: 'http://{addr}/' }}"))).await;
         assert_eq!(
             reason(&obs),
@@ -2688,72 +2061,18 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
     /// (127.0.0.1) and no AAAA; `blackhole.test` is never answered; every other name is
     /// NXDOMAIN.
     async fn dns_server() -> SocketAddr {
-        use hickory_resolver::proto::op::{Message, ResponseCode};
-        use hickory_resolver::proto::rr::rdata::A;
-        use hickory_resolver::proto::rr::{RData, Record, RecordType};
-        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-                let Ok(query) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let Some(q) = query.queries.first().cloned() else {
-                    continue;
-                };
-                let name = q
-                    .name()
-                    .to_string()
-                    .trim_end_matches('.')
-                    .to_ascii_lowercase();
-                let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
-                resp.metadata.recursion_desired = query.metadata.recursion_desired;
-                resp.metadata.recursion_available = true;
-                resp.metadata.authoritative = true;
-                resp.add_query(q.clone());
-                match name.as_str() {
-                    "blackhole.test" => continue,
-                    // Three edges of one site, for the version skew check.
-                    "edges.test" => {
-                        if q.query_type() == RecordType::A {
-                            for last in [1, 2, 3] {
-                                resp.add_answer(Record::from_rdata(
-                                    q.name().clone(),
-                                    60,
-                                    RData::A(A(Ipv4Addr::new(127, 0, 0, last))),
-                                ));
-                            }
-                        }
-                    }
-                    // Two addresses: nothing listens on the first (127.0.0.2), the server on
-                    // the second.
-                    "multi.test" => {
-                        if q.query_type() == RecordType::A {
-                            for ip in [Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::LOCALHOST] {
-                                resp.add_answer(Record::from_rdata(
-                                    q.name().clone(),
-                                    60,
-                                    RData::A(A(ip)),
-                                ));
-                            }
-                        }
-                    }
-                    "web.test" | "other.test" => {
-                        if q.query_type() == RecordType::A {
-                            resp.add_answer(Record::from_rdata(
-                                q.name().clone(),
-                                60,
-                                RData::A(A(Ipv4Addr::LOCALHOST)),
-                            ));
-                        }
-                    }
-                    _ => resp.metadata.response_code = ResponseCode::NXDomain,
-                }
-                let _ = sock.send_to(&resp.to_vec().unwrap(), peer).await;
-            }
-        });
-        addr
+        let local = |last| Ipv4Addr::new(127, 0, 0, last);
+        Zone::new()
+            .silent("blackhole.test")
+            // Three edges of one site, for the version skew check.
+            .a("edges.test", &[local(1), local(2), local(3)])
+            // Two addresses: nothing listens on the first (127.0.0.2), the server on the
+            // second.
+            .a("multi.test", &[local(2), Ipv4Addr::LOCALHOST])
+            .a("web.test", &[Ipv4Addr::LOCALHOST])
+            .a("other.test", &[Ipv4Addr::LOCALHOST])
+            .serve()
+            .await
     }
 
     #[tokio::test]
@@ -2784,10 +2103,7 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
         assert_up(&obs);
         assert_eq!(obs.ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         // Every address refuses: the reason names each one.
-        let closed_port = {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let closed_port = refused_addr().await.port();
         let obs = run_in(
             &spec(&format!(
                 "request: {{ url: 'http://multi.test:{closed_port}/' }}"
@@ -2852,67 +2168,25 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
     }
 
     /// A CA and a leaf certificate for `sans`, signed by it, and a server config using them.
-    struct Pki {
-        ca_pem: String,
-        leaf_not_after: i64,
-        server: Arc<rustls::ServerConfig>,
-    }
-
     fn pki(sans: &[&str]) -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "probed test ca");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        leaf.not_after = rcgen::date_time_ymd(2041, 3, 4);
-        let leaf_cert = leaf.signed_by(&leaf_key, &*ca).unwrap();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf_cert.der().clone(), ca.der().clone()], key)
-        .unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            leaf_not_after: leaf.not_after.unix_timestamp(),
-            server: Arc::new(server),
-        }
+        ca_signed(sans, 365 * 86_400)
     }
 
     /// An HTTPS server (hyper over tokio-rustls) on 127.0.0.1:0 answering 200 `secure`.
     async fn tls_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, _rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(stream).await {
-                        let answer = Arc::new(|_: &Seen| reply(200, "secure"));
-                        serve_http(TokioIo::new(tls), answer, tx).await;
-                    }
-                });
-            }
-        });
-        addr
+        let answer = Arc::new(|_: &Seen| reply(200, "secure"));
+        testkit::tls_server(config, move |tls| {
+            serve_http(TokioIo::new(tls), answer.clone(), tx.clone())
+        })
+        .await
     }
 
     #[tokio::test]
     async fn tls_verification_expiry_and_errors() {
         let pki = pki(&["127.0.0.1", "api.internal"]);
         let addr = tls_server(pki.server.clone()).await;
-        let mut ca_file = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(&mut ca_file, pki.ca_pem.as_bytes()).unwrap();
+        let ca_file = pem_file(&pki.ca_pem);
         let ca = format!("ca_file: '{}'", ca_file.path().display());
         let url = format!("request: {{ url: 'https://{addr}/' }}");
         let cases: Vec<(String, Option<&str>)> = vec![
@@ -2971,8 +2245,7 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
 
         // A bad ca_file fails at build time.
         for (content, want) in [("", "no certificate in"), ("not pem", "no certificate in")] {
-            let mut f = tempfile::NamedTempFile::new().unwrap();
-            std::io::Write::write_all(&mut f, content.as_bytes()).unwrap();
+            let f = pem_file(content);
             let s = spec(&format!(
                 "{url}\ntls: {{ ca_file: '{}' }}",
                 f.path().display()
@@ -2994,20 +2267,9 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
     async fn secrets_never_appear_in_reasons() {
         let pki = pki(&["127.0.0.1"]);
         let tls = tls_server(pki.server.clone()).await;
-        let refused = {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            l.local_addr().unwrap()
-        };
-        let silent = raw_server(|mut s| async move {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
-        let garbage = raw_server(|mut s| async move {
+        let refused = refused_addr().await;
+        let silent = tcp_server(hold).await;
+        let garbage = tcp_server(|mut s| async move {
             read_head(&mut s).await;
             let _ = s.write_all(b"HTTP/1.1 99999 lol\r\n\r\n").await;
         })

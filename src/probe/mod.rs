@@ -14,9 +14,12 @@ pub mod backup;
 pub mod db_write;
 pub mod dns;
 pub mod http;
+pub(crate) mod net;
 pub mod push;
 pub mod redis;
 pub mod tcp;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod tls;
 pub mod websocket;
 

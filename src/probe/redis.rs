@@ -14,12 +14,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::net::{io_text, lower_first, password_secrets, scrub, secret_list, unix_now};
 use super::{CheckCx, FieldError, Observation, until};
 use crate::units::{ByteSize, Dur, Secret, format_bytes, format_duration, parse_bytes};
 
@@ -195,12 +196,9 @@ fn parse_url(raw: &str) -> Result<Target, String> {
         .to_ascii_lowercase();
     let mut secrets = Vec::new();
     if let Some(pw) = url.password() {
-        secrets.push(pw.to_string());
-        secrets.push(percent_decode(pw));
+        password_secrets(pw, &mut secrets);
     }
-    secrets.retain(|s| s.len() >= 4);
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
+    let secrets = secret_list(secrets);
     // The redis crate's own parser: what connects later must accept it too.
     if let Err(e) = redis::Client::open(raw.trim()) {
         return Err(scrub(&format!("invalid url: {}", redis_text(&e)), &secrets));
@@ -225,37 +223,6 @@ fn parse_url(raw: &str) -> Result<Target, String> {
     })
 }
 
-/// Decodes `%XX` escapes; bad escapes stay as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h << 4) | l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn scrub(s: &str, secrets: &[String]) -> String {
-    let mut out = s.to_string();
-    for secret in secrets {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "***");
-        }
-    }
-    out
-}
-
 /// A redis error in one line: the server's error (`WRONGPASS ...`), or what went wrong on
 /// the way (`connection refused`).
 fn redis_text(e: &redis::RedisError) -> String {
@@ -276,36 +243,6 @@ fn redis_text(e: &redis::RedisError) -> String {
     match (e.code(), e.detail()) {
         (Some(code), Some(detail)) => format!("{code} {}", detail.trim_end_matches('.')),
         _ => lower_first(&e.to_string()),
-    }
-}
-
-fn io_text(e: &std::io::Error) -> String {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::ConnectionRefused => "connection refused".into(),
-        K::ConnectionReset => "connection reset by the server".into(),
-        K::ConnectionAborted => "connection aborted".into(),
-        K::UnexpectedEof => "connection closed by the server".into(),
-        K::BrokenPipe => "connection closed by the server (broken pipe)".into(),
-        K::TimedOut => "connection timed out".into(),
-        _ => {
-            let s = e.to_string();
-            let s = match s.find(" (os error ") {
-                Some(i) => s[..i].to_string(),
-                None => s,
-            };
-            lower_first(s.trim_end_matches('.'))
-        }
-    }
-}
-
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match (chars.next(), chars.next()) {
-        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
-            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
-        }
-        _ => s.to_string(),
     }
 }
 
@@ -638,21 +575,14 @@ fn secs_dur(secs: i64) -> Duration {
     Duration::from_secs(secs.max(0) as u64)
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
 
-    use tokio::net::TcpListener;
-
     use super::*;
     use crate::probe::Env;
+    use crate::probe::testkit::{assert_down, assert_up, hold, phases, reason, tcp_server};
 
     // ---- helpers -------------------------------------------------------------------------
 
@@ -801,30 +731,6 @@ mod tests {
 
     async fn run(spec: &Spec) -> Observation {
         run_in(spec, Duration::from_secs(10)).await
-    }
-
-    fn reason(obs: &Observation) -> &str {
-        obs.error.as_deref().unwrap_or("")
-    }
-
-    fn phases(obs: &Observation) -> Vec<&'static str> {
-        obs.phases.iter().map(|p| p.0).collect()
-    }
-
-    #[track_caller]
-    fn assert_up(obs: &Observation) {
-        assert!(obs.ok, "expected up, got {:?}", obs.error);
-        assert!(obs.error.is_none());
-    }
-
-    #[track_caller]
-    fn assert_down(obs: &Observation, needle: &str) {
-        assert!(!obs.ok, "expected down with {needle:?}, got up");
-        assert!(
-            reason(obs).contains(needle),
-            "reason {:?} does not contain {needle:?}",
-            reason(obs)
-        );
     }
 
     // ---- against real servers ------------------------------------------------------------
@@ -1029,14 +935,8 @@ mod tests {
 
     #[tokio::test]
     async fn server_that_never_answers_is_down_at_the_deadline() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let held = tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((sock, _)) = listener.accept().await {
-                open.push(sock);
-            }
-        });
+        // Accepts connections and keeps them open without a word.
+        let port = tcp_server(hold).await.port();
         let deadline = Duration::from_millis(500);
         let t = Instant::now();
         let obs = run_in(
@@ -1048,7 +948,6 @@ mod tests {
         assert_down(&obs, "timed out after ");
         assert_down(&obs, &format!("redis://127.0.0.1:{port}"));
         assert!(took < deadline + Duration::from_millis(250), "{took:?}");
-        held.abort();
     }
 
     // ---- INFO parsing and judging, without a server --------------------------------------

@@ -13,10 +13,10 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::http::IpPreference;
-use super::tls::{
-    PeerCheck, check_host, check_server_name, connect, host_key, io_text, resolve_path, short,
+use super::net::{
+    self, IpPreference, check_host, host_key, io_text, regex_error, resolve_path, short,
 };
+use super::tls::PeerCheck;
 use super::{CheckCx, FieldError, Observation, until};
 use crate::units::{ByteSize, format_bytes};
 
@@ -123,7 +123,7 @@ impl Spec {
             _ => {}
         }
         if let Some(name) = &self.server_name
-            && let Err(e) = check_server_name(name)
+            && let Err(e) = net::server_name(name)
         {
             errs.push(FieldError::new("server_name", e));
         }
@@ -232,9 +232,7 @@ impl Check {
         started: Instant,
         obs: &mut Observation,
     ) -> Result<(), String> {
-        let tcp = connect(cx, started, obs, &self.host, self.port, self.ip).await?;
-        // Only a latency nicety; a socket that refuses it still works.
-        let _ = tcp.set_nodelay(true);
+        let tcp = net::connect(cx, started, obs, &self.host, self.port, self.ip).await?;
         match &self.tls {
             None => self.exchange(cx, started, obs, tcp).await,
             Some(peer) => {
@@ -374,31 +372,17 @@ fn shown(reply: &[u8]) -> String {
     format!("{:?}", short(&String::from_utf8_lossy(reply)))
 }
 
-/// A regex compile error in one line (the regex crate's own message spans several).
-fn regex_error(e: &regex::Error) -> String {
-    let s = e.to_string();
-    let last = s
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    format!(
-        "invalid regular expression: {}",
-        last.trim().trim_start_matches("error: ")
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
     use std::net::{IpAddr, SocketAddr};
     use std::time::Duration;
 
-    use tokio::net::{TcpListener, TcpStream};
-
-    use super::super::tls::test_pki::{ca_signed, echo_server, pem_file};
     use super::*;
     use crate::probe::Env;
+    use crate::probe::testkit::{
+        assert_field_errors, ca_signed, echo_server, hold, pem_file, phases, reason, refused_addr,
+        tcp_server,
+    };
 
     fn spec(yaml: &str) -> Spec {
         serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
@@ -418,36 +402,11 @@ mod tests {
         run_in(spec, Duration::from_secs(5)).await
     }
 
-    fn reason(obs: &Observation) -> &str {
-        obs.error.as_deref().unwrap_or("")
-    }
-
-    fn phases(obs: &Observation) -> Vec<&'static str> {
-        obs.phases.iter().map(|(n, _)| *n).collect()
-    }
-
-    /// A TCP server on 127.0.0.1:0 running `serve` on each connection.
-    async fn server<F, Fut>(serve: F) -> SocketAddr
-    where
-        F: Fn(TcpStream) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream));
-            }
-        });
-        addr
-    }
-
     /// Sends `banner`, then reads until the peer closes.
     async fn banner_server(banner: &'static str) -> SocketAddr {
-        server(move |mut s| async move {
+        tcp_server(move |mut s| async move {
             let _ = s.write_all(banner.as_bytes()).await;
-            let mut buf = [0u8; 256];
-            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            hold(s).await;
         })
         .await
     }
@@ -525,12 +484,7 @@ mod tests {
             ),
         ];
         for (yaml, want) in cases {
-            let errs = spec(yaml).validate();
-            assert_eq!(errs.len(), want.len(), "{yaml}: {errs:?}");
-            for (e, (path, msg)) in errs.iter().zip(want.iter()) {
-                assert_eq!(e.path, *path, "{yaml}");
-                assert!(e.message.contains(msg), "{yaml}: {}", e.message);
-            }
+            assert_field_errors(yaml, &spec(yaml).validate(), want);
         }
         for yaml in [
             "host: h",
@@ -566,7 +520,7 @@ mod tests {
         ];
         // The server keeps the connection open: a mismatch waits for more until the peer
         // closes. This server closes after its banner.
-        let closing = server(|mut s| async move {
+        let closing = tcp_server(|mut s| async move {
             let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
         })
         .await;
@@ -594,7 +548,7 @@ mod tests {
     #[tokio::test]
     async fn send_then_expect_the_answer() {
         // A tiny Redis-like PING: answers each line it reads.
-        let addr = server(|mut s| async move {
+        let addr = tcp_server(|mut s| async move {
             let mut buf = [0u8; 256];
             let mut seen = Vec::new();
             while let Ok(n) = s.read(&mut buf).await {
@@ -648,10 +602,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_is_down() {
-        let closed = {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            l.local_addr().unwrap()
-        };
+        let closed = refused_addr().await;
         let obs = run(&spec(&format!("{}\nexpect: {{ contains: x }}", at(closed)))).await;
         assert!(!obs.ok);
         assert_eq!(
@@ -663,11 +614,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_never_speaks_is_down_at_the_deadline() {
-        let silent = server(|mut s| async move {
-            let mut buf = [0u8; 256];
-            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
-        })
-        .await;
+        let silent = tcp_server(hold).await;
         let within = Duration::from_millis(400);
         let t = Instant::now();
         let obs = run_in(
@@ -692,7 +639,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_endless_reply_stops_at_max_read() {
-        let endless = server(|mut s| async move {
+        let endless = tcp_server(|mut s| async move {
             let block = [b'x'; 4096];
             while s.write_all(&block).await.is_ok() {}
         })

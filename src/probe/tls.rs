@@ -9,26 +9,20 @@
 //! expiry check, and words its own reasons. Nothing is written to the connection before the
 //! judgement, which is why `tcp` with `tls: true` can use the same path.
 //!
-//! The connection helpers `tcp` shares (resolve, connect, handshake and judgement, error
-//! text) are the `pub(crate)` items of the "shared" section below; they depend on nothing
-//! else in this file and can move to a `net` module as they are.
+//! The connection helpers (resolve, connect, the handshake itself, error text) are in
+//! `net`; [`PeerCheck`] (handshake and judgement) is shared with `tcp`.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, RootCertStore};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::http::IpPreference;
-use super::{CheckCx, FieldError, Observation, until};
+use super::net::{self, IpPreference, check_host, host_key, resolve_path};
+use super::{CheckCx, FieldError, Observation};
 
 /// Settings of a `tls` probe.
 #[derive(Debug, Clone, Deserialize)]
@@ -90,7 +84,7 @@ impl Spec {
             ));
         }
         if let Some(name) = &self.server_name
-            && let Err(e) = check_server_name(name)
+            && let Err(e) = net::server_name(name)
         {
             errs.push(FieldError::new("server_name", e));
         }
@@ -153,7 +147,8 @@ impl Check {
     pub async fn check(&self, cx: &CheckCx<'_>) -> Observation {
         let started = Instant::now();
         let mut obs = Observation::default();
-        let result = match connect(cx, started, &mut obs, &self.host, self.port, self.ip).await {
+        let result = match net::connect(cx, started, &mut obs, &self.host, self.port, self.ip).await
+        {
             Ok(tcp) => self
                 .peer
                 .handshake(cx, started, &mut obs, tcp)
@@ -170,185 +165,6 @@ impl Check {
             Err(reason) => obs.fail(reason),
         }
     }
-}
-
-// ---- shared with `tcp` ---------------------------------------------------------------------
-
-/// Most addresses of one name tried in turn.
-const MAX_ADDRESSES: usize = 8;
-
-/// Checks a `host` field: a name or an IP literal (IPv6 with or without brackets), no scheme,
-/// no port, and of the family `ip` asks for.
-pub(crate) fn check_host(host: &str, ip: IpPreference) -> Result<(), String> {
-    let h = host.trim();
-    if h.is_empty() {
-        return Err("host is empty".into());
-    }
-    if h.contains("://") {
-        return Err("write the host name only, without a scheme (e.g. db.example.com)".into());
-    }
-    let bare = h
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(h);
-    match bare.parse::<IpAddr>() {
-        Ok(addr) => family_check(ip, addr),
-        Err(_) if h.starts_with('[') => Err(format!("invalid ipv6 address {h:?}")),
-        Err(_) if h.contains(':') => Err(format!(
-            "invalid host {h:?}: write the port in `port`, not in the host"
-        )),
-        Err(_) if h.contains(|c: char| c.is_whitespace() || "/?#@".contains(c)) => {
-            Err(format!("invalid host name {h:?}"))
-        }
-        Err(_) => hickory_resolver::proto::rr::Name::from_utf8(h)
-            .map(drop)
-            .map_err(|_| format!("invalid host name {h:?}")),
-    }
-}
-
-/// The host as connected to and shown: trimmed, lower-case, IPv6 without brackets.
-pub(crate) fn host_key(host: &str) -> String {
-    let h = host.trim();
-    h.strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(h)
-        .to_ascii_lowercase()
-}
-
-/// Checks a `server_name` field.
-pub(crate) fn check_server_name(name: &str) -> Result<(), String> {
-    ServerName::try_from(name.to_string())
-        .map(drop)
-        .map_err(|_| format!("invalid server name {name:?}"))
-}
-
-/// Makes a relative path relative to `base`.
-pub(crate) fn resolve_path(path: &mut Option<PathBuf>, base: &Path) {
-    if let Some(p) = path
-        && p.is_relative()
-    {
-        *p = base.join(&*p);
-    }
-}
-
-fn family_check(pref: IpPreference, addr: IpAddr) -> Result<(), String> {
-    match (pref, addr) {
-        (IpPreference::Ipv4, IpAddr::V6(_)) => Err(format!(
-            "ipv4 asked for, but the host {addr} is an ipv6 address"
-        )),
-        (IpPreference::Ipv6, IpAddr::V4(_)) => Err(format!(
-            "ipv6 asked for, but the host {addr} is an ipv4 address"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Resolves `host` (unless it is an IP literal) and connects to its addresses in the
-/// resolver's order until one accepts, all within the deadline. Records the `resolve` and
-/// `connect` phases and the address used.
-pub(crate) async fn connect(
-    cx: &CheckCx<'_>,
-    started: Instant,
-    obs: &mut Observation,
-    host: &str,
-    port: u16,
-    ip: IpPreference,
-) -> Result<TcpStream, String> {
-    let t = Instant::now();
-    let ips = match host.parse::<IpAddr>() {
-        Ok(addr) => {
-            obs.phase("resolve", Duration::ZERO);
-            family_check(ip, addr)?;
-            vec![addr]
-        }
-        Err(_) => {
-            let ips = resolve(cx, started, host, ip).await;
-            obs.phase("resolve", t.elapsed());
-            ips?
-        }
-    };
-    let t = Instant::now();
-    let mut failures = Vec::new();
-    for addr in ips {
-        let addr = SocketAddr::new(addr, port);
-        obs.ip = Some(addr.ip());
-        match until(cx, started, "connecting", TcpStream::connect(addr)).await {
-            Err(timeout) => {
-                obs.phase("connect", t.elapsed());
-                return Err(format!("{timeout} to {addr}"));
-            }
-            Ok(Err(e)) => failures.push(format!("{addr}: {}", io_text(&e))),
-            Ok(Ok(tcp)) => {
-                obs.phase("connect", t.elapsed());
-                return Ok(tcp);
-            }
-        }
-    }
-    obs.phase("connect", t.elapsed());
-    Err(format!("connect to {}", failures.join("; ")))
-}
-
-/// The addresses of `host`, of the family asked for, in the resolver's order.
-async fn resolve(
-    cx: &CheckCx<'_>,
-    started: Instant,
-    host: &str,
-    ip: IpPreference,
-) -> Result<Vec<IpAddr>, String> {
-    use hickory_resolver::lookup_ip::LookupIp;
-    use hickory_resolver::proto::rr::RecordType;
-    let resolver = &cx.env.resolver;
-    let (lookup, what) = match ip {
-        IpPreference::Any => (
-            until(cx, started, "resolving", resolver.lookup_ip(host)).await,
-            "address",
-        ),
-        IpPreference::Ipv4 => (
-            until(
-                cx,
-                started,
-                "resolving",
-                resolver.lookup(host, RecordType::A),
-            )
-            .await
-            .map(|r| r.map(LookupIp::from)),
-            "ipv4 (A)",
-        ),
-        IpPreference::Ipv6 => (
-            until(
-                cx,
-                started,
-                "resolving",
-                resolver.lookup(host, RecordType::AAAA),
-            )
-            .await
-            .map(|r| r.map(LookupIp::from)),
-            "ipv6 (AAAA)",
-        ),
-    };
-    let lookup = lookup.map_err(|timeout| format!("{timeout} {host}"))?;
-    let lookup = lookup.map_err(|e| {
-        if e.is_nx_domain() {
-            format!("dns: no record for {host} (NXDOMAIN)")
-        } else if e.is_no_records_found() {
-            format!("dns: no {what} record for {host}")
-        } else {
-            format!("dns: lookup of {host} failed: {}", tidy(&e.to_string()))
-        }
-    })?;
-    let ips: Vec<IpAddr> = lookup
-        .iter()
-        .filter(|a| match ip {
-            IpPreference::Any => true,
-            IpPreference::Ipv4 => a.is_ipv4(),
-            IpPreference::Ipv6 => a.is_ipv6(),
-        })
-        .take(MAX_ADDRESSES)
-        .collect();
-    if ips.is_empty() {
-        return Err(format!("dns: no {what} record for {host}"));
-    }
-    Ok(ips)
 }
 
 /// How a peer's certificate chain is judged, and the TLS handshake that reads it.
@@ -373,9 +189,11 @@ impl PeerCheck {
         check_hostname: bool,
         min_days_left: Option<u32>,
     ) -> Result<PeerCheck, String> {
-        let server_name = ServerName::try_from(name.to_string())
-            .map_err(|_| format!("server_name: invalid server name {name:?}"))?;
-        let extra_roots = ca_file.map(read_ca_file).transpose()?;
+        let server_name = net::server_name(name).map_err(|e| format!("server_name: {e}"))?;
+        let extra_roots = ca_file
+            .map(net::read_ca_file)
+            .transpose()
+            .map_err(|e| format!("ca_file: {e}"))?;
         Ok(PeerCheck {
             name: name.to_string(),
             server_name,
@@ -414,16 +232,7 @@ impl PeerCheck {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let connector = tokio_rustls::TlsConnector::from(client_config()?);
-        let tls = until(
-            cx,
-            started,
-            "in the tls handshake",
-            connector.connect(self.server_name.clone(), io),
-        )
-        .await
-        .map_err(|timeout| format!("{timeout} with {}", self.name))?
-        .map_err(|e| format!("tls: {}", io_text(&e)))?;
+        let tls = net::tls_handshake(cx, started, client_config()?, &self.name, io).await?;
         let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
         let verdict = self.judge(chain, &cx.env.roots, UnixTime::now());
         obs.cert_expiry = verdict.expiry;
@@ -551,7 +360,7 @@ impl PeerCheck {
         roots: &RootCertStore,
         now: UnixTime,
     ) -> Result<(), rustls::Error> {
-        let algs = provider().signature_verification_algorithms.all;
+        let algs = net::provider().signature_verification_algorithms.all;
         let verify = |store: &RootCertStore| {
             rustls::client::verify_server_cert_signed_by_trust_anchor(
                 leaf,
@@ -652,279 +461,26 @@ fn date(unix: i64) -> String {
     )
 }
 
-/// Reads a PEM file of CA certificates into a trust store; each must be usable as a root.
-pub(crate) fn read_ca_file(path: &Path) -> Result<RootCertStore, String> {
-    use rustls::pki_types::pem::PemObject;
-    let shown = path.display();
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("ca_file: cannot read {shown}: {}", io_text(&e)))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ca_file: {shown}: {}", tidy(&e.to_string())))?;
-    if certs.is_empty() {
-        return Err(format!("ca_file: no certificate in {shown}"));
-    }
-    let mut store = RootCertStore::empty();
-    for c in certs {
-        store
-            .add(c)
-            .map_err(|e| format!("ca_file: {shown}: unusable ca certificate: {e}"))?;
-    }
-    Ok(store)
-}
-
-/// The ring crypto provider, built once.
-fn provider() -> &'static Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-}
-
 /// The one client config of every probe's handshake: chains are judged after it, so it holds
 /// nothing per probe. No ALPN; no resumption (each check pays a full handshake, as a new
 /// client would).
 fn client_config() -> Result<Arc<ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut config = ClientConfig::builder_with_provider(provider().clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("tls: {e}"))?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(JudgedAfterwards(provider().clone())))
-                .with_no_client_auth();
-            config.resumption = rustls::client::Resumption::disabled();
-            Ok(Arc::new(config))
-        })
-        .clone()
-}
-
-/// Lets any chain through the handshake, to be judged right after it by [`PeerCheck`]; still
-/// checks the handshake signatures, so the server must hold the key of the certificate it
-/// sent.
-#[derive(Debug)]
-struct JudgedAfterwards(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for JudgedAfterwards {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// An I/O error in words: `connection refused`, not `Connection refused (os error 111)`; a
-/// wrapped error (rustls inside tokio-rustls) as itself, with its sources.
-pub(crate) fn io_text(e: &std::io::Error) -> String {
-    match e.get_ref() {
-        Some(inner) => {
-            let mut out = tidy(&inner.to_string());
-            let mut source = inner.source();
-            while let Some(s) = source {
-                let text = tidy(&s.to_string());
-                if !out.contains(&text) {
-                    out.push_str(": ");
-                    out.push_str(&text);
-                }
-                source = s.source();
-            }
-            out
-        }
-        None => tidy(&e.to_string()),
-    }
-}
-
-/// Drops ` (os error N)` and a trailing period, and lower-cases the first letter unless the
-/// first word is an acronym (`DNS`, `TLS`).
-pub(crate) fn tidy(s: &str) -> String {
-    let s = s.find(" (os error ").map_or(s, |i| &s[..i]);
-    let s = s.trim_end_matches('.');
-    let mut chars = s.chars();
-    match (chars.next(), chars.next()) {
-        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
-            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
-        }
-        _ => s.to_string(),
-    }
-}
-
-/// At most 80 characters of `s`, for reasons.
-pub(crate) fn short(s: &str) -> String {
-    const MAX: usize = 80;
-    match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
-/// Test certificates and a TLS echo server, shared with the `tcp` tests.
-#[cfg(test)]
-pub(crate) mod test_pki {
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
-    };
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
-    /// A server certificate and what the tests check against.
-    pub(crate) struct Pki {
-        /// PEM of the CA that signed the leaf (of the leaf itself when self-signed).
-        pub ca_pem: String,
-        pub leaf_not_after: i64,
-        /// What the server sends, leaf first.
-        pub chain: Vec<CertificateDer<'static>>,
-        pub server: Arc<rustls::ServerConfig>,
-    }
-
-    pub(crate) fn unix_now() -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    }
-
-    /// Valid from `from` until `until`, both in seconds from now (negative: the past).
-    fn valid(params: &mut CertificateParams, from: i64, until: i64) {
-        let epoch = date_time_ymd(1970, 1, 1);
-        params.not_before = epoch + Duration::from_secs((unix_now() + from) as u64);
-        params.not_after = epoch + Duration::from_secs((unix_now() + until) as u64);
-    }
-
-    fn server(chain: Vec<CertificateDer<'static>>, key: &KeyPair) -> Arc<rustls::ServerConfig> {
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-        Arc::new(config)
-    }
-
-    /// A CA, and a leaf for `sans` signed by it, valid from a day ago until `until` seconds
-    /// from now; the server sends both.
-    pub(crate) fn ca_signed(sans: &[&str], until: i64) -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "probed test ca");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut leaf =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        leaf.distinguished_name
-            .push(DnType::CommonName, "probed test leaf");
-        valid(&mut leaf, until.min(0) - 86_400, until);
-        let cert = leaf.signed_by(&key, &*ca).unwrap();
-        let chain = vec![cert.der().clone(), ca.der().clone()];
-        Pki {
-            ca_pem: ca.pem(),
-            leaf_not_after: leaf.not_after.unix_timestamp(),
-            server: server(chain.clone(), &key),
-            chain,
-        }
-    }
-
-    /// A self-signed leaf for `sans`, valid for a year.
-    pub(crate) fn self_signed(sans: &[&str]) -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        valid(&mut params, -86_400, 365 * 86_400);
-        let cert = params.self_signed(&key).unwrap();
-        let chain = vec![cert.der().clone()];
-        Pki {
-            ca_pem: cert.pem(),
-            leaf_not_after: params.not_after.unix_timestamp(),
-            server: server(chain.clone(), &key),
-            chain,
-        }
-    }
-
-    /// A TLS server on 127.0.0.1:0 that echoes what it reads, on each connection.
-    pub(crate) async fn echo_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n) = tls.read(&mut buf).await {
-                        if n == 0 || tls.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        addr
-    }
-
-    /// A PEM file holding `pem`.
-    pub(crate) fn pem_file(pem: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(&mut f, pem.as_bytes()).unwrap();
-        f
-    }
+    CONFIG.get_or_init(|| net::accept_any_config(&[])).clone()
 }
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::Duration;
 
-    use super::test_pki::{ca_signed, echo_server, pem_file, self_signed, unix_now};
     use super::*;
     use crate::probe::Env;
+    use crate::probe::net::unix_now;
+    use crate::probe::testkit::{
+        assert_field_errors, ca_signed, echo_server, hold, pem_file, phases, reason, refused_addr,
+        self_signed, tcp_server,
+    };
 
     const DAY: i64 = 86_400;
 
@@ -940,14 +496,6 @@ mod tests {
             deadline: Instant::now() + within,
         };
         check.check(&cx).await
-    }
-
-    fn reason(obs: &Observation) -> &str {
-        obs.error.as_deref().unwrap_or("")
-    }
-
-    fn phases(obs: &Observation) -> Vec<&'static str> {
-        obs.phases.iter().map(|(n, _)| *n).collect()
     }
 
     #[test]
@@ -997,12 +545,7 @@ mod tests {
             ),
         ];
         for (yaml, want) in cases {
-            let errs = spec(yaml).validate();
-            assert_eq!(errs.len(), want.len(), "{yaml}: {errs:?}");
-            for (e, (path, msg)) in errs.iter().zip(want.iter()) {
-                assert_eq!(e.path, *path, "{yaml}");
-                assert!(e.message.contains(msg), "{yaml}: {}", e.message);
-            }
+            assert_field_errors(yaml, &spec(yaml).validate(), want);
         }
         for yaml in ["host: h\nbogus: 1", "port: 443", "host: h\nport: 70000"] {
             assert!(serde_yaml::from_str::<Spec>(yaml).is_err(), "{yaml}");
@@ -1248,10 +791,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_and_silent_servers_are_down() {
-        let closed = {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let closed = refused_addr().await.port();
         let obs = run_in(
             &spec(&format!("host: 127.0.0.1\nport: {closed}")),
             Duration::from_secs(5),
@@ -1264,16 +804,7 @@ mod tests {
         assert_eq!(phases(&obs), ["resolve", "connect"]);
 
         // Accepts TCP, never speaks TLS.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
-                });
-            }
-        });
+        let port = tcp_server(hold).await.port();
         let within = Duration::from_millis(400);
         let t = Instant::now();
         let obs = run_in(&spec(&format!("host: 127.0.0.1\nport: {port}")), within).await;

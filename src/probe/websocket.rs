@@ -14,14 +14,13 @@
 //! the check returns, no connection of it is left open.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -31,6 +30,7 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, Pro
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::net::{self, IpPreference, TlsClient, json_eq, lower_first, regex_error, short};
 use super::{CheckCx, Env, FieldError, Observation, until};
 use crate::units::{ByteSize, Dur, format_bytes, format_duration};
 
@@ -293,23 +293,16 @@ impl Spec {
             _ => {}
         }
         if let Some(name) = &self.tls.server_name
-            && ServerName::try_from(name.as_str()).is_err()
+            && let Err(e) = net::server_name(name)
         {
-            errs.push(FieldError::new(
-                "tls.server_name",
-                format!("invalid server name {name:?}"),
-            ));
+            errs.push(FieldError::new("tls.server_name", e));
         }
         errs
     }
 
     /// Makes `tls.ca_file` relative to `base` (the directory of the probe's file).
     pub fn resolve_paths(&mut self, base: &std::path::Path) {
-        if let Some(f) = &mut self.tls.ca_file
-            && f.is_relative()
-        {
-            *f = base.join(&*f);
-        }
+        net::resolve_path(&mut self.tls.ca_file, base);
     }
 
     /// The URL's host (lower-case, IPv6 without brackets), for the per-host concurrency cap.
@@ -320,7 +313,7 @@ impl Spec {
     /// The path and query to upgrade, after the preset's additions: `vsn=` for Phoenix; the
     /// `/socket.io/` path, `EIO=4` and `transport=websocket` for Socket.IO.
     fn session_path(&self, target: &Target) -> Result<String, String> {
-        let mut pq = target.path.clone();
+        let mut pq = target.path.as_str().to_string();
         if let Some(px) = &self.phoenix {
             match query_param(&pq, "vsn") {
                 Some(v) if v != px.vsn => {
@@ -386,25 +379,9 @@ impl Spec {
         .map_err(|e: http::uri::InvalidUri| format!("url: invalid url: {e}"))?;
 
         let mut secrets = Vec::new();
-        let mut headers = HeaderMap::new();
-        for (name, value) in &self.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers.{name}: invalid header name"))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| format!("headers.{name}: invalid header value"))?;
-            value.set_sensitive(true);
-            secrets.push(value.to_str().unwrap_or_default().to_string());
-            headers.append(name, value);
-        }
+        let mut headers = net::sensitive_headers(&self.headers, "headers", &mut secrets)?;
         if let Some(userinfo) = &target.userinfo {
-            secrets.push(userinfo.clone());
-            if let Some((_, password)) = userinfo.split_once(':') {
-                secrets.push(password.to_string());
-            }
-            let mut auth = HeaderValue::from_str(&format!("Basic {}", base64(userinfo.as_bytes())))
-                .map_err(|_| "url: invalid userinfo".to_string())?;
-            auth.set_sensitive(true);
-            secrets.push(auth.to_str().unwrap_or_default().to_string());
+            let auth = net::userinfo_auth(userinfo, &mut secrets);
             if !headers.contains_key(header::AUTHORIZATION) {
                 headers.insert(header::AUTHORIZATION, auth);
             }
@@ -412,11 +389,7 @@ impl Spec {
         if let Some(px) = &self.phoenix {
             json_strings(&px.payload, &mut secrets);
         }
-        // Short values ("1", "on") would blank out ordinary words; they are never put into a
-        // message anyway, this list is a second line of defence.
-        secrets.retain(|s| s.len() >= 4);
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
+        let secrets = net::secret_list(secrets);
 
         if !headers.contains_key(header::HOST) {
             let host = HeaderValue::from_str(&target.authority())
@@ -475,22 +448,13 @@ impl Spec {
             }),
         };
 
-        let extra_roots = match &self.tls.ca_file {
-            Some(path) => read_ca_file(path)?,
-            None => Vec::new(),
-        };
-        let tls = if self.tls.insecure_skip_verify {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("tls: {e}"))?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-                .with_no_client_auth();
-            TlsCache::Fixed(finish_tls_config(config))
-        } else {
-            TlsCache::PerRoots(Mutex::new(None))
-        };
+        // The upgrade is an HTTP/1.1 request: a server that would pick h2 must not.
+        let tls = TlsClient::new(
+            self.tls.insecure_skip_verify,
+            self.tls.ca_file.as_deref(),
+            "tls.ca_file",
+            net::ALPN_HTTP1,
+        )?;
         let max_frame = self.max_frame.map_or(DEFAULT_MAX_FRAME, |b| b.0);
 
         Ok(Check {
@@ -501,7 +465,6 @@ impl Spec {
             preset,
             expect,
             max_frame,
-            extra_roots,
             tls,
             secrets,
         })
@@ -557,233 +520,12 @@ fn with_param(pq: &str, name: &str, value: &str) -> String {
     format!("{pq}{sep}{name}={value}")
 }
 
-/// A parsed `ws`/`wss` URL, split into what a check needs. No `Debug`: it holds the URL's
-/// userinfo.
-#[derive(Clone)]
-struct Target {
-    secure: bool,
-    /// Lower-case, without the brackets of an IPv6 literal.
-    host: String,
-    port: u16,
-    /// Path and query, `/` when the URL has none.
-    path: String,
-    /// `user:password` from the URL, percent-decoded. Never displayed.
-    userinfo: Option<String>,
-}
-
-impl Target {
-    /// `host`, `host:8080` or `[::1]:8080`: the `Host` header, without userinfo.
-    fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default = if self.secure { 443 } else { 80 };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
-    }
-}
+/// A parsed `ws`/`wss` URL.
+type Target = net::UrlTarget;
 
 /// Parses a probe URL. Errors never repeat the URL (it may hold a password).
 fn parse_target(url: &str) -> Result<Target, String> {
-    let uri: http::Uri = url
-        .trim()
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| format!("invalid url: {e}"))?;
-    let secure = match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("ws") => false,
-        Some(s) if s.eq_ignore_ascii_case("wss") => true,
-        Some(s) => {
-            return Err(format!(
-                "unsupported url scheme {:?} (use ws or wss)",
-                s.to_ascii_lowercase()
-            ));
-        }
-        None => return Err("url has no scheme (start it with ws:// or wss://)".into()),
-    };
-    let authority = uri.authority().ok_or("url has no host")?;
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .to_ascii_lowercase();
-    if host.is_empty() {
-        return Err("url has no host".into());
-    }
-    // The http crate accepts any text after the colon (`h:99999`) and then reports no port.
-    let host_port = authority
-        .as_str()
-        .rsplit_once('@')
-        .map_or(authority.as_str(), |(_, hp)| hp);
-    let port_text = match host_port.rfind(']') {
-        Some(i) => host_port[i + 1..].strip_prefix(':'),
-        None => host_port.rsplit_once(':').map(|(_, p)| p),
-    };
-    let port = match port_text {
-        None | Some("") => {
-            if secure {
-                443
-            } else {
-                80
-            }
-        }
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(format!("invalid port {:?} in url (use 1-65535)", short(p))),
-        },
-    };
-    let userinfo = authority
-        .as_str()
-        .rsplit_once('@')
-        .map(|(ui, _)| percent_decode(ui));
-    let path = match uri.path_and_query() {
-        Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_string(),
-        Some(pq) => format!("/{}", pq.as_str()),
-        None => "/".to_string(),
-    };
-    Ok(Target {
-        secure,
-        host,
-        port,
-        path,
-        userinfo,
-    })
-}
-
-/// Decodes `%XX` escapes (userinfo may escape `:` and `@`); bad escapes stay as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h << 4) | l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Standard base64 with padding (RFC 4648 §4), for Basic credentials.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Reads a PEM file of CA certificates; each must be usable as a trust anchor.
-fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let shown = path.display();
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("tls.ca_file: cannot read {shown}: {}", io_text(&e)))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("tls.ca_file: {shown}: {}", lower_first(&e.to_string())))?;
-    if certs.is_empty() {
-        return Err(format!("tls.ca_file: no certificate in {shown}"));
-    }
-    let mut store = RootCertStore::empty();
-    for c in &certs {
-        store
-            .add(c.clone())
-            .map_err(|e| format!("tls.ca_file: {shown}: unusable ca certificate: {e}"))?;
-    }
-    Ok(certs)
-}
-
-/// ALPN and resumption settings every websocket TLS config shares.
-fn finish_tls_config(mut config: ClientConfig) -> Arc<ClientConfig> {
-    // The upgrade is an HTTP/1.1 request: a server that would pick h2 must not.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // Each check pays a full handshake, as a new user would: no session tickets or ids.
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
-}
-
-/// A certificate verifier that accepts any certificate (`insecure_skip_verify`), while still
-/// checking that the server holds the key of the certificate it sent.
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS client config, built once per set of roots.
-enum TlsCache {
-    /// `insecure_skip_verify`: the roots play no part.
-    Fixed(Arc<ClientConfig>),
-    /// Verifying: the env's roots plus `ca_file`, keyed by the env's root store.
-    PerRoots(Mutex<Option<(Arc<RootCertStore>, Arc<ClientConfig>)>>),
+    Target::parse(url, ["ws", "wss"])
 }
 
 /// What the session does after the upgrade, before `send` and `expect`.
@@ -844,23 +586,6 @@ impl Matcher {
     }
 }
 
-/// JSON equality where `1` and `1.0` are the same number.
-fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 /// A runnable websocket probe.
 pub struct Check {
     pub spec: Spec,
@@ -873,9 +598,8 @@ pub struct Check {
     expect: Option<Matcher>,
     /// Largest incoming frame or message, bytes.
     max_frame: u64,
-    /// CA certificates from `tls.ca_file`, trusted beside `Env::roots`.
-    extra_roots: Vec<CertificateDer<'static>>,
-    tls: TlsCache,
+    /// The TLS client config (the env's roots plus `tls.ca_file`, or any certificate).
+    tls: TlsClient,
     /// Values that must never appear in a reason (userinfo, header values), longest first.
     secrets: Vec<String>,
 }
@@ -926,13 +650,8 @@ impl Check {
 
     /// Blanks out any secret that found its way into a message (a second line of defence:
     /// messages are built never to include them).
-    fn scrub(&self, mut reason: String) -> String {
-        for s in &self.secrets {
-            if reason.contains(s.as_str()) {
-                reason = reason.replace(s.as_str(), "***");
-            }
-        }
-        reason
+    fn scrub(&self, reason: String) -> String {
+        net::scrub(&reason, &self.secrets)
     }
 
     async fn main(
@@ -941,51 +660,13 @@ impl Check {
         started: Instant,
         obs: &mut Observation,
     ) -> Result<(), String> {
-        let t = Instant::now();
-        let ips = if let Ok(ip) = self.target.host.parse::<IpAddr>() {
-            obs.phase("resolve", Duration::ZERO);
-            vec![ip]
-        } else {
-            let ips = self.resolve(cx, started).await;
-            obs.phase("resolve", t.elapsed());
-            ips?
-        };
+        let ips = net::addresses(cx, started, obs, &self.target.host, IpPreference::Any).await?;
         let mut session = self.open(cx, started, obs, &ips).await?;
         let outcome = self.exchange(cx, started, obs, &mut session).await;
         obs.duration = started.elapsed();
         obs.size = Some(session.received);
         close(cx, session).await;
         outcome
-    }
-
-    /// The addresses of the URL's host, in the resolver's order.
-    async fn resolve(&self, cx: &CheckCx<'_>, started: Instant) -> Result<Vec<IpAddr>, String> {
-        let host = &self.target.host;
-        let lookup = until(
-            cx,
-            started,
-            "resolving",
-            cx.env.resolver.lookup_ip(host.as_str()),
-        )
-        .await
-        .map_err(|timeout| format!("{timeout} {host}"))?
-        .map_err(|e| {
-            if e.is_nx_domain() {
-                format!("dns: no record for {host} (NXDOMAIN)")
-            } else if e.is_no_records_found() {
-                format!("dns: no address record for {host}")
-            } else {
-                format!(
-                    "dns: lookup of {host} failed: {}",
-                    lower_first(&e.to_string())
-                )
-            }
-        })?;
-        let ips: Vec<IpAddr> = lookup.iter().take(8).collect();
-        if ips.is_empty() {
-            return Err(format!("dns: no address record for {host}"));
-        }
-        Ok(ips)
     }
 
     /// Connects (each address in turn), TLS-wraps for `wss`, and upgrades, timing each step.
@@ -996,37 +677,14 @@ impl Check {
         obs: &mut Observation,
         ips: &[IpAddr],
     ) -> Result<Session, String> {
-        let t = Instant::now();
-        let mut failures = Vec::new();
-        let mut connected = None;
-        for &ip in ips {
-            let addr = SocketAddr::new(ip, self.target.port);
-            obs.ip = Some(ip);
-            match until(cx, started, "connecting", TcpStream::connect(addr)).await {
-                Err(timeout) => {
-                    obs.phase("connect", t.elapsed());
-                    return Err(format!("{timeout} to {addr}"));
-                }
-                Ok(Err(e)) => failures.push(format!("{addr}: {}", io_text(&e))),
-                Ok(Ok(tcp)) => {
-                    connected = Some(tcp);
-                    break;
-                }
-            }
-        }
-        obs.phase("connect", t.elapsed());
-        let tcp = connected.ok_or_else(|| format!("connect to {}", failures.join("; ")))?;
-        // Only a latency nicety; a socket that refuses it still works.
-        let _ = tcp.set_nodelay(true);
+        let tcp = net::connect_any(cx, started, obs, ips, self.target.port).await?;
 
         let io: Box<dyn Io> = if self.target.secure {
             let t = Instant::now();
             let tls = self.tls_handshake(cx, started, tcp).await;
             obs.phase("tls", t.elapsed());
             let tls = tls?;
-            if let Some(expiry) = earliest_not_after(tls.get_ref().1.peer_certificates()) {
-                obs.cert_expiry = Some(obs.cert_expiry.map_or(expiry, |e| e.min(expiry)));
-            }
+            net::record_expiry(obs, tls.get_ref().1.peer_certificates());
             Box::new(tls)
         } else {
             Box::new(tcp)
@@ -1105,38 +763,7 @@ impl Check {
 
     /// The TLS config for this env's roots, built once and cached.
     fn tls_config(&self, env: &Env) -> Result<Arc<ClientConfig>, String> {
-        let cache = match &self.tls {
-            TlsCache::Fixed(config) => return Ok(config.clone()),
-            TlsCache::PerRoots(cache) => cache,
-        };
-        let mut cache = cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((roots, config)) = cache.as_ref()
-            && Arc::ptr_eq(roots, &env.roots)
-        {
-            return Ok(config.clone());
-        }
-        let roots = if self.extra_roots.is_empty() {
-            env.roots.clone()
-        } else {
-            let mut store = (*env.roots).clone();
-            for c in &self.extra_roots {
-                store
-                    .add(c.clone())
-                    .map_err(|e| format!("tls: unusable ca certificate in tls.ca_file: {e}"))?;
-            }
-            Arc::new(store)
-        };
-        let config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("tls: {e}"))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        let config = finish_tls_config(config);
-        *cache = Some((env.roots.clone(), config.clone()));
-        Ok(config)
+        self.tls.config(env)
     }
 
     async fn tls_handshake(
@@ -1152,18 +779,7 @@ impl Check {
             .server_name
             .as_deref()
             .unwrap_or(&self.target.host);
-        let server_name = ServerName::try_from(name.to_string())
-            .map_err(|_| format!("tls: invalid server name {name:?}"))?;
-        let connector = tokio_rustls::TlsConnector::from(config);
-        until(
-            cx,
-            started,
-            "in the tls handshake",
-            connector.connect(server_name, tcp),
-        )
-        .await
-        .map_err(|timeout| format!("{timeout} with {name}"))?
-        .map_err(|e| format!("tls: {}", io_text(&e)))
+        net::tls_handshake(cx, started, config, name, tcp).await
     }
 
     /// The exchange after the upgrade: the preset's join, `send`, then `expect`. Timed as
@@ -1586,15 +1202,6 @@ async fn socketio_connect(
     }
 }
 
-/// Earliest `notAfter` of the certificates, unix seconds; unparseable ones are skipped.
-fn earliest_not_after(certs: Option<&[CertificateDer<'_>]>) -> Option<i64> {
-    certs?
-        .iter()
-        .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
-        .map(|(_, cert)| cert.validity().not_after.timestamp())
-        .min()
-}
-
 /// A websocket error in words (lower case, no library prefixes).
 fn ws_error_text(e: &WsError) -> String {
     match e {
@@ -1605,7 +1212,7 @@ fn ws_error_text(e: &WsError) -> String {
         WsError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             "connection closed by the server".into()
         }
-        WsError::Io(io) => io_text(io),
+        WsError::Io(io) => net::io_text(io),
         WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => format!(
             "the server sent a frame of {}, over max_frame ({})",
             format_bytes(*size as u64),
@@ -1620,68 +1227,24 @@ fn ws_error_text(e: &WsError) -> String {
     }
 }
 
-/// An I/O error in words: `connection refused`, not `Connection refused (os error 111)`. A
-/// wrapped error (rustls inside tokio-rustls) is shown as itself.
-fn io_text(e: &std::io::Error) -> String {
-    let text = match e.get_ref() {
-        Some(inner) => inner.to_string(),
-        None => e.to_string(),
-    };
-    let text = match text.find(" (os error ") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    lower_first(text.trim_end_matches('.'))
-}
-
-/// Lower-cases the first letter unless the first word is an acronym (`HTTP`, `TLS`).
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match (chars.next(), chars.next()) {
-        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
-            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
-        }
-        _ => s.to_string(),
-    }
-}
-
-/// A regex compile error in one line (the regex crate's own message spans several).
-fn regex_error(e: &regex::Error) -> String {
-    let s = e.to_string();
-    let last = s
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    format!(
-        "invalid regular expression: {}",
-        last.trim().trim_start_matches("error: ")
-    )
-}
-
-/// At most 80 characters of `s`, for messages.
-fn short(s: &str) -> String {
-    const MAX: usize = 80;
-    match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::future::Future;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, SocketAddr};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http::StatusCode;
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use serde_json::{Value, json};
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-    use tokio::net::TcpListener;
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::probe::net::base64;
+    use crate::probe::testkit::phases as names;
+    use crate::probe::testkit::{
+        Pki, Zone, assert_down, assert_up, ca_signed, hold, pem_file, reason, refused_addr,
+        tcp_server, tls_server,
+    };
 
     // ---- helpers -------------------------------------------------------------------------
 
@@ -1707,36 +1270,12 @@ mod tests {
         run_in(spec, &env(), Duration::from_secs(5)).await
     }
 
-    fn reason(obs: &Observation) -> &str {
-        obs.error.as_deref().unwrap_or("")
-    }
-
-    fn names(obs: &Observation) -> Vec<&'static str> {
-        obs.phases.iter().map(|(n, _)| *n).collect()
-    }
-
     fn phase(obs: &Observation, name: &str) -> Duration {
         obs.phases
             .iter()
             .find(|(n, _)| *n == name)
             .unwrap_or_else(|| panic!("no phase {name} in {:?}", obs.phases))
             .1
-    }
-
-    #[track_caller]
-    fn assert_up(obs: &Observation) {
-        assert!(obs.ok, "expected up, got {:?}", obs.error);
-        assert!(obs.error.is_none());
-    }
-
-    #[track_caller]
-    fn assert_down(obs: &Observation, needle: &str) {
-        assert!(!obs.ok, "expected down with {needle:?}, got up");
-        assert!(
-            reason(obs).contains(needle),
-            "reason {:?} does not contain {needle:?}",
-            reason(obs)
-        );
     }
 
     /// What a test server saw of one upgrade request.
@@ -1792,47 +1331,18 @@ mod tests {
         F: Fn(WebSocketStream<TcpStream>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let serve = Arc::new(serve);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (tx, serve) = (tx.clone(), serve.clone());
-                tokio::spawn(async move {
-                    if let Some(ws) = upgrade(stream, tx, refuse).await {
-                        serve(ws).await;
-                    }
-                });
+        let addr = tcp_server(move |stream| {
+            let (tx, serve) = (tx.clone(), serve.clone());
+            async move {
+                if let Some(ws) = upgrade(stream, tx, refuse).await {
+                    serve(ws).await;
+                }
             }
-        });
+        })
+        .await;
         (addr, rx)
-    }
-
-    /// A raw TCP server on 127.0.0.1:0 running `serve` on each connection.
-    async fn raw_server<F, Fut>(serve: F) -> SocketAddr
-    where
-        F: Fn(TcpStream) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream));
-            }
-        });
-        addr
-    }
-
-    /// Reads (and ignores) whatever the peer sends until it goes away.
-    async fn hold(mut s: TcpStream) {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = s.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-        }
     }
 
     /// How the Phoenix test server answers a `phx_join`.
@@ -2192,41 +1702,10 @@ mod tests {
     /// A tiny DNS server on UDP 127.0.0.1:0: `rt.test` has an A record (127.0.0.1) and no
     /// AAAA; every other name is NXDOMAIN.
     async fn dns_server() -> SocketAddr {
-        use hickory_resolver::proto::op::{Message, ResponseCode};
-        use hickory_resolver::proto::rr::rdata::A;
-        use hickory_resolver::proto::rr::{RData, Record, RecordType};
-        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-                let Ok(query) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let Some(q) = query.queries.first().cloned() else {
-                    continue;
-                };
-                let name = q.name().to_string().to_ascii_lowercase();
-                let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
-                resp.metadata.recursion_desired = query.metadata.recursion_desired;
-                resp.metadata.recursion_available = true;
-                resp.metadata.authoritative = true;
-                resp.add_query(q.clone());
-                if name.trim_end_matches('.') == "rt.test" {
-                    if q.query_type() == RecordType::A {
-                        resp.add_answer(Record::from_rdata(
-                            q.name().clone(),
-                            60,
-                            RData::A(A(Ipv4Addr::LOCALHOST)),
-                        ));
-                    }
-                } else {
-                    resp.metadata.response_code = ResponseCode::NXDomain;
-                }
-                let _ = sock.send_to(&resp.to_vec().unwrap(), peer).await;
-            }
-        });
-        addr
+        Zone::new()
+            .a("rt.test", &[Ipv4Addr::LOCALHOST])
+            .serve()
+            .await
     }
 
     #[tokio::test]
@@ -2276,7 +1755,7 @@ mod tests {
             assert_eq!(names(&obs), ["resolve", "connect", "upgrade"]);
         }
         // Not a websocket server at all: a plain HTTP 200.
-        let addr = raw_server(|mut s| async move {
+        let addr = tcp_server(|mut s| async move {
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf).await;
             let _ = tokio::io::AsyncWriteExt::write_all(
@@ -2290,7 +1769,7 @@ mod tests {
         assert_eq!(reason(&obs), "upgrade refused: 200 ok");
         assert_eq!(obs.status_code, Some(200));
         // A server that closes instead of answering.
-        let addr = raw_server(|mut s| async move {
+        let addr = tcp_server(|mut s| async move {
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf).await;
         })
@@ -2299,10 +1778,7 @@ mod tests {
         assert_down(&obs, "upgrade failed: connection closed by the server");
         assert_eq!(obs.status_code, None);
         // Nothing listening.
-        let closed = {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            l.local_addr().unwrap()
-        };
+        let closed = refused_addr().await;
         let obs = run(&spec(&format!("url: 'ws://{closed}/'"))).await;
         assert_eq!(
             reason(&obs),
@@ -2351,7 +1827,7 @@ mod tests {
 
     #[tokio::test]
     async fn silent_upgrade_fails_at_the_deadline() {
-        let addr = raw_server(hold).await;
+        let addr = tcp_server(hold).await;
         let within = Duration::from_millis(400);
         let t = Instant::now();
         let obs = run_in(&spec(&format!("url: 'ws://{addr}/'")), &env(), within).await;
@@ -2543,69 +2019,30 @@ mod tests {
     }
 
     /// A CA and a leaf certificate for `sans`, signed by it, and a server config using them.
-    struct Pki {
-        ca_pem: String,
-        leaf_not_after: i64,
-        server: Arc<rustls::ServerConfig>,
-    }
-
     fn pki(sans: &[&str]) -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "probed test ca");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        leaf.not_after = rcgen::date_time_ymd(2041, 3, 4);
-        let leaf_cert = leaf.signed_by(&leaf_key, &*ca).unwrap();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf_cert.der().clone(), ca.der().clone()], key)
-        .unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            leaf_not_after: leaf.not_after.unix_timestamp(),
-            server: Arc::new(server),
-        }
+        ca_signed(sans, 365 * 86_400)
     }
 
     /// A Phoenix server over TLS (tokio-rustls) on 127.0.0.1:0.
     async fn wss_phoenix_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, _rx) = mpsc::unbounded_channel();
         let joins = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (acceptor, tx, joins) = (acceptor.clone(), tx.clone(), joins.clone());
-                tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(stream).await
-                        && let Some(ws) = upgrade(tls, tx, None).await
-                    {
-                        serve_phoenix(ws, Px::Ok, joins).await;
-                    }
-                });
+        tls_server(config, move |tls| {
+            let (tx, joins) = (tx.clone(), joins.clone());
+            async move {
+                if let Some(ws) = upgrade(tls, tx, None).await {
+                    serve_phoenix(ws, Px::Ok, joins).await;
+                }
             }
-        });
-        addr
+        })
+        .await
     }
 
     #[tokio::test]
     async fn wss_with_a_private_ca() {
         let pki = pki(&["127.0.0.1", "rt.internal"]);
         let addr = wss_phoenix_server(pki.server.clone()).await;
-        let mut ca_file = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(&mut ca_file, pki.ca_pem.as_bytes()).unwrap();
+        let ca_file = pem_file(&pki.ca_pem);
         let ca = format!("ca_file: '{}'", ca_file.path().display());
         let base = format!("url: 'wss://{addr}/socket/websocket'\nphoenix: {{ topic: t }}");
         let cases: Vec<(String, Option<&str>)> = vec![
@@ -2665,7 +2102,7 @@ mod tests {
     #[tokio::test]
     async fn close_without_a_reply_is_not_a_failure() {
         // Upgrades, then never reads again: the probe's Close is never answered.
-        let addr = raw_server(|s| async move {
+        let addr = tcp_server(|s| async move {
             let Ok(ws) = tokio_tungstenite::accept_async(s).await else {
                 return;
             };
@@ -2834,11 +2271,8 @@ mod tests {
     async fn secrets_never_appear_in_reasons() {
         let pki = pki(&["127.0.0.1"]);
         let tls = wss_phoenix_server(pki.server.clone()).await;
-        let refused = {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            l.local_addr().unwrap()
-        };
-        let silent = raw_server(hold).await;
+        let refused = refused_addr().await;
+        let silent = tcp_server(hold).await;
         let (forbidden, _s1) = ws_server(Some(403), |_ws| async {}).await;
         let (echo_refusal, _s2) = phoenix_server(Px::RefuseEcho).await;
         let (quiet, _s3) = phoenix_server(Px::Silent).await;

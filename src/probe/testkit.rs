@@ -1,0 +1,345 @@
+//! Test peers the probe kinds share: TCP and TLS servers on 127.0.0.1:0, a DNS server
+//! answering from a table, and a small PKI (a CA, leaves signed by it, self-signed leaves)
+//! made with rcgen. Each server runs in the test's runtime and goes away with it.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::rr::{RData, Record};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::net::unix_now;
+use super::{FieldError, Observation};
+
+// ---- TCP and TLS servers -------------------------------------------------------------------
+
+/// A TCP server on 127.0.0.1:0 running `serve` on each connection.
+pub(crate) async fn tcp_server<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream));
+        }
+    });
+    addr
+}
+
+/// An address on 127.0.0.1 nothing listens on: connecting is refused.
+pub(crate) async fn refused_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Reads (and ignores) whatever the peer sends until it goes away; never writes a byte.
+pub(crate) async fn hold(mut s: TcpStream) {
+    let mut buf = [0u8; 1024];
+    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
+/// A TLS server on 127.0.0.1:0 running `serve` on each connection that completes the
+/// handshake.
+pub(crate) async fn tls_server<F, Fut>(config: Arc<rustls::ServerConfig>, serve: F) -> SocketAddr
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let serve = Arc::new(serve);
+    tcp_server(move |stream| {
+        let (acceptor, serve) = (acceptor.clone(), serve.clone());
+        async move {
+            if let Ok(tls) = acceptor.accept(stream).await {
+                serve(tls).await;
+            }
+        }
+    })
+    .await
+}
+
+/// A TLS server on 127.0.0.1:0 that echoes what it reads, on each connection.
+pub(crate) async fn echo_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    tls_server(config, |mut tls| async move {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = tls.read(&mut buf).await {
+            if n == 0 || tls.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+}
+
+// ---- DNS -----------------------------------------------------------------------------------
+
+/// What the test DNS server knows: names (case-insensitive, without the final dot) and how
+/// each is answered. A name not in the table is NXDOMAIN; a name in it answers NOERROR with
+/// its records of the asked type (none: an empty answer), unless it has an rcode or is
+/// silent.
+#[derive(Clone, Default)]
+pub(crate) struct Zone {
+    names: Vec<(String, Entry)>,
+}
+
+#[derive(Clone, Default)]
+struct Entry {
+    records: Vec<RData>,
+    rcode: Option<ResponseCode>,
+    /// Never answered.
+    silent: bool,
+    /// Answered after this long (the behaviour under test, not a sync).
+    delay: Duration,
+}
+
+impl Zone {
+    pub(crate) fn new() -> Zone {
+        Zone::default()
+    }
+
+    fn entry(&mut self, name: &str) -> &mut Entry {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let i = match self.names.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                self.names.push((name, Entry::default()));
+                self.names.len() - 1
+            }
+        };
+        &mut self.names[i].1
+    }
+
+    /// An A or AAAA record for each of `ips`, in order.
+    pub(crate) fn addrs(mut self, name: &str, ips: &[IpAddr]) -> Zone {
+        use hickory_resolver::proto::rr::rdata::{A, AAAA};
+        let e = self.entry(name);
+        e.records.extend(ips.iter().map(|ip| match ip {
+            IpAddr::V4(v4) => RData::A(A(*v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+        }));
+        self
+    }
+
+    /// An A record for each of `ips`, in order.
+    pub(crate) fn a(self, name: &str, ips: &[Ipv4Addr]) -> Zone {
+        let ips: Vec<IpAddr> = ips.iter().copied().map(IpAddr::V4).collect();
+        self.addrs(name, &ips)
+    }
+
+    /// Any record.
+    pub(crate) fn record(mut self, name: &str, data: RData) -> Zone {
+        self.entry(name).records.push(data);
+        self
+    }
+
+    /// A name with no record of any type (NOERROR, no answer).
+    pub(crate) fn empty(mut self, name: &str) -> Zone {
+        self.entry(name);
+        self
+    }
+
+    /// A name answered with `rcode` and no records.
+    pub(crate) fn rcode(mut self, name: &str, rcode: ResponseCode) -> Zone {
+        self.entry(name).rcode = Some(rcode);
+        self
+    }
+
+    /// A name never answered.
+    pub(crate) fn silent(mut self, name: &str) -> Zone {
+        self.entry(name).silent = true;
+        self
+    }
+
+    /// A name answered `delay` late.
+    pub(crate) fn delay(mut self, name: &str, delay: Duration) -> Zone {
+        self.entry(name).delay = delay;
+        self
+    }
+
+    /// Serves the table on UDP 127.0.0.1:0.
+    pub(crate) async fn serve(self) -> SocketAddr {
+        let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+                let Some((bytes, delay)) = self.answer(&buf[..n]) else {
+                    continue;
+                };
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = sock.send_to(&bytes, peer).await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// The response to one query, and when to send it; `None`: no answer.
+    fn answer(&self, query: &[u8]) -> Option<(Vec<u8>, Duration)> {
+        let query = Message::from_vec(query).ok()?;
+        let q = query.queries.first().cloned()?;
+        let name = q
+            .name()
+            .to_string()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
+        resp.metadata.recursion_desired = query.metadata.recursion_desired;
+        resp.metadata.recursion_available = true;
+        resp.metadata.authoritative = true;
+        resp.add_query(q.clone());
+        let mut delay = Duration::ZERO;
+        match self.names.iter().find(|(n, _)| *n == name) {
+            None => resp.metadata.response_code = ResponseCode::NXDomain,
+            Some((_, e)) if e.silent => return None,
+            Some((_, e)) => {
+                delay = e.delay;
+                match e.rcode {
+                    Some(code) => resp.metadata.response_code = code,
+                    None => {
+                        for data in e
+                            .records
+                            .iter()
+                            .filter(|d| d.record_type() == q.query_type())
+                        {
+                            resp.add_answer(Record::from_rdata(q.name().clone(), 60, data.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        Some((resp.to_vec().unwrap(), delay))
+    }
+}
+
+// ---- PKI -----------------------------------------------------------------------------------
+
+/// A server certificate and what the tests check against.
+pub(crate) struct Pki {
+    /// PEM of the CA that signed the leaf (of the leaf itself when self-signed).
+    pub ca_pem: String,
+    pub leaf_not_after: i64,
+    /// What the server sends, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+/// Valid from `from` until `until`, both in seconds from now (negative: the past).
+fn valid(params: &mut CertificateParams, from: i64, until: i64) {
+    let epoch = date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + Duration::from_secs((unix_now() + from) as u64);
+    params.not_after = epoch + Duration::from_secs((unix_now() + until) as u64);
+}
+
+fn server(chain: Vec<CertificateDer<'static>>, key: &KeyPair) -> Arc<rustls::ServerConfig> {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    Arc::new(config)
+}
+
+/// A CA, and a leaf for `sans` signed by it, valid from a day ago until `until` seconds
+/// from now; the server sends both.
+pub(crate) fn ca_signed(sans: &[&str], until: i64) -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "probed test ca");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "probed test leaf");
+    valid(&mut leaf, until.min(0) - 86_400, until);
+    let cert = leaf.signed_by(&key, &*ca).unwrap();
+    let chain = vec![cert.der().clone(), ca.der().clone()];
+    Pki {
+        ca_pem: ca.pem(),
+        leaf_not_after: leaf.not_after.unix_timestamp(),
+        server: server(chain.clone(), &key),
+        chain,
+    }
+}
+
+/// A self-signed leaf for `sans`, valid for a year.
+pub(crate) fn self_signed(sans: &[&str]) -> Pki {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    valid(&mut params, -86_400, 365 * 86_400);
+    let cert = params.self_signed(&key).unwrap();
+    let chain = vec![cert.der().clone()];
+    Pki {
+        ca_pem: cert.pem(),
+        leaf_not_after: params.not_after.unix_timestamp(),
+        server: server(chain.clone(), &key),
+        chain,
+    }
+}
+
+/// A PEM file holding `pem`.
+pub(crate) fn pem_file(pem: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut f, pem.as_bytes()).unwrap();
+    f
+}
+
+// ---- observations --------------------------------------------------------------------------
+
+/// The reason of a check, `""` when it has none.
+pub(crate) fn reason(obs: &Observation) -> &str {
+    obs.error.as_deref().unwrap_or("")
+}
+
+/// The names of the phases a check recorded, in order.
+pub(crate) fn phases(obs: &Observation) -> Vec<&'static str> {
+    obs.phases.iter().map(|(n, _)| *n).collect()
+}
+
+#[track_caller]
+pub(crate) fn assert_up(obs: &Observation) {
+    assert!(obs.ok, "expected up, got {:?}", obs.error);
+    assert!(obs.error.is_none());
+}
+
+#[track_caller]
+pub(crate) fn assert_down(obs: &Observation, needle: &str) {
+    assert!(!obs.ok, "expected down with {needle:?}, got up");
+    assert!(
+        reason(obs).contains(needle),
+        "reason {:?} does not contain {needle:?}",
+        reason(obs)
+    );
+}
+
+/// Checks what `validate` found in `yaml`: as many errors as wanted, in order, each with the
+/// path wanted and a message that contains the text wanted.
+#[track_caller]
+pub(crate) fn assert_field_errors(yaml: &str, errs: &[FieldError], want: &[(&str, &str)]) {
+    assert_eq!(errs.len(), want.len(), "{yaml}: {errs:?}");
+    for (e, (path, msg)) in errs.iter().zip(want.iter()) {
+        assert_eq!(e.path, *path, "{yaml}");
+        assert!(e.message.contains(msg), "{yaml}: {}", e.message);
+    }
+}
