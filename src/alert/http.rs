@@ -402,48 +402,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     tidy(&inner.to_string())
 }
 
-fn tidy(s: &str) -> String {
-    let s = match s.find(" (os error ") {
-        Some(i) => &s[..i],
-        None => s,
-    };
-    lower_first(s.trim().trim_end_matches('.'))
-}
-
-/// Lower-cases the first letter unless the first word is an acronym (`TLS`, `HTTP`).
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match (chars.next(), chars.next()) {
-        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
-            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
-        }
-        _ => s.to_string(),
-    }
-}
-
-/// Decodes `%XX` escapes; bad escapes stay as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex_digit(b[i + 1]), hex_digit(b[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
+// Shared with the probes: one version of each.
+use crate::probe::net::{percent_decode, tidy};
 
 #[cfg(test)]
 pub(crate) mod fake {
