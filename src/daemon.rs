@@ -43,6 +43,7 @@ pub enum DaemonError {
 pub struct Shared {
     pub runner: Arc<Runner>,
     pub dispatcher: Arc<crate::alert::dispatch::Dispatcher>,
+    pub watchdog: Arc<crate::watchdog::WatchdogStats>,
     pub build_cx: crate::alert::BuildCx,
     pub config: RwLock<Arc<Config>>,
     probes: RwLock<BTreeMap<String, Running>>,
@@ -193,6 +194,7 @@ impl Daemon {
         let shared = Arc::new(Shared {
             runner,
             dispatcher: dispatcher.clone(),
+            watchdog: Default::default(),
             build_cx,
             config: RwLock::new(Arc::new(config.clone())),
             probes: RwLock::new(BTreeMap::new()),
@@ -246,6 +248,23 @@ impl Daemon {
                 tracing::error!(error = %e, "api server failed");
             }
         });
+        d.background.spawn(crate::watchdog::pulse(
+            shared.watchdog.clone(),
+            d.probes_cancel.clone(),
+        ));
+        d.background.spawn(crate::watchdog::systemd_watchdog(
+            shared.clone(),
+            d.probes_cancel.clone(),
+        ));
+        for (i, hb) in config.heartbeats.iter().enumerate() {
+            d.background.spawn(crate::watchdog::heartbeat(
+                shared.clone(),
+                hb.clone(),
+                i,
+                d.probes_cancel.clone(),
+            ));
+        }
+        crate::watchdog::notify_ready(&format!("{} probes", config.probes.len()));
         tracing::info!(
             listen = %local_addr,
             probes = config.probes.len(),
@@ -398,6 +417,7 @@ impl Daemon {
     /// Stops probes, drains the store, stops the API.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: stopping probes");
+        crate::watchdog::notify_stopping();
         self.probes_cancel.cancel();
         self.probe_tasks.close();
         self.probe_tasks.wait().await;

@@ -15,6 +15,7 @@
 //! - [`api`]: axum routes: `/metrics`, `/healthz`, `/api/v1/...`.
 //! - [`daemon`]: wiring, reload and shutdown.
 //! - [`cli`]: the `probectl` subcommands.
+//! - [`watchdog`]: runtime pulse, systemd readiness and watchdog, outbound heartbeats.
 //! - [`units`], [`time`]: durations, sizes, secrets; wall-clock display helpers.
 pub mod alert;
 pub mod api;
@@ -28,3 +29,4 @@ pub mod schedule;
 pub mod store;
 pub mod time;
 pub mod units;
+pub mod watchdog;

@@ -414,3 +414,65 @@ async fn push_heartbeats_and_a_clock_that_survives_restarts() {
     assert!(!d.log().contains(TOKEN), "the token is never logged");
     assert!(!v.to_string().contains(TOKEN));
 }
+
+/// The dead-man's switch: the heartbeat URL is pinged while the daemon is healthy, and gets
+/// `/fail` once it is not (here: a failed reload). The URL's secret never shows in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_pings_while_healthy_and_fails_when_not() {
+    let recv = support::receiver::Receiver::webhook(vec![]).await;
+    let target = Target::start().await;
+    let mut d = Daemon::new(
+        &one_probe("web", &target.url("/"), "300ms", 1),
+        &format!(
+            "watchdog:\n  heartbeat: {{ url: \"{}/ping/hb-secret-4711\", every: 200ms }}\n",
+            recv.url()
+        ),
+    );
+    d.start();
+    recv.wait_accepted(Duration::from_secs(10), "two healthy pings", |r| {
+        r.iter()
+            .filter(|r| r.path == "/ping/hb-secret-4711")
+            .count()
+            >= 2
+    });
+    d.write_probes("probes:\n  - name: broken\n    kind: htp\n");
+    d.signal("HUP");
+    recv.wait_accepted(Duration::from_secs(10), "a /fail ping", |r| {
+        r.iter().any(|r| r.path == "/ping/hb-secret-4711/fail")
+    });
+    assert!(d.stop().success());
+    assert!(!d.log().contains("hb-secret-4711"));
+}
+
+/// systemd `Type=notify`: READY=1 once running, then WATCHDOG=1 keep-alives at half of
+/// WATCHDOG_USEC, over a real notify socket.
+#[test]
+fn systemd_ready_and_watchdog_keepalives() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut d = Daemon::new("probes: []\n", "");
+    d.start_env(&[
+        ("NOTIFY_SOCKET", path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "400000"),
+    ]);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got
+        .iter()
+        .filter(|m: &&String| m.contains("WATCHDOG=1"))
+        .count()
+        < 2
+    {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification ({e}); got {got:?}"));
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(got[0].contains("READY=1"), "{got:?}");
+    assert!(got.iter().any(|m| m.contains("STATUS=")), "{got:?}");
+    assert!(d.stop().success());
+}

@@ -75,6 +75,7 @@ const ROUTE_KEYS: &[&str] = &[
 const STEP_KEYS: &[&str] = &["after", "notify"];
 const MAINTENANCE_KEYS: &[&str] = &["name", "probes", "cron", "duration", "start", "end"];
 const ALERTING_KEYS: &[&str] = &["max_attempts", "retry_base", "retry_max"];
+const HEARTBEAT_KEYS: &[&str] = &["url", "every", "timeout"];
 /// Keys every probe may have; the rest belongs to its kind.
 const PROBE_KEYS: &[&str] = &[
     "name",
@@ -204,6 +205,7 @@ impl Loader<'_> {
         let routes = self.routes(&doc, root.get("routes"), &names);
         let probes = self.probes(&doc, root.get("probes"), &defaults);
         let watchdog = root.get("watchdog").filter(|v| !v.is_null()).cloned();
+        let heartbeats = self.heartbeats(&doc, root.get("watchdog"));
         let maintenance = self.maintenance(&doc, root.get("maintenance"));
         let alerting = self.alerting(&doc, root.get("alerting"));
         let instance = match self.field::<String>(&doc, &[], &root, "instance") {
@@ -224,6 +226,7 @@ impl Loader<'_> {
             _ => None,
         };
         Some(Config {
+            heartbeats,
             maintenance,
             alerting,
             instance,
@@ -604,6 +607,60 @@ impl Loader<'_> {
             if let Some(when) = when {
                 out.push(Maintenance { name, probes, when });
             }
+        }
+        out
+    }
+
+    /// `watchdog.heartbeat`: one mapping or a list of them.
+    fn heartbeats(&mut self, doc: &Doc, v: Option<&Value>) -> Vec<super::Heartbeat> {
+        let mut out = Vec::new();
+        let Some(Value::Mapping(w)) = v else {
+            return out;
+        };
+        let base = key(&key(&[], "watchdog"), "heartbeat");
+        let items: Vec<(Vec<Seg>, &Value)> = match w.get("heartbeat") {
+            None | Some(Value::Null) => return out,
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (idx(&base, i), v))
+                .collect(),
+            Some(one) => vec![(base.clone(), one)],
+        };
+        for (path, item) in items {
+            let Some(m) = self.mapping(doc, &path, item) else {
+                continue;
+            };
+            self.check_keys(doc, &path, m, HEARTBEAT_KEYS);
+            let Some(url) = self.required::<String>(doc, &path, m, "url") else {
+                continue;
+            };
+            match url.parse::<http::Uri>() {
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                }
+                _ => {
+                    let msg = "heartbeat url must be an absolute http(s) URL";
+                    self.err(doc, &key(&path, "url"), At::Value, msg);
+                    continue;
+                }
+            }
+            let every = self
+                .field::<Dur>(doc, &path, m, "every")
+                .ok()
+                .flatten()
+                .map_or(Duration::from_secs(60), |d| d.0)
+                .max(Duration::from_millis(100));
+            let timeout = self
+                .field::<Dur>(doc, &path, m, "timeout")
+                .ok()
+                .flatten()
+                .map_or(Duration::from_secs(10), |d| d.0)
+                .min(every);
+            out.push(super::Heartbeat {
+                url: Secret::new(url),
+                every,
+                timeout,
+            });
         }
         out
     }

@@ -50,8 +50,22 @@ pub struct Config {
     /// Base URL people reach this daemon at, for links in pages (e.g.
     /// `https://probed.example.com`). Default: none (no links).
     pub external_url: Option<String>,
-    /// `watchdog:` section, kept as written until the watchdog module parses it.
+    /// Outbound heartbeats (`watchdog.heartbeat`): the dead-man's switch.
+    pub heartbeats: Vec<Heartbeat>,
+    /// `watchdog:` section as written (peers are parsed by the watchdog module later).
     pub watchdog: Option<serde_yaml::Value>,
+}
+
+/// One outbound heartbeat (healthchecks.io style): pinged every `every` while the daemon is
+/// healthy; `<url>/fail` with the reasons when it is not; silent when it is dead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    /// The ping URL. It usually holds a secret (a UUID): never shown.
+    pub url: Secret,
+    /// Default: 60s.
+    pub every: Duration,
+    /// Deadline of one ping. Default: 10s (at most `every`).
+    pub timeout: Duration,
 }
 
 /// `defaults:` applied to every probe that does not set its own.

@@ -1,0 +1,170 @@
+//! Watching the watcher: the daemon's own liveness made visible from outside.
+//!
+//! * **Pulse.** A task stamps the time every 250 ms. If the runtime wedges, the pulse stops,
+//!   and so does everything below that depends on it.
+//! * **systemd.** `READY=1` once the probes run; `WATCHDOG=1` every half `WATCHDOG_USEC`, only
+//!   while the pulse is fresh, so a hung daemon is restarted by systemd (`Type=notify`,
+//!   `WatchdogSec=` in deploy/probed.service). `STATUS=` tells `systemctl status` how things are.
+//! * **Heartbeats** (the dead-man's switch): each `watchdog.heartbeat` URL is pinged every
+//!   `every` while the daemon is healthy (`/healthz` has no problems); while it is not, the
+//!   ping goes to `<url>/fail` with the problems as the body, healthchecks.io style. When the
+//!   daemon is dead, the pings stop and the receiver pages through its own path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Heartbeat;
+use crate::daemon::Shared;
+
+/// How often the pulse beats, and how old it may be before the daemon counts as hung.
+const PULSE_EVERY: Duration = Duration::from_millis(250);
+const PULSE_STALE_MS: i64 = 5_000;
+
+/// The watchdog's counters.
+#[derive(Debug, Default)]
+pub struct WatchdogStats {
+    /// Last pulse, unix ms.
+    pub pulse: AtomicI64,
+    pub heartbeats_ok: AtomicU64,
+    pub heartbeats_failed: AtomicU64,
+}
+
+impl WatchdogStats {
+    /// The runtime is turning.
+    pub fn alive(&self) -> bool {
+        crate::time::now_ms() - self.pulse.load(Ordering::Relaxed) < PULSE_STALE_MS
+    }
+}
+
+/// Stamps the pulse until cancelled.
+pub async fn pulse(stats: Arc<WatchdogStats>, cancel: CancellationToken) {
+    loop {
+        stats.pulse.store(crate::time::now_ms(), Ordering::Relaxed);
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(PULSE_EVERY) => {}
+        }
+    }
+}
+
+/// Tells systemd the daemon is ready (no-op without `NOTIFY_SOCKET`).
+pub fn notify_ready(status: &str) {
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
+}
+
+/// Tells systemd the daemon is stopping.
+pub fn notify_stopping() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+}
+
+/// Sends `WATCHDOG=1` every half `WATCHDOG_USEC` while the pulse is fresh.
+pub async fn systemd_watchdog(shared: Arc<Shared>, cancel: CancellationToken) {
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let every = (period / 2).max(Duration::from_millis(50));
+    tracing::info!(every = %crate::units::format_duration(every), "systemd watchdog enabled");
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if shared.watchdog.alive() {
+            let status = status_line(&shared);
+            let _ = sd_notify::notify(&[
+                sd_notify::NotifyState::Watchdog,
+                sd_notify::NotifyState::Status(&status),
+            ]);
+        } else {
+            tracing::error!("pulse is stale: withholding the systemd watchdog keep-alive");
+        }
+    }
+}
+
+/// `12 probes: 11 up, 1 down; healthy` for `systemctl status`.
+pub fn status_line(shared: &Shared) -> String {
+    let report = crate::api::build_status(shared);
+    let n = report.probes.len();
+    let down = report
+        .probes
+        .iter()
+        .filter(|p| p.state == crate::evaluate::State::Down)
+        .count();
+    format!(
+        "{n} probes, {down} down; {}",
+        if report.daemon.healthy {
+            "healthy".to_string()
+        } else {
+            format!("unhealthy: {}", report.daemon.problems.join("; "))
+        }
+    )
+}
+
+/// Pings one heartbeat URL for as long as the daemon runs.
+pub async fn heartbeat(
+    shared: Arc<Shared>,
+    hb: Heartbeat,
+    index: usize,
+    cancel: CancellationToken,
+) {
+    let client = shared.build_cx.http.clone();
+    loop {
+        let mut problems = shared.problems();
+        if !shared.watchdog.alive() {
+            problems.push("runtime: pulse is stale".into());
+        }
+        let base = hb.url.expose().trim_end_matches('/');
+        let req = if problems.is_empty() {
+            client.get(base)
+        } else {
+            client
+                .post(format!("{base}/fail"))
+                .body(problems.join("\n"))
+        };
+        let result = req.timeout(hb.timeout).send().await;
+        match result {
+            Ok(r) if r.status().is_success() => {
+                shared
+                    .watchdog
+                    .heartbeats_ok
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r) => {
+                shared
+                    .watchdog
+                    .heartbeats_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    heartbeat = index + 1,
+                    status = r.status().as_u16(),
+                    "heartbeat refused"
+                );
+            }
+            Err(e) => {
+                shared
+                    .watchdog
+                    .heartbeats_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                // The URL holds the receiver's secret: name the heartbeat by position only.
+                let why = if e.is_timeout() {
+                    "timed out".to_string()
+                } else if e.is_connect() {
+                    "cannot connect".to_string()
+                } else {
+                    "request failed".to_string()
+                };
+                tracing::warn!(heartbeat = index + 1, error = %why, "heartbeat failed");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(hb.every) => {}
+        }
+    }
+}
