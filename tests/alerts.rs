@@ -629,3 +629,39 @@ async fn removing_a_down_probe_closes_its_incident() {
     });
     assert!(d.stop().success());
 }
+
+/// Two daemons watch each other: killing one gets a page from the other, through a real SMTP
+/// server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_peer_is_paged_by_the_other() {
+    let smtp = Smtp::start();
+    let mail = format!(
+        "notifiers:\n  mail: {{ kind: email, smtp: {{ host: 127.0.0.1, port: {}, tls: none }}, from: probed@example.com, to: [oncall@example.com] }}\n\
+         routes:\n  - notify: [mail]\n",
+        smtp.port
+    );
+    let mut a = Daemon::new("probes: []\n", &format!("instance: probed-a\n{mail}"));
+    let mut b = Daemon::new("probes: []\n", &format!("instance: probed-b\n{mail}"));
+    a.append_config(&format!(
+        "watchdog:\n  peers:\n    - {{ name: b, url: \"http://127.0.0.1:{}\", after: 600ms, every: 200ms }}\n",
+        b.port
+    ));
+    b.append_config(&format!(
+        "watchdog:\n  peers:\n    - {{ name: a, url: \"http://127.0.0.1:{}\", after: 600ms, every: 200ms }}\n",
+        a.port
+    ));
+    a.start();
+    b.start();
+    a.wait_state("peer:b", "up", Duration::from_secs(10));
+    b.wait_state("peer:a", "up", Duration::from_secs(10));
+    b.kill9();
+    let (mails, _) = smtp.wait(Duration::from_secs(20), "the page about b", |m| {
+        m.iter().any(|m| m.contains("DOWN peer:b"))
+    });
+    assert!(
+        mails.iter().all(|m| !m.contains("DOWN peer:a")),
+        "a is alive: {mails:#?}"
+    );
+    assert!(mails.iter().any(|m| m.contains("sent by:   probed-a")));
+    assert!(a.stop().success());
+}

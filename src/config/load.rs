@@ -76,6 +76,7 @@ const STEP_KEYS: &[&str] = &["after", "notify"];
 const MAINTENANCE_KEYS: &[&str] = &["name", "probes", "cron", "duration", "start", "end"];
 const ALERTING_KEYS: &[&str] = &["max_attempts", "retry_base", "retry_max"];
 const HEARTBEAT_KEYS: &[&str] = &["url", "every", "timeout"];
+const PEER_KEYS: &[&str] = &["name", "url", "after", "every", "severity", "labels"];
 /// Keys every probe may have; the rest belongs to its kind.
 const PROBE_KEYS: &[&str] = &[
     "name",
@@ -203,7 +204,8 @@ impl Loader<'_> {
             _ => Vec::new(),
         };
         let routes = self.routes(&doc, root.get("routes"), &names);
-        let probes = self.probes(&doc, root.get("probes"), &defaults);
+        let mut probes = self.probes(&doc, root.get("probes"), &defaults);
+        probes.extend(self.peers(&doc, root.get("watchdog"), &defaults));
         let watchdog = root.get("watchdog").filter(|v| !v.is_null()).cloned();
         let heartbeats = self.heartbeats(&doc, root.get("watchdog"));
         let maintenance = self.maintenance(&doc, root.get("maintenance"));
@@ -607,6 +609,109 @@ impl Loader<'_> {
             if let Some(when) = when {
                 out.push(Maintenance { name, probes, when });
             }
+        }
+        out
+    }
+
+    /// `watchdog.peers`: each peer `probed` becomes an http probe named `peer:<name>` on its
+    /// `/healthz`, so a silent or unhealthy peer pages through this daemon's own routes.
+    fn peers(&mut self, doc: &Doc, v: Option<&Value>, d: &Defaults) -> Vec<ProbeConfig> {
+        let mut out = Vec::new();
+        let Some(Value::Mapping(w)) = v else {
+            return out;
+        };
+        let base = key(&key(&[], "watchdog"), "peers");
+        let items = match w.get("peers") {
+            None | Some(Value::Null) => return out,
+            Some(Value::Sequence(items)) => items,
+            Some(other) => {
+                self.err(doc, &base, At::Value, expected("a list of peers", other));
+                return out;
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = idx(&base, i);
+            let Some(m) = self.mapping(doc, &path, item) else {
+                continue;
+            };
+            self.check_keys(doc, &path, m, PEER_KEYS);
+            let (Some(name), Some(url)) = (
+                self.required::<String>(doc, &path, m, "name"),
+                self.required::<String>(doc, &path, m, "url"),
+            ) else {
+                continue;
+            };
+            let after = self
+                .field::<Dur>(doc, &path, m, "after")
+                .ok()
+                .flatten()
+                .map_or(Duration::from_secs(180), |d| d.0);
+            // Check a few times within `after`, so `after` is what it takes to page.
+            let every = self
+                .field::<Dur>(doc, &path, m, "every")
+                .ok()
+                .flatten()
+                .map_or((after / 3).min(Duration::from_secs(30)), |d| d.0)
+                .max(MIN_EVERY);
+            let severity = self
+                .field::<String>(doc, &path, m, "severity")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| d.alert.severity.clone());
+            let labels = self
+                .field::<BTreeMap<String, String>>(doc, &path, m, "labels")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let probe_name = format!("peer:{name}");
+            let name_path = key(&path, "name");
+            let pos = doc.index.locate(&name_path, At::Key);
+            let source = format!("{}:{}:{}", doc.file.display(), pos.line, pos.col);
+            if let Some(msg) = check_name("peer", &name) {
+                self.err(doc, &name_path, At::Value, msg);
+                continue;
+            }
+            if let Some(first) = self.names.get(&probe_name) {
+                let msg = format!("duplicate peer name \"{name}\" (first defined at {first})");
+                self.err(doc, &name_path, At::Key, msg);
+                continue;
+            }
+            self.names.insert(probe_name.clone(), source.clone());
+            let url = format!("{}/healthz", url.trim_end_matches('/'));
+            let mut raw = Mapping::new();
+            let mut request = Mapping::new();
+            request.insert("url".into(), url.into());
+            raw.insert("request".into(), Value::Mapping(request));
+            let mut exp = Mapping::new();
+            exp.insert("status".into(), Value::Sequence(vec![200.into()]));
+            raw.insert("expect".into(), Value::Mapping(exp));
+            let spec = match ProbeSpec::from_value("http", Value::Mapping(raw.clone())) {
+                Ok(Ok(spec)) if spec.validate().is_empty() => spec,
+                _ => {
+                    let msg =
+                        "peer url must be the base URL of a probed API, e.g. http://10.0.0.2:9797";
+                    self.err(doc, &key(&path, "url"), At::Value, msg);
+                    continue;
+                }
+            };
+            let timeout = every.min(d.timeout).min(Duration::from_secs(10));
+            let runs = (after.as_millis() / every.as_millis().max(1)).max(1) as u32;
+            out.push(ProbeConfig {
+                name: probe_name,
+                schedule: Schedule::Every(every),
+                timeout,
+                alert: AlertSpec {
+                    after: runs,
+                    severity,
+                    ..d.alert.clone()
+                },
+                group: Some("probed".into()),
+                public: false,
+                labels,
+                spec,
+                source,
+                raw: Value::Mapping(raw),
+            });
         }
         out
     }

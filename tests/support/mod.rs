@@ -138,6 +138,16 @@ impl Daemon {
         }
     }
 
+    /// Appends to `probed.yaml` (e.g. a section naming another daemon's port).
+    pub fn append_config(&self, yaml: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.config)
+            .unwrap();
+        f.write_all(yaml.as_bytes()).unwrap();
+    }
+
     pub fn write_probes(&self, probes_yaml: &str) {
         std::fs::write(self.dir.path().join("probes.yaml"), probes_yaml).unwrap();
     }
