@@ -87,21 +87,22 @@ pub async fn systemd_watchdog(shared: Arc<Shared>, cancel: CancellationToken) {
     }
 }
 
-/// `12 probes: 11 up, 1 down; healthy` for `systemctl status`.
+/// `12 probes, 1 down; healthy` for `systemctl status`. Counts only (no status report is
+/// built), since it runs on a runtime worker every keep-alive.
 pub fn status_line(shared: &Shared) -> String {
-    let report = crate::api::build_status(shared);
-    let n = report.probes.len();
-    let down = report
-        .probes
+    let entries = shared.entries();
+    let down = entries
         .iter()
-        .filter(|p| p.state == crate::evaluate::State::Down)
+        .filter(|e| e.live.lock().unwrap().verdicts.state == crate::evaluate::State::Down)
         .count();
+    let problems = shared.problems();
     format!(
-        "{n} probes, {down} down; {}",
-        if report.daemon.healthy {
+        "{} probes, {down} down; {}",
+        entries.len(),
+        if problems.is_empty() {
             "healthy".to_string()
         } else {
-            format!("unhealthy: {}", report.daemon.problems.join("; "))
+            format!("unhealthy: {}", problems.join("; "))
         }
     )
 }

@@ -47,7 +47,6 @@ struct State {
 pub struct Receiver {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    default: Reply,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -120,12 +119,7 @@ impl Receiver {
                 });
             }
         });
-        Receiver {
-            addr,
-            state,
-            default,
-            task,
-        }
+        Receiver { addr, state, task }
     }
 
     /// A PagerDuty-like endpoint: 202 with the Events API's success body.
@@ -192,11 +186,6 @@ impl Receiver {
         keys.sort();
         keys.dedup();
         keys
-    }
-
-    #[allow(dead_code)]
-    fn default_reply(&self) -> &Reply {
-        &self.default
     }
 }
 
