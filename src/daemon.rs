@@ -188,6 +188,7 @@ impl Daemon {
         }
         let dispatcher = crate::alert::dispatch::Dispatcher::new(
             store.write_pool().clone(),
+            store.read_pool().clone(),
             plan,
             store.alerts_queued.clone(),
         );
@@ -211,6 +212,11 @@ impl Daemon {
             probe_tasks: TaskTracker::new(),
             background: TaskTracker::new(),
         };
+        let writer = writer
+            .with_buffer(config.store.buffer)
+            .with_failover(Arc::new(crate::alert::dispatch::MemoryPager(
+                dispatcher.clone(),
+            )));
         d.background
             .spawn(writer.run(d.writer_cancel.clone(), DRAIN_GRACE));
         d.background
@@ -256,7 +262,7 @@ impl Daemon {
             shared.clone(),
             d.probes_cancel.clone(),
         ));
-        for (i, hb) in config.heartbeats.iter().enumerate() {
+        for (i, hb) in config.watchdog.heartbeats.iter().enumerate() {
             d.background.spawn(crate::watchdog::heartbeat(
                 shared.clone(),
                 hb.clone(),

@@ -28,6 +28,9 @@ use super::plan::Router;
 use super::{Alert, BuildCx, Event, Notifier, SendError, outbox};
 use crate::config::{AlertingOptions, Config, ProbeConfig};
 
+mod memory;
+pub use memory::MemoryPager;
+
 /// Sends at once, all channels together.
 const MAX_PARALLEL_SENDS: usize = 16;
 /// Slack on top of a notifier's own deadline before the send is abandoned.
@@ -79,10 +82,20 @@ pub struct DispatchStats {
     pub given_up: std::sync::atomic::AtomicU64,
     /// Consecutive failed attempts per notifier (0 after a success).
     pub streaks: Mutex<HashMap<String, u64>>,
+    /// Messages waiting in the outbox (pending), as of the last pass.
+    pub pending: std::sync::atomic::AtomicI64,
+    /// Creation time (unix ms) of the oldest message not yet delivered, in the outbox or
+    /// being paged from memory; 0 when there is none.
+    pub oldest_pending_at: std::sync::atomic::AtomicI64,
+    /// Pages sent from memory while the store could not be written.
+    pub paged_from_memory: std::sync::atomic::AtomicU64,
 }
 
 pub struct Dispatcher {
     pool: SqlitePool,
+    /// The read pool: what the memory pager consults while writes fail.
+    read: SqlitePool,
+    memory: Mutex<memory::MemoryState>,
     plan: RwLock<Arc<Plan>>,
     wake: Arc<Notify>,
     in_flight: Mutex<HashSet<i64>>,
@@ -91,9 +104,16 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(pool: SqlitePool, plan: Plan, wake: Arc<Notify>) -> Arc<Dispatcher> {
+    pub fn new(
+        pool: SqlitePool,
+        read: SqlitePool,
+        plan: Plan,
+        wake: Arc<Notify>,
+    ) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
             pool,
+            read,
+            memory: Mutex::new(Default::default()),
             plan: RwLock::new(Arc::new(plan)),
             wake,
             in_flight: Mutex::new(HashSet::new()),
@@ -114,13 +134,31 @@ impl Dispatcher {
     /// Runs until `cancel`; then waits up to `grace` for sends in flight.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken, grace: Duration) {
         let sends = TaskTracker::new();
+        // Consecutive failed passes: logged at 1, 2, 4, 8, ... so a dead disk does not flood
+        // the log once a second.
+        let (mut hk_fails, mut send_fails) = (0u64, 0u64);
         loop {
             let now = crate::time::now_ms();
-            if let Err(e) = self.housekeeping(now).await {
-                tracing::error!(error = %e, "alert housekeeping failed; retrying");
+            match self.housekeeping(now).await {
+                Ok(()) => hk_fails = 0,
+                Err(e) => {
+                    hk_fails += 1;
+                    if hk_fails.is_power_of_two() {
+                        tracing::error!(error = %e, failures = hk_fails, "alert housekeeping failed; retrying");
+                    }
+                }
             }
-            if let Err(e) = self.send_due(now, &sends).await {
-                tracing::error!(error = %e, "reading the alert outbox failed; retrying");
+            match self.send_due(now, &sends).await {
+                Ok(()) => send_fails = 0,
+                Err(e) => {
+                    send_fails += 1;
+                    if send_fails.is_power_of_two() {
+                        tracing::error!(error = %e, failures = send_fails, "reading the alert outbox failed; retrying");
+                    }
+                }
+            }
+            if let Err(e) = self.measure_backlog().await {
+                tracing::debug!(error = %e, "measuring the outbox failed");
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -329,19 +367,47 @@ impl Dispatcher {
             let me = self.clone();
             let permit = self.slots.clone().acquire_owned().await;
             sends.spawn(async move {
-                let _permit = permit;
-                let id = job.id;
-                if let Err(e) = me.deliver(job).await {
-                    tracing::error!(outbox = id, error = %e, "recording a delivery failed; it will be retried");
+                let sent = me.send(&job).await;
+                drop(permit);
+                // The row stays in flight (never sent twice) until its outcome is recorded:
+                // while the store cannot be written, keep trying, without holding a slot.
+                let mut wait = Duration::from_millis(100);
+                let mut failures = 0u64;
+                while let Err(e) = me.record(&job, &sent).await {
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::error!(outbox = job.id, error = %e, failures, "recording a delivery failed; retrying");
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
-                me.in_flight.lock().unwrap().remove(&id);
+                me.in_flight.lock().unwrap().remove(&job.id);
                 me.wake.notify_one();
             });
         }
         Ok(())
     }
 
-    async fn deliver(&self, job: Job) -> Result<(), sqlx::Error> {
+    /// Creation time of the oldest undelivered message, and the outbox's pending count.
+    async fn measure_backlog(&self) -> Result<(), sqlx::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let row = sqlx::query(
+            "SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE status = 'pending'",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        let n: i64 = row.get("n");
+        let mut oldest: Option<i64> = row.get("oldest");
+        if let Some(m) = self.memory.lock().unwrap().oldest() {
+            oldest = Some(oldest.map_or(m, |o| o.min(m)));
+        }
+        self.stats.pending.store(n, Relaxed);
+        self.stats.oldest_pending_at.store(oldest.unwrap_or(0), Relaxed);
+        Ok(())
+    }
+
+    /// One try of one outbox row, under the notifier's deadline.
+    async fn send(&self, job: &Job) -> Sent {
         let plan = self.plan();
         let started = tokio::time::Instant::now();
         let result = match (
@@ -363,8 +429,17 @@ impl Dispatcher {
                 }
             }
         };
-        let took = started.elapsed().as_micros() as i64;
-        let now = crate::time::now_ms();
+        Sent {
+            result,
+            took_us: started.elapsed().as_micros() as i64,
+            at: crate::time::now_ms(),
+        }
+    }
+
+    /// Records a try and its consequence (delivered, retry later, fall back, give up).
+    async fn record(&self, job: &Job, sent: &Sent) -> Result<(), sqlx::Error> {
+        let plan = self.plan();
+        let (result, took, now) = (&sent.result, sent.took_us, sent.at);
         let attempts = job.attempts + 1;
         let mut tx = self.pool.begin().await?;
         let detail = match &result {
@@ -455,7 +530,7 @@ impl Dispatcher {
                         }
                     }
                 } else {
-                    let wait = match &e {
+                    let wait = match e {
                         SendError::Retry {
                             retry_after: Some(d),
                             ..
@@ -482,6 +557,14 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// What one try came to.
+struct Sent {
+    result: Result<super::Delivered, SendError>,
+    took_us: i64,
+    /// When it ended, unix ms.
+    at: i64,
 }
 
 struct Job {

@@ -140,7 +140,12 @@ impl Alert {
         if let Some(l) = &self.link {
             let _ = writeln!(b, "link:      {l}");
         }
-        let _ = writeln!(b, "incident:  {} ({})", self.incident, self.event.as_str());
+        if self.incident == 0 && self.event != Event::Test {
+            // Paged from memory: the store could not be written when it went down.
+            let _ = writeln!(b, "incident:  not yet recorded ({})", self.event.as_str());
+        } else {
+            let _ = writeln!(b, "incident:  {} ({})", self.incident, self.event.as_str());
+        }
         let _ = writeln!(b, "sent by:   {}", self.source);
         b
     }

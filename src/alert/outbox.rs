@@ -53,7 +53,9 @@ pub async fn on_down(
     .fetch_one(&mut *conn)
     .await?;
     alert.incident = id;
-    alert.dedup_key = format!("probed-{}-{id}", alert.source);
+    if !plan.paged_from_memory {
+        alert.dedup_key = format!("probed-{}-{id}", alert.source);
+    }
     let template = serde_json::to_string(&alert).unwrap_or_default();
     sqlx::query("UPDATE incidents SET alert = ? WHERE id = ?")
         .bind(&template)
@@ -61,7 +63,7 @@ pub async fn on_down(
         .execute(&mut *conn)
         .await?;
     if muted.is_none() {
-        enqueue(
+        let n = enqueue(
             conn,
             &alert,
             Event::Trigger,
@@ -70,6 +72,18 @@ pub async fn on_down(
             at,
         )
         .await?;
+        if plan.paged_from_memory && n > 0 {
+            // Sent from memory while this could not be written: record it, send nothing.
+            sqlx::query(
+                "UPDATE outbox SET status = 'delivered', delivered_at = ?, \
+                 last_error = 'sent from memory while the store could not be written' \
+                 WHERE incident_id = ? AND status = 'pending'",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        }
     } else {
         tracing::info!(probe = %alert.probe, incident = id, muted = muted.as_deref().unwrap_or(""), "incident opened; paging muted");
     }

@@ -27,6 +27,10 @@ pub struct PagePlan {
     pub send_resolve: bool,
     /// How long a recovery must hold before the incident resolves, ms.
     pub resolve_hold_ms: i64,
+    /// Already paged from memory while the store could not be written (`alert.dedup_key`
+    /// then holds the key that page carried): the incident, once written, records the
+    /// page as sent instead of sending it again.
+    pub paged_from_memory: bool,
 }
 
 impl Router {
@@ -111,6 +115,7 @@ impl Router {
                 .map(|m| format!("maintenance window {m:?}")),
             send_resolve: route.is_none_or(|r| r.resolve),
             resolve_hold_ms: hold,
+            paged_from_memory: false,
         }
     }
 }

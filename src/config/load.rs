@@ -63,7 +63,7 @@ const ALERT_KEYS: &[&str] = &[
     "severity",
     "resolve_hold",
 ];
-const STORE_KEYS: &[&str] = &["retention", "queue"];
+const STORE_KEYS: &[&str] = &["retention", "queue", "buffer"];
 const ROUTE_KEYS: &[&str] = &[
     "match",
     "notify",
@@ -76,6 +76,14 @@ const STEP_KEYS: &[&str] = &["after", "notify"];
 const MAINTENANCE_KEYS: &[&str] = &["name", "probes", "cron", "duration", "start", "end"];
 const ALERTING_KEYS: &[&str] = &["max_attempts", "retry_base", "retry_max"];
 const HEARTBEAT_KEYS: &[&str] = &["url", "every", "timeout"];
+const WATCHDOG_KEYS: &[&str] = &[
+    "heartbeat",
+    "peers",
+    "max_lag",
+    "max_undelivered_age",
+    "alertmanager",
+];
+const WATCHDOG_ALERT_KEYS: &[&str] = &["notify", "every"];
 const PEER_KEYS: &[&str] = &["name", "url", "after", "every", "severity", "labels"];
 /// Keys every probe may have; the rest belongs to its kind.
 const PROBE_KEYS: &[&str] = &[
@@ -92,6 +100,8 @@ const PROBE_KEYS: &[&str] = &[
 ];
 /// The shortest interval a probe may run at.
 const MIN_EVERY: Duration = Duration::from_millis(100);
+/// The store's memory buffer holds at least one full batch.
+const MIN_STORE_BUFFER: usize = 4096;
 
 /// Loads `path` (and the probes file or folder it names), interpolates, validates.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -206,8 +216,7 @@ impl Loader<'_> {
         let routes = self.routes(&doc, root.get("routes"), &names);
         let mut probes = self.probes(&doc, root.get("probes"), &defaults);
         probes.extend(self.peers(&doc, root.get("watchdog"), &defaults));
-        let watchdog = root.get("watchdog").filter(|v| !v.is_null()).cloned();
-        let heartbeats = self.heartbeats(&doc, root.get("watchdog"));
+        let watchdog = self.watchdog(&doc, root.get("watchdog"), &notifiers);
         let maintenance = self.maintenance(&doc, root.get("maintenance"));
         let alerting = self.alerting(&doc, root.get("alerting"));
         let instance = match self.field::<String>(&doc, &[], &root, "instance") {
@@ -228,7 +237,6 @@ impl Loader<'_> {
             _ => None,
         };
         Some(Config {
-            heartbeats,
             maintenance,
             alerting,
             instance,
@@ -716,6 +724,75 @@ impl Loader<'_> {
         out
     }
 
+    /// `watchdog:` (its `peers` are read by [`Self::peers`]).
+    fn watchdog(
+        &mut self,
+        doc: &Doc,
+        v: Option<&Value>,
+        notifiers: &BTreeMap<String, NotifierConfig>,
+    ) -> super::WatchdogOptions {
+        let mut w = super::WatchdogOptions::default();
+        let base = key(&[], "watchdog");
+        let Some(m) = v.filter(|v| !v.is_null()) else {
+            return w;
+        };
+        let Some(m) = self.mapping(doc, &base, m) else {
+            return w;
+        };
+        self.check_keys(doc, &base, m, WATCHDOG_KEYS);
+        w.heartbeats = self.heartbeats(doc, v);
+        if let Ok(Some(Dur(d))) = self.field::<Dur>(doc, &base, m, "max_lag") {
+            w.max_lag = d.max(Duration::from_millis(10));
+        }
+        if let Ok(Some(Dur(d))) = self.field::<Dur>(doc, &base, m, "max_undelivered_age") {
+            w.max_undelivered_age = d.max(Duration::from_secs(1));
+        }
+        let path = key(&base, "alertmanager");
+        if let Some(a) = m.get("alertmanager").filter(|v| !v.is_null())
+            && let Some(am) = self.mapping(doc, &path, a)
+        {
+            self.check_keys(doc, &path, am, WATCHDOG_ALERT_KEYS);
+            let every = self
+                .field::<Dur>(doc, &path, am, "every")
+                .ok()
+                .flatten()
+                .map_or(Duration::from_secs(60), |d| d.0)
+                .max(Duration::from_millis(100));
+            if let Some(notify) = self.required::<Vec<String>>(doc, &path, am, "notify") {
+                let managers: Vec<&str> = notifiers
+                    .iter()
+                    .filter(|(_, n)| n.kind == "alertmanager")
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                let mut ok = true;
+                for (j, n) in notify.iter().enumerate() {
+                    if managers.contains(&n.as_str()) {
+                        continue;
+                    }
+                    ok = false;
+                    let msg = match notifiers.get(n) {
+                        Some(other) => format!(
+                            "notifier \"{n}\" is of kind {}; the Watchdog alert needs kind alertmanager",
+                            other.kind
+                        ),
+                        None if managers.is_empty() => format!(
+                            "unknown notifier \"{n}\" (no notifiers of kind alertmanager are defined)"
+                        ),
+                        None => unknown("alertmanager notifier", n, &managers),
+                    };
+                    self.err(doc, &idx(&key(&path, "notify"), j), At::Value, msg);
+                }
+                if notify.is_empty() {
+                    let msg = "notify must name at least one alertmanager notifier";
+                    self.err(doc, &key(&path, "notify"), At::Value, msg);
+                } else if ok {
+                    w.alertmanager = Some(super::WatchdogAlert { notify, every });
+                }
+            }
+        }
+        w
+    }
+
     /// `watchdog.heartbeat`: one mapping or a list of them.
     fn heartbeats(&mut self, doc: &Doc, v: Option<&Value>) -> Vec<super::Heartbeat> {
         let mut out = Vec::new();
@@ -826,6 +903,9 @@ impl Loader<'_> {
             } else {
                 s.queue = q;
             }
+        }
+        if let Ok(Some(b)) = self.field::<usize>(doc, &base, m, "buffer") {
+            s.buffer = b.max(MIN_STORE_BUFFER);
         }
         s
     }

@@ -50,10 +50,45 @@ pub struct Config {
     /// Base URL people reach this daemon at, for links in pages (e.g.
     /// `https://probed.example.com`). Default: none (no links).
     pub external_url: Option<String>,
+    /// `watchdog:`: self-checks, heartbeats and the Alertmanager `Watchdog` alert (peers
+    /// become probes named `peer:<name>`).
+    pub watchdog: WatchdogOptions,
+}
+
+/// `watchdog:` options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchdogOptions {
     /// Outbound heartbeats (`watchdog.heartbeat`): the dead-man's switch.
     pub heartbeats: Vec<Heartbeat>,
-    /// `watchdog:` section as written (peers are parsed by the watchdog module later).
-    pub watchdog: Option<serde_yaml::Value>,
+    /// Self-check: the scheduler's start lag (p99 over the last minute) above this makes the
+    /// daemon unhealthy. Default: 1s.
+    pub max_lag: Duration,
+    /// Self-check: a page still undelivered after this long makes the daemon unhealthy.
+    /// Default: 5m.
+    pub max_undelivered_age: Duration,
+    /// An always-firing `Watchdog` alert to Alertmanager while the daemon is healthy.
+    pub alertmanager: Option<WatchdogAlert>,
+}
+
+impl Default for WatchdogOptions {
+    fn default() -> Self {
+        WatchdogOptions {
+            heartbeats: Vec::new(),
+            max_lag: Duration::from_secs(1),
+            max_undelivered_age: Duration::from_secs(300),
+            alertmanager: None,
+        }
+    }
+}
+
+/// `watchdog.alertmanager`: the always-firing `Watchdog` alert (Prometheus' convention),
+/// for a dead man's snitch behind Alertmanager to page when it stops.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchdogAlert {
+    /// Notifiers of kind `alertmanager` to send it through.
+    pub notify: Vec<String>,
+    /// How often it is sent; each send ends three of these ahead. Default: 1m.
+    pub every: Duration,
 }
 
 /// One outbound heartbeat (healthchecks.io style): pinged every `every` while the daemon is
@@ -104,6 +139,10 @@ pub struct StoreOptions {
     pub retention: Duration,
     /// Results waiting for the writer before new ones are dropped (and counted). Default: 65536.
     pub queue: usize,
+    /// Results held in memory while the store cannot be written (disk full, read-only, locked),
+    /// written when it comes back. Past this, the oldest are dropped and counted. Default:
+    /// 200000 (about 60 MB).
+    pub buffer: usize,
 }
 
 impl Default for StoreOptions {
@@ -111,6 +150,7 @@ impl Default for StoreOptions {
         StoreOptions {
             retention: Duration::from_secs(7 * 86400),
             queue: 65536,
+            buffer: 200_000,
         }
     }
 }

@@ -11,7 +11,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,6 +76,11 @@ pub struct StoreStats {
     pub write_errors: AtomicU64,
     /// Consecutive failed commits (0 when the last one succeeded).
     pub failing_streak: AtomicU64,
+    /// When the current run of failed commits began, unix ms (0 when commits work).
+    pub failing_since: AtomicI64,
+    /// Results taken off the queue and not yet written (a batch, or the memory buffer while
+    /// commits fail).
+    pub buffered: AtomicU64,
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -98,6 +104,8 @@ pub struct Writer {
     changes: mpsc::UnboundedReceiver<StateChange>,
     stats: Arc<StoreStats>,
     alerts_queued: Arc<tokio::sync::Notify>,
+    buffer: usize,
+    failover: Option<Arc<dyn Failover>>,
 }
 
 /// A probe's persisted state, read at start to resume.
@@ -204,6 +212,8 @@ impl Store {
                 changes: crx,
                 stats,
                 alerts_queued,
+                buffer: MAX_BATCH * 16,
+                failover: None,
             },
         ))
     }
@@ -482,23 +492,56 @@ const LINGER: Duration = Duration::from_millis(200);
 /// Rows per INSERT statement (10 parameters each, well under SQLite's limit).
 const ROWS_PER_INSERT: usize = 200;
 
+/// Who pages while the store cannot be written: the dispatcher, from memory.
+pub trait Failover: Send + Sync {
+    /// `change` could not be committed. If it should page, page it from memory now, and mark
+    /// its plan so that the incident, once it is written, does not page a second time.
+    fn unwritten(&self, change: &mut StateChange);
+    /// Commits work again.
+    fn recovered(&self);
+}
+
 impl Writer {
+    /// Results held in memory while commits fail (at least one batch).
+    pub fn with_buffer(mut self, results: usize) -> Writer {
+        self.buffer = results.max(MAX_BATCH);
+        self
+    }
+
+    /// Who pages state changes that cannot be committed.
+    pub fn with_failover(mut self, failover: Arc<dyn Failover>) -> Writer {
+        self.failover = Some(failover);
+        self
+    }
+
     /// Writes until `cancel` fires and the queue is drained (or `grace` passes after
-    /// cancellation). A failed commit is retried with backoff, keeping its batch; while it
-    /// fails the queue fills and new results are dropped and counted.
+    /// cancellation).
+    ///
+    /// When a commit fails (disk full, read-only file system, a lock held by another
+    /// process), nothing is thrown away: the batch stays, the writer keeps taking results off
+    /// the queue into a memory buffer of `buffer` results (so probes never block and the
+    /// queue never fills), and retries with backoff up to 5 s. State changes that should page
+    /// are handed to the [`Failover`] at once, so paging does not wait for the disk. When a
+    /// commit works again the buffer is written, oldest first, a batch at a time. Past the
+    /// bound the oldest buffered results are dropped and counted
+    /// (`probed_store_dropped_total`); state changes are never dropped.
     pub async fn run(mut self, cancel: CancellationToken, grace: Duration) {
-        let mut results = Vec::with_capacity(MAX_BATCH);
-        let mut changes = Vec::new();
+        let mut pending: VecDeque<Record> = VecDeque::with_capacity(MAX_BATCH);
+        let mut changes: Vec<StateChange> = Vec::new();
+        // Changes already offered to the failover (a prefix of `changes`).
+        let mut offered = 0;
         let mut backoff = Duration::from_millis(100);
         let mut draining_since: Option<tokio::time::Instant> = None;
+        // Set while commits fail: when to try again.
+        let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
-            if results.is_empty() && changes.is_empty() {
+            if pending.is_empty() && changes.is_empty() {
                 if draining_since.is_some() {
                     // Cancelled and drained: whatever still arrives is taken below.
                     match (self.results.try_recv(), self.changes.try_recv()) {
                         (Err(_), Err(_)) => break,
                         (r, c) => {
-                            results.extend(r.ok());
+                            pending.extend(r.ok());
                             changes.extend(c.ok());
                         }
                     }
@@ -506,7 +549,7 @@ impl Writer {
                     tokio::select! {
                         biased;
                         Some(c) = self.changes.recv() => changes.push(c),
-                        Some(r) = self.results.recv() => results.push(r),
+                        Some(r) = self.results.recv() => pending.push_back(r),
                         _ = cancel.cancelled() => {
                             draining_since = Some(tokio::time::Instant::now());
                             continue;
@@ -514,68 +557,131 @@ impl Writer {
                     }
                 }
             }
-            if draining_since.is_none() {
-                let until = tokio::time::Instant::now() + LINGER;
-                while results.len() < MAX_BATCH {
+            if let Some(mut at) = retry_at {
+                // Failing: keep the queue moving into the buffer until the next try.
+                if let Some(t) = draining_since {
+                    at = at.min(t + grace);
+                }
+                loop {
                     tokio::select! {
                         biased;
-                        _ = cancel.cancelled() => break,
-                        r = self.results.recv() => match r {
-                            Some(r) => results.push(r),
-                            None => break,
-                        },
-                        _ = tokio::time::sleep_until(until) => break,
+                        _ = cancel.cancelled(), if draining_since.is_none() => {
+                            draining_since = Some(tokio::time::Instant::now());
+                            at = at.min(tokio::time::Instant::now() + grace);
+                        }
+                        Some(c) = self.changes.recv() => changes.push(c),
+                        Some(r) = self.results.recv() => self.buffer_push(&mut pending, r),
+                        _ = tokio::time::sleep_until(at) => break,
                     }
                 }
-            }
-            while results.len() < MAX_BATCH {
-                match self.results.try_recv() {
-                    Ok(r) => results.push(r),
-                    Err(_) => break,
+                while let Ok(r) = self.results.try_recv() {
+                    self.buffer_push(&mut pending, r);
+                }
+            } else {
+                if draining_since.is_none() {
+                    let until = tokio::time::Instant::now() + LINGER;
+                    while pending.len() < MAX_BATCH {
+                        tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => break,
+                            r = self.results.recv() => match r {
+                                Some(r) => pending.push_back(r),
+                                None => break,
+                            },
+                            _ = tokio::time::sleep_until(until) => break,
+                        }
+                    }
+                }
+                while pending.len() < MAX_BATCH {
+                    match self.results.try_recv() {
+                        Ok(r) => pending.push_back(r),
+                        Err(_) => break,
+                    }
                 }
             }
             while let Ok(c) = self.changes.try_recv() {
                 changes.push(c);
             }
-            match self.commit(&results, &changes).await {
+            let n = pending.len().min(MAX_BATCH);
+            let s = self.stats.clone();
+            match self.commit(&pending.make_contiguous()[..n], &changes).await {
                 Ok(()) => {
-                    let s = &self.stats;
-                    s.written.fetch_add(results.len() as u64, Ordering::Relaxed);
+                    pending.drain(..n);
+                    s.written.fetch_add(n as u64, Ordering::Relaxed);
                     s.batches.fetch_add(1, Ordering::Relaxed);
+                    s.buffered.store(pending.len() as u64, Ordering::Relaxed);
                     if s.failing_streak.swap(0, Ordering::Relaxed) > 0 {
-                        tracing::info!("store writes work again");
+                        tracing::info!(
+                            still_buffered = pending.len(),
+                            "store writes work again; writing what was buffered"
+                        );
                         *s.last_error.lock().unwrap() = None;
+                        s.failing_since.store(0, Ordering::Relaxed);
+                        if let Some(f) = &self.failover {
+                            f.recovered();
+                        }
                     }
                     if !changes.is_empty() {
                         self.alerts_queued.notify_one();
                     }
-                    results.clear();
                     changes.clear();
+                    offered = 0;
                     backoff = Duration::from_millis(100);
+                    retry_at = None;
                 }
                 Err(e) => {
-                    let s = &self.stats;
                     s.write_errors.fetch_add(1, Ordering::Relaxed);
                     let streak = s.failing_streak.fetch_add(1, Ordering::Relaxed) + 1;
+                    if streak == 1 {
+                        s.failing_since
+                            .store(crate::time::now_ms(), Ordering::Relaxed);
+                    }
                     if streak.is_power_of_two() {
-                        tracing::error!(error = %e, streak, pending = results.len(), "store write failed; retrying");
+                        tracing::error!(error = %e, streak, buffered = pending.len(), "store write failed; buffering in memory and retrying");
                     }
                     *s.last_error.lock().unwrap() = Some(e.to_string());
+                    s.buffered.store(pending.len() as u64, Ordering::Relaxed);
+                    // What should page pages now, from memory.
+                    if let Some(f) = &self.failover {
+                        for c in &mut changes[offered..] {
+                            f.unwritten(c);
+                        }
+                        offered = changes.len();
+                    }
                     let give_up = draining_since.is_some_and(|t| t.elapsed() >= grace);
                     if give_up {
-                        s.dropped.fetch_add(results.len() as u64, Ordering::Relaxed);
+                        s.dropped.fetch_add(pending.len() as u64, Ordering::Relaxed);
                         tracing::error!(
-                            lost = results.len(),
+                            lost = pending.len(),
                             changes = changes.len(),
                             "shutting down with unwritten results"
                         );
                         break;
                     }
-                    tokio::time::sleep(backoff).await;
+                    retry_at = Some(tokio::time::Instant::now() + backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
+    }
+
+    /// Buffers one result while commits fail; past the bound the oldest goes, counted.
+    fn buffer_push(&self, pending: &mut VecDeque<Record>, r: Record) {
+        if pending.len() >= self.buffer {
+            pending.pop_front();
+            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    dropped = n,
+                    buffer = self.buffer,
+                    "store buffer full: oldest unwritten result dropped"
+                );
+            }
+        }
+        pending.push_back(r);
+        self.stats
+            .buffered
+            .store(pending.len() as u64, Ordering::Relaxed);
     }
 
     async fn commit(&self, results: &[Record], changes: &[StateChange]) -> Result<(), sqlx::Error> {
@@ -748,6 +854,7 @@ fn phases_json(o: &Observation) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Connection;
 
     fn rec(id: i64, at: i64, ok: bool) -> Record {
         Record {
@@ -874,6 +981,132 @@ mod tests {
             saved["b"].last.as_ref().unwrap().error.as_deref(),
             Some("status 503, expected 2xx")
         );
+    }
+
+    /// Records what the writer hands over while commits fail.
+    #[derive(Default)]
+    struct Handed {
+        unwritten: Mutex<Vec<i64>>,
+        recovered: AtomicU64,
+    }
+
+    impl Failover for Handed {
+        fn unwritten(&self, change: &mut StateChange) {
+            self.unwritten.lock().unwrap().push(change.probe_id);
+            if let Some(p) = change.plan.as_mut() {
+                p.paged_from_memory = true;
+                p.alert.dedup_key = "paged-from-memory".into();
+            }
+        }
+        fn recovered(&self) {
+            self.recovered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+        let t0 = std::time::Instant::now();
+        while !cond() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Another process holds the write lock: the writer keeps taking results into its memory
+    /// buffer (dropping the oldest past the bound, counted), hands the paging change to the
+    /// failover at once, and writes everything it kept once the lock is gone; the incident,
+    /// once written, records the page as sent from memory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_locked_store_buffers_to_the_bound_pages_from_memory_and_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = Store::open(dir.path(), 20_000).await.unwrap();
+        let id = store.register(&[("a".into(), "http")]).await.unwrap()["a"].id;
+        // The lock, from a separate connection as another process would hold it.
+        let mut other = sqlx::SqliteConnection::connect_with(
+            &SqliteConnectOptions::new().filename(dir.path().join("probed.db")),
+        )
+        .await
+        .unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+        let handed = Arc::new(Handed::default());
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(
+            writer
+                .with_buffer(MAX_BATCH)
+                .with_failover(handed.clone())
+                .run(stop.clone(), Duration::from_secs(5)),
+        );
+        let total = MAX_BATCH as i64 + 1000;
+        for i in 0..total {
+            assert!(store.record(rec(id, 1_000 + i, true)), "the queue never fills");
+        }
+        let template = crate::alert::testing::alert(crate::alert::Event::Trigger);
+        store.state_change(StateChange {
+            probe_id: id,
+            transition: Transition {
+                from: State::Up,
+                to: State::Down,
+                at: 1_000 + total,
+                reason: Some("status 503".into()),
+            },
+            verdicts: rec(id, 1_000 + total, false).verdicts,
+            plan: Some(crate::alert::plan::PagePlan {
+                alert: crate::alert::Alert {
+                    incident: 0,
+                    dedup_key: String::new(),
+                    probe: "a".into(),
+                    ..template
+                },
+                notify: vec!["pager".into()],
+                fallback: vec![],
+                muted: None,
+                send_resolve: true,
+                resolve_hold_ms: 0,
+                paged_from_memory: false,
+            }),
+        });
+        let st = store.stats.clone();
+        until("the commit to fail and the buffer to fill", || {
+            st.failing_streak.load(Ordering::Relaxed) > 0
+                && st.buffered.load(Ordering::Relaxed) == MAX_BATCH as u64
+                && store.queue_depth() == 0
+        })
+        .await;
+        assert_eq!(st.dropped.load(Ordering::Relaxed), 1000, "past the bound, counted");
+        assert_eq!(st.written.load(Ordering::Relaxed), 0);
+        assert!(st.failing_since.load(Ordering::Relaxed) > 0);
+        assert!(
+            st.last_error.lock().unwrap().as_deref().unwrap_or("").contains("locked"),
+            "{:?}",
+            st.last_error.lock().unwrap()
+        );
+        assert_eq!(*handed.unwritten.lock().unwrap(), [id], "handed over once");
+
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        until("the buffer to be written", || {
+            st.written.load(Ordering::Relaxed) == MAX_BATCH as u64
+        })
+        .await;
+        assert_eq!(st.failing_streak.load(Ordering::Relaxed), 0);
+        assert_eq!(st.buffered.load(Ordering::Relaxed), 0);
+        assert_eq!(handed.recovered.load(Ordering::Relaxed), 1);
+        stop.cancel();
+        run.await.unwrap();
+        // The newest were kept: the oldest 1000 went.
+        let oldest: i64 = sqlx::query_scalar("SELECT min(at) FROM results")
+            .fetch_one(store.read_pool())
+            .await
+            .unwrap();
+        assert_eq!(oldest, 2_000);
+        let (status, note, key): (String, String, String) = sqlx::query_as(
+            "SELECT o.status, o.last_error, json_extract(i.alert, '$.dedup_key') \
+             FROM outbox o JOIN incidents i ON i.id = o.incident_id",
+        )
+        .fetch_one(store.read_pool())
+        .await
+        .unwrap();
+        assert_eq!(status, "delivered", "recorded as sent, not sent again");
+        assert!(note.contains("from memory"), "{note}");
+        assert_eq!(key, "paged-from-memory", "the incident keeps the page's key");
     }
 
     #[tokio::test]

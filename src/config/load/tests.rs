@@ -177,7 +177,9 @@ fn full_config_loads_with_defaults_applied() {
             },
         ]
     );
-    assert_eq!(c.watchdog.as_ref().unwrap()["heartbeat"]["every"], "60s");
+    assert_eq!(c.watchdog.heartbeats.len(), 1);
+    assert_eq!(c.watchdog.heartbeats[0].every, Duration::from_secs(60));
+    assert_eq!(c.watchdog.max_lag, Duration::from_secs(1), "default");
 
     let names: Vec<&str> = c.probes.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["api-write", "home"]);
@@ -220,7 +222,7 @@ fn empty_config_is_all_defaults() {
     assert_eq!(c.defaults, Defaults::default());
     assert_eq!(c.store, StoreOptions::default());
     assert!(c.probes.is_empty() && c.notifiers.is_empty() && c.routes.is_empty());
-    assert!(c.admin_token.is_none() && c.watchdog.is_none());
+    assert!(c.admin_token.is_none() && c.watchdog == Default::default());
 }
 
 #[test]
@@ -543,12 +545,32 @@ notifiers:
     },
     Case {
         name: "bad interpolation syntax",
-        config: "data_dir: \"${HOME\"\nwatchdog: { a: \"${NOT VALID}\" }\n",
+        config: "data_dir: \"${HOME\"\ninstance: \"${NOT VALID}\"\n",
         files: &[],
         env: &[],
         want: &[
             r#"probed.yaml:1:11: unterminated "${" (close it with "}", or write $$ for a dollar)"#,
-            r#"probed.yaml:2:16: invalid variable name "NOT VALID" in "${...}" (use letters, digits and _)"#,
+            r#"probed.yaml:2:11: invalid variable name "NOT VALID" in "${...}" (use letters, digits and _)"#,
+        ],
+    },
+    Case {
+        name: "watchdog section",
+        config: r#"
+notifiers:
+  mail: { kind: email, smtp: { host: localhost }, from: a@example.com, to: [b@example.com] }
+  am: { kind: alertmanager, urls: ["http://127.0.0.1:9093"] }
+watchdog:
+  heartbeats: []
+  max_lag: soon
+  alertmanager: { notify: [mail, amm], every: 1m }
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:6:3: unknown key "heartbeats", did you mean "heartbeat"?"#,
+            r#"probed.yaml:7:12: invalid duration "soon": expected a number before the unit"#,
+            r#"probed.yaml:8:28: notifier "mail" is of kind email; the Watchdog alert needs kind alertmanager"#,
+            r#"probed.yaml:8:34: unknown alertmanager notifier "amm", did you mean "am"?"#,
         ],
     },
     Case {
@@ -675,11 +697,10 @@ notifiers:
   hook:
     kind: webhook
     url: "https://x.example/${PATH_PART}"
+instance: cost-$5
 watchdog:
-    n: ${N}
-    q: "${N}"
-    b: ${B}
-    cost: $5
+    max_lag: ${N}ms
+    heartbeat: { url: "https://hc.example/${PATH_PART}", every: "${N}s" }
 "#,
         &[],
         &[
@@ -702,11 +723,11 @@ watchdog:
     // Quoted: stays a string even when it looks like a number.
     assert_eq!(c.defaults.alert.severity, "123");
     assert_eq!(c.notifiers["hook"].settings["url"], "https://x.example/a/b");
-    let s = c.watchdog.as_ref().unwrap();
-    assert_eq!(s["n"], Value::Number(42.into()));
-    assert_eq!(s["q"], "42");
-    assert_eq!(s["b"], Value::Bool(true));
-    assert_eq!(s["cost"], "$5");
+    // Inside a longer text, too; a `$` not followed by `{` is kept.
+    assert_eq!(c.watchdog.max_lag, Duration::from_millis(42));
+    assert_eq!(c.watchdog.heartbeats[0].every, Duration::from_secs(42));
+    assert_eq!(c.watchdog.heartbeats[0].url.expose(), "https://hc.example/a/b");
+    assert_eq!(c.instance, "cost-$5");
 }
 
 #[test]
@@ -773,7 +794,7 @@ notifiers:
     from: "+15550001111"
     to: ["+15550002222"]
 watchdog:
-    nested: { deeper: [ { password_file: secrets/pw } ] }
+    heartbeat: [ { url: "https://hc.example/ping/1" }, { url_file: secrets/hb } ]
 probes:
   - name: api
     kind: http
@@ -783,7 +804,7 @@ probes:
         &[
             ("secrets/token", "tok-123\r\n"),
             ("secrets/twilio", "tw-456\n\n"),
-            ("secrets/pw", "pw with spaces  \n"),
+            ("secrets/hb", "https://hc.example/ping/2\n\n"),
         ],
         &[],
     );
@@ -791,8 +812,9 @@ probes:
     let s = &c.notifiers["sms"].settings;
     assert_eq!(s["auth_token"], "tw-456");
     assert!(s.get("auth_token_file").is_none());
-    let w = c.watchdog.as_ref().unwrap();
-    assert_eq!(w["nested"]["deeper"][0]["password"], "pw with spaces  ");
+    // Inside a list of mappings too.
+    let hb = &c.watchdog.heartbeats;
+    assert_eq!(hb[1].url.expose(), "https://hc.example/ping/2");
     // `ca_file` names a file the probe reads itself: kept as a path.
     assert_eq!(c.probes[0].raw["tls"]["ca_file"], "certs/ca.pem");
     // ... relative to the file that defines the probe.

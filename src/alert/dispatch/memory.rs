@@ -1,0 +1,207 @@
+//! Paging from memory while the store cannot be written.
+//!
+//! Normally a page exists only once the state change that caused it is committed (the outbox
+//! row is written in the same transaction). When the disk is full, the file system went
+//! read-only or another process holds the database lock, that commit fails and keeps
+//! failing; waiting for it would silence the daemon exactly when something else is wrong.
+//! So the store writer hands each uncommitted change that should page to the
+//! [`MemoryPager`], which sends it at once: the route's notifiers, each with its retries
+//! (backoff, `Retry-After`) and its fallback chain, as the outbox would.
+//!
+//! The page carries its own dedup key (`probed-<instance>-<probe id>-<time>`), and the change
+//! is marked paged; when the store comes back and the incident is written, it keeps that key
+//! (so the resolve reaches the same pager incident) and its outbox rows are recorded as sent
+//! rather than sent again. A probe pages from memory once per outage of the store.
+//! Escalations, reminders and resolves wait for the store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use sqlx::Row;
+
+use super::{Dispatcher, SEND_BACKSTOP, backoff};
+use crate::alert::plan::PagePlan;
+use crate::alert::{Alert, Event, SendError};
+use crate::evaluate::State;
+use crate::store::{Failover, StateChange};
+
+/// What the memory pager remembers.
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    /// Probes paged from memory during this outage of the store.
+    paged: HashSet<i64>,
+    /// Pages still being sent: started at (unix ms), by sequence number.
+    sending: HashMap<u64, i64>,
+    next: u64,
+}
+
+impl MemoryState {
+    /// When the oldest page still being sent from memory started.
+    pub fn oldest(&self) -> Option<i64> {
+        self.sending.values().copied().min()
+    }
+}
+
+/// The dispatcher in its role as the store's [`Failover`].
+pub struct MemoryPager(pub Arc<Dispatcher>);
+
+impl Failover for MemoryPager {
+    fn unwritten(&self, change: &mut StateChange) {
+        let Some(plan) = change.plan.as_mut() else {
+            return;
+        };
+        if change.transition.to != State::Down
+            || plan.muted.is_some()
+            || plan.notify.is_empty()
+            || plan.paged_from_memory
+        {
+            return;
+        }
+        if !self.0.memory.lock().unwrap().paged.insert(change.probe_id) {
+            return;
+        }
+        plan.paged_from_memory = true;
+        plan.alert.dedup_key = format!(
+            "probed-{}-{}-{}",
+            plan.alert.source, change.probe_id, change.transition.at
+        );
+        let d = self.0.clone();
+        let (probe_id, plan) = (change.probe_id, plan.clone());
+        tokio::spawn(async move { d.page_from_memory(probe_id, plan).await });
+    }
+
+    fn recovered(&self) {
+        self.0.memory.lock().unwrap().paged.clear();
+    }
+}
+
+impl Dispatcher {
+    async fn page_from_memory(self: Arc<Self>, probe_id: i64, plan: PagePlan) {
+        let now = crate::time::now_ms();
+        let probe = plan.alert.probe.clone();
+        // The rules the store applies when the change is written: an incident still open (a
+        // flap within its resolve hold) continues without a page; a silence mutes. Reads
+        // usually still work; if they do not, page anyway.
+        match self.open_or_silenced(probe_id, &probe, now).await {
+            Ok(Some(why)) => {
+                tracing::info!(probe = %probe, why = %why, "store cannot be written; not paging from memory");
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(probe = %probe, error = %e, "cannot read incidents or silences; paging from memory regardless")
+            }
+        }
+        let seq = {
+            let mut m = self.memory.lock().unwrap();
+            m.next += 1;
+            let seq = m.next;
+            m.sending.insert(seq, now);
+            seq
+        };
+        tracing::warn!(probe = %probe, notify = ?plan.notify, "store cannot be written: paging from memory");
+        let mut alert = plan.alert.clone();
+        alert.event = Event::Trigger;
+        alert.at = now;
+        let alert = Arc::new(alert);
+        let mut chains = tokio::task::JoinSet::new();
+        for name in &plan.notify {
+            let mut chain = vec![name.clone()];
+            chain.extend(plan.fallback.iter().filter(|f| *f != name).cloned());
+            let (me, alert) = (self.clone(), alert.clone());
+            chains.spawn(async move { me.send_chain(&alert, &chain).await });
+        }
+        while chains.join_next().await.is_some() {}
+        self.memory.lock().unwrap().sending.remove(&seq);
+    }
+
+    async fn open_or_silenced(
+        &self,
+        probe_id: i64,
+        probe: &str,
+        now: i64,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let mut conn = self.read.acquire().await?;
+        let open = sqlx::query(
+            "SELECT id FROM incidents WHERE probe_id = ? AND resolved_at IS NULL LIMIT 1",
+        )
+        .bind(probe_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(r) = open {
+            return Ok(Some(format!(
+                "incident {} is still open",
+                r.get::<i64, _>("id")
+            )));
+        }
+        crate::alert::outbox::active_silence(&mut conn, probe, now).await
+    }
+
+    /// Tries each notifier of `chain` in turn (with its retries) until one accepts.
+    async fn send_chain(&self, alert: &Alert, chain: &[String]) {
+        for (i, name) in chain.iter().enumerate() {
+            let plan = self.plan();
+            let Some(n) = plan.notifiers.get(name).cloned() else {
+                tracing::error!(notifier = %name, "notifier is not configured (or could not be built); trying the next");
+                continue;
+            };
+            let mut attempt = 0;
+            let error = loop {
+                attempt += 1;
+                let sent = {
+                    let _permit = self.slots.acquire().await;
+                    match tokio::time::timeout(n.timeout() + SEND_BACKSTOP, n.send(alert)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(SendError::retry(format!(
+                            "no answer within {}",
+                            crate::units::format_duration(n.timeout() + SEND_BACKSTOP)
+                        ))),
+                    }
+                };
+                match sent {
+                    Ok(d) => {
+                        self.stats.delivered.fetch_add(1, Relaxed);
+                        self.stats.paged_from_memory.fetch_add(1, Relaxed);
+                        self.stats.streaks.lock().unwrap().insert(name.clone(), 0);
+                        tracing::warn!(notifier = %name, probe = %alert.probe, attempts = attempt, detail = %d.detail, "alert delivered from memory");
+                        return;
+                    }
+                    Err(e) => {
+                        self.stats.failed_attempts.fetch_add(1, Relaxed);
+                        *self
+                            .stats
+                            .streaks
+                            .lock()
+                            .unwrap()
+                            .entry(name.clone())
+                            .or_default() += 1;
+                        if matches!(e, SendError::Permanent { .. })
+                            || attempt >= plan.options.max_attempts
+                        {
+                            break e;
+                        }
+                        let wait = match &e {
+                            SendError::Retry {
+                                retry_after: Some(d),
+                                ..
+                            } => (*d).min(plan.options.retry_max),
+                            _ => backoff(&plan.options, attempt),
+                        };
+                        tracing::warn!(notifier = %name, attempts = attempt, error = %e, "alert delivery from memory failed; retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            };
+            match chain.get(i + 1) {
+                Some(next) => {
+                    tracing::error!(notifier = %name, fallback = %next, error = %error, "alert channel failed; falling back")
+                }
+                None => {
+                    self.stats.given_up.fetch_add(1, Relaxed);
+                    tracing::error!(notifier = %name, probe = %alert.probe, error = %error, "alert could not be delivered and no fallback is left");
+                }
+            }
+        }
+    }
+}
