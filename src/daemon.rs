@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::model::HealthCheck;
 use crate::config::{Config, ProbeConfig};
 use crate::evaluate::State;
 use crate::metrics::Metrics;
@@ -72,37 +73,188 @@ impl Shared {
         self.runner.skipped_total.load(Ordering::Relaxed)
     }
 
+    /// The daemon's self-checks, each passing or not, with what it measured.
+    pub fn health(&self) -> Vec<HealthCheck> {
+        use crate::units::format_duration as fd;
+        let cfg = self.config.read().unwrap().clone();
+        let limits = &cfg.watchdog;
+        let mut out = Vec::new();
+        let mut check = |name: &str, ok: bool, detail: String| {
+            out.push(HealthCheck {
+                name: name.to_owned(),
+                ok,
+                detail,
+            })
+        };
+        let pulse_age = crate::time::now_ms() - self.watchdog.pulse.load(Ordering::Relaxed);
+        check(
+            "runtime",
+            self.watchdog.alive(),
+            if self.watchdog.alive() {
+                "turning".into()
+            } else {
+                format!("pulse is stale ({pulse_age} ms old)")
+            },
+        );
+        let p99 = self.runner.metrics.recent_lag.p99();
+        check(
+            "scheduler lag",
+            p99.is_none_or(|l| l <= limits.max_lag),
+            match p99 {
+                Some(l) => format!(
+                    "start lag p99 {} over the last minute (limit {})",
+                    fd(l),
+                    fd(limits.max_lag)
+                ),
+                None => "no runs in the last minute".into(),
+            },
+        );
+        let now = crate::time::mono_ms();
+        let overdue: Vec<String> = self
+            .entries()
+            .iter()
+            .filter(|e| e.overdue(now))
+            .map(|e| e.cfg.name.clone())
+            .collect();
+        check(
+            "overdue probes",
+            overdue.is_empty(),
+            match overdue.len() {
+                0 => "none".into(),
+                n => format!(
+                    "{n} probe{} past due by more than their timeout plus {}: {}{}",
+                    if n == 1 { "" } else { "s" },
+                    fd(crate::schedule::OVERDUE_GRACE),
+                    overdue.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                    if n > 5 { ", ..." } else { "" }
+                ),
+            },
+        );
+        let st = &self.runner.store.stats;
+        let buffered = st.buffered.load(Ordering::Relaxed);
+        let since = st.failing_since.load(Ordering::Relaxed);
+        check(
+            "store",
+            st.failing_streak.load(Ordering::Relaxed) == 0,
+            if since == 0 {
+                "writes work".into()
+            } else {
+                let e = st.last_error.lock().unwrap().clone().unwrap_or_default();
+                let for_ = Duration::from_millis((crate::time::now_ms() - since).max(0) as u64);
+                format!(
+                    "writes failing for {}: {e}; {buffered} results held in memory (of {}), {} dropped so far",
+                    fd(for_),
+                    cfg.store.buffer,
+                    st.dropped.load(Ordering::Relaxed)
+                )
+            },
+        );
+        let depth = self.runner.store.queue_depth();
+        let limit = cfg.store.queue;
+        check(
+            "store queue",
+            depth * 10 < limit * 9,
+            format!("{depth} of {limit} queued"),
+        );
+        let ds = &self.dispatcher.stats;
+        let oldest = ds.oldest_pending_at.load(Ordering::Relaxed);
+        let pending = ds.pending.load(Ordering::Relaxed);
+        let age = (oldest > 0)
+            .then(|| Duration::from_millis((crate::time::now_ms() - oldest).max(0) as u64));
+        check(
+            "alert delivery",
+            age.is_none_or(|a| a <= limits.max_undelivered_age),
+            match age {
+                None => "nothing undelivered".into(),
+                Some(a) => format!(
+                    "{pending} message{} pending, oldest undelivered for {} (limit {})",
+                    if pending == 1 { "" } else { "s" },
+                    fd(a),
+                    fd(limits.max_undelivered_age)
+                ),
+            },
+        );
+        let mut failing: Vec<String> = ds
+            .streaks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| **s >= 3)
+            .map(|(n, s)| format!("{n}: {s} failed delivery attempts in a row"))
+            .collect();
+        failing.sort();
+        check(
+            "notifiers",
+            failing.is_empty(),
+            if failing.is_empty() {
+                "no failure streaks".into()
+            } else {
+                failing.join("; ")
+            },
+        );
+        let reload = self.last_reload_error.lock().unwrap().clone();
+        check(
+            "config",
+            reload.is_none(),
+            match reload {
+                Some(e) => format!("last reload failed: {e}"),
+                None => "running the last loaded config".into(),
+            },
+        );
+        out
+    }
+
     /// The daemon's failing self-checks, named with their reasons; empty when healthy.
     pub fn problems(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let st = &self.runner.store.stats;
-        if st.failing_streak.load(Ordering::Relaxed) > 0 {
-            let e = st.last_error.lock().unwrap().clone().unwrap_or_default();
-            out.push(format!("store: writes failing: {e}"));
-        }
-        let cap = self.runner.store.queue_depth();
-        let limit = self.config.read().unwrap().store.queue;
-        if cap * 10 >= limit * 9 {
-            out.push(format!("store: queue nearly full ({cap} of {limit})"));
-        }
-        if let Some(e) = self.last_reload_error.lock().unwrap().as_ref() {
-            out.push(format!("config: last reload failed: {e}"));
-        }
-        for (name, streak) in self.dispatcher.stats.streaks.lock().unwrap().iter() {
-            if *streak >= 3 {
-                out.push(format!(
-                    "notifier {name}: {streak} failed delivery attempts in a row"
-                ));
-            }
-        }
-        out.sort();
-        out
+        self.health()
+            .into_iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect()
     }
 
     /// Updates the gauges that are computed rather than counted.
     pub fn refresh_gauges(&self) {
         let m = &self.runner.metrics;
+        let checks = self.health();
+        for c in &checks {
+            m.health_check
+                .with_label_values(&[c.name.replace(' ', "_").as_str()])
+                .set(c.ok as i64);
+        }
+        m.healthy.set(checks.iter().all(|c| c.ok) as i64);
+        m.lag_p99.set(
+            m.recent_lag
+                .p99()
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        let now = crate::time::mono_ms();
+        m.probes_overdue
+            .set(self.entries().iter().filter(|e| e.overdue(now)).count() as i64);
         let st = &self.runner.store.stats;
+        m.store_buffered
+            .set(st.buffered.load(Ordering::Relaxed) as i64);
+        let ds = &self.dispatcher.stats;
+        m.outbox_pending.set(ds.pending.load(Ordering::Relaxed));
+        let oldest = ds.oldest_pending_at.load(Ordering::Relaxed);
+        m.outbox_oldest_age.set(if oldest > 0 {
+            ((crate::time::now_ms() - oldest).max(0) as f64) / 1000.0
+        } else {
+            0.0
+        });
+        m.alerts_paged_from_memory
+            .set(ds.paged_from_memory.load(Ordering::Relaxed) as i64);
+        let w = &self.watchdog;
+        for (via, result, n) in [
+            ("heartbeat", "ok", &w.heartbeats_ok),
+            ("heartbeat", "failed", &w.heartbeats_failed),
+            ("alertmanager", "ok", &w.watchdog_alerts_ok),
+            ("alertmanager", "failed", &w.watchdog_alerts_failed),
+        ] {
+            m.switch_sends
+                .with_label_values(&[via, result])
+                .set(n.load(Ordering::Relaxed) as i64);
+        }
         m.store_queue_depth
             .set(self.runner.store.queue_depth() as i64);
         m.store_dropped
@@ -153,11 +305,15 @@ pub struct Daemon {
     api_cancel: CancellationToken,
     probe_tasks: TaskTracker,
     background: TaskTracker,
+    /// Stops the heartbeat and Watchdog alert tasks (replaced when a reload changes them).
+    switch_cancel: Mutex<CancellationToken>,
 }
 
 impl Daemon {
     /// Opens the store, binds the API and starts every probe.
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
+        // Anchor the monotonic scale the self-checks compare on.
+        crate::time::mono_ms();
         let (store, writer) = Store::open(&config.data_dir, config.store.queue).await?;
         let env = Env::new(&config.defaults.nameservers).map_err(DaemonError::Env)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -211,6 +367,7 @@ impl Daemon {
             api_cancel: CancellationToken::new(),
             probe_tasks: TaskTracker::new(),
             background: TaskTracker::new(),
+            switch_cancel: Mutex::new(CancellationToken::new()),
         };
         let writer = writer
             .with_buffer(config.store.buffer)
@@ -262,14 +419,7 @@ impl Daemon {
             shared.clone(),
             d.probes_cancel.clone(),
         ));
-        for (i, hb) in config.watchdog.heartbeats.iter().enumerate() {
-            d.background.spawn(crate::watchdog::heartbeat(
-                shared.clone(),
-                hb.clone(),
-                i,
-                d.probes_cancel.clone(),
-            ));
-        }
+        d.start_dead_mans_switch(&config);
         crate::watchdog::notify_ready(&format!("{} probes", config.probes.len()));
         tracing::info!(
             listen = %local_addr,
@@ -278,6 +428,28 @@ impl Daemon {
             "probed started"
         );
         Ok(d)
+    }
+
+    /// (Re)starts the outbound heartbeats and the Watchdog alert of `config`.
+    fn start_dead_mans_switch(&self, config: &Config) {
+        let cancel = self.probes_cancel.child_token();
+        let old = std::mem::replace(&mut *self.switch_cancel.lock().unwrap(), cancel.clone());
+        old.cancel();
+        for (i, hb) in config.watchdog.heartbeats.iter().enumerate() {
+            self.background.spawn(crate::watchdog::heartbeat(
+                self.shared.clone(),
+                hb.clone(),
+                i,
+                cancel.clone(),
+            ));
+        }
+        if let Some(w) = &config.watchdog.alertmanager {
+            self.background.spawn(crate::watchdog::alertmanager_watchdog(
+                self.shared.clone(),
+                w.clone(),
+                cancel,
+            ));
+        }
     }
 
     /// Replaces the running config: probes that did not change keep running untouched;
@@ -295,6 +467,16 @@ impl Daemon {
             tracing::error!("{e}; its pages go to the fallback chain");
         }
         self.shared.dispatcher.set_plan(plan);
+        let switch_changed = old.watchdog.heartbeats != config.watchdog.heartbeats
+            || old.watchdog.alertmanager != config.watchdog.alertmanager;
+        if switch_changed {
+            self.start_dead_mans_switch(&config);
+            tracing::info!(
+                heartbeats = config.watchdog.heartbeats.len(),
+                watchdog_alert = config.watchdog.alertmanager.is_some(),
+                "dead man's switch restarted with the new config"
+            );
+        }
         *self.shared.config.write().unwrap() = Arc::new(config);
         *self.shared.last_reload_error.lock().unwrap() = None;
         self.shared

@@ -6,6 +6,9 @@
 //! Each probe task holds its own label-resolved handles ([`ProbeMetrics`]), so recording an
 //! observation is a handful of atomic stores, not a hash lookup per metric.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -28,6 +31,8 @@ pub struct Metrics {
     skipped: IntCounterVec,
     /// Start lag: how late a run started against its schedule.
     pub schedule_lag: Histogram,
+    /// The same lag over the last minute, for the self-check.
+    pub recent_lag: LagWindow,
     pub in_flight: IntGauge,
     pub probes_by_state: IntGaugeVec,
     pub store_queue_depth: IntGauge,
@@ -45,6 +50,17 @@ pub struct Metrics {
     pub alerts_undeliverable: IntGauge,
     pub notifier_failure_streak: IntGaugeVec,
     pub check_duration: HistogramVec,
+    /// The self-checks of `/healthz`: 1 passing, 0 failing, by check.
+    pub health_check: IntGaugeVec,
+    pub healthy: IntGauge,
+    pub lag_p99: Gauge,
+    pub probes_overdue: IntGauge,
+    pub store_buffered: IntGauge,
+    pub outbox_pending: IntGauge,
+    pub outbox_oldest_age: Gauge,
+    pub alerts_paged_from_memory: IntGauge,
+    /// Heartbeat pings and Watchdog alerts sent, by `via` and `result`.
+    pub switch_sends: IntGaugeVec,
 }
 
 const HTTP_PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
@@ -124,7 +140,65 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(streak.clone())).expect("unique metric");
+        let health_check = IntGaugeVec::new(
+            Opts::new(
+                "probed_health_check",
+                "The daemon's self-checks (as in /healthz): 1 passing, 0 failing",
+            ),
+            &["check"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(health_check.clone()))
+            .expect("unique metric");
+        let lag_p99 = Gauge::new(
+            "probed_schedule_lag_p99_seconds",
+            "99th percentile of scheduler start lag over the last minute",
+        )
+        .expect("valid metric");
+        r.register(Box::new(lag_p99.clone())).expect("unique metric");
+        let outbox_oldest_age = Gauge::new(
+            "probed_outbox_oldest_undelivered_age_seconds",
+            "Age of the oldest alert message not yet delivered (0 when none)",
+        )
+        .expect("valid metric");
+        r.register(Box::new(outbox_oldest_age.clone()))
+            .expect("unique metric");
+        let switch_sends = IntGaugeVec::new(
+            Opts::new(
+                "probed_dead_mans_switch_sends_total",
+                "Heartbeat pings (via=heartbeat) and Watchdog alerts (via=alertmanager) sent, by result",
+            ),
+            &["via", "result"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(switch_sends.clone()))
+            .expect("unique metric");
         Metrics {
+            switch_sends,
+            health_check,
+            healthy: int_gauge(&r, "probed_healthy", "1 when every self-check passes"),
+            lag_p99,
+            outbox_oldest_age,
+            probes_overdue: int_gauge(
+                &r,
+                "probed_probes_overdue",
+                "Probes whose run is past due by more than their timeout plus 5 s",
+            ),
+            store_buffered: int_gauge(
+                &r,
+                "probed_store_buffered",
+                "Results taken off the queue and not yet written (held in memory while the store cannot be written)",
+            ),
+            outbox_pending: int_gauge(
+                &r,
+                "probed_outbox_pending",
+                "Alert messages waiting in the outbox",
+            ),
+            alerts_paged_from_memory: int_gauge(
+                &r,
+                "probed_alerts_paged_from_memory_total",
+                "Alert messages delivered from memory while the store could not be written",
+            ),
             probe_phase: gauge_vec(
                 &r,
                 "probed_phase_duration_seconds",
@@ -204,6 +278,7 @@ impl Metrics {
                 &["probe", "reason"],
             ),
             schedule_lag: lag,
+            recent_lag: LagWindow::default(),
             in_flight: int_gauge(&r, "probed_checks_in_flight", "Probe checks running now"),
             probes_by_state: by_state,
             store_queue_depth: int_gauge(
@@ -214,7 +289,7 @@ impl Metrics {
             store_dropped: int_gauge(
                 &r,
                 "probed_store_dropped_total",
-                "Results dropped because the store queue was full",
+                "Results dropped: the store queue was full, or the memory buffer overflowed while the store could not be written",
             ),
             store_written: int_gauge(
                 &r,
@@ -382,4 +457,110 @@ struct HttpMetrics {
     phases: [Gauge; 5],
     redirects: Gauge,
     body_len: Gauge,
+}
+
+/// Upper bounds of the [`LagWindow`] buckets, ms.
+const LAG_BOUNDS_MS: [u64; 14] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+const LAG_SLOTS: usize = 6;
+const LAG_SLOT_SECS: i64 = 10;
+
+/// Scheduler start lag over the last minute: six 10-second slots of a small histogram,
+/// each reset when its slot comes round again. Lock-free, so every run can record.
+#[derive(Debug, Default)]
+pub struct LagWindow {
+    slots: [LagSlot; LAG_SLOTS],
+}
+
+#[derive(Debug, Default)]
+struct LagSlot {
+    /// Which 10-second period the counts belong to (+1, so 0 means never used).
+    epoch: AtomicU64,
+    counts: [AtomicU64; LAG_BOUNDS_MS.len() + 1],
+}
+
+impl LagWindow {
+    pub fn observe(&self, lag: std::time::Duration) {
+        self.observe_at(lag, crate::time::mono_ms());
+    }
+
+    fn observe_at(&self, lag: std::time::Duration, now_ms: i64) {
+        let epoch = (now_ms / 1000 / LAG_SLOT_SECS) as u64 + 1;
+        let slot = &self.slots[epoch as usize % LAG_SLOTS];
+        if slot.epoch.load(Relaxed) != epoch && slot.epoch.swap(epoch, Relaxed) != epoch {
+            for c in &slot.counts {
+                c.store(0, Relaxed);
+            }
+        }
+        let ms = lag.as_millis() as u64;
+        let i = LAG_BOUNDS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(LAG_BOUNDS_MS.len());
+        slot.counts[i].fetch_add(1, Relaxed);
+    }
+
+    /// The 99th percentile over the last minute, as the upper bound of its bucket (`None`
+    /// with no runs; past the last bound, that bound).
+    pub fn p99(&self) -> Option<std::time::Duration> {
+        self.p99_at(crate::time::mono_ms())
+    }
+
+    fn p99_at(&self, now_ms: i64) -> Option<std::time::Duration> {
+        let epoch = (now_ms / 1000 / LAG_SLOT_SECS) as u64 + 1;
+        let mut counts = [0u64; LAG_BOUNDS_MS.len() + 1];
+        for slot in &self.slots {
+            let e = slot.epoch.load(Relaxed);
+            if e != 0 && e + (LAG_SLOTS as u64) > epoch && e <= epoch {
+                for (sum, c) in counts.iter_mut().zip(&slot.counts) {
+                    *sum += c.load(Relaxed);
+                }
+            }
+        }
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = total - total / 100;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                let ms = LAG_BOUNDS_MS[i.min(LAG_BOUNDS_MS.len() - 1)];
+                return Some(std::time::Duration::from_millis(ms));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn p99_of_the_last_minute_only() {
+        let w = LagWindow::default();
+        assert_eq!(w.p99_at(0), None);
+        for _ in 0..990 {
+            w.observe_at(Duration::from_micros(300), 1_000);
+        }
+        for _ in 0..10 {
+            w.observe_at(Duration::from_millis(700), 1_000);
+        }
+        // 99% at or under 1 ms.
+        assert_eq!(w.p99_at(2_000), Some(Duration::from_millis(1)));
+        for _ in 0..20 {
+            w.observe_at(Duration::from_millis(700), 15_000);
+        }
+        assert_eq!(w.p99_at(16_000), Some(Duration::from_millis(1000)));
+        // A minute later the old slots no longer count; new runs reuse them.
+        assert_eq!(w.p99_at(75_000), None);
+        w.observe_at(Duration::from_millis(40), 75_000);
+        assert_eq!(w.p99_at(75_500), Some(Duration::from_millis(50)));
+        // Beyond the last bound: that bound.
+        w.observe_at(Duration::from_secs(90), 76_000);
+        w.observe_at(Duration::from_secs(90), 76_000);
+        assert_eq!(w.p99_at(76_500), Some(Duration::from_millis(30_000)));
+    }
 }

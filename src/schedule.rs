@@ -97,6 +97,28 @@ pub struct ProbeEntry {
     /// With no result for this long, the status API calls the probe `unknown`: two
     /// intervals plus the timeout plus 5 s.
     pub stale_after_ms: i64,
+    /// When the next run is due, on the [`crate::time::mono_ms`] scale (-1: not scheduled).
+    /// A run more than its timeout plus [`OVERDUE_GRACE`] past this is overdue: its task or
+    /// the runtime is stuck.
+    pub next_due: std::sync::atomic::AtomicI64,
+}
+
+/// Slack past a run's due time plus its timeout before the run counts as overdue.
+pub const OVERDUE_GRACE: Duration = Duration::from_secs(5);
+
+impl ProbeEntry {
+    /// Whether the next run is overdue at `now` ([`crate::time::mono_ms`]).
+    pub fn overdue(&self, now: i64) -> bool {
+        let due = self.next_due.load(std::sync::atomic::Ordering::Relaxed);
+        due >= 0 && now - due > (self.cfg.timeout + OVERDUE_GRACE).as_millis() as i64
+    }
+
+    fn set_next_due(&self, t: Instant) {
+        self.next_due.store(
+            crate::time::mono_ms_at(t.into_std()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 }
 
 impl ProbeEntry {
@@ -108,6 +130,7 @@ impl ProbeEntry {
             cfg,
             id,
             live: Mutex::new(live),
+            next_due: std::sync::atomic::AtomicI64::new(-1),
         }
     }
 }
@@ -219,12 +242,14 @@ pub async fn run_probe(
         },
     };
     loop {
+        entry.set_next_due(next);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {}
         }
         let lag = Instant::now().saturating_duration_since(next);
         runner.metrics.schedule_lag.observe(lag.as_secs_f64());
+        runner.metrics.recent_lag.observe(lag);
         // The deadline runs from the scheduled start, so lag never extends a run past its
         // interval.
         let deadline = next + cfg.timeout;

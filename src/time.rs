@@ -1,7 +1,24 @@
 //! Wall-clock helpers. Wall time is for display and storage only; every duration is measured
 //! on the monotonic clock (`tokio::time::Instant`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+static ANCHOR: OnceLock<Instant> = OnceLock::new();
+
+/// Monotonic milliseconds since the process first asked; for comparing instants in
+/// atomics. Never goes back, whatever the wall clock does.
+pub fn mono_ms() -> i64 {
+    mono_ms_at(Instant::now())
+}
+
+/// `t` on the [`mono_ms`] scale (0 for an instant before the anchor).
+pub fn mono_ms_at(t: Instant) -> i64 {
+    let anchor = *ANCHOR.get_or_init(Instant::now);
+    t.checked_duration_since(anchor)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
+}
 
 /// Now, in unix milliseconds.
 pub fn now_ms() -> i64 {

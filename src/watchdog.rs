@@ -9,6 +9,10 @@
 //!   `every` while the daemon is healthy (`/healthz` has no problems); while it is not, the
 //!   ping goes to `<url>/fail` with the problems as the body, healthchecks.io style. When the
 //!   daemon is dead, the pings stop and the receiver pages through its own path.
+//! * **The `Watchdog` alert** (`watchdog.alertmanager`): Prometheus' always-firing alert, sent
+//!   through the named alertmanager notifiers every `every` while the daemon is healthy, each
+//!   send ending three `every`s ahead. Alertmanager routes it to a dead man's switch (the
+//!   receiver that pages when an alert stops arriving).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -16,7 +20,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Heartbeat;
+use crate::alert::Notifier;
+use crate::config::{Heartbeat, WatchdogAlert};
 use crate::daemon::Shared;
 
 /// How often the pulse beats, and how old it may be before the daemon counts as hung.
@@ -30,6 +35,8 @@ pub struct WatchdogStats {
     pub pulse: AtomicI64,
     pub heartbeats_ok: AtomicU64,
     pub heartbeats_failed: AtomicU64,
+    pub watchdog_alerts_ok: AtomicU64,
+    pub watchdog_alerts_failed: AtomicU64,
 }
 
 impl WatchdogStats {
@@ -116,10 +123,7 @@ pub async fn heartbeat(
 ) {
     let client = shared.build_cx.http.clone();
     loop {
-        let mut problems = shared.problems();
-        if !shared.watchdog.alive() {
-            problems.push("runtime: pulse is stale".into());
-        }
+        let problems = shared.problems();
         let base = hb.url.expose().trim_end_matches('/');
         let req = if problems.is_empty() {
             client.get(base)
@@ -166,6 +170,54 @@ pub async fn heartbeat(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(hb.every) => {}
+        }
+    }
+}
+
+/// Sends the always-firing `Watchdog` alert while the daemon is healthy.
+pub async fn alertmanager_watchdog(
+    shared: Arc<Shared>,
+    w: WatchdogAlert,
+    cancel: CancellationToken,
+) {
+    let started = crate::time::now_ms();
+    let mut withheld = false;
+    loop {
+        let problems = shared.problems();
+        if problems.is_empty() {
+            withheld = false;
+            let instance = shared.config.read().unwrap().instance.clone();
+            for name in &w.notify {
+                let sent = match shared.dispatcher.notifier(name).as_deref() {
+                    Some(Notifier::Alertmanager(am)) => am
+                        .send_watchdog(&instance, started, w.every * 3)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    _ => Err("not a working alertmanager notifier".into()),
+                };
+                match sent {
+                    Ok(_) => {
+                        shared
+                            .watchdog
+                            .watchdog_alerts_ok
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        shared
+                            .watchdog
+                            .watchdog_alerts_failed
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(notifier = %name, error = %e, "Watchdog alert not delivered");
+                    }
+                }
+            }
+        } else if !withheld {
+            withheld = true;
+            tracing::warn!(problems = %problems.join("; "), "unhealthy: withholding the Watchdog alert");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(w.every) => {}
         }
     }
 }

@@ -75,6 +75,8 @@ const OWN_LABELS: &[&str] = &[
 /// `alertname` of a real incident; a `probectl test-alert` uses [`TEST_ALERTNAME`].
 pub const ALERTNAME: &str = "ProbeDown";
 pub const TEST_ALERTNAME: &str = "ProbedTest";
+/// `alertname` of the always-firing alert of `watchdog.alertmanager`.
+pub const WATCHDOG_ALERTNAME: &str = "Watchdog";
 
 impl Spec {
     /// No file paths in these settings.
@@ -196,7 +198,50 @@ impl Sender {
     /// one accepted it (`detail` names the others' failures); otherwise a retry, unless
     /// every URL refused it for good (a 4xx other than 408 and 429).
     pub async fn send(&self, alert: &Alert) -> Result<Delivered, SendError> {
-        let body = match serde_json::to_vec(&self.payload(alert, crate::time::now_ms())) {
+        self.post(&self.payload(alert, crate::time::now_ms())).await
+    }
+
+    /// Sends the always-firing `Watchdog` alert (`watchdog.alertmanager`), ending `ends_in`
+    /// from now: a dead man's switch routed behind Alertmanager pages when the sends stop.
+    pub async fn send_watchdog(
+        &self,
+        instance: &str,
+        started_at: i64,
+        ends_in: Duration,
+    ) -> Result<Delivered, SendError> {
+        self.post(&self.watchdog_payload(instance, started_at, crate::time::now_ms(), ends_in))
+            .await
+    }
+
+    fn watchdog_payload(
+        &self,
+        instance: &str,
+        started_at: i64,
+        now: i64,
+        ends_in: Duration,
+    ) -> serde_json::Value {
+        let mut labels = self.labels.clone();
+        labels.insert("alertname".into(), WATCHDOG_ALERTNAME.into());
+        labels.insert("severity".into(), "none".into());
+        labels.insert("instance".into(), instance.into());
+        let mut a = json!({
+            "labels": labels,
+            "annotations": {
+                "summary": format!("probed on {instance} is running and healthy"),
+                "description": "Always firing while this probed is healthy. Route it to a dead man's \
+                    switch: when it stops, probed is dead, cut off, or unhealthy.",
+            },
+            "startsAt": crate::time::rfc3339(started_at),
+            "endsAt": crate::time::rfc3339(now.saturating_add(ends_in.as_millis() as i64)),
+        });
+        if let Some(g) = &self.generator_url {
+            a["generatorURL"] = g.clone().into();
+        }
+        json!([a])
+    }
+
+    async fn post(&self, payload: &serde_json::Value) -> Result<Delivered, SendError> {
+        let body = match serde_json::to_vec(payload) {
             Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
                 return Err(SendError::permanent(format!(
@@ -638,6 +683,38 @@ mod tests {
             !active.iter().any(|a| a["labels"]["probe"] == "am-resolve"),
             "{active:#?}"
         );
+    }
+
+    /// The always-firing Watchdog alert is active while sent, and ends by itself when the
+    /// sends stop (its `endsAt` passes).
+    #[tokio::test]
+    async fn the_watchdog_alert_fires_while_sent_and_ends_when_not() {
+        let am = Am::start().await;
+        let n = sender(&[&am.url], ", labels: { env: test }");
+        let started = crate::time::now_ms();
+        n.send_watchdog("probed-a", started, Duration::from_secs(2))
+            .await
+            .expect("delivered");
+        let watchdog = |alerts: Vec<Value>| -> Vec<Value> {
+            alerts
+                .into_iter()
+                .filter(|a| a["labels"]["alertname"] == WATCHDOG_ALERTNAME)
+                .collect()
+        };
+        let active = watchdog(am.alerts("active=true").await);
+        assert_eq!(active.len(), 1, "{active:#?}");
+        let l = &active[0]["labels"];
+        assert_eq!(
+            (&l["severity"], &l["instance"], &l["env"]),
+            (&json!("none"), &json!("probed-a"), &json!("test"))
+        );
+        assert!(l.get("probe").is_none(), "not a probe's alert: {l}");
+        // No more sends: Alertmanager ends it at endsAt.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !watchdog(am.alerts("active=true").await).is_empty() {
+            assert!(Instant::now() < deadline, "the Watchdog alert never ended");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The dispatcher: delivers the outbox. Probes never wait on it.
 //!
-//! One loop, woken when the store commits new alerts and at least once a second:
+//! One loop, woken when the store commits new alerts, when a send ends, when the next retry
+//! falls due, and at least once a second:
 //!
 //! 1. **Housekeeping** in short transactions: resolve incidents whose recovery held long
 //!    enough; fire escalation steps of open, unacknowledged incidents; queue reminders;
@@ -127,6 +128,11 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
+    /// A built notifier of the running config, by name.
+    pub fn notifier(&self, name: &str) -> Option<Arc<Notifier>> {
+        self.plan().notifiers.get(name).cloned()
+    }
+
     fn plan(&self) -> Arc<Plan> {
         self.plan.read().unwrap().clone()
     }
@@ -157,13 +163,21 @@ impl Dispatcher {
                     }
                 }
             }
-            if let Err(e) = self.measure_backlog().await {
-                tracing::debug!(error = %e, "measuring the outbox failed");
+            // Sleep until the next retry falls due (so a backoff is honoured to the
+            // millisecond and jittered retries stay apart), at most a second.
+            let mut nap = Duration::from_secs(1);
+            match self.measure_backlog().await {
+                Ok(Some(due)) => {
+                    let until = (due - crate::time::now_ms()).clamp(10, 1000);
+                    nap = Duration::from_millis(until as u64);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "measuring the outbox failed"),
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(nap) => {}
             }
         }
         sends.close();
@@ -388,14 +402,29 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Creation time of the oldest undelivered message, and the outbox's pending count.
-    async fn measure_backlog(&self) -> Result<(), sqlx::Error> {
+    /// Records the creation time of the oldest undelivered message and the outbox's pending
+    /// count; returns when the next pending row not in flight falls due.
+    async fn measure_backlog(&self) -> Result<Option<i64>, sqlx::Error> {
         use std::sync::atomic::Ordering::Relaxed;
         let row = sqlx::query(
             "SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE status = 'pending'",
         )
         .fetch_one(&self.read)
         .await?;
+        let in_flight: Vec<i64> = self.in_flight.lock().unwrap().iter().copied().collect();
+        let next_due: Option<i64> = if row.get::<i64, _>("n") as usize > in_flight.len() {
+            let due: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT id, due_at FROM outbox WHERE status = 'pending' ORDER BY due_at LIMIT ?",
+            )
+            .bind(in_flight.len() as i64 + 1)
+            .fetch_all(&self.read)
+            .await?;
+            due.into_iter()
+                .find(|(id, _)| !in_flight.contains(id))
+                .map(|(_, at)| at)
+        } else {
+            None
+        };
         let n: i64 = row.get("n");
         let mut oldest: Option<i64> = row.get("oldest");
         if let Some(m) = self.memory.lock().unwrap().oldest() {
@@ -403,7 +432,7 @@ impl Dispatcher {
         }
         self.stats.pending.store(n, Relaxed);
         self.stats.oldest_pending_at.store(oldest.unwrap_or(0), Relaxed);
-        Ok(())
+        Ok(next_due)
     }
 
     /// One try of one outbox row, under the notifier's deadline.

@@ -78,7 +78,12 @@ async fn metrics(AxState(s): AxState<Arc<Shared>>) -> Response {
 }
 
 async fn healthz(AxState(s): AxState<Arc<Shared>>) -> Response {
-    let problems = s.problems();
+    let checks = s.health();
+    let problems: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
     let code = if problems.is_empty() {
         StatusCode::OK
     } else {
@@ -89,6 +94,7 @@ async fn healthz(AxState(s): AxState<Arc<Shared>>) -> Response {
         Json(serde_json::json!({
             "status": if problems.is_empty() { "ok" } else { "unhealthy" },
             "problems": problems,
+            "checks": checks,
         })),
     )
         .into_response()
@@ -147,13 +153,19 @@ pub fn build_status(s: &Shared) -> StatusReport {
             group: cfg.group.clone(),
         });
     }
-    let problems = s.problems();
+    let checks = s.health();
+    let problems: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
     let st = &s.runner.store.stats;
     StatusReport {
         daemon: DaemonStatus {
             alive: true,
             healthy: problems.is_empty(),
             problems,
+            checks,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: Some(crate::time::rfc3339(s.started_at)),
             uptime_seconds: Some((uptime_ms / 1000) as u64),

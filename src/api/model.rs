@@ -22,6 +22,9 @@ pub struct DaemonStatus {
     /// Names of the failing self-checks, with their reasons.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Every self-check, passing or not, with what it measured.
+    #[serde(default)]
+    pub checks: Vec<HealthCheck>,
     pub version: String,
     pub started_at: Option<String>,
     pub uptime_seconds: Option<u64>,
@@ -33,6 +36,17 @@ pub struct DaemonStatus {
     /// Why the daemon could not be reached (set by `probectl` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One self-check of the daemon (`/healthz`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthCheck {
+    /// `runtime`, `scheduler lag`, `overdue probes`, `store`, `store queue`,
+    /// `alert delivery`, `notifiers`, `config`.
+    pub name: String,
+    pub ok: bool,
+    /// What it measured, or why it fails.
+    pub detail: String,
 }
 
 /// One probe.

@@ -330,6 +330,7 @@ fn unreachable_report(error: String) -> StatusReport {
             alive: false,
             healthy: false,
             problems: vec![],
+            checks: vec![],
             version: String::new(),
             started_at: None,
             uptime_seconds: None,
@@ -375,10 +376,20 @@ pub fn render_status(r: &StatusReport, now: i64) -> String {
     for p in &d.problems {
         let _ = writeln!(out, "  ! {p}");
     }
+    // The passing checks' figures, on one line.
+    let figures: Vec<String> = d
+        .checks
+        .iter()
+        .filter(|c| c.ok && matches!(c.name.as_str(), "scheduler lag" | "alert delivery"))
+        .map(|c| c.detail.clone())
+        .collect();
+    if !figures.is_empty() {
+        let _ = writeln!(out, "  {}", figures.join("; "));
+    }
     if d.store_dropped > 0 {
         let _ = writeln!(
             out,
-            "  ! {} results dropped (store queue full)",
+            "  ! {} results dropped (store queue full, or memory buffer overflowed while the store could not be written)",
             d.store_dropped
         );
     }

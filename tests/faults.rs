@@ -1,0 +1,497 @@
+//! Fault injection against the real `probed` binary: `kill -9` with an incident open, `kill -9`
+//! with a page still pending in the outbox, and a notifier that never answers. Each test
+//! states the bound it holds the daemon to and prints what it measured.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::receiver::{Receiver, Reply, Request};
+use support::{Daemon, Target, wait_for};
+
+const ADMIN: &str = "admin-token-faults-6c5b4a";
+/// Consecutive failures that make a probe down (every probe here).
+const AFTER: u32 = 2;
+
+/// An http probe on `url`, every `every_ms`, down after [`AFTER`] failures, up after one
+/// success, resolved at once.
+fn probe(name: &str, url: &str, every_ms: u64) -> String {
+    format!(
+        "  - name: {name}\n    kind: http\n    every: {every_ms}ms\n    timeout: {}ms\n    \
+         request: {{ url: \"{url}\" }}\n    \
+         alert: {{ after: {AFTER}, recover_after: 1, resolve_hold: 0s }}\n",
+        every_ms * 4 / 5
+    )
+}
+
+fn daemon(probes: &[String], alerting: &str, notifiers_and_routes: &str) -> Daemon {
+    Daemon::new(
+        &format!("probes:\n{}", probes.concat()),
+        &format!("admin_token: {ADMIN}\ninstance: faults\n{alerting}\n{notifiers_and_routes}"),
+    )
+}
+
+/// `probectl incidents --all --json`, parsed (empty while the daemon does not answer).
+fn incidents(d: &Daemon) -> Vec<Value> {
+    let out = d.probectl(&["incidents", "--all", "--json"]);
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["incidents"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// `event notifier status` of each delivery of `incident`.
+fn deliveries(incident: &Value) -> Vec<String> {
+    incident["deliveries"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|d| {
+                    format!(
+                        "{} {} {}",
+                        d["event"].as_str().unwrap_or("?"),
+                        d["notifier"].as_str().unwrap_or("?"),
+                        d["status"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Nothing left to send: at least one incident, and no delivery of any incident pending. From
+/// then on no request reaches a receiver unless something new happens, so counting the
+/// requests is final.
+fn settled(incidents: &[Value]) -> bool {
+    !incidents.is_empty()
+        && incidents.iter().all(|i| {
+            i["deliveries"]
+                .as_array()
+                .is_some_and(|l| l.iter().all(|d| d["status"] != "pending"))
+        })
+}
+
+fn with_event<'a>(reqs: &'a [Request], event: &str) -> Vec<&'a Request> {
+    reqs.iter().filter(|r| r.body["event"] == event).collect()
+}
+
+/// GET `/healthz`: the status code and the JSON body.
+fn healthz(d: &Daemon) -> (u16, Value) {
+    let raw = support::http_get_blocking(&format!("{}/healthz", d.url()));
+    let code = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {raw}"));
+    let (start, end) = (raw.find('{'), raw.rfind('}'));
+    let body = match (start, end) {
+        (Some(s), Some(e)) => serde_json::from_str(&raw[s..=e]).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (code, body)
+}
+
+/// A probe is paging (trigger delivered to the webhook); the daemon is killed with -9; the
+/// target comes back while it is dead. The restarted daemon resumes the open incident,
+/// sees the probe up, and resolves that same incident: one resolve with the trigger's
+/// incident id and dedup key, no second trigger, one incident on record, resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_an_open_incident_and_resolves_what_cleared_while_down() {
+    let mut target = Target::start().await;
+    let hook = Receiver::webhook(vec![]).await;
+    let mut d = daemon(
+        &[probe("web", &target.url("/"), 500)],
+        "alerting: { max_attempts: 2, retry_base: 100ms, retry_max: 1s }",
+        &format!(
+            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n",
+            hook.url()
+        ),
+    );
+    d.start();
+    d.wait_state("web", "up", Duration::from_secs(10));
+
+    target.off();
+    let (got, paged_in) = hook.wait_accepted(Duration::from_secs(20), "the trigger", |r| {
+        !with_event(r, "trigger").is_empty()
+    });
+    eprintln!("paged {paged_in:?} after the target went away");
+    let trigger = with_event(&got, "trigger")[0].clone();
+    assert_eq!(trigger.body["probe"], "web");
+    let id = trigger.body["incident"].as_i64().expect("incident id");
+    let key = trigger.body["dedup_key"]
+        .as_str()
+        .expect("dedup key")
+        .to_owned();
+    assert_eq!(key, format!("probed-faults-{id}"));
+    // The delivery is on record before the kill: otherwise resending it after the restart
+    // would be right, and this test is about the incident, not the send.
+    wait_for(
+        Duration::from_secs(10),
+        "the trigger recorded as delivered",
+        || {
+            incidents(&d).iter().any(|i| {
+                i["id"] == id && deliveries(i).contains(&"trigger hook delivered".to_owned())
+            })
+        },
+    );
+
+    d.kill9();
+    // Cleared while nobody was watching.
+    target.on().await;
+    let restarted = Instant::now();
+    d.start();
+    hook.wait_accepted(
+        Duration::from_secs(20),
+        "the resolve after the restart",
+        |r| !with_event(r, "resolve").is_empty(),
+    );
+    let resolved_in = restarted.elapsed();
+    eprintln!("resolved {resolved_in:?} after the restart began");
+    wait_for(Duration::from_secs(10), "the outbox to settle", || {
+        let l = incidents(&d);
+        settled(&l) && l.iter().all(|i| i["state"] == "resolved")
+    });
+
+    let accepted = hook.accepted();
+    let resolves = with_event(&accepted, "resolve");
+    assert_eq!(resolves.len(), 1, "one resolve: {accepted:#?}");
+    assert_eq!(resolves[0].body["incident"], id, "the same incident");
+    assert_eq!(resolves[0].body["dedup_key"], key.as_str(), "the same key");
+    assert_eq!(resolves[0].body["probe"], "web");
+    assert_eq!(resolves[0].body["state"], "up");
+    assert_eq!(
+        with_event(&accepted, "trigger").len(),
+        1,
+        "no second page: {accepted:#?}"
+    );
+    assert_eq!(
+        hook.requests().len(),
+        2,
+        "one trigger and one resolve, nothing else: {:#?}",
+        hook.requests()
+    );
+
+    let list = incidents(&d);
+    assert_eq!(list.len(), 1, "one incident: {list:#?}");
+    assert_eq!(list[0]["id"], id);
+    assert_eq!(list[0]["state"], "resolved");
+    assert_eq!(
+        deliveries(&list[0]),
+        ["trigger hook delivered", "resolve hook delivered"],
+        "{list:#?}"
+    );
+    assert_eq!(d.probe_state("web"), "up");
+    assert!(d.stop().success());
+}
+
+/// The only notifier answers 500, so the page stays pending in the outbox, retried; the
+/// daemon is killed with -9 meanwhile. From then on the receiver accepts (a fresh one on the
+/// same port). The restarted daemon delivers the page exactly once, with the same dedup key,
+/// and there is still one incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_pending_pages() {
+    let mut target = Target::start().await;
+    target.off();
+    let failing = Receiver::start_on(
+        0,
+        Reply::Status(500, r#"{"error":"temporarily broken"}"#),
+        vec![],
+    )
+    .await;
+    let port = failing.addr.port();
+    let mut d = daemon(
+        &[probe("db", &target.url("/"), 500)],
+        "alerting: { max_attempts: 50, retry_base: 200ms, retry_max: 1s }",
+        &format!(
+            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n",
+            failing.url()
+        ),
+    );
+    d.start();
+    wait_for(Duration::from_secs(20), "two failed tries", || {
+        failing.requests().len() >= 2
+    });
+    // Pending on record, with failed tries counted.
+    wait_for(
+        Duration::from_secs(10),
+        "the page pending after failed tries",
+        || {
+            incidents(&d).first().is_some_and(|i| {
+                i["deliveries"][0]["status"] == "pending"
+                    && i["deliveries"][0]["attempts"].as_i64() >= Some(1)
+            })
+        },
+    );
+    d.kill9();
+    let before = failing.requests();
+    assert!(failing.accepted().is_empty(), "nothing accepted yet");
+    let key = before[0].body["dedup_key"]
+        .as_str()
+        .expect("dedup key")
+        .to_owned();
+    let id = before[0].body["incident"].as_i64().expect("incident id");
+    assert!(
+        before
+            .iter()
+            .all(|r| r.body["event"] == "trigger" && r.body["dedup_key"] == key.as_str()),
+        "every try is the same page: {before:#?}"
+    );
+    eprintln!("{} failed tries before the kill", before.len());
+
+    // The receiver is fixed: a fresh one on the same port, accepting everything.
+    drop(failing);
+    wait_for(
+        Duration::from_secs(5),
+        "the receiver's port to be free",
+        || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+    );
+    let hook = Receiver::start_on(port, Reply::Status(200, "{}"), vec![]).await;
+
+    let restarted = Instant::now();
+    d.start();
+    hook.wait_accepted(Duration::from_secs(20), "the page after the restart", |r| {
+        !r.is_empty()
+    });
+    eprintln!(
+        "pending page delivered {:?} after the restart began",
+        restarted.elapsed()
+    );
+    wait_for(Duration::from_secs(10), "the outbox to settle", || {
+        settled(&incidents(&d))
+    });
+
+    let reqs = hook.requests();
+    assert_eq!(reqs.len(), 1, "delivered exactly once: {reqs:#?}");
+    assert_eq!(reqs[0].answered, Some(200));
+    assert_eq!(reqs[0].body["event"], "trigger");
+    assert_eq!(reqs[0].body["probe"], "db");
+    assert_eq!(reqs[0].body["incident"], id);
+    assert_eq!(reqs[0].body["dedup_key"], key.as_str(), "the same page");
+
+    let list = incidents(&d);
+    assert_eq!(list.len(), 1, "one incident: {list:#?}");
+    assert_eq!(list[0]["id"], id);
+    assert_eq!(list[0]["state"], "open", "the probe is still down");
+    assert_eq!(
+        deliveries(&list[0]),
+        ["trigger hook delivered"],
+        "{list:#?}"
+    );
+    // Every recorded try counts: the failed ones before the kill (one may have been cut
+    // short by it, unrecorded) and the one that delivered.
+    let attempts = list[0]["deliveries"][0]["attempts"].as_i64().unwrap();
+    assert!(
+        (2..=before.len() as i64 + 1).contains(&attempts),
+        "attempts {attempts}, {} tries seen before the kill",
+        before.len()
+    );
+    assert!(d.stop().success());
+}
+
+/// `stuck` reads every request and never answers (timeout 1s); `ok` works. Three probes
+/// routed to `stuck` (fallback `ok`) go down together and their sends hang; then a fourth,
+/// routed straight to `ok`, goes down. It is paged within `after × every + 1s` regardless;
+/// the three hung pages reach `ok` through the fallback within the bound the config
+/// gives; `stuck` saw exactly `max_attempts` unanswered requests per page; `/healthz`
+/// names `stuck` (and not `ok`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_notifier_cannot_stall_the_dispatcher() {
+    const VIA: [&str; 3] = ["via-1", "via-2", "via-3"];
+    const VIA_EVERY_MS: u64 = 500;
+    const DIRECT_EVERY_MS: u64 = 250;
+    const MAX_ATTEMPTS: u32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    /// The dispatcher's hard stop on top of a notifier's timeout.
+    const BACKSTOP: Duration = Duration::from_secs(2);
+    const RETRY_BASE: Duration = Duration::from_millis(200);
+    const RETRY_MAX: Duration = Duration::from_secs(1);
+    /// The dispatcher looks at the outbox at least this often.
+    const TICK: Duration = Duration::from_secs(1);
+
+    let mut hung_target = Target::start().await;
+    let mut direct_target = Target::start().await;
+    let stuck = Receiver::start_on(0, Reply::Hang, vec![]).await;
+    let ok = Receiver::webhook(vec![]).await;
+    let mut probes: Vec<String> = VIA
+        .iter()
+        .map(|n| probe(n, &hung_target.url(&format!("/{n}")), VIA_EVERY_MS))
+        .collect();
+    probes.push(probe("direct", &direct_target.url("/"), DIRECT_EVERY_MS));
+    let mut d = daemon(
+        &probes,
+        &format!(
+            "alerting: {{ max_attempts: {MAX_ATTEMPTS}, retry_base: {}ms, retry_max: {}ms }}",
+            RETRY_BASE.as_millis(),
+            RETRY_MAX.as_millis()
+        ),
+        &format!(
+            "notifiers:\n  stuck: {{ kind: webhook, url: \"{}/hook\", timeout: {}ms }}\n  \
+             ok: {{ kind: webhook, url: \"{}/hook\" }}\n\
+             routes:\n  - match: {{ probe: direct }}\n    notify: [ok]\n  \
+             - match: {{ probe: \"via-*\" }}\n    notify: [stuck]\n    fallback: [ok]\n",
+            stuck.url(),
+            TIMEOUT.as_millis(),
+            ok.url()
+        ),
+    );
+    d.start();
+    for n in VIA.iter().chain(&["direct"]) {
+        d.wait_state(n, "up", Duration::from_secs(10));
+    }
+
+    // The three pages to `stuck`: all hanging.
+    let hung_at = Instant::now();
+    hung_target.off();
+    wait_for(
+        Duration::from_secs(10),
+        "a hanging send for each of the three pages",
+        || {
+            let mut probes: Vec<String> = stuck
+                .requests()
+                .iter()
+                .map(|r| r.body["probe"].as_str().unwrap_or("").to_owned())
+                .collect();
+            probes.sort();
+            probes.dedup();
+            probes == VIA
+        },
+    );
+    eprintln!(
+        "three sends hanging at stuck {:?} after their target went away",
+        hung_at.elapsed()
+    );
+
+    // While they hang, another probe goes down: paged on time.
+    let direct_bound = Duration::from_millis(DIRECT_EVERY_MS) * AFTER + Duration::from_secs(1);
+    direct_target.off();
+    let (_, direct_took) = ok.wait_accepted(
+        direct_bound + Duration::from_secs(10),
+        "the direct page",
+        |r| {
+            r.iter()
+                .any(|r| r.body["probe"] == "direct" && r.body["event"] == "trigger")
+        },
+    );
+    let stuck_tries_then = stuck.requests().len();
+    eprintln!(
+        "direct page: {direct_took:?} (bound {direct_bound:?}); stuck had seen {stuck_tries_then} \
+         requests by then, none answered"
+    );
+    assert!(
+        direct_took <= direct_bound,
+        "the direct page took {direct_took:?} with stuck hanging; bound {direct_bound:?}"
+    );
+
+    // The hung pages through the fallback. Worst case per page from its target going away:
+    // detection (after × every), then max_attempts tries of at most timeout + backstop each,
+    // the backoff between them (base × 2^(k-1), +20% jitter, capped) and a dispatcher tick
+    // before each retry, plus a tick for the fallback's send.
+    let backoffs: Duration = (1..MAX_ATTEMPTS)
+        .map(|k| (RETRY_BASE * (1 << (k - 1))).mul_f64(1.2).min(RETRY_MAX))
+        .sum();
+    let fallback_bound = Duration::from_millis(VIA_EVERY_MS) * AFTER
+        + (TIMEOUT + BACKSTOP) * MAX_ATTEMPTS
+        + backoffs
+        + TICK * MAX_ATTEMPTS
+        + Duration::from_secs(1);
+    ok.wait_accepted(
+        fallback_bound + Duration::from_secs(10),
+        "the three fallback pages",
+        |r| VIA.iter().all(|n| r.iter().any(|r| r.body["probe"] == *n)),
+    );
+    let fallback_took = hung_at.elapsed();
+    eprintln!(
+        "fallback pages all delivered {fallback_took:?} after the fault (bound {fallback_bound:?})"
+    );
+    assert!(
+        fallback_took <= fallback_bound,
+        "fallback took {fallback_took:?}; bound {fallback_bound:?}"
+    );
+    wait_for(Duration::from_secs(10), "the outbox to settle", || {
+        settled(&incidents(&d))
+    });
+
+    // `stuck`: max_attempts requests per page, none answered.
+    let hung = stuck.requests();
+    let mut per_probe: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &hung {
+        assert_eq!(r.answered, None, "stuck never answers");
+        assert_eq!(r.body["event"], "trigger");
+        *per_probe
+            .entry(r.body["probe"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    let want: BTreeMap<String, usize> = VIA
+        .iter()
+        .map(|n| (n.to_string(), MAX_ATTEMPTS as usize))
+        .collect();
+    assert_eq!(per_probe, want, "{hung:#?}");
+
+    // `ok`: one trigger per probe, nothing else.
+    let got = ok.accepted();
+    let mut paged: Vec<&str> = got
+        .iter()
+        .map(|r| {
+            assert_eq!(r.body["event"], "trigger");
+            r.body["probe"].as_str().unwrap()
+        })
+        .collect();
+    paged.sort();
+    assert_eq!(paged, ["direct", "via-1", "via-2", "via-3"], "{got:#?}");
+
+    // On record: each hung page failed on `stuck` with the timeout, then delivered by `ok`.
+    let list = incidents(&d);
+    assert_eq!(list.len(), 4, "{list:#?}");
+    for i in &list {
+        if i["probe"] == "direct" {
+            assert_eq!(deliveries(i), ["trigger ok delivered"], "{i:#}");
+            continue;
+        }
+        assert_eq!(
+            deliveries(i),
+            ["trigger stuck failed", "trigger ok delivered"],
+            "{i:#}"
+        );
+        let first = &i["deliveries"][0];
+        assert_eq!(first["attempts"], MAX_ATTEMPTS);
+        let err = first["last_error"].as_str().unwrap_or("");
+        assert!(err.contains("no answer within 1s"), "{err}");
+    }
+    assert!(d.log().contains("falling back"));
+
+    // `/healthz` names the failing notifier, and only it.
+    let (code, health) = healthz(&d);
+    eprintln!("/healthz: {code} {health}");
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["status"], "unhealthy");
+    let problems: Vec<&str> = health["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let streak = VIA.len() as u32 * MAX_ATTEMPTS;
+    assert!(
+        problems.contains(
+            &format!("notifiers: stuck: {streak} failed delivery attempts in a row").as_str()
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().all(|p| !p.contains(" ok: ")),
+        "{problems:?}"
+    );
+    let metrics = support::http_get_blocking(&format!("{}/metrics", d.url()));
+    assert!(
+        metrics.contains(&format!(
+            "probed_notifier_failure_streak{{notifier=\"stuck\"}} {streak}"
+        )),
+        "{metrics}"
+    );
+
+    let stopping = Instant::now();
+    assert!(d.stop().success());
+    eprintln!("stopped in {:?}", stopping.elapsed());
+}
