@@ -125,7 +125,12 @@ impl Shared {
                     "{n} probe{} past due by more than their timeout plus {}: {}{}",
                     if n == 1 { "" } else { "s" },
                     fd(crate::schedule::OVERDUE_GRACE),
-                    overdue.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                    overdue
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     if n > 5 { ", ..." } else { "" }
                 ),
             },
@@ -223,11 +228,8 @@ impl Shared {
                 .set(c.ok as i64);
         }
         m.healthy.set(checks.iter().all(|c| c.ok) as i64);
-        m.lag_p99.set(
-            m.recent_lag
-                .p99()
-                .map_or(0.0, |d| d.as_secs_f64()),
-        );
+        m.lag_p99
+            .set(m.recent_lag.p99().map_or(0.0, |d| d.as_secs_f64()));
         let now = crate::time::mono_ms();
         m.probes_overdue
             .set(self.entries().iter().filter(|e| e.overdue(now)).count() as i64);
@@ -358,6 +360,11 @@ impl Daemon {
             started_at: crate::time::now_ms(),
             last_reload_error: Mutex::new(None),
         });
+        // Alive from the start: the first heartbeat may go out before the pulse task runs.
+        shared
+            .watchdog
+            .pulse
+            .store(crate::time::now_ms(), Ordering::Relaxed);
         let d = Daemon {
             shared: shared.clone(),
             local_addr,
@@ -444,11 +451,12 @@ impl Daemon {
             ));
         }
         if let Some(w) = &config.watchdog.alertmanager {
-            self.background.spawn(crate::watchdog::alertmanager_watchdog(
-                self.shared.clone(),
-                w.clone(),
-                cancel,
-            ));
+            self.background
+                .spawn(crate::watchdog::alertmanager_watchdog(
+                    self.shared.clone(),
+                    w.clone(),
+                    cancel,
+                ));
         }
     }
 

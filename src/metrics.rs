@@ -155,7 +155,8 @@ impl Metrics {
             "99th percentile of scheduler start lag over the last minute",
         )
         .expect("valid metric");
-        r.register(Box::new(lag_p99.clone())).expect("unique metric");
+        r.register(Box::new(lag_p99.clone()))
+            .expect("unique metric");
         let outbox_oldest_age = Gauge::new(
             "probed_outbox_oldest_undelivered_age_seconds",
             "Age of the oldest alert message not yet delivered (0 when none)",
@@ -460,7 +461,9 @@ struct HttpMetrics {
 }
 
 /// Upper bounds of the [`LagWindow`] buckets, ms.
-const LAG_BOUNDS_MS: [u64; 14] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+const LAG_BOUNDS_MS: [u64; 14] = [
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+];
 const LAG_SLOTS: usize = 6;
 const LAG_SLOT_SECS: i64 = 10;
 

@@ -495,3 +495,235 @@ async fn a_hung_notifier_cannot_stall_the_dispatcher() {
     assert!(d.stop().success());
     eprintln!("stopped in {:?}", stopping.elapsed());
 }
+
+/// A small tmpfs mounted for one test (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Fills what is left with one file; returns its path and size.
+    fn fill(&self) -> (std::path::PathBuf, u64) {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        let mut n = 0u64;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(k) => n += k as u64,
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        let _ = f.flush();
+        (path, n)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// One sample of `/metrics` (the first series whose line starts with `series`).
+fn metric(d: &Daemon, series: &str) -> f64 {
+    let body = support::http_get_blocking(&format!("{}/metrics", d.url()));
+    body.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+/// The disk under the store fills up (a real tmpfs, filled to the last byte). Probing goes
+/// on; results are held in memory; a probe that goes down meanwhile is paged from memory at
+/// once; `/healthz` names the store; the heartbeat turns into `/fail` with that reason. Once
+/// space is freed, everything held is written (every request the target served has its
+/// result, none dropped), the incident is recorded with its page as already sent, the
+/// heartbeat is healthy again, and the recovery resolves the same pager incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_buffers_results_pages_from_memory_and_reports_degraded() {
+    let web = Target::start().await;
+    let mut flaky = Target::start().await;
+    let hook = Receiver::webhook(vec![]).await;
+    let beats = Receiver::webhook(vec![]).await;
+    let mut d = daemon(
+        &[
+            probe("web", &web.url("/"), 200),
+            probe("flaky", &flaky.url("/"), 200),
+        ],
+        "alerting: { max_attempts: 3, retry_base: 100ms, retry_max: 1s }",
+        &format!(
+            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n\
+             watchdog:\n  heartbeat: {{ url: \"{}/hb/secret-77\", every: 200ms }}\n",
+            hook.url(),
+            beats.url()
+        ),
+    );
+    let disk = match Tmpfs::mount(&d.dir.path().join("data"), "4m") {
+        Ok(t) => t,
+        Err(e) => panic!(
+            "this test mounts a small tmpfs under the store to make the disk really fill up, \
+             which needs root (CI runs as root): {e}"
+        ),
+    };
+    d.start();
+    d.wait_state("web", "up", Duration::from_secs(10));
+    d.wait_state("flaky", "up", Duration::from_secs(10));
+    beats.wait_accepted(Duration::from_secs(10), "healthy pings", |r| {
+        r.iter().filter(|r| r.path == "/hb/secret-77").count() >= 2
+    });
+
+    // The fault: not one byte left under the store.
+    let (filler, filled) = disk.fill();
+    let t_fault = Instant::now();
+    eprintln!("filled the tmpfs with {filled} bytes");
+    let mut store_problem = String::new();
+    wait_for(
+        Duration::from_secs(15),
+        "/healthz to name the store",
+        || {
+            let (code, h) = healthz(&d);
+            store_problem = h["problems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .find(|p| p.starts_with("store: writes failing"))
+                .unwrap_or_default()
+                .to_owned();
+            code == 503 && !store_problem.is_empty()
+        },
+    );
+    eprintln!(
+        "unhealthy {:?} after the fault: {store_problem}",
+        t_fault.elapsed()
+    );
+    assert!(store_problem.contains("full"), "{store_problem}");
+    let is_store_fail =
+        |r: &Request| r.path == "/hb/secret-77/fail" && r.text.contains("store: writes failing");
+    let (_, took) = beats.wait_accepted(Duration::from_secs(10), "a /fail ping", |r| {
+        r.iter().any(is_store_fail)
+    });
+    eprintln!("heartbeat reported the store {took:?} after /healthz did");
+    let early_fails = beats
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/fail") && !is_store_fail(r))
+        .count();
+    assert_eq!(early_fails, 0, "no /fail for anything else");
+
+    // Probing goes on, and a probe that goes down now is paged from memory.
+    flaky.off();
+    let t_down = Instant::now();
+    let bound = Duration::from_millis(200) * AFTER + Duration::from_secs(1);
+    let (got, took) = hook.wait_accepted(bound + Duration::from_secs(10), "the page", |r| {
+        !with_event(r, "trigger").is_empty()
+    });
+    eprintln!("paged from memory {took:?} after the target went down (bound {bound:?})");
+    assert!(took <= bound, "paged after {took:?}, bound {bound:?}");
+    let trigger = with_event(&got, "trigger")[0].clone();
+    assert_eq!(trigger.body["probe"], "flaky");
+    let key = trigger.body["dedup_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("probed-faults-"), "{key}");
+    assert_eq!(d.probe_state("flaky"), "down", "state kept in memory");
+    // A few seconds of results pile up in memory.
+    let mut buffered = 0.0;
+    wait_for(Duration::from_secs(15), "results held in memory", || {
+        buffered = metric(&d, "probed_store_buffered");
+        buffered >= 25.0
+    });
+    assert!(
+        d.log().contains("paging from memory"),
+        "the log says how it paged"
+    );
+    let (code, _) = healthz(&d);
+    assert_eq!(code, 503, "still failing: nothing has freed the disk");
+    let outage = t_fault.elapsed();
+
+    // Space comes back: what was held is written, and health returns.
+    std::fs::remove_file(&filler).unwrap();
+    let t_free = Instant::now();
+    wait_for(Duration::from_secs(15), "/healthz to be ok again", || {
+        healthz(&d).0 == 200
+    });
+    let healed = t_free.elapsed();
+    let fails_so_far = beats.requests().len();
+    beats.wait_accepted(Duration::from_secs(10), "a healthy ping again", |r| {
+        r[fails_so_far.min(r.len())..]
+            .iter()
+            .any(|r| r.path == "/hb/secret-77")
+    });
+    eprintln!(
+        "outage {outage:?} ({:?} of it with flaky down); healthy {healed:?} after space came back; {buffered} results were held",
+        t_down.elapsed() - t_free.elapsed()
+    );
+    // The recovery resolves the very incident the memory page opened at the pager.
+    flaky.on().await;
+    let (got, _) = hook.wait_accepted(Duration::from_secs(10), "the resolve", |r| {
+        !with_event(r, "resolve").is_empty()
+    });
+    assert_eq!(
+        with_event(&got, "trigger").len(),
+        1,
+        "paged once, not again"
+    );
+    assert_eq!(
+        with_event(&got, "resolve")[0].body["dedup_key"],
+        key.as_str()
+    );
+
+    let incs = incidents(&d);
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    let trig = incs[0]["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["event"] == "trigger")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(trig["status"], "delivered", "{trig}");
+    assert_eq!(metric(&d, "probed_store_dropped_total"), 0.0);
+    assert!(metric(&d, "probed_alerts_paged_from_memory_total") >= 1.0);
+
+    // Nothing lost: every request the target served has its stored result (a drain on stop
+    // writes what is queued; at most the one run cut short by the stop is missing).
+    assert!(d.stop().success());
+    let served = web.hits.load(std::sync::atomic::Ordering::Relaxed) as i64;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", d.db().display()))
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM results r JOIN probes p ON p.id = r.probe_id WHERE p.name = 'web'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    eprintln!("web: {served} requests served, {stored} results stored");
+    assert!(
+        (0..=1).contains(&(served - stored)),
+        "served {served}, stored {stored}"
+    );
+    assert!(
+        !d.log().contains("secret-77"),
+        "the heartbeat URL is never logged"
+    );
+    drop(disk);
+}

@@ -431,7 +431,9 @@ impl Dispatcher {
             oldest = Some(oldest.map_or(m, |o| o.min(m)));
         }
         self.stats.pending.store(n, Relaxed);
-        self.stats.oldest_pending_at.store(oldest.unwrap_or(0), Relaxed);
+        self.stats
+            .oldest_pending_at
+            .store(oldest.unwrap_or(0), Relaxed);
         Ok(next_due)
     }
 

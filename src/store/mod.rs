@@ -10,8 +10,8 @@
 //! Reads go through a separate pool, so the API never queues behind the writer.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -173,6 +173,23 @@ impl Store {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            // A connection must come back with no transaction open. After a failed COMMIT
+            // (disk full) SQLite and sqlx can disagree on whether one is: sqlx then turns every
+            // later BEGIN into a SAVEPOINT inside a transaction that never commits, and writes
+            // "succeed" without ever reaching the file. Such a connection is closed (which
+            // rolls back) and the pool opens a fresh one.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::debug!(
+                            "store connection left inside a transaction after a failure; reopening it"
+                        );
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(opts.clone())
             .await
             .map_err(|source| StoreError::Open {
@@ -1026,7 +1043,10 @@ mod tests {
         )
         .await
         .unwrap();
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
         let handed = Arc::new(Handed::default());
         let stop = CancellationToken::new();
         let run = tokio::spawn(
@@ -1037,7 +1057,10 @@ mod tests {
         );
         let total = MAX_BATCH as i64 + 1000;
         for i in 0..total {
-            assert!(store.record(rec(id, 1_000 + i, true)), "the queue never fills");
+            assert!(
+                store.record(rec(id, 1_000 + i, true)),
+                "the queue never fills"
+            );
         }
         let template = crate::alert::testing::alert(crate::alert::Event::Trigger);
         store.state_change(StateChange {
@@ -1071,11 +1094,20 @@ mod tests {
                 && store.queue_depth() == 0
         })
         .await;
-        assert_eq!(st.dropped.load(Ordering::Relaxed), 1000, "past the bound, counted");
+        assert_eq!(
+            st.dropped.load(Ordering::Relaxed),
+            1000,
+            "past the bound, counted"
+        );
         assert_eq!(st.written.load(Ordering::Relaxed), 0);
         assert!(st.failing_since.load(Ordering::Relaxed) > 0);
         assert!(
-            st.last_error.lock().unwrap().as_deref().unwrap_or("").contains("locked"),
+            st.last_error
+                .lock()
+                .unwrap()
+                .as_deref()
+                .unwrap_or("")
+                .contains("locked"),
             "{:?}",
             st.last_error.lock().unwrap()
         );
@@ -1106,7 +1138,10 @@ mod tests {
         .unwrap();
         assert_eq!(status, "delivered", "recorded as sent, not sent again");
         assert!(note.contains("from memory"), "{note}");
-        assert_eq!(key, "paged-from-memory", "the incident keeps the page's key");
+        assert_eq!(
+            key, "paged-from-memory",
+            "the incident keeps the page's key"
+        );
     }
 
     #[tokio::test]

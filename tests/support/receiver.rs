@@ -25,6 +25,8 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
+    /// The body as text (for bodies that are not JSON, e.g. a heartbeat's `/fail` reasons).
+    pub text: String,
     /// What was answered.
     pub answered: Option<u16>,
 }
@@ -85,6 +87,7 @@ impl Receiver {
                             path,
                             headers,
                             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                            text: String::from_utf8_lossy(&body).into_owned(),
                             answered: match reply {
                                 Reply::Status(c, _) => Some(c),
                                 Reply::Hang => None,

@@ -726,7 +726,10 @@ watchdog:
     // Inside a longer text, too; a `$` not followed by `{` is kept.
     assert_eq!(c.watchdog.max_lag, Duration::from_millis(42));
     assert_eq!(c.watchdog.heartbeats[0].every, Duration::from_secs(42));
-    assert_eq!(c.watchdog.heartbeats[0].url.expose(), "https://hc.example/a/b");
+    assert_eq!(
+        c.watchdog.heartbeats[0].url.expose(),
+        "https://hc.example/a/b"
+    );
     assert_eq!(c.instance, "cost-$5");
 }
 
