@@ -665,3 +665,47 @@ async fn a_killed_peer_is_paged_by_the_other() {
     assert!(mails.iter().any(|m| m.contains("sent by:   probed-a")));
     assert!(a.stop().success());
 }
+
+/// `watchdog.alertmanager`: the always-firing `Watchdog` alert is active in a real
+/// Alertmanager while the daemon is healthy; once the daemon is unhealthy (a failed reload)
+/// the sends stop and Alertmanager ends the alert by itself, which is what the dead man's
+/// switch behind it pages on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_alert_fires_while_healthy_and_ends_when_not() {
+    let am = support::alertmanager::Alertmanager::start();
+    let target = Target::start().await;
+    let mut d = daemon(
+        &[probe("web", &target.url("/"))],
+        &format!(
+            "notifiers:\n  am: {{ kind: alertmanager, urls: [\"{}\"] }}\n\
+             watchdog:\n  alertmanager: {{ notify: [am], every: 500ms }}\n",
+            am.url()
+        ),
+    );
+    d.start();
+    let watchdog = |query: &str| -> Vec<serde_json::Value> {
+        am.alerts(query)
+            .into_iter()
+            .filter(|a| a["labels"]["alertname"] == "Watchdog")
+            .collect()
+    };
+    wait_for(Duration::from_secs(10), "the Watchdog alert", || {
+        !watchdog("?active=true").is_empty()
+    });
+    let a = &watchdog("")[0];
+    assert_eq!(a["labels"]["instance"], "e2e");
+    assert_eq!(a["labels"]["severity"], "none");
+    // Unhealthy: a reload that fails.
+    d.write_probes("probes:\n  - name: broken\n    kind: htp\n");
+    d.signal("HUP");
+    let t0 = std::time::Instant::now();
+    wait_for(Duration::from_secs(15), "the Watchdog alert to end", || {
+        watchdog("?active=true").is_empty()
+    });
+    eprintln!(
+        "Watchdog alert ended {:?} after the daemon became unhealthy (every 500ms, ends 3 ahead)",
+        t0.elapsed()
+    );
+    assert!(d.log().contains("withholding the Watchdog alert"));
+    assert!(d.stop().success());
+}

@@ -444,6 +444,50 @@ async fn heartbeat_pings_while_healthy_and_fails_when_not() {
     assert!(!d.log().contains("hb-secret-4711"));
 }
 
+/// Heartbeats follow the config: a reload that moves the heartbeat to another URL stops the
+/// old pings and starts the new ones, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_changes_apply_on_reload() {
+    let recv = support::receiver::Receiver::webhook(vec![]).await;
+    let target = Target::start().await;
+    let mut d = Daemon::new(
+        &one_probe("web", &target.url("/"), "300ms", 1),
+        &format!(
+            "watchdog:\n  heartbeat: {{ url: \"{}/ping/old\", every: 200ms }}\n",
+            recv.url()
+        ),
+    );
+    d.start();
+    recv.wait_accepted(Duration::from_secs(10), "pings to the old URL", |r| {
+        r.iter().filter(|r| r.path == "/ping/old").count() >= 2
+    });
+    let cfg = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, cfg.replace("/ping/old", "/ping/new")).unwrap();
+    d.signal("HUP");
+    recv.wait_accepted(Duration::from_secs(10), "pings to the new URL", |r| {
+        r.iter().filter(|r| r.path == "/ping/new").count() >= 2
+    });
+    // Once the new ones run, the old ones have stopped: none after the second new ping.
+    let reqs = recv.requests();
+    let second_new = reqs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.path == "/ping/new")
+        .nth(1)
+        .map(|(i, _)| i)
+        .unwrap();
+    assert!(
+        reqs[second_new..].iter().all(|r| r.path != "/ping/old"),
+        "{:?}",
+        reqs.iter().map(|r| r.path.as_str()).collect::<Vec<_>>()
+    );
+    assert!(
+        reqs.iter().all(|r| !r.path.ends_with("/fail")),
+        "healthy throughout"
+    );
+    assert!(d.stop().success());
+}
+
 /// systemd `Type=notify`: READY=1 once running, then WATCHDOG=1 keep-alives at half of
 /// WATCHDOG_USEC, over a real notify socket.
 #[test]

@@ -727,3 +727,152 @@ async fn a_full_disk_buffers_results_pages_from_memory_and_reports_degraded() {
     );
     drop(disk);
 }
+
+/// A target for the storm test, on its own thread and runtime (so the test's own waiting
+/// never delays it): records each connection's open and close times, and either holds each
+/// one open without answering (`hang`) or drops it at once.
+/// Each connection's open and (once seen) close time.
+type Conns = std::sync::Arc<std::sync::Mutex<Vec<(Instant, Option<Instant>)>>>;
+
+struct Storm {
+    addr: std::net::SocketAddr,
+    conns: Conns,
+    hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Storm {
+    fn start() -> Storm {
+        use std::sync::atomic::Ordering::SeqCst;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns: Conns = Default::default();
+        let hang = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (c, h) = (conns.clone(), hang.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                loop {
+                    let Ok((mut s, _)) = l.accept().await else {
+                        continue;
+                    };
+                    let i = {
+                        let mut g = c.lock().unwrap();
+                        g.push((Instant::now(), None));
+                        g.len() - 1
+                    };
+                    let (c, h) = (c.clone(), h.clone());
+                    tokio::spawn(async move {
+                        if h.load(SeqCst) {
+                            // Hold it until the prober gives up.
+                            use tokio::io::AsyncReadExt;
+                            let mut buf = [0u8; 1024];
+                            while let Ok(k) = s.read(&mut buf).await {
+                                if k == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                        drop(s);
+                        c.lock().unwrap()[i].1 = Some(Instant::now());
+                    });
+                }
+            });
+        });
+        Storm { addr, conns, hang }
+    }
+
+    fn total(&self) -> u64 {
+        self.conns.lock().unwrap().len() as u64
+    }
+
+    /// Most connections open at once. A close is seen a moment after the prober closed
+    /// (its FIN and a new connect can arrive together), so each one counts as closed
+    /// `slack` before the target saw it; a real breach of a cap lasts a whole check.
+    fn peak(&self, slack: Duration) -> usize {
+        let now = Instant::now();
+        let mut events: Vec<(Instant, i32)> = Vec::new();
+        for (open, close) in self.conns.lock().unwrap().iter() {
+            let close = close.unwrap_or(now);
+            let close = close.checked_sub(slack).unwrap_or(close).max(*open);
+            events.push((*open, 1));
+            events.push((close, -1));
+        }
+        // Closes before opens at the same instant.
+        events.sort_by_key(|(t, d)| (*t, *d));
+        let (mut cur, mut peak) = (0i32, 0i32);
+        for (_, d) in events {
+            cur += d;
+            peak = peak.max(cur);
+        }
+        peak as usize
+    }
+}
+
+/// MURAL's reconnect storm, from the prober's side: 40 probes of one host that first hangs on
+/// every connection, then drops every connection at once. The daemon's own load on that host
+/// stays bounded: never more than `max_per_host` connections open at once, and at most one
+/// attempt per probe per interval (no retries inside a run, no catch-up bursts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storming_target_gets_bounded_load() {
+    use std::sync::atomic::Ordering::SeqCst;
+    const PROBES: u64 = 40;
+    const EVERY_MS: u64 = 500;
+    const PER_HOST: usize = 8;
+    let storm = Storm::start();
+    let url = format!("http://{}/", storm.addr);
+    let probes: Vec<String> = (0..PROBES)
+        .map(|i| probe(&format!("p{i:02}"), &url, EVERY_MS))
+        .collect();
+    let mut d = daemon(
+        &probes,
+        &format!("defaults: {{ max_per_host: {PER_HOST} }}"),
+        "",
+    );
+    d.start();
+    // Phase 1: the host hangs. Every probe goes down (slots held by hung checks count against
+    // the deadline), and the host never sees more than the cap at once.
+    wait_for(Duration::from_secs(20), "every probe down", || {
+        let (v, _) = d.status();
+        v["probes"]
+            .as_array()
+            .is_some_and(|p| p.len() as u64 == PROBES && p.iter().all(|p| p["state"] == "down"))
+    });
+    let window = Duration::from_secs(3);
+    let (t0, n0) = (Instant::now(), storm.total());
+    wait_for(window * 2, "a measuring window", || t0.elapsed() >= window);
+    let (hung, took) = (storm.total() - n0, t0.elapsed());
+    let peak = storm.peak(Duration::from_millis(20));
+    // Phase 2: every connection is dropped at once, and the probes keep coming back.
+    storm.hang.store(false, SeqCst);
+    let (t1, n1) = (Instant::now(), storm.total());
+    wait_for(window * 2, "a measuring window", || t1.elapsed() >= window);
+    let (dropped, took2) = (storm.total() - n1, t1.elapsed());
+    let bound = |d: Duration| PROBES * (d.as_millis() as u64 / EVERY_MS + 1);
+    eprintln!(
+        "hanging host: {hung} connections in {took:?} (bound {}), peak {peak} at once (cap {PER_HOST}); \
+         dropping host: {dropped} connections in {took2:?} (bound {})",
+        bound(took),
+        bound(took2)
+    );
+    assert!(peak <= PER_HOST, "peak {peak} open at once, cap {PER_HOST}");
+    assert!(hung <= bound(took), "{hung} connections in {took:?}");
+    assert!(
+        dropped <= bound(took2),
+        "{dropped} connections in {took2:?}"
+    );
+    // And the daemon said why the hung ones were down.
+    let (v, _) = d.status();
+    let reasons: Vec<String> = v["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["last_error"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(reasons.len() as u64, PROBES, "{reasons:?}");
+    assert!(d.stop().success());
+}
