@@ -3,7 +3,8 @@
 //! * **Pulse.** A task stamps the time every 250 ms. If the runtime wedges, the pulse stops,
 //!   and so does everything below that depends on it.
 //! * **systemd.** `READY=1` once the probes run; `WATCHDOG=1` every half `WATCHDOG_USEC`, only
-//!   while the pulse is fresh, so a hung daemon is restarted by systemd (`Type=notify`,
+//!   while the pulse is fresh and the scheduler turns (not every probe overdue), so a hung
+//!   daemon is restarted by systemd (`Type=notify`,
 //!   `WatchdogSec=` in deploy/probed.service). `STATUS=` tells `systemctl status` how things are.
 //! * **Heartbeats** (the dead-man's switch): each `watchdog.heartbeat` URL is pinged every
 //!   `every` while the daemon is healthy (`/healthz` has no problems); while it is not, the
@@ -82,16 +83,29 @@ pub async fn systemd_watchdog(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(every) => {}
         }
-        if shared.watchdog.alive() {
+        let stalled = scheduler_stalled(&shared);
+        if shared.watchdog.alive() && !stalled {
             let status = status_line(&shared);
             let _ = sd_notify::notify(&[
                 sd_notify::NotifyState::Watchdog,
                 sd_notify::NotifyState::Status(&status),
             ]);
+        } else if stalled {
+            tracing::error!(
+                "every probe is overdue: the scheduler is not turning; withholding the systemd watchdog keep-alive"
+            );
         } else {
             tracing::error!("pulse is stale: withholding the systemd watchdog keep-alive");
         }
     }
+}
+
+/// The runtime turns but the scheduler does not: there are probes and every one of them is
+/// overdue. (One stuck probe is a problem for `/healthz`, not a reason to restart.)
+pub fn scheduler_stalled(shared: &Shared) -> bool {
+    let now = crate::time::mono_ms();
+    let entries = shared.entries();
+    !entries.is_empty() && entries.iter().all(|e| e.overdue(now))
 }
 
 /// `12 probes, 1 down; healthy` for `systemctl status`. Counts only (no status report is

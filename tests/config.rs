@@ -41,3 +41,37 @@ fn broken_config_reports_every_problem() {
     ];
     assert_eq!(got, want.join("\n"));
 }
+
+/// The shipped systemd unit is valid (`systemd-analyze verify`, with ExecStart pointed at the
+/// built binary) and keeps its watchdog and hardening settings.
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/probed.service")).unwrap();
+    for want in [
+        "Type=notify",
+        "WatchdogSec=",
+        "DynamicUser=yes",
+        "StateDirectory=probed",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=\n",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+    ] {
+        assert!(unit.contains(want), "deploy/probed.service lacks {want:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("probed.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/probed", env!("CARGO_BIN_EXE_probed")),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (Debian's systemd) is needed to check the unit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+}
