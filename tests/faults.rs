@@ -876,3 +876,81 @@ async fn a_storming_target_gets_bounded_load() {
     assert_eq!(reasons.len() as u64, PROBES, "{reasons:?}");
     assert!(d.stop().success());
 }
+
+/// Another process takes the database's write lock (a real `sqlite3` client in Python holding
+/// `BEGIN IMMEDIATE`): commits fail once the busy timeout runs out, the heartbeat turns into
+/// `/fail` naming the lock, results are held in memory; when the other process lets go,
+/// everything held is written and the heartbeat is healthy again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_locked_by_another_process_is_reported_and_nothing_is_lost() {
+    use std::io::{BufRead, Write};
+    let web = Target::start().await;
+    let beats = Receiver::webhook(vec![]).await;
+    let mut d = daemon(
+        &[probe("web", &web.url("/"), 200)],
+        "",
+        &format!(
+            "watchdog:\n  heartbeat: {{ url: \"{}/hb/lock\", every: 200ms }}\n",
+            beats.url()
+        ),
+    );
+    d.start();
+    d.wait_state("web", "up", Duration::from_secs(10));
+    let script = "import sqlite3, sys\n\
+                  c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+                  c.execute('BEGIN IMMEDIATE')\n\
+                  print('locked', flush=True)\n\
+                  sys.stdin.read()\n\
+                  c.execute('ROLLBACK')\n";
+    let mut locker = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(d.db())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(locker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let t0 = Instant::now();
+    let (got, _) = beats.wait_accepted(Duration::from_secs(20), "a /fail naming the lock", |r| {
+        r.iter()
+            .any(|r| r.path == "/hb/lock/fail" && r.text.contains("locked"))
+    });
+    let fail = got.iter().find(|r| r.path == "/hb/lock/fail").unwrap();
+    eprintln!(
+        "reported {:?} after the lock (busy timeout 5 s): {}",
+        t0.elapsed(),
+        fail.text
+    );
+    assert!(fail.text.contains("store: writes failing"), "{}", fail.text);
+    wait_for(Duration::from_secs(10), "results held in memory", || {
+        metric(&d, "probed_store_buffered") >= 10.0
+    });
+    // The other process lets go.
+    locker.stdin.take().unwrap().write_all(b"").unwrap();
+    assert!(locker.wait().unwrap().success());
+    let seen = beats.requests().len();
+    beats.wait_accepted(Duration::from_secs(20), "a healthy ping again", |r| {
+        r[seen.min(r.len())..].iter().any(|r| r.path == "/hb/lock")
+    });
+    assert_eq!(healthz(&d).0, 200);
+    assert_eq!(metric(&d, "probed_store_dropped_total"), 0.0);
+    assert!(d.stop().success());
+    let served = web.hits.load(std::sync::atomic::Ordering::Relaxed) as i64;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", d.db().display()))
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM results")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    eprintln!("web: {served} requests served, {stored} results stored");
+    assert!(
+        (0..=1).contains(&(served - stored)),
+        "served {served}, stored {stored}"
+    );
+}
