@@ -205,7 +205,8 @@ async fn restart_resumes_pending_pages() {
         &[probe("db", &target.url("/"), 500)],
         "alerting: { max_attempts: 50, retry_base: 200ms, retry_max: 1s }",
         &format!(
-            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n",
+            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n\
+             watchdog: {{ max_undelivered_age: 1s }}\n",
             failing.url()
         ),
     );
@@ -213,6 +214,22 @@ async fn restart_resumes_pending_pages() {
     wait_for(Duration::from_secs(20), "two failed tries", || {
         failing.requests().len() >= 2
     });
+    // The self-check names the page that waits too long.
+    wait_for(
+        Duration::from_secs(10),
+        "/healthz to name the stuck page",
+        || {
+            let (code, h) = healthz(&d);
+            code == 503
+                && h["problems"].as_array().is_some_and(|p| {
+                    p.iter().any(|p| {
+                        p.as_str()
+                            .is_some_and(|p| p.starts_with("alert delivery: 1 message pending"))
+                    })
+                })
+        },
+    );
+    assert!(metric(&d, "probed_outbox_oldest_undelivered_age_seconds") >= 1.0);
     // Pending on record, with failed tries counted.
     wait_for(
         Duration::from_secs(10),
