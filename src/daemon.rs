@@ -419,6 +419,8 @@ impl Daemon {
             shared.clone(),
             d.probes_cancel.clone(),
         ));
+        d.background
+            .spawn(crate::clock::watch(shared.clone(), d.probes_cancel.clone()));
         d.start_dead_mans_switch(&config);
         crate::watchdog::notify_ready(&format!("{} probes", config.probes.len()));
         tracing::info!(
