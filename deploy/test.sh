@@ -57,6 +57,13 @@ if ! command -v prometheus-alertmanager >/dev/null; then
   apt_install prometheus-alertmanager
 fi
 
+# libfaketime: Debian's faketime. tests/clock.rs steps the daemon's wall clock with it
+# (LD_PRELOAD), as NTP stepping a wrong clock would.
+if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+  log "installing faketime"
+  apt_install faketime
+fi
+
 # PostgreSQL, MariaDB, Redis: the machine's own servers on loopback, used by the db_write
 # probe's tests (PostgreSQL 127.0.0.1:5432, trust auth, database `test`; MariaDB
 # 127.0.0.1:3306, root without a password, database `test`) and beside the redis probe's

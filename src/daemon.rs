@@ -86,7 +86,7 @@ impl Shared {
                 detail,
             })
         };
-        let pulse_age = crate::time::now_ms() - self.watchdog.pulse.load(Ordering::Relaxed);
+        let pulse_age = crate::time::mono_ms() - self.watchdog.pulse_mono.load(Ordering::Relaxed);
         check(
             "runtime",
             self.watchdog.alive(),
@@ -365,6 +365,10 @@ impl Daemon {
             .watchdog
             .pulse
             .store(crate::time::now_ms(), Ordering::Relaxed);
+        shared
+            .watchdog
+            .pulse_mono
+            .store(crate::time::mono_ms(), Ordering::Relaxed);
         let d = Daemon {
             shared: shared.clone(),
             local_addr,
@@ -426,6 +430,8 @@ impl Daemon {
             shared.clone(),
             d.probes_cancel.clone(),
         ));
+        d.background
+            .spawn(crate::clock::watch(shared.clone(), d.probes_cancel.clone()));
         d.start_dead_mans_switch(&config);
         crate::watchdog::notify_ready(&format!("{} probes", config.probes.len()));
         tracing::info!(

@@ -17,9 +17,11 @@
 //! - [`cli`]: the `probectl` subcommands.
 //! - [`watchdog`]: runtime pulse, systemd readiness and watchdog, outbound heartbeats.
 //! - [`units`], [`time`]: durations, sizes, secrets; wall-clock display helpers.
+//! - [`clock`]: wall-clock steps: detected, and pending timers shifted by as much.
 pub mod alert;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod evaluate;

@@ -61,6 +61,10 @@ pub struct Metrics {
     pub alerts_paged_from_memory: IntGauge,
     /// Heartbeat pings and Watchdog alerts sent, by `via` and `result`.
     pub switch_sends: IntGaugeVec,
+    /// Wall-clock steps detected ([`crate::clock`]).
+    pub clock_steps: IntCounter,
+    /// The last step, signed seconds (0 before any).
+    pub clock_last_step: Gauge,
 }
 
 const HTTP_PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
@@ -75,6 +79,22 @@ fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
+}
+
+fn clock_metrics(r: &Registry) -> (IntCounter, Gauge) {
+    let steps = IntCounter::new(
+        "probed_clock_steps_total",
+        "Wall-clock steps (changes of more than 1 s against the monotonic clock) detected",
+    )
+    .expect("valid metric");
+    r.register(Box::new(steps.clone())).expect("unique metric");
+    let last = Gauge::new(
+        "probed_clock_last_step_seconds",
+        "Size of the last wall-clock step, signed (0 before any)",
+    )
+    .expect("valid metric");
+    r.register(Box::new(last.clone())).expect("unique metric");
+    (steps, last)
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -174,7 +194,10 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(switch_sends.clone()))
             .expect("unique metric");
+        let (clock_steps, clock_last_step) = clock_metrics(&r);
         Metrics {
+            clock_steps,
+            clock_last_step,
             switch_sends,
             health_check,
             healthy: int_gauge(&r, "probed_healthy", "1 when every self-check passes"),

@@ -316,7 +316,8 @@ pub(crate) async fn run_once(
     metrics: &mut ProbeMetrics,
 ) {
     let cfg = &entry.cfg;
-    let at = crate::time::now_ms();
+    // On the timers' clock: a state change opens or recovers an incident at this time.
+    let at = crate::clock::now_ms();
     let _global: OwnedSemaphorePermit = match runner.global.clone().try_acquire_owned() {
         Ok(p) => p,
         Err(_) => {

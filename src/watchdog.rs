@@ -34,6 +34,9 @@ const PULSE_STALE_MS: i64 = 5_000;
 pub struct WatchdogStats {
     /// Last pulse, unix ms.
     pub pulse: AtomicI64,
+    /// Last pulse on the monotonic scale ([`crate::time::mono_ms`]), what [`alive`](Self::alive)
+    /// judges by: a wall-clock step must not make the daemon look hung.
+    pub pulse_mono: AtomicI64,
     pub heartbeats_ok: AtomicU64,
     pub heartbeats_failed: AtomicU64,
     pub watchdog_alerts_ok: AtomicU64,
@@ -43,7 +46,8 @@ pub struct WatchdogStats {
 impl WatchdogStats {
     /// The runtime is turning.
     pub fn alive(&self) -> bool {
-        crate::time::now_ms() - self.pulse.load(Ordering::Relaxed) < PULSE_STALE_MS
+        self.pulse.load(Ordering::Relaxed) != 0
+            && crate::time::mono_ms() - self.pulse_mono.load(Ordering::Relaxed) < PULSE_STALE_MS
     }
 }
 
@@ -51,6 +55,9 @@ impl WatchdogStats {
 pub async fn pulse(stats: Arc<WatchdogStats>, cancel: CancellationToken) {
     loop {
         stats.pulse.store(crate::time::now_ms(), Ordering::Relaxed);
+        stats
+            .pulse_mono
+            .store(crate::time::mono_ms(), Ordering::Relaxed);
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(PULSE_EVERY) => {}

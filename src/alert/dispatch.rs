@@ -144,7 +144,10 @@ impl Dispatcher {
         // the log once a second.
         let (mut hk_fails, mut send_fails) = (0u64, 0u64);
         loop {
-            let now = crate::time::now_ms();
+            // Timers and the now they are compared with stay on one clock: a wall-clock
+            // step's shift waits for this pass (see crate::clock).
+            let frame = crate::clock::gate().await;
+            let now = crate::clock::now_ms();
             match self.housekeeping(now).await {
                 Ok(()) => hk_fails = 0,
                 Err(e) => {
@@ -163,12 +166,13 @@ impl Dispatcher {
                     }
                 }
             }
+            drop(frame);
             // Sleep until the next retry falls due (so a backoff is honoured to the
             // millisecond and jittered retries stay apart), at most a second.
             let mut nap = Duration::from_secs(1);
             match self.measure_backlog().await {
                 Ok(Some(due)) => {
-                    let until = (due - crate::time::now_ms()).clamp(10, 1000);
+                    let until = (due - crate::clock::now_ms()).clamp(10, 1000);
                     nap = Duration::from_millis(until as u64);
                 }
                 Ok(None) => {}
@@ -381,8 +385,12 @@ impl Dispatcher {
             let me = self.clone();
             let permit = self.slots.clone().acquire_owned().await;
             sends.spawn(async move {
-                let sent = me.send(&job).await;
+                let mut sent = me.send(&job).await;
                 drop(permit);
+                // The outcome (a retry's due time) is written on the timers' clock, with no
+                // clock-step shift in between (see crate::clock).
+                let _frame = crate::clock::gate().await;
+                sent.at = crate::clock::now_ms();
                 // The row stays in flight (never sent twice) until its outcome is recorded:
                 // while the store cannot be written, keep trying, without holding a slot.
                 let mut wait = Duration::from_millis(100);

@@ -114,9 +114,13 @@ async fn status(AxState(s): AxState<Arc<Shared>>) -> Response {
 
 /// The status report, from memory only (no store reads), so it answers fast at any size.
 pub fn build_status(s: &Shared) -> StatusReport {
-    let now = crate::time::now_ms();
+    // The timers' clock: staleness compares it with each probe's last result.
+    let now = crate::clock::now_ms();
     let probes = s.entries();
-    let uptime_ms = (now - s.started_at).max(0);
+    // Measured on the monotonic clock (anchored when the daemon started), so a clock step
+    // neither stretches the uptime nor hides a stale probe behind a start "in the future".
+    let uptime_ms = crate::time::mono_ms();
+    let started = now - uptime_ms;
     let mut out = Vec::with_capacity(probes.len());
     for e in &probes {
         let cfg = &e.cfg;
@@ -135,8 +139,8 @@ pub fn build_status(s: &Shared) -> StatusReport {
         let mut state = verdicts.state;
         // Stale: the probe should have run twice since its last result. Say so rather than
         // repeat an old verdict.
-        let last_at = last.as_ref().map(|l| l.0).unwrap_or(s.started_at);
-        if state != State::Paused && now - last_at.max(s.started_at) > e.stale_after_ms {
+        let last_at = last.as_ref().map(|l| l.0).unwrap_or(started);
+        if state != State::Paused && now - last_at.max(started) > e.stale_after_ms {
             state = State::Unknown;
         }
         out.push(ProbeStatus {
@@ -355,7 +359,9 @@ async fn add_silence(
     if b.probe.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "\"probe\" is empty");
     }
-    let now = crate::time::now_ms();
+    // A silence's end is a timer (see crate::clock).
+    let _frame = crate::clock::gate().await;
+    let now = crate::clock::now_ms();
     let until = now + d.as_millis() as i64;
     let r = sqlx::query_scalar::<_, i64>(
         "INSERT INTO silences (probe, until, created_at, created_by, reason) VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -387,7 +393,7 @@ async fn silences(AxState(s): AxState<Arc<Shared>>) -> Response {
     let rows = sqlx::query(
         "SELECT id, probe, until, created_at, created_by, reason FROM silences WHERE until > ? ORDER BY until",
     )
-    .bind(crate::time::now_ms())
+    .bind(crate::clock::now_ms())
     .fetch_all(s.runner.store.read_pool())
     .await;
     use sqlx::Row;
@@ -454,10 +460,13 @@ async fn push(s: &Shared, token: &str, kind: &str, exit_status: Option<i64>) -> 
     let Some(entry) = entry else {
         return error(StatusCode::NOT_FOUND, "unknown push token");
     };
+    // A ping's time is a timer: recorded on the timers' clock, with no clock-step shift
+    // between the store and the board (see crate::clock).
+    let _frame = crate::clock::gate().await;
     match s
         .runner
         .store
-        .push_ping(entry.id, kind, exit_status, crate::time::now_ms())
+        .push_ping(entry.id, kind, exit_status, crate::clock::now_ms())
         .await
     {
         Ok(state) => {

@@ -101,6 +101,33 @@ impl PushBoard {
     pub fn replace_all(&self, all: HashMap<String, PushState>) {
         *self.states.write().unwrap() = all;
     }
+
+    /// The pings of `token` and the time to judge them at ([`crate::clock::now_ms`]), read
+    /// under one lock, so a clock step's [`shift`](Self::shift) never pairs shifted pings
+    /// with an unshifted now, or the reverse.
+    pub fn get_with_now(&self, token: &str) -> (Option<PushState>, i64) {
+        let states = self.states.read().unwrap();
+        (states.get(token).cloned(), crate::clock::now_ms())
+    }
+
+    /// Moves every timestamp by `delta_ms` (a wall-clock step, see [`crate::clock`]) and runs
+    /// `then` (the clock's switch to the new time) under the same lock.
+    pub fn shift(&self, delta_ms: i64, then: impl FnOnce()) {
+        let mut states = self.states.write().unwrap();
+        for s in states.values_mut() {
+            s.first_seen_at += delta_ms;
+            for t in [
+                &mut s.last_ping_at,
+                &mut s.last_success_at,
+                &mut s.started_at,
+            ] {
+                if let Some(t) = t.as_mut() {
+                    *t += delta_ms;
+                }
+            }
+        }
+        then();
+    }
 }
 
 /// The shared board, as `Env` holds it.
@@ -117,12 +144,12 @@ impl Check {
     }
 
     pub async fn check(&self, cx: &CheckCx<'_>) -> Observation {
-        let now = crate::time::now_ms();
         let obs = Observation {
             ok: true,
             ..Default::default()
         };
-        let Some(st) = cx.env.push.get(self.spec.token.expose()) else {
+        let (st, now) = cx.env.push.get_with_now(self.spec.token.expose());
+        let Some(st) = st else {
             return obs.fail(
                 "no ping state: push probes are judged by the daemon from the pings it receives \
                  (see probectl status)",
@@ -269,6 +296,48 @@ mod tests {
             assert_eq!(o.error.as_deref(), want, "{name}");
             assert_eq!(o.ok, want.is_none(), "{name}");
         }
+    }
+
+    #[test]
+    fn a_shift_moves_every_ping_time_and_switches_under_the_lock() {
+        let board = PushBoard::default();
+        let pinged = PushState {
+            first_seen_at: 1_000,
+            last_ping_at: Some(5_000),
+            last_kind: Some("ok".into()),
+            last_success_at: Some(5_000),
+            pings: 1,
+            ..Default::default()
+        };
+        board.set("a", pinged.clone());
+        board.set(
+            "b",
+            PushState {
+                first_seen_at: 2_000,
+                ..Default::default()
+            },
+        );
+        let mut switched = false;
+        board.shift(-3_600_000, || switched = true);
+        assert!(switched);
+        assert_eq!(
+            board.get("a").unwrap(),
+            PushState {
+                first_seen_at: 1_000 - 3_600_000,
+                last_ping_at: Some(5_000 - 3_600_000),
+                last_success_at: Some(5_000 - 3_600_000),
+                ..pinged
+            }
+        );
+        let b = board.get("b").unwrap();
+        assert_eq!(b.first_seen_at, 2_000 - 3_600_000);
+        assert_eq!(
+            (b.last_ping_at, b.started_at),
+            (None, None),
+            "NULLs stay NULL"
+        );
+        let (none, now) = board.get_with_now("nope");
+        assert!(none.is_none() && now > 0);
     }
 
     #[test]

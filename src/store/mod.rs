@@ -27,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::evaluate::{State, Transition, Verdicts};
 use crate::probe::Observation;
 
+mod clock;
+pub use clock::ShiftedTimers;
+
 /// Store errors, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -78,7 +78,7 @@ impl Failover for MemoryPager {
 
 impl Dispatcher {
     async fn page_from_memory(self: Arc<Self>, probe_id: i64, plan: PagePlan) {
-        let now = crate::time::now_ms();
+        let now = crate::clock::now_ms();
         let probe = plan.alert.probe.clone();
         // The rules the store applies when the change is written: an incident still open (a
         // flap within its resolve hold) continues without a page; a silence mutes. Reads
