@@ -51,6 +51,9 @@ pub struct Shared {
     /// Wall-clock start, unix ms.
     pub started_at: i64,
     pub last_reload_error: Mutex<Option<String>>,
+    /// The public view (status page, feeds, Statuspage JSON, badges), rebuilt at most every
+    /// few seconds.
+    pub public: crate::public::Cache,
 }
 
 struct Running {
@@ -359,6 +362,7 @@ impl Daemon {
             probes: RwLock::new(BTreeMap::new()),
             started_at: crate::time::now_ms(),
             last_reload_error: Mutex::new(None),
+            public: Default::default(),
         });
         // Alive from the start: the first heartbeat may go out before the pulse task runs.
         shared

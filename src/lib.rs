@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod evaluate;
 pub mod metrics;
 pub mod probe;
+pub mod public;
 pub mod schedule;
 pub mod store;
 pub mod time;

@@ -35,6 +35,20 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/api/v1/push/{token}/{what}",
             get(push_other).post(push_other),
         )
+        .route("/api/v2/summary.json", get(sp_summary))
+        .route("/api/v2/status.json", get(sp_status))
+        .route("/api/v2/components.json", get(sp_components))
+        .route("/api/v2/incidents.json", get(sp_incidents))
+        .route("/api/v2/incidents/unresolved.json", get(sp_unresolved))
+        .route("/api/v2/scheduled-maintenances.json", get(sp_maintenances))
+        .route(
+            "/api/v2/scheduled-maintenances/upcoming.json",
+            get(sp_maintenances_upcoming),
+        )
+        .route(
+            "/api/v2/scheduled-maintenances/active.json",
+            get(sp_maintenances_active),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
@@ -479,4 +493,81 @@ async fn push(s: &Shared, token: &str, kind: &str, exit_status: Option<i64>) -> 
             error(StatusCode::INTERNAL_SERVER_ERROR, "store write failed")
         }
     }
+}
+
+/// A public document: cached by readers for as long as the view is, readable cross-origin
+/// (status widgets fetch it from other sites), never a secret in it by construction.
+fn public_doc(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
+/// `Cache-Control` of every public document.
+const PUBLIC_CACHE_CONTROL: &str = "public, max-age=10";
+
+async fn public_view(s: &Shared) -> Result<Arc<crate::public::View>, Response> {
+    s.public.get(s).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot build the public view");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(serde_json::json!({"error": "status temporarily unavailable"})),
+        )
+            .into_response()
+    })
+}
+
+async fn statuspage_json(
+    s: Arc<Shared>,
+    f: impl FnOnce(&crate::public::View) -> serde_json::Value,
+) -> Response {
+    match public_view(&s).await {
+        Ok(v) => public_doc("application/json", f(&v).to_string()),
+        Err(r) => r,
+    }
+}
+
+async fn sp_summary(AxState(s): AxState<Arc<Shared>>) -> Response {
+    statuspage_json(s, crate::public::statuspage::summary).await
+}
+
+async fn sp_status(AxState(s): AxState<Arc<Shared>>) -> Response {
+    statuspage_json(s, crate::public::statuspage::status_doc).await
+}
+
+async fn sp_components(AxState(s): AxState<Arc<Shared>>) -> Response {
+    statuspage_json(s, crate::public::statuspage::components_doc).await
+}
+
+async fn sp_incidents(AxState(s): AxState<Arc<Shared>>) -> Response {
+    statuspage_json(s, |v| crate::public::statuspage::incidents_doc(v, false)).await
+}
+
+async fn sp_unresolved(AxState(s): AxState<Arc<Shared>>) -> Response {
+    statuspage_json(s, |v| crate::public::statuspage::incidents_doc(v, true)).await
+}
+
+async fn sp_maintenances(AxState(s): AxState<Arc<Shared>>) -> Response {
+    statuspage_json(s, |v| crate::public::statuspage::maintenances_doc(v, None)).await
+}
+
+async fn sp_maintenances_upcoming(AxState(s): AxState<Arc<Shared>>) -> Response {
+    statuspage_json(s, |v| {
+        crate::public::statuspage::maintenances_doc(v, Some(false))
+    })
+    .await
+}
+
+async fn sp_maintenances_active(AxState(s): AxState<Arc<Shared>>) -> Response {
+    statuspage_json(s, |v| {
+        crate::public::statuspage::maintenances_doc(v, Some(true))
+    })
+    .await
 }

@@ -47,7 +47,9 @@ const TOP_KEYS: &[&str] = &[
     "alerting",
     "instance",
     "external_url",
+    "status_page",
 ];
+const STATUS_PAGE_KEYS: &[&str] = &["title", "description", "url", "history_days"];
 const DEFAULTS_KEYS: &[&str] = &[
     "every",
     "timeout",
@@ -97,6 +99,7 @@ const PROBE_KEYS: &[&str] = &[
     "public",
     "labels",
     "description",
+    "title",
 ];
 /// The shortest interval a probe may run at.
 const MIN_EVERY: Duration = Duration::from_millis(100);
@@ -236,7 +239,9 @@ impl Loader<'_> {
             },
             _ => None,
         };
+        let status_page = self.status_page(&doc, root.get("status_page"), &instance);
         Some(Config {
+            status_page,
             maintenance,
             alerting,
             instance,
@@ -715,6 +720,8 @@ impl Loader<'_> {
                 },
                 group: Some("probed".into()),
                 public: false,
+                title: None,
+                description: None,
                 labels,
                 spec,
                 source,
@@ -872,6 +879,59 @@ impl Loader<'_> {
             a.retry_max = d.max(a.retry_base);
         }
         a
+    }
+
+    fn status_page(
+        &mut self,
+        doc: &Doc,
+        v: Option<&Value>,
+        instance: &str,
+    ) -> super::StatusPageOptions {
+        let mut s = super::StatusPageOptions {
+            title: format!("{instance} status"),
+            description: None,
+            url: None,
+            history_days: 90,
+        };
+        let base = key(&[], "status_page");
+        let Some(m) = v.filter(|v| !v.is_null()) else {
+            return s;
+        };
+        let Some(m) = self.mapping(doc, &base, m) else {
+            return s;
+        };
+        self.check_keys(doc, &base, m, STATUS_PAGE_KEYS);
+        if let Ok(Some(t)) = self.field::<String>(doc, &base, m, "title")
+            && !t.trim().is_empty()
+        {
+            s.title = t;
+        }
+        if let Ok(d) = self.field::<String>(doc, &base, m, "description") {
+            s.description = d.filter(|d| !d.trim().is_empty());
+        }
+        if let Ok(Some(u)) = self.field::<String>(doc, &base, m, "url") {
+            match u.parse::<http::Uri>() {
+                Ok(uri)
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.host().is_some() =>
+                {
+                    s.url = Some(u.trim_end_matches('/').to_owned())
+                }
+                _ => {
+                    let msg = "status_page.url must be an absolute http(s) URL";
+                    self.err(doc, &key(&base, "url"), At::Value, msg);
+                }
+            }
+        }
+        if let Ok(Some(n)) = self.field::<u32>(doc, &base, m, "history_days") {
+            if (1..=400).contains(&n) {
+                s.history_days = n;
+            } else {
+                let msg = "history_days must be between 1 and 400 (rollups are kept 400 days)";
+                self.err(doc, &key(&base, "history_days"), At::Value, msg);
+            }
+        }
+        s
     }
 
     fn store(&mut self, doc: &Doc, v: Option<&Value>) -> StoreOptions {
@@ -1265,7 +1325,8 @@ impl Loader<'_> {
         let group = self.field::<String>(doc, path, m, "group");
         let public = self.field::<bool>(doc, path, m, "public");
         let labels = self.field::<BTreeMap<String, String>>(doc, path, m, "labels");
-        let _ = self.field::<String>(doc, path, m, "description");
+        let description = self.field::<String>(doc, path, m, "description");
+        let title = self.field::<String>(doc, path, m, "title");
 
         // The rest is the kind's.
         let mut rest = m.clone();
@@ -1300,6 +1361,8 @@ impl Loader<'_> {
             alert,
             group: group.ok()?,
             public: public.ok()?.unwrap_or(false),
+            title: title.ok()?.filter(|t| !t.trim().is_empty()),
+            description: description.ok()?.filter(|t| !t.trim().is_empty()),
             labels: labels.ok()?.unwrap_or_default(),
             spec: spec?,
             source,

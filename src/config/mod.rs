@@ -53,6 +53,23 @@ pub struct Config {
     /// `watchdog:`: self-checks, heartbeats and the Alertmanager `Watchdog` alert (peers
     /// become probes named `peer:<name>`).
     pub watchdog: WatchdogOptions,
+    /// `status_page:`: the public page, feeds and Statuspage-style JSON.
+    pub status_page: StatusPageOptions,
+}
+
+/// `status_page:` options. What appears there is every probe with `public: true`, grouped by
+/// `group`, under its `title`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusPageOptions {
+    /// The page's name. Default: `<instance> status`.
+    pub title: String,
+    /// A line under the title.
+    pub description: Option<String>,
+    /// The page's public address, for feeds and the Statuspage JSON. Default:
+    /// `external_url` + `/status`, else the listen address.
+    pub url: Option<String>,
+    /// Days of history in the uptime bars. Default: 90.
+    pub history_days: u32,
 }
 
 /// `watchdog:` options.
@@ -242,6 +259,10 @@ pub struct ProbeConfig {
     pub group: Option<String>,
     /// Shown on public feeds and pages.
     pub public: bool,
+    /// Display name on the status page, feeds and badges. Default: the name.
+    pub title: Option<String>,
+    /// One line about what it watches, shown on the status page.
+    pub description: Option<String>,
     /// Free-form labels, for routing.
     pub labels: BTreeMap<String, String>,
     pub spec: ProbeSpec,
@@ -252,6 +273,11 @@ pub struct ProbeConfig {
 }
 
 impl ProbeConfig {
+    /// What people see it called: `title`, else the name.
+    pub fn display_name(&self) -> &str {
+        self.title.as_deref().unwrap_or(&self.name)
+    }
+
     /// True when a reload must restart this probe's task.
     pub fn same_as(&self, other: &ProbeConfig) -> bool {
         self.raw == other.raw
@@ -323,9 +349,32 @@ pub enum MaintenanceTime {
 }
 
 impl Maintenance {
+    /// Whether the window applies to `probe` (at some time).
+    pub fn covers(&self, probe: &str) -> bool {
+        self.probes.is_empty() || self.probes.iter().any(|g| glob_match(g, probe))
+    }
+
+    /// The window in progress at `now`, else the next one to start within `horizon_ms`, as
+    /// (start, end) unix ms.
+    pub fn current_or_next(&self, now: i64, horizon_ms: i64) -> Option<(i64, i64)> {
+        let (start, end) = match &self.when {
+            MaintenanceTime::Fixed { start, end } => (*start, *end),
+            MaintenanceTime::Cron {
+                schedule, duration, ..
+            } => {
+                let now_t = chrono::DateTime::from_timestamp_millis(now)?;
+                let d = chrono::Duration::from_std(*duration).ok()?;
+                let fire = schedule.after(&(now_t - d)).next()?;
+                let start = fire.timestamp_millis();
+                (start, start + d.num_milliseconds())
+            }
+        };
+        (end > now && start <= now + horizon_ms).then_some((start, end))
+    }
+
     /// Whether the window is active at `now` (unix ms) for `probe`.
     pub fn active(&self, probe: &str, now: i64) -> bool {
-        if !self.probes.is_empty() && !self.probes.iter().any(|g| glob_match(g, probe)) {
+        if !self.covers(probe) {
             return false;
         }
         match &self.when {

@@ -289,7 +289,7 @@ const CASES: &[Case] = &[
         files: &[],
         env: &[],
         want: &[
-            r#"probed.yaml:1:1: unknown key "foo" (valid keys: listen, data_dir, admin_token, probes, defaults, store, notifiers, routes, watchdog, maintenance, alerting, instance, external_url)"#,
+            r#"probed.yaml:1:1: unknown key "foo" (valid keys: listen, data_dir, admin_token, probes, defaults, store, notifiers, routes, watchdog, maintenance, alerting, instance, external_url, status_page)"#,
         ],
     },
     Case {
@@ -551,6 +551,17 @@ notifiers:
         want: &[
             r#"probed.yaml:1:11: unterminated "${" (close it with "}", or write $$ for a dollar)"#,
             r#"probed.yaml:2:11: invalid variable name "NOT VALID" in "${...}" (use letters, digits and _)"#,
+        ],
+    },
+    Case {
+        name: "status_page section",
+        config: "status_page:\n  titel: Acme\n  url: status.example.com\n  history_days: 0\n",
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:2:3: unknown key "titel", did you mean "title"?"#,
+            r#"probed.yaml:3:8: status_page.url must be an absolute http(s) URL"#,
+            r#"probed.yaml:4:17: history_days must be between 1 and 400 (rollups are kept 400 days)"#,
         ],
     },
     Case {

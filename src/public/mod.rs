@@ -1,0 +1,575 @@
+//! What the outside world may see: the status page, its feeds, the Statuspage-style JSON and
+//! badges all render one [`View`], built here.
+//!
+//! **Only probes with `public: true` appear**, and of them only what is safe by construction:
+//! the display name (`title`, else the name), `description`, `group`, a coarse status, times,
+//! uptime and latency figures. Never a URL, host, address, header, DSN, label, reason or error
+//! text: a probe's error often names an internal host (`connect to 10.0.0.5:5432: refused`),
+//! so incident texts here are fixed sentences, not the probe's words.
+//!
+//! Long windows come from `rollups_hourly` (one row per probe and hour, kept 400 days), never
+//! from raw results, and a built view is reused for [`CACHE_FOR`], so the page answers in
+//! about the same time with a year of history as with a day, and a burst of readers costs
+//! one build.
+
+pub mod statuspage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+
+use crate::daemon::Shared;
+use crate::evaluate::State;
+
+/// How long a built view is served before it is rebuilt (and the `max-age` readers get).
+pub const CACHE_FOR: Duration = Duration::from_secs(10);
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+/// Resolved incidents shown: this many, from the history window.
+const RECENT_INCIDENTS: usize = 50;
+/// Maintenance windows shown ahead of time.
+const MAINTENANCE_HORIZON_MS: i64 = 14 * DAY_MS;
+
+/// A component's status, in Statuspage's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Operational,
+    UnderMaintenance,
+    DegradedPerformance,
+    PartialOutage,
+    MajorOutage,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Operational => "operational",
+            Status::UnderMaintenance => "under_maintenance",
+            Status::DegradedPerformance => "degraded_performance",
+            Status::PartialOutage => "partial_outage",
+            Status::MajorOutage => "major_outage",
+        }
+    }
+
+    /// For people: `Operational`, `Degraded performance`, ...
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Operational => "Operational",
+            Status::UnderMaintenance => "Under maintenance",
+            Status::DegradedPerformance => "Degraded performance",
+            Status::PartialOutage => "Partial outage",
+            Status::MajorOutage => "Major outage",
+        }
+    }
+}
+
+/// The page as a whole.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Stable, derived from the instance name.
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub url: String,
+    /// When something on it last changed (a component's state, an incident), unix ms.
+    pub updated_at: i64,
+}
+
+/// One day of a component's history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Day {
+    /// Start of the UTC day, unix ms.
+    pub start: i64,
+    /// Successful runs in percent; `None` with no runs that day.
+    pub uptime: Option<f64>,
+    pub runs: u64,
+}
+
+/// One public probe.
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub id: String,
+    /// The probe's name (part of badge URLs; a public probe's name is public).
+    pub probe: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub group: Option<String>,
+    pub status: Status,
+    /// When the current state began, unix ms.
+    pub since: Option<i64>,
+    pub position: usize,
+    /// Oldest first, one per day of the history window (the last one is today).
+    pub days: Vec<Day>,
+    pub uptime_24h: Option<f64>,
+    pub uptime_7d: Option<f64>,
+    pub uptime_30d: Option<f64>,
+    /// Mean latency per hour over the last 24 hours, oldest first (ms; `None`: no runs).
+    pub latency_24h: Vec<Option<f64>>,
+    pub last_latency_ms: Option<f64>,
+}
+
+/// A group of components (`group:` in the config).
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    /// Indexes into [`View::components`].
+    pub members: Vec<usize>,
+    pub status: Status,
+    pub position: usize,
+}
+
+/// Where an incident stands, in Statuspage's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentStatus {
+    Investigating,
+    Identified,
+    Monitoring,
+    Resolved,
+}
+
+impl IncidentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Investigating => "investigating",
+            IncidentStatus::Identified => "identified",
+            IncidentStatus::Monitoring => "monitoring",
+            IncidentStatus::Resolved => "resolved",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            IncidentStatus::Investigating => "Investigating",
+            IncidentStatus::Identified => "Identified",
+            IncidentStatus::Monitoring => "Monitoring",
+            IncidentStatus::Resolved => "Resolved",
+        }
+    }
+}
+
+/// One step of an incident's life, newest last.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub status: IncidentStatus,
+    pub at: i64,
+    /// A fixed sentence (never the probe's error text).
+    pub body: String,
+}
+
+/// An incident of a public probe.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub id: i64,
+    /// The component it affects (index into [`View::components`]).
+    pub component: usize,
+    pub name: String,
+    pub status: IncidentStatus,
+    /// `critical`, `major` or `minor`, from the probe's severity.
+    pub impact: &'static str,
+    pub opened_at: i64,
+    pub monitoring_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub updated_at: i64,
+    pub updates: Vec<Update>,
+}
+
+/// A maintenance window that covers public probes.
+#[derive(Debug, Clone)]
+pub struct MaintenanceWindow {
+    pub id: String,
+    pub name: String,
+    pub start: i64,
+    pub end: i64,
+    pub in_progress: bool,
+    /// Indexes into [`View::components`].
+    pub components: Vec<usize>,
+}
+
+/// Everything public, at one moment.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub page: Page,
+    pub components: Vec<Component>,
+    pub groups: Vec<Group>,
+    /// Unresolved first, then the most recent resolved ones; newest first within each.
+    pub incidents: Vec<Incident>,
+    pub maintenances: Vec<MaintenanceWindow>,
+    pub history_days: u32,
+    /// Built at, unix ms.
+    pub built_at: i64,
+}
+
+impl View {
+    /// The overall indicator and its description, as Statuspage words them.
+    pub fn indicator(&self) -> (&'static str, &'static str) {
+        let worst = self
+            .components
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Operational);
+        let down = self
+            .components
+            .iter()
+            .filter(|c| c.status == Status::MajorOutage)
+            .count();
+        match worst {
+            Status::Operational => ("none", "All Systems Operational"),
+            Status::UnderMaintenance => ("maintenance", "Service Under Maintenance"),
+            Status::DegradedPerformance => ("minor", "Minor Service Outage"),
+            Status::PartialOutage => ("major", "Partial System Outage"),
+            Status::MajorOutage if down * 2 > self.components.len() => {
+                ("critical", "Major Service Outage")
+            }
+            Status::MajorOutage => ("major", "Partial System Outage"),
+        }
+    }
+
+    pub fn unresolved(&self) -> impl Iterator<Item = &Incident> {
+        self.incidents
+            .iter()
+            .filter(|i| i.status != IncidentStatus::Resolved)
+    }
+
+    pub fn component(&self, probe: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.probe == probe)
+    }
+}
+
+/// The last built view, reused for [`CACHE_FOR`].
+#[derive(Default)]
+pub struct Cache {
+    last: Mutex<Option<(Instant, Arc<View>)>>,
+    /// Serializes builds, so a burst of readers after expiry costs one.
+    building: tokio::sync::Mutex<()>,
+}
+
+impl Cache {
+    /// The current view: the cached one while fresh, else a new one.
+    pub async fn get(&self, shared: &Shared) -> Result<Arc<View>, sqlx::Error> {
+        if let Some(v) = self.fresh() {
+            return Ok(v);
+        }
+        let _one = self.building.lock().await;
+        if let Some(v) = self.fresh() {
+            return Ok(v);
+        }
+        let v = Arc::new(build(shared).await?);
+        *self.last.lock().unwrap() = Some((Instant::now(), v.clone()));
+        Ok(v)
+    }
+
+    fn fresh(&self) -> Option<Arc<View>> {
+        self.last
+            .lock()
+            .unwrap()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < CACHE_FOR)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// A stable short id (12 hex digits) for `what`.
+pub fn id_of(what: &str) -> String {
+    format!(
+        "{:012x}",
+        crate::schedule::stable_hash(what) & 0xffff_ffff_ffff
+    )
+}
+
+/// Builds the view: live states from memory, history from the rollups, incidents from the
+/// store.
+pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
+    let cfg = shared.config.read().unwrap().clone();
+    let opts = &cfg.status_page;
+    let now = crate::clock::now_ms();
+    let router = shared.runner.router.read().unwrap().clone();
+    let report = crate::api::build_status(shared);
+    let states: HashMap<&str, &crate::api::model::ProbeStatus> =
+        report.probes.iter().map(|p| (p.name.as_str(), p)).collect();
+    let entries: HashMap<String, i64> = shared
+        .entries()
+        .iter()
+        .map(|e| (e.cfg.name.clone(), e.id))
+        .collect();
+
+    // Components, in config order.
+    let mut components = Vec::new();
+    let mut ids = Vec::new();
+    for p in cfg.probes.iter().filter(|p| p.public) {
+        let Some(id) = entries.get(&p.name) else {
+            continue;
+        };
+        let st = states.get(p.name.as_str());
+        let status = if router.maintenance(&p.name, now).is_some() {
+            Status::UnderMaintenance
+        } else {
+            match st.map(|s| s.state) {
+                Some(State::Down) => Status::MajorOutage,
+                Some(State::Degraded | State::Unknown) => Status::DegradedPerformance,
+                Some(State::Paused) => Status::UnderMaintenance,
+                _ => Status::Operational,
+            }
+        };
+        ids.push(*id);
+        components.push(Component {
+            id: id_of(&format!("component:{}", p.name)),
+            probe: p.name.clone(),
+            name: p.display_name().to_owned(),
+            description: p.description.clone(),
+            group: p.group.clone(),
+            status,
+            since: st
+                .and_then(|s| s.since.as_deref())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_millis()),
+            position: components.len() + 1,
+            days: Vec::new(),
+            uptime_24h: None,
+            uptime_7d: None,
+            uptime_30d: None,
+            latency_24h: Vec::new(),
+            last_latency_ms: st.and_then(|s| s.last_latency_ms),
+        });
+    }
+
+    // History from the hourly rollups.
+    let days = opts.history_days.max(1) as i64;
+    let today = now - now.rem_euclid(DAY_MS);
+    let since = today - (days - 1) * DAY_MS;
+    let this_hour = now - now.rem_euclid(HOUR_MS);
+    let mut hist: HashMap<i64, Vec<(i64, u64, u64, i64)>> = HashMap::new();
+    if !ids.is_empty() {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT probe_id, hour, runs, ok, sum_duration_us FROM rollups_hourly WHERE hour >= ",
+        );
+        q.push_bind(since.min(this_hour - 30 * DAY_MS));
+        q.push(" AND probe_id IN (");
+        let mut sep = q.separated(", ");
+        for id in &ids {
+            sep.push_bind(*id);
+        }
+        q.push(")");
+        for r in q.build().fetch_all(shared.runner.store.read_pool()).await? {
+            hist.entry(r.get("probe_id")).or_default().push((
+                r.get("hour"),
+                r.get::<i64, _>("runs") as u64,
+                r.get::<i64, _>("ok") as u64,
+                r.get("sum_duration_us"),
+            ));
+        }
+    }
+    for (c, id) in components.iter_mut().zip(&ids) {
+        let rows = hist.remove(id).unwrap_or_default();
+        let mut per_day = vec![(0u64, 0u64); days as usize];
+        let mut hours = vec![(0u64, 0i64); 24];
+        let (mut w24, mut w7, mut w30) = ((0, 0), (0, 0), (0, 0));
+        for (hour, runs, ok, sum_us) in rows {
+            if hour >= since {
+                let d = ((hour - since) / DAY_MS) as usize;
+                if let Some(slot) = per_day.get_mut(d) {
+                    slot.0 += runs;
+                    slot.1 += ok;
+                }
+            }
+            let age_h = (this_hour - hour) / HOUR_MS;
+            if (0..24).contains(&age_h) {
+                let slot = &mut hours[23 - age_h as usize];
+                slot.0 += runs;
+                slot.1 += sum_us;
+                w24 = (w24.0 + runs, w24.1 + ok);
+            }
+            if (0..24 * 7).contains(&age_h) {
+                w7 = (w7.0 + runs, w7.1 + ok);
+            }
+            if (0..24 * 30).contains(&age_h) {
+                w30 = (w30.0 + runs, w30.1 + ok);
+            }
+        }
+        let pct = |(runs, ok): (u64, u64)| (runs > 0).then(|| ok as f64 * 100.0 / runs as f64);
+        c.days = per_day
+            .iter()
+            .enumerate()
+            .map(|(i, (runs, ok))| Day {
+                start: since + i as i64 * DAY_MS,
+                uptime: pct((*runs, *ok)),
+                runs: *runs,
+            })
+            .collect();
+        c.uptime_24h = pct(w24);
+        c.uptime_7d = pct(w7);
+        c.uptime_30d = pct(w30);
+        c.latency_24h = hours
+            .iter()
+            .map(|(runs, sum)| (*runs > 0).then(|| *sum as f64 / *runs as f64 / 1000.0))
+            .collect();
+    }
+
+    // Groups, in order of first appearance; ungrouped components stand alone.
+    let mut groups: Vec<Group> = Vec::new();
+    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, c) in components.iter().enumerate() {
+        if let Some(g) = &c.group {
+            let gi = *by_name.entry(g.clone()).or_insert_with(|| {
+                groups.push(Group {
+                    id: id_of(&format!("group:{g}")),
+                    name: g.clone(),
+                    members: Vec::new(),
+                    status: Status::Operational,
+                    position: groups.len() + 1,
+                });
+                groups.len() - 1
+            });
+            groups[gi].members.push(i);
+        }
+    }
+    for g in &mut groups {
+        let statuses: Vec<Status> = g.members.iter().map(|i| components[*i].status).collect();
+        let worst = statuses
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(Status::Operational);
+        let all_down = statuses.iter().all(|s| *s == Status::MajorOutage);
+        g.status = if worst == Status::MajorOutage && !all_down {
+            Status::PartialOutage
+        } else {
+            worst
+        };
+    }
+
+    // Incidents of public probes.
+    let index: HashMap<&str, usize> = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.probe.as_str(), i))
+        .collect();
+    let rows = sqlx::query(
+        "SELECT id, probe, severity, opened_at, acknowledged_at, recovered_at, resolved_at \
+         FROM incidents WHERE resolved_at IS NULL OR opened_at >= ? ORDER BY opened_at DESC, id DESC",
+    )
+    .bind(since)
+    .fetch_all(shared.runner.store.read_pool())
+    .await?;
+    let mut open = Vec::new();
+    let mut resolved = Vec::new();
+    for r in rows {
+        let probe: String = r.get("probe");
+        let Some(&ci) = index.get(probe.as_str()) else {
+            continue;
+        };
+        let name = components[ci].name.clone();
+        let opened: i64 = r.get("opened_at");
+        let acked: Option<i64> = r.get("acknowledged_at");
+        let recovered: Option<i64> = r.get("recovered_at");
+        let resolved_at: Option<i64> = r.get("resolved_at");
+        let mut updates = vec![Update {
+            status: IncidentStatus::Investigating,
+            at: opened,
+            body: format!("{name} is not responding as expected. We are investigating."),
+        }];
+        if let Some(t) = acked {
+            updates.push(Update {
+                status: IncidentStatus::Identified,
+                at: t,
+                body: "The problem has been identified and is being worked on.".into(),
+            });
+        }
+        if let Some(t) = recovered.or(resolved_at) {
+            updates.push(Update {
+                status: IncidentStatus::Monitoring,
+                at: t,
+                body: format!("{name} has recovered. We are monitoring."),
+            });
+        }
+        if let Some(t) = resolved_at {
+            updates.push(Update {
+                status: IncidentStatus::Resolved,
+                at: t.max(updates.last().map_or(t, |u| u.at)),
+                body: "This incident has been resolved.".into(),
+            });
+        }
+        updates.sort_by_key(|u| u.at);
+        let last = updates.last().expect("at least the opening");
+        let inc = Incident {
+            id: r.get("id"),
+            component: ci,
+            name: format!("{name} is down"),
+            status: last.status,
+            impact: match r.get::<String, _>("severity").as_str() {
+                "critical" => "critical",
+                "warning" | "minor" | "info" => "minor",
+                _ => "major",
+            },
+            opened_at: opened,
+            monitoring_at: recovered,
+            resolved_at,
+            updated_at: last.at,
+            updates,
+        };
+        if resolved_at.is_some() {
+            if resolved.len() < RECENT_INCIDENTS {
+                resolved.push(inc);
+            }
+        } else {
+            open.push(inc);
+        }
+    }
+    let mut incidents = open;
+    incidents.extend(resolved);
+
+    // Maintenance windows that touch public probes.
+    let mut maintenances = Vec::new();
+    for m in &cfg.maintenance {
+        let covered: Vec<usize> = components
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| m.covers(&c.probe))
+            .map(|(i, _)| i)
+            .collect();
+        if covered.is_empty() {
+            continue;
+        }
+        if let Some((start, end)) = m.current_or_next(now, MAINTENANCE_HORIZON_MS) {
+            maintenances.push(MaintenanceWindow {
+                id: id_of(&format!("maintenance:{}:{start}", m.name)),
+                name: m.name.clone(),
+                start,
+                end,
+                in_progress: start <= now,
+                components: covered,
+            });
+        }
+    }
+    maintenances.sort_by_key(|m| m.start);
+
+    let updated_at = components
+        .iter()
+        .filter_map(|c| c.since)
+        .chain(incidents.iter().map(|i| i.updated_at))
+        .max()
+        .unwrap_or(shared.started_at);
+    let url = opts.url.clone().unwrap_or_else(|| match &cfg.external_url {
+        Some(u) => format!("{u}/status"),
+        None => format!("http://{}/status", cfg.listen),
+    });
+    Ok(View {
+        page: Page {
+            id: id_of(&format!("page:{}", cfg.instance)),
+            name: opts.title.clone(),
+            description: opts.description.clone(),
+            url,
+            updated_at,
+        },
+        components,
+        groups,
+        incidents,
+        maintenances,
+        history_days: opts.history_days,
+        built_at: now,
+    })
+}
