@@ -342,56 +342,86 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
     let today = now - now.rem_euclid(DAY_MS);
     let since = today - (days - 1) * DAY_MS;
     let this_hour = now - now.rem_euclid(HOUR_MS);
-    let mut hist: HashMap<i64, Vec<(i64, u64, u64, i64)>> = HashMap::new();
-    if !ids.is_empty() {
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT probe_id, hour, runs, ok, sum_duration_us FROM rollups_hourly WHERE hour >= ",
-        );
-        q.push_bind(since.min(this_hour - 30 * DAY_MS));
+    // Aggregated in SQL: a year of hourly rows never crosses into Rust, only a row per probe
+    // and day, per probe, and per probe and hour of the last day.
+    let pool = shared.runner.store.read_pool();
+    let ids_in = |q: &mut sqlx::QueryBuilder<sqlx::Sqlite>| {
         q.push(" AND probe_id IN (");
         let mut sep = q.separated(", ");
         for id in &ids {
             sep.push_bind(*id);
         }
         q.push(")");
-        for r in q.build().fetch_all(shared.runner.store.read_pool()).await? {
-            hist.entry(r.get("probe_id")).or_default().push((
-                r.get("hour"),
-                r.get::<i64, _>("runs") as u64,
-                r.get::<i64, _>("ok") as u64,
-                r.get("sum_duration_us"),
+    };
+    let mut per_day: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
+    let mut windows: HashMap<i64, [(u64, u64); 3]> = HashMap::new();
+    let mut hourly: HashMap<i64, Vec<(u64, i64)>> = HashMap::new();
+    if !ids.is_empty() {
+        let mut q = sqlx::QueryBuilder::new("SELECT probe_id, (hour - ");
+        q.push_bind(since);
+        q.push(") / 86400000 AS d, sum(runs) AS runs, sum(ok) AS ok FROM rollups_hourly WHERE hour >= ");
+        q.push_bind(since);
+        ids_in(&mut q);
+        q.push(" GROUP BY probe_id, d");
+        for r in q.build().fetch_all(pool).await? {
+            let d: i64 = r.get("d");
+            let slot = per_day
+                .entry(r.get("probe_id"))
+                .or_insert_with(|| vec![(0, 0); days as usize]);
+            if let Some(s) = slot.get_mut(d as usize) {
+                *s = (r.get::<i64, _>("runs") as u64, r.get::<i64, _>("ok") as u64);
+            }
+        }
+        let (h24, h7d, h30d) = (
+            this_hour - 23 * HOUR_MS,
+            this_hour - (7 * 24 - 1) * HOUR_MS,
+            this_hour - (30 * 24 - 1) * HOUR_MS,
+        );
+        let mut q = sqlx::QueryBuilder::new("SELECT probe_id");
+        for (i, from) in [h24, h7d, h30d].into_iter().enumerate() {
+            q.push(format!(", sum(CASE WHEN hour >= "));
+            q.push_bind(from);
+            q.push(format!(
+                " THEN runs ELSE 0 END) AS r{i}, sum(CASE WHEN hour >= "
             ));
+            q.push_bind(from);
+            q.push(format!(" THEN ok ELSE 0 END) AS o{i}"));
+        }
+        q.push(" FROM rollups_hourly WHERE hour >= ");
+        q.push_bind(h30d);
+        ids_in(&mut q);
+        q.push(" GROUP BY probe_id");
+        for r in q.build().fetch_all(pool).await? {
+            let w = |i: usize| {
+                (
+                    r.get::<i64, _>(format!("r{i}").as_str()) as u64,
+                    r.get::<i64, _>(format!("o{i}").as_str()) as u64,
+                )
+            };
+            windows.insert(r.get("probe_id"), [w(0), w(1), w(2)]);
+        }
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT probe_id, hour, runs, sum_duration_us FROM rollups_hourly WHERE hour >= ",
+        );
+        q.push_bind(h24);
+        ids_in(&mut q);
+        for r in q.build().fetch_all(pool).await? {
+            let age_h = (this_hour - r.get::<i64, _>("hour")) / HOUR_MS;
+            let slot = hourly
+                .entry(r.get("probe_id"))
+                .or_insert_with(|| vec![(0, 0); 24]);
+            if (0..24).contains(&age_h) {
+                slot[23 - age_h as usize] =
+                    (r.get::<i64, _>("runs") as u64, r.get("sum_duration_us"));
+            }
         }
     }
+    let pct = |(runs, ok): (u64, u64)| (runs > 0).then(|| ok as f64 * 100.0 / runs as f64);
     for (c, id) in components.iter_mut().zip(&ids) {
-        let rows = hist.remove(id).unwrap_or_default();
-        let mut per_day = vec![(0u64, 0u64); days as usize];
-        let mut hours = vec![(0u64, 0i64); 24];
-        let (mut w24, mut w7, mut w30) = ((0, 0), (0, 0), (0, 0));
-        for (hour, runs, ok, sum_us) in rows {
-            if hour >= since {
-                let d = ((hour - since) / DAY_MS) as usize;
-                if let Some(slot) = per_day.get_mut(d) {
-                    slot.0 += runs;
-                    slot.1 += ok;
-                }
-            }
-            let age_h = (this_hour - hour) / HOUR_MS;
-            if (0..24).contains(&age_h) {
-                let slot = &mut hours[23 - age_h as usize];
-                slot.0 += runs;
-                slot.1 += sum_us;
-                w24 = (w24.0 + runs, w24.1 + ok);
-            }
-            if (0..24 * 7).contains(&age_h) {
-                w7 = (w7.0 + runs, w7.1 + ok);
-            }
-            if (0..24 * 30).contains(&age_h) {
-                w30 = (w30.0 + runs, w30.1 + ok);
-            }
-        }
-        let pct = |(runs, ok): (u64, u64)| (runs > 0).then(|| ok as f64 * 100.0 / runs as f64);
-        c.days = per_day
+        let pd = per_day
+            .remove(id)
+            .unwrap_or_else(|| vec![(0, 0); days as usize]);
+        c.days = pd
             .iter()
             .enumerate()
             .map(|(i, (runs, ok))| Day {
@@ -400,10 +430,13 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
                 runs: *runs,
             })
             .collect();
+        let [w24, w7, w30] = windows.remove(id).unwrap_or_default();
         c.uptime_24h = pct(w24);
         c.uptime_7d = pct(w7);
         c.uptime_30d = pct(w30);
-        c.latency_24h = hours
+        c.latency_24h = hourly
+            .remove(id)
+            .unwrap_or_else(|| vec![(0, 0); 24])
             .iter()
             .map(|(runs, sum)| (*runs > 0).then(|| *sum as f64 / *runs as f64 / 1000.0))
             .collect();
