@@ -38,6 +38,14 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages aiosmtpd
 fi
 
+# Feeds: feedparser (PyPI), the real feed parser tests/feeds.rs reads /feed.atom and
+# /feed.rss with (tests/peers/parse_feed.py).
+if ! python3 -c 'import feedparser' 2>/dev/null; then
+  log "installing feedparser"
+  python3 -m pip install --quiet feedparser \
+    || python3 -m pip install --quiet --break-system-packages feedparser
+fi
+
 # Socket.IO: a real Socket.IO v4 server (npm socket.io, with Debian's nodejs). The websocket
 # probe's tests run tests/peers/websocket_socketio_server.js themselves; the package goes
 # into tests/peers/node_modules (git-ignored), nowhere else.

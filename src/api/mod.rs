@@ -49,6 +49,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/api/v2/scheduled-maintenances/active.json",
             get(sp_maintenances_active),
         )
+        .route("/feed.atom", get(feed_atom))
+        .route("/feed.rss", get(feed_rss))
+        .route("/badge/{probe}/{file}", get(badge))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -570,4 +573,36 @@ async fn sp_maintenances_active(AxState(s): AxState<Arc<Shared>>) -> Response {
         crate::public::statuspage::maintenances_doc(v, Some(true))
     })
     .await
+}
+
+async fn feed_atom(AxState(s): AxState<Arc<Shared>>) -> Response {
+    use crate::public::feed;
+    match public_view(&s).await {
+        Ok(v) => public_doc(feed::ATOM_CONTENT_TYPE, feed::atom(&v)),
+        Err(r) => r,
+    }
+}
+
+async fn feed_rss(AxState(s): AxState<Arc<Shared>>) -> Response {
+    use crate::public::feed;
+    match public_view(&s).await {
+        Ok(v) => public_doc(feed::RSS_CONTENT_TYPE, feed::rss(&v)),
+        Err(r) => r,
+    }
+}
+
+/// A public probe's badge; any other probe (internal or unknown) is the plain 404, so
+/// badges do not tell which internal probes exist.
+async fn badge(
+    AxState(s): AxState<Arc<Shared>>,
+    Path((probe, file)): Path<(String, String)>,
+) -> Response {
+    use crate::public::badge;
+    match public_view(&s).await {
+        Ok(v) => match badge::for_probe(&v, &probe, &file) {
+            Some(svg) => public_doc(badge::CONTENT_TYPE, svg),
+            None => not_found().await,
+        },
+        Err(r) => r,
+    }
 }
