@@ -363,6 +363,10 @@ async fn public_documents_leak_nothing_internal() {
         checked += 1;
     }
     assert_eq!(checked, PUBLIC_PATHS.len());
+    // An internal probe has no badge: the same 404 as a probe that does not exist.
+    let (code, _, internal) = get(&format!("{}/badge/internal-billing/status.svg", d.url()));
+    let (_, _, unknown) = get(&format!("{}/badge/no-such-probe/status.svg", d.url()));
+    assert_eq!((code, internal), (404, unknown));
     assert!(d.stop().success());
 }
 
@@ -374,4 +378,9 @@ const PUBLIC_PATHS: &[(&str, bool)] = &[
     ("/api/v2/incidents.json", true),
     ("/api/v2/incidents/unresolved.json", true),
     ("/api/v2/scheduled-maintenances.json", false),
+    ("/feed.atom", true),
+    ("/feed.rss", true),
+    ("/badge/shown/status.svg", true),
+    ("/badge/shown/uptime-24h.svg", false),
+    ("/badge/shown/latency.svg", false),
 ];
