@@ -7,8 +7,8 @@
 //! text: a probe's error often names an internal host (`connect to 10.0.0.5:5432: refused`),
 //! so incident texts here are fixed sentences, not the probe's words.
 //!
-//! Long windows come from `rollups_hourly` (one row per probe and hour, kept 400 days), never
-//! from raw results, and a built view is reused for [`CACHE_FOR`], so the page answers in
+//! Long windows come from `rollups_daily` (one row per probe and day, kept 400 days) and the
+//! last day from `rollups_hourly`, never from raw results, and a built view is reused for [`CACHE_FOR`], so the page answers in
 //! about the same time with a year of history as with a day, and a burst of readers costs
 //! one build.
 
@@ -344,8 +344,8 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
     let today = now - now.rem_euclid(DAY_MS);
     let since = today - (days - 1) * DAY_MS;
     let this_hour = now - now.rem_euclid(HOUR_MS);
-    // Aggregated in SQL: a year of hourly rows never crosses into Rust, only a row per probe
-    // and day, per probe, and per probe and hour of the last day.
+    // From the daily rollups (one row per probe and day) for the bars and the 7- and 30-day
+    // figures, and the hourly ones for the last 24 hours: a year of history costs no more.
     let pool = shared.runner.store.read_pool();
     let ids_in = |q: &mut sqlx::QueryBuilder<sqlx::Sqlite>| {
         q.push(" AND probe_id IN (");
@@ -358,63 +358,47 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
     let mut per_day: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
     let mut windows: HashMap<i64, [(u64, u64); 3]> = HashMap::new();
     let mut hourly: HashMap<i64, Vec<(u64, i64)>> = HashMap::new();
+    let h24 = this_hour - 23 * HOUR_MS;
     if !ids.is_empty() {
-        let mut q = sqlx::QueryBuilder::new("SELECT probe_id, (hour - ");
-        q.push_bind(since);
-        q.push(") / 86400000 AS d, sum(runs) AS runs, sum(ok) AS ok FROM rollups_hourly WHERE hour >= ");
-        q.push_bind(since);
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT probe_id, day, runs, ok FROM rollups_daily WHERE day >= ",
+        );
+        q.push_bind(since.min(today - 29 * DAY_MS));
         ids_in(&mut q);
-        q.push(" GROUP BY probe_id, d");
         for r in q.build().fetch_all(pool).await? {
-            let d: i64 = r.get("d");
-            let slot = per_day
-                .entry(r.get("probe_id"))
-                .or_insert_with(|| vec![(0, 0); days as usize]);
-            if let Some(s) = slot.get_mut(d as usize) {
-                *s = (r.get::<i64, _>("runs") as u64, r.get::<i64, _>("ok") as u64);
+            let (id, day): (i64, i64) = (r.get("probe_id"), r.get("day"));
+            let (runs, ok) = (r.get::<i64, _>("runs") as u64, r.get::<i64, _>("ok") as u64);
+            if day >= since
+                && let Some(slot) = per_day
+                    .entry(id)
+                    .or_insert_with(|| vec![(0, 0); days as usize])
+                    .get_mut(((day - since) / DAY_MS) as usize)
+            {
+                *slot = (runs, ok);
+            }
+            let w = windows.entry(id).or_default();
+            for (i, n) in [7, 30].into_iter().enumerate() {
+                if day > today - n * DAY_MS {
+                    w[i + 1].0 += runs;
+                    w[i + 1].1 += ok;
+                }
             }
         }
-        let (h24, h7d, h30d) = (
-            this_hour - 23 * HOUR_MS,
-            this_hour - (7 * 24 - 1) * HOUR_MS,
-            this_hour - (30 * 24 - 1) * HOUR_MS,
-        );
-        let mut q = sqlx::QueryBuilder::new("SELECT probe_id");
-        for (i, from) in [h24, h7d, h30d].into_iter().enumerate() {
-            q.push(format!(", sum(CASE WHEN hour >= "));
-            q.push_bind(from);
-            q.push(format!(
-                " THEN runs ELSE 0 END) AS r{i}, sum(CASE WHEN hour >= "
-            ));
-            q.push_bind(from);
-            q.push(format!(" THEN ok ELSE 0 END) AS o{i}"));
-        }
-        q.push(" FROM rollups_hourly WHERE hour >= ");
-        q.push_bind(h30d);
-        ids_in(&mut q);
-        q.push(" GROUP BY probe_id");
-        for r in q.build().fetch_all(pool).await? {
-            let w = |i: usize| {
-                (
-                    r.get::<i64, _>(format!("r{i}").as_str()) as u64,
-                    r.get::<i64, _>(format!("o{i}").as_str()) as u64,
-                )
-            };
-            windows.insert(r.get("probe_id"), [w(0), w(1), w(2)]);
-        }
         let mut q = sqlx::QueryBuilder::new(
-            "SELECT probe_id, hour, runs, sum_duration_us FROM rollups_hourly WHERE hour >= ",
+            "SELECT probe_id, hour, runs, ok, sum_duration_us FROM rollups_hourly WHERE hour >= ",
         );
         q.push_bind(h24);
         ids_in(&mut q);
         for r in q.build().fetch_all(pool).await? {
+            let id: i64 = r.get("probe_id");
             let age_h = (this_hour - r.get::<i64, _>("hour")) / HOUR_MS;
-            let slot = hourly
-                .entry(r.get("probe_id"))
-                .or_insert_with(|| vec![(0, 0); 24]);
+            let (runs, ok) = (r.get::<i64, _>("runs") as u64, r.get::<i64, _>("ok") as u64);
+            let w = windows.entry(id).or_default();
+            w[0].0 += runs;
+            w[0].1 += ok;
+            let slot = hourly.entry(id).or_insert_with(|| vec![(0, 0); 24]);
             if (0..24).contains(&age_h) {
-                slot[23 - age_h as usize] =
-                    (r.get::<i64, _>("runs") as u64, r.get("sum_duration_us"));
+                slot[23 - age_h as usize] = (runs, r.get("sum_duration_us"));
             }
         }
     }

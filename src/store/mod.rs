@@ -154,6 +154,7 @@ pub struct HourRollup {
 }
 
 const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 impl Store {
     /// Opens (creating if needed) `data_dir/probed.db` and applies migrations.
@@ -414,7 +415,11 @@ impl Store {
             }
         }
         sqlx::query("DELETE FROM rollups_hourly WHERE hour < ?")
-            .bind(now_ms - 400 * 24 * HOUR_MS)
+            .bind(now_ms - 400 * DAY_MS)
+            .execute(&self.write)
+            .await?;
+        sqlx::query("DELETE FROM rollups_daily WHERE day < ?")
+            .bind(now_ms - 400 * DAY_MS)
             .execute(&self.write)
             .await?;
         // Delivery records of settled messages: 90 days (incidents themselves are kept).
@@ -726,37 +731,42 @@ impl Writer {
             });
             q.build().execute(&mut *tx).await?;
         }
-        // Rollups: one upsert per (probe, hour) in this batch.
-        let mut hours: HashMap<(i64, i64), (i64, i64, i64, i64)> = HashMap::new();
-        for r in results {
-            let e = hours
-                .entry((r.probe_id, r.at - r.at.rem_euclid(HOUR_MS)))
-                .or_default();
-            let us = r.obs.duration.as_micros() as i64;
-            e.0 += 1;
-            e.1 += r.obs.ok as i64;
-            e.2 += us;
-            e.3 = e.3.max(us);
-        }
-        let hours: Vec<_> = hours.into_iter().collect();
-        for chunk in hours.chunks(ROWS_PER_INSERT) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO rollups_hourly (probe_id, hour, runs, ok, sum_duration_us, max_duration_us) ",
-            );
-            q.push_values(chunk, |mut b, ((id, hour), (runs, ok, sum, max))| {
-                b.push_bind(*id)
-                    .push_bind(*hour)
-                    .push_bind(*runs)
-                    .push_bind(*ok)
-                    .push_bind(*sum)
-                    .push_bind(*max);
-            });
-            q.push(
-                " ON CONFLICT(probe_id, hour) DO UPDATE SET runs = runs + excluded.runs, \
-                 ok = ok + excluded.ok, sum_duration_us = sum_duration_us + excluded.sum_duration_us, \
-                 max_duration_us = max(max_duration_us, excluded.max_duration_us)",
-            );
-            q.build().execute(&mut *tx).await?;
+        // Rollups: one upsert per (probe, hour) and per (probe, day) in this batch.
+        for (span, table, col) in [
+            (HOUR_MS, "rollups_hourly", "hour"),
+            (DAY_MS, "rollups_daily", "day"),
+        ] {
+            let mut spans: HashMap<(i64, i64), (i64, i64, i64, i64)> = HashMap::new();
+            for r in results {
+                let e = spans
+                    .entry((r.probe_id, r.at - r.at.rem_euclid(span)))
+                    .or_default();
+                let us = r.obs.duration.as_micros() as i64;
+                e.0 += 1;
+                e.1 += r.obs.ok as i64;
+                e.2 += us;
+                e.3 = e.3.max(us);
+            }
+            let spans: Vec<_> = spans.into_iter().collect();
+            for chunk in spans.chunks(ROWS_PER_INSERT) {
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                    "INSERT INTO {table} (probe_id, {col}, runs, ok, sum_duration_us, max_duration_us) "
+                ));
+                q.push_values(chunk, |mut b, ((id, at), (runs, ok, sum, max))| {
+                    b.push_bind(*id)
+                        .push_bind(*at)
+                        .push_bind(*runs)
+                        .push_bind(*ok)
+                        .push_bind(*sum)
+                        .push_bind(*max);
+                });
+                q.push(format!(
+                    " ON CONFLICT(probe_id, {col}) DO UPDATE SET runs = runs + excluded.runs, \
+                     ok = ok + excluded.ok, sum_duration_us = sum_duration_us + excluded.sum_duration_us, \
+                     max_duration_us = max(max_duration_us, excluded.max_duration_us)"
+                ));
+                q.build().execute(&mut *tx).await?;
+            }
         }
         // Probe state: the latest result of each probe in this batch.
         let mut latest: HashMap<i64, &Record> = HashMap::new();
