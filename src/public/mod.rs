@@ -12,6 +12,7 @@
 //! about the same time with a year of history as with a day, and a burst of readers costs
 //! one build.
 
+pub mod page;
 pub mod statuspage;
 
 use std::collections::{BTreeMap, HashMap};
