@@ -53,9 +53,16 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   log "installing nodejs"
   apt_install nodejs npm
 fi
-if [ ! -f tests/peers/node_modules/socket.io/package.json ]; then
-  log "installing socket.io (into tests/peers/node_modules)"
-  npm install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4
+# playwright-core (npm) drives Debian's chromium for tests/status_page.rs. One npm command
+# for both: `npm install --no-save` of one package removes the other unsaved ones.
+if [ ! -f tests/peers/node_modules/socket.io/package.json ] \
+  || [ ! -f tests/peers/node_modules/playwright-core/package.json ]; then
+  log "installing socket.io and playwright-core (into tests/peers/node_modules)"
+  npm install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing chromium"
+  apt_install chromium
 fi
 
 # Alertmanager: Debian's prometheus-alertmanager. The alertmanager notifier's tests start

@@ -378,6 +378,7 @@ const PUBLIC_PATHS: &[(&str, bool)] = &[
     ("/api/v2/incidents.json", true),
     ("/api/v2/incidents/unresolved.json", true),
     ("/api/v2/scheduled-maintenances.json", false),
+    ("/status", true),
     ("/feed.atom", true),
     ("/feed.rss", true),
     ("/badge/shown/status.svg", true),

@@ -35,6 +35,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/api/v1/push/{token}/{what}",
             get(push_other).post(push_other),
         )
+        .route("/status", get(status_page))
         .route("/api/v2/summary.json", get(sp_summary))
         .route("/api/v2/status.json", get(sp_status))
         .route("/api/v2/components.json", get(sp_components))
@@ -603,6 +604,14 @@ async fn badge(
             Some(svg) => public_doc(badge::CONTENT_TYPE, svg),
             None => not_found().await,
         },
+        Err(r) => r,
+    }
+}
+
+/// `GET /status`: the public status page (HTML), with an `ETag` and 304 to a match.
+async fn status_page(AxState(s): AxState<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match public_view(&s).await {
+        Ok(v) => crate::public::page::response(&v, &headers, PUBLIC_CACHE_CONTROL),
         Err(r) => r,
     }
 }

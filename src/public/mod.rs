@@ -14,6 +14,7 @@
 
 pub mod badge;
 pub mod feed;
+pub mod page;
 pub mod statuspage;
 
 use std::collections::{BTreeMap, HashMap};
