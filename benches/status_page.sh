@@ -34,6 +34,10 @@ for pid in ids:
         runs = 60; ok = 60 if random.random() > 0.01 else 45
         rows.append((pid, h0 + h * hour, runs, ok, runs * 20_000, 80_000))
 db.executemany("INSERT OR REPLACE INTO rollups_hourly VALUES (?,?,?,?,?,?)", rows)
+# The daily rollups the writer keeps beside the hourly ones.
+db.execute("INSERT OR REPLACE INTO rollups_daily SELECT probe_id, hour - hour % 86400000, sum(runs), "
+           "sum(ok), sum(sum_duration_us), max(max_duration_us) FROM rollups_hourly "
+           "GROUP BY probe_id, hour - hour % 86400000")
 for pid, name in db.execute("SELECT id, name FROM probes").fetchall():
     for k in range(20):
         t = now - (k + 1) * 4 * 86_400_000
