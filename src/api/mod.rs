@@ -611,7 +611,13 @@ async fn badge(
 /// `GET /status`: the public status page (HTML), with an `ETag` and 304 to a match.
 async fn status_page(AxState(s): AxState<Arc<Shared>>, headers: HeaderMap) -> Response {
     match public_view(&s).await {
-        Ok(v) => crate::public::page::response(&v, &headers, PUBLIC_CACHE_CONTROL),
+        // Rendering and gzipping hundreds of components takes milliseconds: off the workers
+        // that run the probes' timers, as for /metrics.
+        Ok(v) => tokio::task::spawn_blocking(move || {
+            crate::public::page::response(&v, &headers, PUBLIC_CACHE_CONTROL)
+        })
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
         Err(r) => r,
     }
 }

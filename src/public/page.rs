@@ -49,11 +49,43 @@ pub fn escape(s: &str) -> String {
     Esc(s).to_string()
 }
 
-/// A rendered page and its `ETag`.
+/// A rendered page and its `ETag`, plain and gzipped.
 pub struct Rendered {
     pub body: Bytes,
     /// Quoted, as sent: `"` + 16 hex digits of the body's SHA-256 + `"`.
     pub etag: String,
+    /// The body gzipped (a page of hundreds of components is mostly repeated bar markup:
+    /// it shrinks about tenfold), with its own `ETag` (`"<hex>-gz"`).
+    pub gzip: Option<(Bytes, String)>,
+}
+
+/// Gzip at a middle level: the page is compressed once per view, not per reader.
+fn gzip(body: &[u8]) -> Option<Bytes> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::new(6),
+    );
+    enc.write_all(body).ok()?;
+    enc.finish().ok().map(Bytes::from)
+}
+
+/// Whether the reader takes gzip (`Accept-Encoding: gzip`, not with `q=0`).
+fn accepts_gzip(req: &HeaderMap) -> bool {
+    req.get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+        })
 }
 
 /// The last view rendered, with its rendering: a view is rendered once however many read it.
@@ -67,8 +99,10 @@ pub fn rendered(v: &Arc<View>) -> Arc<Rendered> {
         return r.clone();
     }
     let body = render(v);
+    let etag = etag_of(body.as_bytes());
     let r = Arc::new(Rendered {
-        etag: etag_of(body.as_bytes()),
+        gzip: gzip(body.as_bytes()).map(|g| (g, format!("{}-gz\"", &etag[..etag.len() - 1]))),
+        etag,
         body: Bytes::from(body),
     });
     *LAST.lock().unwrap_or_else(|e| e.into_inner()) = Some((v.clone(), r.clone()));
@@ -103,11 +137,15 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:;
 /// The HTTP answer to `GET /status`: the page, or 304 when the reader has this version.
 pub fn response(v: &Arc<View>, req: &HeaderMap, cache_control: &'static str) -> Response {
     let r = rendered(v);
-    let etag = HeaderValue::from_str(&r.etag).expect("hex in quotes is a valid header value");
+    let (body, tag, gzipped) = match &r.gzip {
+        Some((g, tag)) if accepts_gzip(req) => (g.clone(), tag.as_str(), true),
+        _ => (r.body.clone(), r.etag.as_str(), false),
+    };
+    let etag = HeaderValue::from_str(tag).expect("hex in quotes is a valid header value");
     let fresh = req
         .get(header::IF_NONE_MATCH)
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| etag_matches(h, &r.etag));
+        .is_some_and(|h| etag_matches(h, tag));
     let mut resp = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -116,11 +154,15 @@ pub fn response(v: &Arc<View>, req: &HeaderMap, cache_control: &'static str) -> 
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             )],
-            r.body.clone(),
+            body,
         )
             .into_response()
     };
     let h = resp.headers_mut();
+    if gzipped && !fresh {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     h.insert(header::ETAG, etag);
     h.insert(
         header::CACHE_CONTROL,
@@ -1039,5 +1081,47 @@ mod tests {
         assert_eq!(r.headers()[header::CACHE_CONTROL], "public, max-age=10");
         h.insert(header::IF_NONE_MATCH, "\"stale\"".parse().unwrap());
         assert_eq!(response(&v, &h, "x").status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn gzip_when_accepted_with_its_own_etag() {
+        let accepts = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, v.parse().unwrap());
+            accepts_gzip(&h)
+        };
+        assert!(accepts("gzip, deflate, br"));
+        assert!(accepts("br;q=1.0, GZIP;q=0.5"));
+        assert!(accepts("*"));
+        assert!(!accepts("gzip;q=0"));
+        assert!(!accepts("br, deflate"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+
+        let v = Arc::new(view());
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+        let r = response(&v, &h, "x");
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(r.headers()[header::VARY], "Accept-Encoding");
+        let gz_tag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+        let plain = rendered(&v);
+        assert_ne!(gz_tag, plain.etag, "another representation, another ETag");
+        let (gz, _) = plain.gzip.as_ref().unwrap();
+        let mut out = String::new();
+        use std::io::Read;
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out.as_bytes(), &plain.body[..]);
+        assert!(
+            gz.len() * 3 < plain.body.len(),
+            "{} -> {}",
+            plain.body.len(),
+            gz.len()
+        );
+        h.insert(header::IF_NONE_MATCH, gz_tag.parse().unwrap());
+        let r = response(&v, &h, "x");
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
     }
 }
