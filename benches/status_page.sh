@@ -56,6 +56,8 @@ for path in /api/v2/summary.json /status /feed.atom; do
     warm+=("$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$LP$path")")
   done
   size=$(curl -s "http://127.0.0.1:$LP$path" | wc -c)
+  gz=$(curl -s -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}' "http://127.0.0.1:$LP$path")
+  size="$size, $gz on the wire with Accept-Encoding: gzip"
   printf '%-24s cold %s s   warm %s s   (%s bytes)\n' "$path" \
     "$(printf '%s\n' "${cold[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" \
     "$(printf '%s\n' "${warm[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" "$size"
