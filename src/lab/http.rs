@@ -74,7 +74,7 @@ async fn handle(
         return control(&shared, local, req).await;
     }
     if super::ws::is_upgrade(&req) {
-        return super::ws::upgrade(shared, req);
+        return super::ws::upgrade(shared, local, req);
     }
     target(&shared, local, req).await
 }
@@ -93,13 +93,12 @@ async fn target(
         Plan::Hang => {
             add(&shared.rec.c.hangs, 1);
             let _hanging = Gauge::up(&shared.rec.c.hanging);
-            // Read the request, as a stuck server does, then never answer: this future
-            // ends when the client goes away or the lab stops.
+            // Read the request, as a stuck server does, then never answer: this future is
+            // dropped when the client goes away or the lab stops (the connection with it).
             let _ = Limited::new(req.into_body(), MAX_REQUEST_BODY)
                 .collect()
                 .await;
-            shared.token.cancelled().await;
-            return text(StatusCode::SERVICE_UNAVAILABLE, "lab: stopped\n");
+            return std::future::pending().await;
         }
         Plan::Answer {
             delay,

@@ -566,6 +566,14 @@ async fn lab_version_skew_per_address() {
     }
     assert_eq!(builds, ["A", "B", "A"]);
     assert_eq!(lab.stats().by_build["B"], 1);
+    // The websocket upgrade names its edge's build too.
+    let stale = lab.addrs()[1];
+    let stream = TcpStream::connect(stale).await.unwrap();
+    let (_ws, resp) =
+        tokio_tungstenite::client_async(format!("ws://{stale}/socket/websocket"), stream)
+            .await
+            .unwrap();
+    assert_eq!(resp.headers()["x-build"], "B");
 
     // The http probe's edges check names the stale edge.
     let dns = Zone::new()

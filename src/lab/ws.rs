@@ -43,7 +43,11 @@ pub(crate) fn is_upgrade(req: &Request<Incoming>) -> bool {
 
 /// Answers an upgrade request: refused (the faults' status, or 400 when it is not a valid
 /// websocket request), or `101` with the session served in a task of its own.
-pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<LabBody> {
+pub(crate) fn upgrade(
+    shared: Arc<Shared>,
+    local: std::net::SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<LabBody> {
     let c = &shared.rec.c;
     add(&c.upgrades, 1);
     add(&c.upgrades_since_drop, 1);
@@ -109,7 +113,7 @@ pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
     if let Some(p) = protocol.and_then(|p| header::HeaderValue::from_str(&p).ok()) {
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
     }
-    if let Ok(v) = header::HeaderValue::from_str(&faults.build) {
+    if let Ok(v) = header::HeaderValue::from_str(faults.build_for(local)) {
         h.insert("x-build", v);
     }
     resp
