@@ -18,6 +18,7 @@
 //! - [`watchdog`]: runtime pulse, systemd readiness and watchdog, outbound heartbeats.
 //! - [`units`], [`time`]: durations, sizes, secrets; wall-clock display helpers.
 //! - [`clock`]: wall-clock steps: detected, and pending timers shifted by as much.
+//! - [`lab`]: the fault lab, a target that misbehaves on demand (tests, `probectl lab`).
 pub mod alert;
 pub mod api;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod evaluate;
+pub mod lab;
 pub mod metrics;
 pub mod probe;
 pub mod public;

@@ -5,6 +5,7 @@
 //! yet). `check-config` exits 0 when valid and 1 otherwise.
 
 mod client;
+mod lab;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -105,6 +106,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the fault lab: a target on loopback that misbehaves on demand (latency, errors,
+    /// hangs, growing bodies, a stale build on some addresses, websocket faults), switched
+    /// at runtime through its control API (printed on start). Runs until Ctrl-C.
+    Lab(lab::LabArgs),
 }
 
 /// Entry point of the `probectl` binary.
@@ -163,6 +168,7 @@ pub fn main() -> ExitCode {
                 .await
             }
             Command::TestAlert { notifier } => test_alert(&cli.config, notifier).await,
+            Command::Lab(args) => lab::run(args).await,
         }
     })
 }
