@@ -214,11 +214,7 @@ impl Shared {
 
     /// The daemon's failing self-checks, named with their reasons; empty when healthy.
     pub fn problems(&self) -> Vec<String> {
-        self.health()
-            .into_iter()
-            .filter(|c| !c.ok)
-            .map(|c| format!("{}: {}", c.name, c.detail))
-            .collect()
+        problems_of(&self.health())
     }
 
     /// Updates the gauges that are computed rather than counted.
@@ -298,6 +294,15 @@ impl Shared {
                 .set(counts.get(&s).copied().unwrap_or(0));
         }
     }
+}
+
+/// The failing checks among `checks`, as `name: why`.
+pub fn problems_of(checks: &[HealthCheck]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect()
 }
 
 /// A running daemon.

@@ -79,15 +79,11 @@ fn with_event<'a>(reqs: &'a [Request], event: &str) -> Vec<&'a Request> {
 
 /// GET `/healthz`: the status code and the JSON body.
 fn healthz(d: &Daemon) -> (u16, Value) {
-    let raw = support::http_get_blocking(&format!("{}/healthz", d.url()));
-    let code = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {raw}"));
-    let (start, end) = (raw.find('{'), raw.rfind('}'));
+    let (code, _, body) =
+        support::split_response(&support::http_get_blocking(&format!("{}/healthz", d.url())));
+    let (start, end) = (body.find('{'), body.rfind('}'));
     let body = match (start, end) {
-        (Some(s), Some(e)) => serde_json::from_str(&raw[s..=e]).unwrap_or(Value::Null),
+        (Some(s), Some(e)) => serde_json::from_str(&body[s..=e]).unwrap_or(Value::Null),
         _ => Value::Null,
     };
     (code, body)

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -51,24 +50,7 @@ fn probe(name: &str, url: &str, public: &str) -> String {
 
 /// One GET over a fresh connection with extra header lines: (status code, head, body).
 fn get(url: &str, extra: &str) -> (u16, String, String) {
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, head.to_ascii_lowercase(), body.to_owned())
+    support::split_response(&support::http_get_with(url, extra))
 }
 
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {

@@ -9,16 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{Daemon, Target, http_get_blocking, wait_for};
 
-/// GET `url`: status code, headers (lowercased names) and body.
+/// GET `url`: status code, head (lowercased) and body.
 fn get(url: &str) -> (u16, String, String) {
-    let raw = http_get_blocking(url);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {raw}"));
-    (code, head.to_ascii_lowercase(), body.to_owned())
+    support::split_response(&http_get_blocking(url))
 }
 
 fn json(d: &Daemon, path: &str) -> Value {

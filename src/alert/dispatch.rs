@@ -458,15 +458,7 @@ impl Dispatcher {
                 job.notifier
             ))),
             (_, Err(e)) => Err(SendError::permanent(format!("unreadable alert: {e}"))),
-            (Some(n), Ok(alert)) => {
-                match tokio::time::timeout(n.timeout() + SEND_BACKSTOP, n.send(&alert)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(SendError::retry(format!(
-                        "no answer within {}",
-                        crate::units::format_duration(n.timeout() + SEND_BACKSTOP)
-                    ))),
-                }
-            }
+            (Some(n), Ok(alert)) => send_within(n, &alert).await,
         };
         Sent {
             result,
@@ -509,23 +501,11 @@ impl Dispatcher {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                self.stats.delivered.fetch_add(1, Relaxed);
-                self.stats
-                    .streaks
-                    .lock()
-                    .unwrap()
-                    .insert(job.notifier.clone(), 0);
+                self.stats.attempted(&job.notifier, true);
                 tracing::info!(notifier = %job.notifier, outbox = job.id, attempts, detail = %detail, "alert delivered");
             }
             Err(e) => {
-                self.stats.failed_attempts.fetch_add(1, Relaxed);
-                *self
-                    .stats
-                    .streaks
-                    .lock()
-                    .unwrap()
-                    .entry(job.notifier.clone())
-                    .or_default() += 1;
+                self.stats.attempted(&job.notifier, false);
                 let permanent = matches!(e, SendError::Permanent { .. });
                 if permanent || attempts >= plan.options.max_attempts {
                     sqlx::query(
@@ -569,13 +549,7 @@ impl Dispatcher {
                         }
                     }
                 } else {
-                    let wait = match e {
-                        SendError::Retry {
-                            retry_after: Some(d),
-                            ..
-                        } => (*d).min(plan.options.retry_max),
-                        _ => backoff(&plan.options, attempts),
-                    };
+                    let wait = retry_wait(&plan.options, attempts, e);
                     sqlx::query(
                         "UPDATE outbox SET attempts = ?, last_error = ?, due_at = ? \
                          WHERE id = ? AND status = 'pending'",
@@ -618,6 +592,48 @@ fn incident_of(alert_json: &str) -> i64 {
     serde_json::from_str::<Alert>(alert_json)
         .map(|a| a.incident)
         .unwrap_or(0)
+}
+
+/// One send to `n`, under its own deadline plus [`SEND_BACKSTOP`]: a hung channel ends as a
+/// retryable failure.
+async fn send_within(n: &Notifier, alert: &Alert) -> Result<super::Delivered, SendError> {
+    let limit = n.timeout() + SEND_BACKSTOP;
+    tokio::time::timeout(limit, n.send(alert))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendError::retry(format!(
+                "no answer within {}",
+                crate::units::format_duration(limit)
+            )))
+        })
+}
+
+impl DispatchStats {
+    /// Counts one attempt on `notifier`: delivered (its failure streak ends) or failed (the
+    /// streak grows).
+    fn attempted(&self, notifier: &str, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut streaks = self.streaks.lock().unwrap();
+        if ok {
+            self.delivered.fetch_add(1, Relaxed);
+            streaks.insert(notifier.to_owned(), 0);
+        } else {
+            self.failed_attempts.fetch_add(1, Relaxed);
+            *streaks.entry(notifier.to_owned()).or_default() += 1;
+        }
+    }
+}
+
+/// How long before the next try: what the receiver asked (`Retry-After`, capped at
+/// `retry_max`), else the backoff.
+fn retry_wait(o: &AlertingOptions, attempt: u32, e: &SendError) -> Duration {
+    match e {
+        SendError::Retry {
+            retry_after: Some(d),
+            ..
+        } => (*d).min(o.retry_max),
+        _ => backoff(o, attempt),
+    }
 }
 
 /// `retry_base × 2^(attempt-1)`, capped at `retry_max`, with ±20% jitter so retries of many

@@ -97,11 +97,7 @@ async fn metrics(AxState(s): AxState<Arc<Shared>>) -> Response {
 
 async fn healthz(AxState(s): AxState<Arc<Shared>>) -> Response {
     let checks = s.health();
-    let problems: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
+    let problems = crate::daemon::problems_of(&checks);
     let code = if problems.is_empty() {
         StatusCode::OK
     } else {
@@ -176,11 +172,7 @@ pub fn build_status(s: &Shared) -> StatusReport {
         });
     }
     let checks = s.health();
-    let problems: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
+    let problems = crate::daemon::problems_of(&checks);
     let st = &s.runner.store.stats;
     StatusReport {
         daemon: DaemonStatus {

@@ -266,20 +266,10 @@ mod tests {
 
     fn component(name: &str, status: Status) -> Component {
         Component {
-            id: "c1".into(),
-            probe: "api".into(),
-            name: name.into(),
-            description: None,
-            group: None,
-            status,
-            since: None,
-            position: 1,
-            days: Vec::new(),
             uptime_24h: Some(99.95),
             uptime_7d: Some(98.0),
-            uptime_30d: None,
-            latency_24h: Vec::new(),
             last_latency_ms: Some(123.4),
+            ..crate::public::testing::component(name, status)
         }
     }
 

@@ -201,22 +201,7 @@ mod tests {
     const T0: i64 = 1_763_721_425_000; // 2025-11-21T10:37:05Z
 
     fn component(name: &str) -> Component {
-        Component {
-            id: "c1".into(),
-            probe: "api".into(),
-            name: name.into(),
-            description: None,
-            group: None,
-            status: Status::Operational,
-            since: None,
-            position: 1,
-            days: Vec::new(),
-            uptime_24h: None,
-            uptime_7d: None,
-            uptime_30d: None,
-            latency_24h: Vec::new(),
-            last_latency_ms: None,
-        }
+        crate::public::testing::component(name, Status::Operational)
     }
 
     fn incident(id: i64, name: &str, opened: i64, resolved: Option<i64>) -> Incident {

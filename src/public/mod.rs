@@ -593,3 +593,29 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
         built_at: now,
     })
 }
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Hand-built pieces of a [`View`] for the renderers' tests.
+    use super::*;
+
+    /// A component with no history or figures.
+    pub fn component(name: &str, status: Status) -> Component {
+        Component {
+            id: "c1".into(),
+            probe: "api".into(),
+            name: name.into(),
+            description: None,
+            group: None,
+            status,
+            since: None,
+            position: 1,
+            days: Vec::new(),
+            uptime_24h: None,
+            uptime_7d: None,
+            uptime_30d: None,
+            latency_24h: Vec::new(),
+            last_latency_ms: None,
+        }
+    }
+}

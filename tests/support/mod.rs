@@ -301,6 +301,12 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 
 /// A plain GET over a fresh connection, for reading /metrics and friends in tests.
 pub fn http_get_blocking(url: &str) -> String {
+    http_get_with(url, "")
+}
+
+/// A GET over a fresh connection with extra header lines (each ending in `\r\n`); the raw
+/// response.
+pub fn http_get_with(url: &str, extra_headers: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -308,12 +314,24 @@ pub fn http_get_blocking(url: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();
     buf
+}
+
+/// A raw response as (status code, head with lowercased header lines, body).
+#[allow(dead_code)] // not every test binary reads responses this way
+pub fn split_response(raw: &str) -> (u16, String, String) {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {raw}"));
+    (code, head.to_ascii_lowercase(), body.to_owned())
 }
 
 /// A plain POST with an empty body over a fresh connection.

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use sqlx::Row;
 
-use super::{Dispatcher, SEND_BACKSTOP, backoff};
+use super::{Dispatcher, retry_wait, send_within};
 use crate::alert::plan::PagePlan;
 use crate::alert::{Alert, Event, SendError};
 use crate::evaluate::State;
@@ -151,43 +151,22 @@ impl Dispatcher {
                 attempt += 1;
                 let sent = {
                     let _permit = self.slots.acquire().await;
-                    match tokio::time::timeout(n.timeout() + SEND_BACKSTOP, n.send(alert)).await {
-                        Ok(r) => r,
-                        Err(_) => Err(SendError::retry(format!(
-                            "no answer within {}",
-                            crate::units::format_duration(n.timeout() + SEND_BACKSTOP)
-                        ))),
-                    }
+                    send_within(&n, alert).await
                 };
+                self.stats.attempted(name, sent.is_ok());
                 match sent {
                     Ok(d) => {
-                        self.stats.delivered.fetch_add(1, Relaxed);
                         self.stats.paged_from_memory.fetch_add(1, Relaxed);
-                        self.stats.streaks.lock().unwrap().insert(name.clone(), 0);
                         tracing::warn!(notifier = %name, probe = %alert.probe, attempts = attempt, detail = %d.detail, "alert delivered from memory");
                         return;
                     }
                     Err(e) => {
-                        self.stats.failed_attempts.fetch_add(1, Relaxed);
-                        *self
-                            .stats
-                            .streaks
-                            .lock()
-                            .unwrap()
-                            .entry(name.clone())
-                            .or_default() += 1;
                         if matches!(e, SendError::Permanent { .. })
                             || attempt >= plan.options.max_attempts
                         {
                             break e;
                         }
-                        let wait = match &e {
-                            SendError::Retry {
-                                retry_after: Some(d),
-                                ..
-                            } => (*d).min(plan.options.retry_max),
-                            _ => backoff(&plan.options, attempt),
-                        };
+                        let wait = retry_wait(&plan.options, attempt, &e);
                         tracing::warn!(notifier = %name, attempts = attempt, error = %e, "alert delivery from memory failed; retrying");
                         tokio::time::sleep(wait).await;
                     }
