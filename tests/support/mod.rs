@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod receiver;
+pub mod scenario;
 pub mod smtp;
 
 use std::net::SocketAddr;

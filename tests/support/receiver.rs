@@ -29,6 +29,8 @@ pub struct Request {
     pub text: String,
     /// What was answered.
     pub answered: Option<u16>,
+    /// When the request was read (wall clock, to compare with a fault's time).
+    pub at: std::time::SystemTime,
 }
 
 impl Request {
@@ -92,6 +94,7 @@ impl Receiver {
                                 Reply::Status(c, _) => Some(c),
                                 Reply::Hang => None,
                             },
+                            at: std::time::SystemTime::now(),
                         });
                         reply
                     };
