@@ -558,6 +558,46 @@ impl Daemon {
                     .collect(),
             );
         }
+        // Objectives: a probe new to this process, or whose `slo` changed, replays its
+        // recent runs from the store, so a restart or reload neither forgets an alert nor
+        // raises one afresh.
+        let stale: Vec<&ProbeConfig> = {
+            let probes = self.shared.probes.read().unwrap();
+            config
+                .probes
+                .iter()
+                .filter(|pc| {
+                    pc.slo.is_some()
+                        && probes
+                            .get(&pc.name)
+                            .is_none_or(|r| r.entry.cfg.slo != pc.slo)
+                })
+                .collect()
+        };
+        let mut trackers: HashMap<String, crate::slo::Tracker> = HashMap::new();
+        for pc in stale {
+            let (Some(spec), Some(sp)) = (&pc.slo, saved.get(&pc.name)) else {
+                continue;
+            };
+            let now = crate::time::now_ms();
+            let mut t = crate::slo::Tracker::new(spec);
+            match runner
+                .store
+                .slo_history(sp.id, now - spec.history().as_millis() as i64)
+                .await
+            {
+                Ok(runs) => {
+                    for (at, ok, took) in runs {
+                        t.add(at, ok, took);
+                        t.evaluate(at);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(probe = %pc.name, error = %e, "cannot read recent results; objectives start afresh")
+                }
+            }
+            trackers.insert(pc.name.clone(), t);
+        }
         let mut probes = self.shared.probes.write().unwrap();
         let wanted: HashMap<&str, &ProbeConfig> =
             config.probes.iter().map(|p| (p.name.as_str(), p)).collect();
@@ -589,7 +629,7 @@ impl Daemon {
                     continue;
                 }
             };
-            let live = match existing {
+            let mut live = match existing {
                 Some(r) => {
                     r.cancel.cancel();
                     r.entry.live.lock().unwrap().clone()
@@ -603,9 +643,15 @@ impl Daemon {
                             .and_then(|s| rollups.remove(&s.id))
                             .map(UptimeWindow::from_rollups)
                             .unwrap_or_default(),
+                        slo: None,
                     }
                 }
             };
+            if pc.slo.is_none() {
+                live.slo = None;
+            } else if let Some(t) = trackers.remove(&pc.name) {
+                live.slo = Some(t);
+            }
             let Some(id) = saved.get(&pc.name).map(|s| s.id) else {
                 tracing::error!(probe = %pc.name, "probe has no store id; not running it");
                 continue;

@@ -94,13 +94,16 @@ pub struct Transition {
 }
 
 impl Verdicts {
-    /// Feeds one verdict. Returns the transition it caused, if any.
+    /// Feeds one verdict. `breach` is why the probe is outside its objectives (see
+    /// [`crate::slo`]), if it is: a working probe is then `degraded` instead of `up`.
+    /// Returns the transition it caused, if any.
     pub fn observe(
         &mut self,
         ok: bool,
         at: i64,
         reason: Option<&str>,
         alert: &AlertSpec,
+        breach: Option<&str>,
     ) -> Option<Transition> {
         if ok {
             self.consecutive_successes = self.consecutive_successes.saturating_add(1);
@@ -132,6 +135,12 @@ impl Verdicts {
             State::Unknown | State::Paused if ok => State::Up,
             s => s,
         };
+        // Objectives: working, but outside them, is degraded (and back once inside).
+        let next = match (next, breach.is_some()) {
+            (State::Up, true) => State::Degraded,
+            (State::Degraded, false) => State::Up,
+            (n, _) => n,
+        };
         if next == self.state {
             if self.since.is_none() && self.state != State::Pending {
                 self.since = Some(at);
@@ -142,7 +151,11 @@ impl Verdicts {
             from: self.state,
             to: next,
             at,
-            reason: if ok { None } else { reason.map(str::to_owned) },
+            reason: match next {
+                State::Degraded => breach.map(str::to_owned),
+                _ if ok => None,
+                _ => reason.map(str::to_owned),
+            },
         };
         self.state = next;
         self.since = Some(at);
@@ -168,7 +181,7 @@ mod tests {
         let mut v = Verdicts::default();
         let mut out = Vec::new();
         for (i, c) in seq.chars().enumerate() {
-            let t = v.observe(c == '+', i as i64, Some("boom"), a);
+            let t = v.observe(c == '+', i as i64, Some("boom"), a, None);
             out.push(format!(
                 "{}{}",
                 v.state.as_str(),
@@ -225,7 +238,7 @@ mod tests {
         let mut v = Verdicts::default();
         let a = alert(1, 1);
         assert_eq!(
-            v.observe(false, 42, Some("status 503"), &a),
+            v.observe(false, 42, Some("status 503"), &a, None),
             Some(Transition {
                 from: State::Pending,
                 to: State::Down,
@@ -234,7 +247,7 @@ mod tests {
             })
         );
         assert_eq!(v.since, Some(42));
-        let t = v.observe(true, 50, None, &a).unwrap();
+        let t = v.observe(true, 50, None, &a, None).unwrap();
         assert_eq!((t.from, t.to, t.reason), (State::Down, State::Up, None));
     }
 
@@ -248,7 +261,48 @@ mod tests {
             consecutive_successes: 0,
             recent: 0b11,
         };
-        let t = v.observe(false, 9, Some("x"), &alert(3, 1)).unwrap();
+        let t = v.observe(false, 9, Some("x"), &alert(3, 1), None).unwrap();
         assert_eq!(t.to, State::Down);
+    }
+
+    /// `+` ok, `-` fail, `b` ok but outside the objectives, `x` failed and outside them.
+    fn run_slo(seq: &str, a: &AlertSpec) -> String {
+        let mut v = Verdicts::default();
+        let mut out = Vec::new();
+        for (i, c) in seq.chars().enumerate() {
+            let ok = matches!(c, '+' | 'b');
+            let breach = matches!(c, 'b' | 'x').then_some("burning");
+            let t = v.observe(ok, i as i64, Some("boom"), a, breach);
+            if let Some(t) = &t {
+                match t.to {
+                    State::Degraded => assert_eq!(t.reason.as_deref(), Some("burning")),
+                    State::Down => assert_eq!(t.reason.as_deref(), Some("boom")),
+                    _ => assert_eq!(t.reason, None),
+                }
+            }
+            out.push(format!(
+                "{}{}",
+                v.state.as_str(),
+                if t.is_some() { "*" } else { "" }
+            ));
+        }
+        out.join(" ")
+    }
+
+    #[test]
+    fn objectives_make_a_working_probe_degraded() {
+        let a = alert(2, 1);
+        let cases = [
+            ("+bb+", "up* degraded* degraded up*"),
+            ("b", "degraded*"),
+            // Failures while degraded: one is not enough to be down, two are.
+            ("+bxx", "up* degraded* degraded down*"),
+            // Down dominates; recovering while still outside: degraded, in one step.
+            ("+--b", "up* up down* degraded*"),
+            ("+--+b+", "up* up down* up* degraded* up*"),
+        ];
+        for (seq, want) in cases {
+            assert_eq!(run_slo(seq, &a), want, "sequence {seq}");
+        }
     }
 }

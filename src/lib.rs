@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod probe;
 pub mod public;
 pub mod schedule;
+pub mod slo;
 pub mod store;
 pub mod time;
 pub mod units;

@@ -141,6 +141,8 @@ pub struct Live {
     pub verdicts: Verdicts,
     pub last: Option<LastResult>,
     pub window: UptimeWindow,
+    /// The probe's objectives and their windows, when it has `slo:`.
+    pub slo: Option<crate::slo::Tracker>,
 }
 
 /// Runs and successes per hour over the last 24 hours (plus the current hour).
@@ -388,10 +390,29 @@ pub fn record(
 ) {
     let cfg = &entry.cfg;
     let (transition, verdicts): (Option<Transition>, Verdicts) = {
-        let mut live = entry.live.lock().unwrap();
-        let t = live
-            .verdicts
-            .observe(obs.ok, at, obs.error.as_deref(), &cfg.alert);
+        let mut guard = entry.live.lock().unwrap();
+        let live = &mut *guard;
+        // Objectives count the runs of a probe that is not down (a down probe's incident
+        // already covers them), and start afresh when it goes down.
+        let breach = live.slo.as_mut().and_then(|slo| {
+            if live.verdicts.state != crate::evaluate::State::Down {
+                slo.add(at, obs.ok, obs.duration);
+            }
+            slo.evaluate(at)
+        });
+        let t = live.verdicts.observe(
+            obs.ok,
+            at,
+            obs.error.as_deref(),
+            &cfg.alert,
+            breach.as_deref(),
+        );
+        if live.verdicts.state == crate::evaluate::State::Down
+            && t.is_some()
+            && let Some(slo) = live.slo.as_mut()
+        {
+            slo.reset();
+        }
         live.last = Some(LastResult {
             at,
             ok: obs.ok,
@@ -409,15 +430,22 @@ pub fn record(
                 probe = %cfg.name, from = %t.from, reason = t.reason.as_deref().unwrap_or(""),
                 "probe is down"
             ),
+            crate::evaluate::State::Degraded => tracing::warn!(
+                probe = %cfg.name, from = %t.from, reason = t.reason.as_deref().unwrap_or(""),
+                "probe is outside its objectives"
+            ),
             to => {
                 tracing::info!(probe = %cfg.name, from = %t.from, to = %to, "probe state changed")
             }
         }
-        let plan = runner
+        let mut plan = runner
             .router
             .read()
             .unwrap()
             .plan(cfg, t.at, t.reason.as_deref());
+        if t.to == crate::evaluate::State::Degraded {
+            plan.alert.state = "degraded".into();
+        }
         runner.store.state_change(StateChange {
             probe_id: entry.id,
             transition: t,

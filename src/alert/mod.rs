@@ -76,7 +76,7 @@ pub struct Alert {
     /// The probe's kind (`http`, ...).
     pub kind: String,
     pub severity: String,
-    /// `down` while firing, `up` once resolved.
+    /// `down` (or `degraded`: outside its objectives) while firing, `up` once resolved.
     pub state: String,
     /// The failing observation's reason.
     pub reason: Option<String>,
@@ -102,6 +102,7 @@ impl Alert {
             Event::Resolve => "RESOLVED",
             Event::Acknowledge => "ACKNOWLEDGED",
             Event::Test => "TEST",
+            _ if self.state == "degraded" => "DEGRADED",
             _ => "DOWN",
         };
         let mut s = format!("[probed] {what} {}", self.probe);

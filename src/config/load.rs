@@ -100,6 +100,7 @@ const PROBE_KEYS: &[&str] = &[
     "labels",
     "description",
     "title",
+    "slo",
 ];
 /// The shortest interval a probe may run at.
 const MIN_EVERY: Duration = Duration::from_millis(100);
@@ -723,6 +724,7 @@ impl Loader<'_> {
                 title: None,
                 description: None,
                 labels,
+                slo: None,
                 spec,
                 source,
                 raw: Value::Mapping(raw),
@@ -1327,6 +1329,17 @@ impl Loader<'_> {
         let labels = self.field::<BTreeMap<String, String>>(doc, path, m, "labels");
         let description = self.field::<String>(doc, path, m, "description");
         let title = self.field::<String>(doc, path, m, "title");
+        let slo = self.field::<crate::slo::SloSpec>(doc, path, m, "slo");
+        if let Ok(Some(spec)) = &slo {
+            let base = key(path, "slo");
+            for (keys, msg) in spec.validate() {
+                let mut at = base.clone();
+                for k in keys {
+                    at = key(&at, k);
+                }
+                self.err(doc, &at, At::Value, msg);
+            }
+        }
 
         // The rest is the kind's.
         let mut rest = m.clone();
@@ -1364,6 +1377,7 @@ impl Loader<'_> {
             title: title.ok()?.filter(|t| !t.trim().is_empty()),
             description: description.ok()?.filter(|t| !t.trim().is_empty()),
             labels: labels.ok()?.unwrap_or_default(),
+            slo: slo.ok()?,
             spec: spec?,
             source,
             raw: v.clone(),

@@ -265,6 +265,8 @@ pub struct ProbeConfig {
     pub description: Option<String>,
     /// Free-form labels, for routing.
     pub labels: BTreeMap<String, String>,
+    /// Service-level objectives: burn-rate and Apdex alerts ([`crate::slo`]).
+    pub slo: Option<crate::slo::SloSpec>,
     pub spec: ProbeSpec,
     /// Where it was defined (`file:line:col`), for messages.
     pub source: String,

@@ -343,6 +343,47 @@ impl Store {
         Ok(out)
     }
 
+    /// The runs an objective tracker replays after a restart (oldest first): the results
+    /// since `since_ms` that came after the probe last recovered from `down` (its windows
+    /// start afresh then); none while it is down.
+    pub async fn slo_history(
+        &self,
+        probe_id: i64,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, bool, Duration)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT max(at) FROM state_changes WHERE probe_id = ?1 AND to_state = 'down') \
+             AS went, (SELECT max(at) FROM state_changes WHERE probe_id = ?1 AND from_state = 'down') \
+             AS back",
+        )
+        .bind(probe_id)
+        .fetch_one(&self.read)
+        .await?;
+        let (went, back): (Option<i64>, Option<i64>) = (row.get("went"), row.get("back"));
+        let from = match (went, back) {
+            (Some(w), b) if b.is_none_or(|b| b < w) => return Ok(Vec::new()),
+            (_, Some(b)) => since_ms.max(b + 1),
+            _ => since_ms,
+        };
+        let rows = sqlx::query(
+            "SELECT at, ok, duration_us FROM results WHERE probe_id = ? AND at >= ? ORDER BY at",
+        )
+        .bind(probe_id)
+        .bind(from)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<i64, _>("at"),
+                    r.get::<i64, _>("ok") != 0,
+                    Duration::from_micros(r.get::<i64, _>("duration_us").max(0) as u64),
+                )
+            })
+            .collect())
+    }
+
     /// The newest results of a probe (newest first), at most `limit`, before `before_ms`.
     pub async fn results(
         &self,
@@ -830,12 +871,18 @@ impl Writer {
             // The incident and its first page, in this same transaction: durable before any
             // send is tried.
             if let Some(plan) = &c.plan {
-                match c.transition.to {
-                    State::Down => {
+                match (c.transition.from, c.transition.to) {
+                    // Down, or outside its objectives: an incident (or the open one goes
+                    // on). Down to degraded: the same incident, still open.
+                    (_, State::Down)
+                    | (
+                        State::Up | State::Pending | State::Unknown | State::Paused,
+                        State::Degraded,
+                    ) => {
                         crate::alert::outbox::on_down(&mut tx, c.probe_id, c.transition.at, plan)
                             .await?
                     }
-                    State::Up if c.transition.from == State::Down => {
+                    (State::Down | State::Degraded, State::Up) => {
                         crate::alert::outbox::on_up(
                             &mut tx,
                             c.probe_id,

@@ -51,11 +51,12 @@ impl Failover for MemoryPager {
         let Some(plan) = change.plan.as_mut() else {
             return;
         };
-        if change.transition.to != State::Down
-            || plan.muted.is_some()
-            || plan.notify.is_empty()
-            || plan.paged_from_memory
-        {
+        let opens = match change.transition.to {
+            State::Down => true,
+            State::Degraded => change.transition.from != State::Down,
+            _ => false,
+        };
+        if !opens || plan.muted.is_some() || plan.notify.is_empty() || plan.paged_from_memory {
             return;
         }
         if !self.0.memory.lock().unwrap().paged.insert(change.probe_id) {
