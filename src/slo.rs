@@ -586,13 +586,13 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// `14.4×`, `2×`.
+/// `14.4x`, `2x` (ASCII: reasons go into mail subjects and SMS).
 fn times(x: f64) -> String {
     if x >= 100.0 {
-        format!("{x:.0}×")
+        format!("{x:.0}x")
     } else {
         let s = format!("{x:.1}");
-        format!("{}×", s.trim_end_matches(".0"))
+        format!("{}x", s.trim_end_matches(".0"))
     }
 }
 
@@ -746,7 +746,7 @@ mod tests {
         assert!(why.starts_with("error budget burning "), "{why}");
         assert!(why.contains("over 1h and"), "{why}");
         assert!(
-            why.contains("(alerts above 14.4×; objective 99.9%)"),
+            why.contains("(alerts above 14.4x; objective 99.9%)"),
             "{why}"
         );
         assert!(why.ends_with("[time_scale 300]"), "{why}");

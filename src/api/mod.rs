@@ -139,7 +139,7 @@ pub fn build_status(s: &Shared) -> StatusReport {
     for e in &probes {
         let cfg = &e.cfg;
         // Copy out what is needed under the lock; format after releasing it.
-        let (verdicts, last, uptime_24h) = {
+        let (verdicts, last, uptime_24h, slo) = {
             let live = e.live.lock().unwrap();
             let last = live.last.as_ref().map(|l| {
                 (
@@ -148,7 +148,12 @@ pub fn build_status(s: &Shared) -> StatusReport {
                     if l.ok { None } else { l.error.clone() },
                 )
             });
-            (live.verdicts.clone(), last, live.window.uptime_24h(now))
+            (
+                live.verdicts.clone(),
+                last,
+                live.window.uptime_24h(now),
+                live.slo.as_ref().map(|t| t.figures(now)),
+            )
         };
         let mut state = verdicts.state;
         // Stale: the probe should have run twice since its last result. Say so rather than
@@ -169,6 +174,7 @@ pub fn build_status(s: &Shared) -> StatusReport {
             consecutive_failures: verdicts.consecutive_failures,
             schedule: e.schedule_text.clone(),
             group: cfg.group.clone(),
+            slo,
         });
     }
     let checks = s.health();

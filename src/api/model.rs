@@ -66,4 +66,7 @@ pub struct ProbeStatus {
     /// `every 30s` or `cron ...`.
     pub schedule: String,
     pub group: Option<String>,
+    /// Its objectives' figures (burn rates, Apdex, the alert that is on), with `slo:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<crate::slo::Figures>,
 }

@@ -70,9 +70,19 @@ pub fn email_pages(smtp: &Smtp) -> Vec<Page> {
             let (Ok(text), Ok(meta)) = (std::fs::read_to_string(e.path()), e.metadata()) else {
                 continue;
             };
+            // The head, with folded lines (a long subject) unfolded.
+            let mut head: Vec<String> = Vec::new();
+            for l in text.lines().take_while(|l| !l.is_empty()) {
+                match head.last_mut() {
+                    Some(prev) if l.starts_with([' ', '\t']) => {
+                        prev.push(' ');
+                        prev.push_str(l.trim());
+                    }
+                    _ => head.push(l.to_owned()),
+                }
+            }
             let header = |name: &str| -> String {
-                text.lines()
-                    .take_while(|l| !l.is_empty())
+                head.iter()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
                         k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
