@@ -34,6 +34,8 @@
 
 mod faults;
 mod http;
+pub mod pg;
+pub mod redis;
 mod stats;
 mod ws;
 

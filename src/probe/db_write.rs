@@ -975,14 +975,15 @@ fn connect_result(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::pg::PgLab;
     use crate::probe::Env;
     use crate::probe::testkit::{assert_down, assert_up, hold, phases, reason, tcp_server};
     use sqlx::Connection;
 
     // ---- helpers -------------------------------------------------------------------------
 
-    /// The machine's PostgreSQL (trust auth on 127.0.0.1) and MariaDB (root, no password).
-    const PG: &str = "postgres://postgres@127.0.0.1:5432";
+    /// The machine's MariaDB (root, no password). PostgreSQL tests each get a scratch
+    /// database of their own from the lab ([`PgLab`]), dropped when they end.
     const MY: &str = "mysql://root@127.0.0.1:3306";
 
     fn spec(yaml: &str) -> Spec {
@@ -1007,17 +1008,20 @@ mod tests {
         format!("{prefix}_{:016x}", rand::random::<u64>())
     }
 
-    /// Statements run when the test ends, pass or fail (dropping tables, databases, users),
+    async fn pg_lab() -> PgLab {
+        PgLab::create()
+            .await
+            .unwrap_or_else(|e| panic!("a scratch database on the local PostgreSQL: {e}"))
+    }
+
+    /// MariaDB statements run when the test ends, pass or fail (dropping tables and users),
     /// each on a fresh connection from a thread of its own.
     #[derive(Default)]
-    struct Cleanup(Vec<(Driver, String, String)>);
+    struct Cleanup(Vec<(String, String)>);
 
     impl Cleanup {
-        fn pg(&mut self, url: &str, sql: String) {
-            self.0.push((Driver::Postgres, url.to_string(), sql));
-        }
         fn my(&mut self, url: &str, sql: String) {
-            self.0.push((Driver::MySql, url.to_string(), sql));
+            self.0.push((url.to_string(), sql));
         }
     }
 
@@ -1030,8 +1034,8 @@ mod tests {
                     .build()
                     .expect("runtime");
                 rt.block_on(async {
-                    for (driver, url, sql) in jobs.into_iter().rev() {
-                        let _ = admin(driver, &url, &sql).await;
+                    for (url, sql) in jobs.into_iter().rev() {
+                        let _ = admin(&url, &sql).await;
                     }
                 });
             });
@@ -1039,29 +1043,17 @@ mod tests {
         }
     }
 
-    /// Runs `sql` (one or more statements) on a fresh admin connection.
-    async fn admin(driver: Driver, url: &str, sql: &str) -> Result<(), sqlx::Error> {
-        let sql = AssertSqlSafe(sql.to_string());
-        match driver {
-            Driver::Postgres => {
-                let mut c = PgConnection::connect(url).await?;
-                sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
-            }
-            _ => {
-                let mut c = MySqlConnection::connect(url).await?;
-                sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
-            }
-        }
-    }
-
-    async fn pg(sql: &str) {
-        admin(Driver::Postgres, &format!("{PG}/test"), sql)
+    /// Runs `sql` (one or more statements) on a fresh MariaDB admin connection.
+    async fn admin(url: &str, sql: &str) -> Result<(), sqlx::Error> {
+        let mut c = MySqlConnection::connect(url).await?;
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
             .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            .map(|_| ())
     }
 
     async fn my(sql: &str) {
-        admin(Driver::MySql, &format!("{MY}/test"), sql)
+        admin(&format!("{MY}/test"), sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
@@ -1071,14 +1063,6 @@ mod tests {
             .fetch_one(c)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    async fn pg_count(table: &str) -> i64 {
-        let mut c = PgConnection::connect(&format!("{PG}/test")).await.unwrap();
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
     }
 
     async fn my_scalar(c: &mut MySqlConnection, sql: &str) -> i64 {
@@ -1102,62 +1086,52 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_writes_reads_and_prunes_to_keep() {
-        let table = unique("probed_t");
-        let mut cleanup = Cleanup::default();
-        cleanup.pg(
-            &format!("{PG}/test"),
-            format!("DROP TABLE IF EXISTS {table}"),
-        );
-        let s = spec(&format!("{{dsn: '{PG}/test', table: {table}, keep: 3}}"));
+        let db = pg_lab().await;
+        let s = spec(&format!("{{dsn: '{}', keep: 3}}", db.dsn()));
         for _ in 0..5 {
             let obs = run(&s).await;
             assert_up(&obs);
             assert_eq!(phases(&obs), ["connect", "write", "read", "prune"]);
         }
-        assert_eq!(pg_count(&table).await, 3);
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM probed_canary")
+                .await
+                .unwrap(),
+            3
+        );
     }
 
     #[tokio::test]
     async fn postgres_read_only_database_is_down_while_reads_pass() {
-        let db = unique("probed_t");
-        let mut cleanup = Cleanup::default();
-        cleanup.pg(
-            &format!("{PG}/test"),
-            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-        );
-        pg(&format!("CREATE DATABASE {db}")).await;
-        pg(&format!(
-            "ALTER DATABASE {db} SET default_transaction_read_only = on"
-        ))
-        .await;
-        let obs = run(&spec(&format!("{{dsn: '{PG}/{db}'}}"))).await;
+        let mut db = pg_lab().await;
+        db.read_only(true).await.unwrap();
+        let obs = run(&spec(&format!("{{dsn: '{}'}}", db.dsn()))).await;
         assert_down(&obs, "database is read-only: ");
         assert_down(&obs, "(SQLSTATE 25006); reads still pass");
         assert_eq!(phases(&obs), ["connect", "write", "read"]);
     }
 
+    /// Exalate: reads pass, writes hang. The check gives up at its deadline, and the
+    /// abandoned INSERT does not stay waiting on the server.
     #[tokio::test]
     async fn postgres_write_blocked_by_a_lock_is_down_at_the_deadline() {
-        let table = unique("probed_t");
-        let mut cleanup = Cleanup::default();
-        cleanup.pg(
-            &format!("{PG}/test"),
-            format!("DROP TABLE IF EXISTS {table}"),
-        );
-        let s = spec(&format!("{{dsn: '{PG}/test', table: {table}}}"));
+        let mut db = pg_lab().await;
+        let table = "probed_canary";
+        let s = spec(&format!("{{dsn: '{}'}}", db.dsn()));
         assert_up(&run(&s).await);
 
-        // Another session holds the table: every write waits, as after a bad failover.
-        let mut holder = PgConnection::connect(&format!("{PG}/test")).await.unwrap();
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
-        )))
-        .execute(&mut holder)
-        .await
-        .unwrap();
+        // Another session holds the table: every write waits, as after a bad failover;
+        // reads still pass.
+        db.lock_writes(table).await.unwrap();
+        assert_eq!(
+            db.scalar(&format!("SELECT count(*) FROM {table}"))
+                .await
+                .unwrap(),
+            1
+        );
 
         // Watches the server's sessions from a connection opened beforehand.
-        let mut watch = PgConnection::connect(&format!("{PG}/test")).await.unwrap();
+        let mut watch = db.connect().await.unwrap();
         let waiting = format!(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'probed' \
              AND query LIKE '%INSERT INTO {table} %'"
@@ -1193,10 +1167,9 @@ mod tests {
             gone.is_ok(),
             "the abandoned INSERT still waits on the server"
         );
-        sqlx::raw_sql("ROLLBACK")
-            .execute(&mut holder)
-            .await
-            .unwrap();
+        assert!(db.locked());
+        db.release().await.unwrap();
+        assert_up(&run(&s).await);
     }
 
     #[tokio::test]
@@ -1229,15 +1202,10 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_replica_on_the_same_server_sees_the_write() {
-        let table = unique("probed_t");
-        let mut cleanup = Cleanup::default();
-        cleanup.pg(
-            &format!("{PG}/test"),
-            format!("DROP TABLE IF EXISTS {table}"),
-        );
+        let db = pg_lab().await;
         let s = spec(&format!(
-            "{{dsn: '{PG}/test', replica_dsn: '{PG}/test', table: {table}, \
-             expect: {{replication_under: 5s}}}}"
+            "{{dsn: '{0}', replica_dsn: '{0}', expect: {{replication_under: 5s}}}}",
+            db.dsn()
         ));
         let obs = run(&s).await;
         assert_up(&obs);
@@ -1256,14 +1224,10 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_slow_write_is_down_with_the_figure() {
-        let table = unique("probed_t");
-        let mut cleanup = Cleanup::default();
-        cleanup.pg(
-            &format!("{PG}/test"),
-            format!("DROP TABLE IF EXISTS {table}"),
-        );
+        let db = pg_lab().await;
         let s = spec(&format!(
-            "{{dsn: '{PG}/test', table: {table}, expect: {{write_under: 1us, read_under: 10s}}}}"
+            "{{dsn: '{}', expect: {{write_under: 1us, read_under: 10s}}}}",
+            db.dsn()
         ));
         let obs = run(&s).await;
         assert_down(&obs, "write took ");

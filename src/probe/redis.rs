@@ -577,142 +577,48 @@ fn secs_dur(secs: i64) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, Stdio};
-
     use super::*;
+    use crate::lab::redis::{RedisInfo, RedisLab};
     use crate::probe::Env;
     use crate::probe::testkit::{assert_down, assert_up, hold, phases, reason, tcp_server};
 
     // ---- helpers -------------------------------------------------------------------------
 
-    /// A `redis-server` of the test's own (never the shared one on 6379), on a free port,
-    /// with its data directory in a temporary folder; killed when dropped.
-    struct Server {
-        child: Child,
-        port: u16,
-        dir: tempfile::TempDir,
+    /// A `redis-server` of the test's own (never the shared one on 6379), from the lab.
+    fn server(extra: &[&str]) -> RedisLab {
+        RedisLab::start_with(extra).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    impl Server {
-        fn start(extra: &[&str]) -> Server {
-            let mut last = String::new();
-            // A port found free may be taken by the time redis binds it: try a few.
-            for _ in 0..5 {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("free port")
-                    .port();
-                let dir = tempfile::tempdir().expect("tempdir");
-                let mut child = Command::new("redis-server")
-                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                    .arg("--dir")
-                    .arg(dir.path())
-                    .args([
-                        "--dbfilename",
-                        "dump.rdb",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ])
-                    .args(["--enable-debug-command", "yes", "--loglevel", "notice"])
-                    .args(extra)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("redis-server (apt-get install redis-server)");
-                // Redis logs to stdout; readiness is its own "Ready to accept connections"
-                // line. The thread then keeps draining the pipe so Redis never blocks on it.
-                let out = child.stdout.take().expect("stdout");
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::spawn(move || {
-                    let mut tx = Some(tx);
-                    for line in BufReader::new(out).lines() {
-                        let Ok(line) = line else { break };
-                        if line.contains("Ready to accept connections")
-                            && let Some(tx) = tx.take()
-                        {
-                            let _ = tx.send(());
-                        }
-                    }
-                });
-                match rx.recv_timeout(Duration::from_secs(20)) {
-                    Ok(()) => return Server { child, port, dir },
-                    Err(e) => {
-                        last = format!("redis-server on port {port} did not start: {e}");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                    }
-                }
-            }
-            panic!("{last}");
-        }
-
-        fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
-        }
-
-        fn dump(&self) -> PathBuf {
-            self.dir.path().join("dump.rdb")
-        }
-
-        /// Runs one command (as the admin of this test server).
-        async fn cmd(&self, args: &[&str]) -> redis::Value {
-            self.cmd_as(&self.url(), args).await
-        }
-
-        async fn cmd_as(&self, url: &str, args: &[&str]) -> redis::Value {
-            let client = redis::Client::open(url).unwrap();
-            let mut c = client.get_multiplexed_async_connection().await.unwrap();
-            let mut cmd = redis::cmd(args[0]);
-            for a in &args[1..] {
-                cmd.arg(*a);
-            }
-            cmd.query_async(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-        }
-
-        async fn info(&self) -> Info {
-            let client = redis::Client::open(self.url()).unwrap();
-            let mut c = client.get_multiplexed_async_connection().await.unwrap();
-            let text: String = redis::cmd("INFO").query_async(&mut c).await.unwrap();
-            Info::parse(&text)
-        }
-
-        /// Polls INFO until `done` holds (what the server reports is the synchronisation:
-        /// a save finishing, a clock second passing), for at most 20 s.
-        async fn wait_for(&self, what: &str, done: impl Fn(&Info) -> bool) -> Info {
-            let give_up = Instant::now() + Duration::from_secs(20);
-            loop {
-                let info = self.info().await;
-                if done(&info) {
-                    return info;
-                }
-                assert!(Instant::now() < give_up, "redis never reached: {what}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-
-        async fn bgsave_done(&self) -> Info {
-            self.wait_for("bgsave done", |i| {
-                i.text("rdb_bgsave_in_progress") == Some("0")
-            })
+    /// Runs one command as the test server's admin.
+    async fn cmd(server: &RedisLab, args: &[&str]) -> redis::Value {
+        server
+            .cmd(args)
             .await
-        }
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    /// Polls INFO until `done` holds, for at most 20 s.
+    async fn wait_for(
+        server: &RedisLab,
+        what: &str,
+        done: impl Fn(&RedisInfo) -> bool,
+    ) -> RedisInfo {
+        server
+            .wait_info(what, Duration::from_secs(20), done)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn num(info: &Info, field: &str) -> i64 {
-        info.number(field, "test").unwrap()
+    async fn bgsave_done(server: &RedisLab) -> RedisInfo {
+        server
+            .bgsave_done(Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn num(info: &RedisInfo, field: &str) -> i64 {
+        info.num(field)
+            .unwrap_or_else(|| panic!("INFO {field}: {:?}", info.get(field)))
     }
 
     fn spec(yaml: &str) -> Spec {
@@ -737,34 +643,34 @@ mod tests {
 
     #[tokio::test]
     async fn healthy_redis_is_up_with_phases_and_dump_size() {
-        let server = Server::start(&["--appendonly", "yes"]);
-        server.cmd(&["SET", "k", "v"]).await;
-        server.cmd(&["BGSAVE"]).await;
-        server.bgsave_done().await;
+        let server = server(&["--appendonly", "yes"]);
+        cmd(&server, &["SET", "k", "v"]).await;
+        cmd(&server, &["BGSAVE"]).await;
+        bgsave_done(&server).await;
         let s = spec(&format!(
             "{{url: '{}', max_save_age: 1h, max_bgsave_duration: 1m, max_bgsave_in_progress: 1m, \
              max_fork: 10s, max_cow: 1GB, min_headroom: '1%', aof: true, dump_file: '{}'}}",
             server.url(),
-            server.dump().display()
+            server.dump_file().display()
         ));
         let obs = run(&s).await;
         assert_up(&obs);
         assert_eq!(phases(&obs), ["connect", "info"]);
-        let on_disk = std::fs::metadata(server.dump()).unwrap().len();
+        let on_disk = std::fs::metadata(server.dump_file()).unwrap().len();
         assert!(on_disk > 0);
         assert_eq!(obs.size, Some(on_disk));
     }
 
     #[tokio::test]
     async fn failing_bgsave_is_down_and_a_missing_dump_file_too() {
-        let server = Server::start(&[]);
-        server.cmd(&["SET", "k", "v"]).await;
-        // Root ignores permissions, so the dump directory goes away instead: the child
-        // cannot create its temporary file and the save fails.
-        std::fs::remove_dir_all(server.dir.path()).unwrap();
-        server.cmd(&["BGSAVE"]).await;
-        let info = server.bgsave_done().await;
-        assert_eq!(info.text("rdb_last_bgsave_status"), Some("err"));
+        let server = server(&[]);
+        cmd(&server, &["SET", "k", "v"]).await;
+        // The dump directory goes away: the child cannot create its temporary file and the
+        // save fails.
+        server.fail_dumps().unwrap();
+        cmd(&server, &["BGSAVE"]).await;
+        let info = bgsave_done(&server).await;
+        assert_eq!(info.get("rdb_last_bgsave_status"), Some("err"));
 
         let obs = run(&spec(&format!("{{url: '{}'}}", server.url()))).await;
         assert_down(&obs, "last bgsave failed (rdb_last_bgsave_status:err)");
@@ -773,7 +679,7 @@ mod tests {
         let obs = run(&spec(&format!(
             "{{url: '{}', dump_file: '{}'}}",
             server.url(),
-            server.dump().display()
+            server.dump_file().display()
         )))
         .await;
         assert_down(
@@ -785,11 +691,11 @@ mod tests {
 
     #[tokio::test]
     async fn big_dataset_fork_cow_and_headroom_are_judged() {
-        let server = Server::start(&["--maxmemory", "1mb"]);
-        server.cmd(&["DEBUG", "POPULATE", "200000"]).await;
-        server.cmd(&["BGSAVE"]).await;
-        let info = server.bgsave_done().await;
-        assert_eq!(info.text("rdb_last_bgsave_status"), Some("ok"));
+        let server = server(&["--maxmemory", "1mb"]);
+        server.populate(200_000, 12).await.unwrap();
+        cmd(&server, &["BGSAVE"]).await;
+        let info = bgsave_done(&server).await;
+        assert_eq!(info.get("rdb_last_bgsave_status"), Some("ok"));
         assert!(num(&info, "latest_fork_usec") > 0);
         assert!(
             num(&info, "rdb_last_cow_size") > 0,
@@ -828,19 +734,18 @@ mod tests {
 
     #[tokio::test]
     async fn old_save_with_unsaved_changes_is_down() {
-        let server = Server::start(&[]);
+        let server = server(&[]);
         let s = spec(&format!("{{url: '{}', max_save_age: 500ms}}", server.url()));
         // At start Redis counts its data as saved; wait (on the server's own clock) until
         // that is a second old.
-        server
-            .wait_for("a second since the last save", |i| {
-                num(i, "server_time_usec") / 1_000_000 - num(i, "rdb_last_save_time") >= 1
-            })
-            .await;
+        wait_for(&server, "a second since the last save", |i| {
+            num(i, "server_time_usec") / 1_000_000 - num(i, "rdb_last_save_time") >= 1
+        })
+        .await;
         // Nothing unsaved: an old save is no risk.
         assert_up(&run(&s).await);
 
-        server.cmd(&["SET", "k", "v"]).await;
+        cmd(&server, &["SET", "k", "v"]).await;
         let obs = run(&s).await;
         assert_down(&obs, "last successful save ");
         assert_down(&obs, " ago, 1 change since (max_save_age 500ms)");
@@ -848,18 +753,18 @@ mod tests {
 
     #[tokio::test]
     async fn slow_bgsave_is_down_while_running_and_after() {
-        let server = Server::start(&[]);
-        server.cmd(&["DEBUG", "POPULATE", "1000"]).await;
+        let server = server(&[]);
+        server.populate(1000, 1).await.unwrap();
         // Redis's own testing knob: 1.5 ms per key makes the save last about 1.5 s.
         server
-            .cmd(&["CONFIG", "SET", "rdb-key-save-delay", "1500"])
-            .await;
-        server.cmd(&["BGSAVE"]).await;
-        server
-            .wait_for("a bgsave running for a second", |i| {
-                num(i, "rdb_current_bgsave_time_sec") >= 1
-            })
-            .await;
+            .slow_dumps(Duration::from_micros(1500))
+            .await
+            .unwrap();
+        server.bgsave().await.unwrap();
+        wait_for(&server, "a bgsave running for a second", |i| {
+            num(i, "rdb_current_bgsave_time_sec") >= 1
+        })
+        .await;
         let obs = run(&spec(&format!(
             "{{url: '{}', max_bgsave_in_progress: 500ms}}",
             server.url()
@@ -868,7 +773,7 @@ mod tests {
         assert_down(&obs, "bgsave running for ");
         assert_down(&obs, "s (max_bgsave_in_progress 500ms)");
 
-        let info = server.bgsave_done().await;
+        let info = bgsave_done(&server).await;
         assert!(num(&info, "rdb_last_bgsave_time_sec") >= 1);
         let obs = run(&spec(&format!(
             "{{url: '{}', max_bgsave_duration: 500ms}}",
@@ -881,10 +786,10 @@ mod tests {
 
     #[tokio::test]
     async fn failing_aof_rewrite_is_down_when_aof_is_required() {
-        let server = Server::start(&["--appendonly", "yes"]);
+        let server = server(&["--appendonly", "yes"]);
         let s = spec(&format!("{{url: '{}', aof: true}}", server.url()));
         assert_up(&run(&s).await);
-        std::fs::remove_dir_all(server.dir.path()).unwrap();
+        server.fail_dumps().unwrap();
         // Fails at once (the AOF directory is gone); the reply is an error.
         let client = redis::Client::open(server.url()).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
@@ -900,13 +805,13 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_password_is_down_without_the_password() {
-        let server = Server::start(&["--requirepass", "right-pass-2468"]);
+        let server = server(&["--requirepass", "right-pass-2468"]);
         let obs = run(&spec(&format!(
             "{{url: 'redis://:wrong-pass-1357@127.0.0.1:{}'}}",
-            server.port
+            server.port()
         )))
         .await;
-        assert_down(&obs, &format!("127.0.0.1:{}", server.port));
+        assert_down(&obs, &format!("127.0.0.1:{}", server.port()));
         assert_down(&obs, "authentication failed (wrong user or password)");
         assert!(
             !reason(&obs).contains("wrong-pass-1357"),
@@ -918,8 +823,8 @@ mod tests {
         let obs = run(&spec(&format!("{{url: '{}'}}", server.url()))).await;
         assert_down(&obs, "NOAUTH");
 
-        let good = format!("redis://:right-pass-2468@127.0.0.1:{}", server.port);
-        server.cmd_as(&good, &["PING"]).await;
+        let good = format!("redis://:right-pass-2468@127.0.0.1:{}", server.port());
+        server.cmd_as(&good, &["PING"]).await.unwrap();
         assert_up(&run(&spec(&format!("{{url: '{good}'}}"))).await);
     }
 
