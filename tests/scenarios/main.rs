@@ -11,3 +11,4 @@
 mod support;
 
 mod ovice;
+mod wisembly;

@@ -5,7 +5,8 @@
 //! effect), waits for the pages it expects ([`Scenario::expect`]), and ends with
 //! [`Scenario::finish`], which counts every page that arrived and was not expected (false)
 //! or arrived twice for one incident and event (duplicate), prints a table of the figures and
-//! appends it to `target/scenarios.md`.
+//! appends it to `target/scenarios.md`. A second incident of a probe that already paged
+//! (a flap) counts as a duplicate.
 //!
 //! - **Detection**: fault to the incident's `opened_at` (the daemon's own record).
 //! - **Page**: fault to the moment the channel accepted the message: the SMTP server wrote
@@ -248,7 +249,8 @@ impl Scenario {
         println!("  [{:>6.2}s] {what}", self.started.elapsed().as_secs_f64());
     }
 
-    fn fault_time(&self, fault: &str) -> SystemTime {
+    /// When the fault `fault` was marked.
+    pub fn fault_time(&self, fault: &str) -> SystemTime {
         self.faults
             .iter()
             .find(|(f, _, _)| f == fault)
@@ -327,7 +329,7 @@ impl Scenario {
     pub fn finish(self, channels: &[&Channel<'_>]) -> (usize, usize) {
         let mut false_pages = Vec::new();
         let mut duplicates = Vec::new();
-        let mut seen: Vec<(String, String, String, String)> = Vec::new();
+        let mut seen: Vec<(String, String, String)> = Vec::new();
         for ch in channels {
             for p in ch.pages().into_iter().filter(Page::pages) {
                 let expected = self
@@ -338,12 +340,9 @@ impl Scenario {
                     false_pages.push(p);
                     continue;
                 }
-                let key = (
-                    p.channel.clone(),
-                    p.probe.clone(),
-                    p.event.clone(),
-                    p.dedup_key.clone(),
-                );
+                // Per channel, probe and event: a second incident of the same probe (a
+                // flap) is a duplicate page too.
+                let key = (p.channel.clone(), p.probe.clone(), p.event.clone());
                 // A reminder repeats by design; a trigger or an escalation must not.
                 if p.event != "reminder" && seen.contains(&key) {
                     duplicates.push(p);
@@ -402,6 +401,55 @@ impl Scenario {
         );
         (false_pages.len(), duplicates.len())
     }
+}
+
+/// A sample of the daemon's `/metrics` (the first series of `name`), 0 when absent.
+pub fn metric(d: &Daemon, name: &str) -> f64 {
+    let body = super::http_get_blocking(&format!("{}/metrics", d.url()));
+    body.lines()
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until everything the daemon had observed when called is committed to its store
+/// (with its incidents and queued pages): the store's queue was seen empty, and a commit
+/// came after that (it holds whatever the writer had taken off the queue).
+pub fn settle(d: &Daemon) {
+    let mut written = 0.0;
+    super::wait_for(Duration::from_secs(20), "the store queue to drain", || {
+        let depth = metric(d, "probed_store_queue_depth");
+        written = metric(d, "probed_store_written_total");
+        depth == 0.0
+    });
+    super::wait_for(Duration::from_secs(20), "a commit after that", || {
+        metric(d, "probed_store_written_total") > written
+    });
+}
+
+/// The daemon's incidents of `probe` (newest first), from `/api/v1/incidents`.
+pub fn incidents(d: &Daemon, probe: &str) -> Vec<serde_json::Value> {
+    let body = super::http_get_blocking(&format!("{}/api/v1/incidents?limit=1000", d.url()));
+    let (_, _, json) = super::split_response(&body);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    v["incidents"]
+        .as_array()
+        .map(|a| a.iter().filter(|i| i["probe"] == probe).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The `last_error` of `probe` in the status API.
+pub fn last_error(d: &Daemon, probe: &str) -> String {
+    let (v, _) = d.status();
+    v["probes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == probe))
+        .and_then(|p| p["last_error"].as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// When the daemon opened the incident for `probe` that is the first opened at or after
