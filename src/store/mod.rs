@@ -1060,6 +1060,99 @@ mod tests {
         );
     }
 
+    /// Degraded opens an incident and queues its page; down then continues it (no second
+    /// page); recovering to degraded keeps it open; up starts its resolve. The runs an
+    /// objective tracker replays start after the last recovery from down.
+    #[tokio::test]
+    async fn degraded_opens_one_incident_through_down_and_back_and_replays_after_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = Store::open(dir.path(), 100).await.unwrap();
+        let id = store.register(&[("a".into(), "http")]).await.unwrap()["a"].id;
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(writer.run(stop.clone(), Duration::from_millis(10)));
+        let template = crate::alert::testing::alert(crate::alert::Event::Trigger);
+        let plan = crate::alert::plan::PagePlan {
+            alert: crate::alert::Alert {
+                incident: 0,
+                dedup_key: String::new(),
+                probe: "a".into(),
+                state: "degraded".into(),
+                reason: Some("burning".into()),
+                ..template
+            },
+            notify: vec!["pager".into()],
+            fallback: vec![],
+            muted: None,
+            send_resolve: true,
+            resolve_hold_ms: 0,
+            paged_from_memory: false,
+        };
+        let change = |from, to, at| StateChange {
+            probe_id: id,
+            transition: Transition {
+                from,
+                to,
+                at,
+                reason: Some("burning".into()),
+            },
+            verdicts: rec(id, at, true).verdicts,
+            plan: Some(plan.clone()),
+        };
+        let incidents = async || {
+            let mut c = store.read_pool().acquire().await.unwrap();
+            crate::alert::outbox::list(&mut c, false, 10).await.unwrap()
+        };
+        let settle = async || {
+            let n = store.stats.written.load(Ordering::Relaxed);
+            until("a commit", || {
+                store.queue_depth() == 0 && store.stats.written.load(Ordering::Relaxed) > n
+            })
+            .await;
+        };
+        for (i, at) in (1_000..1_010).enumerate() {
+            store.record(rec(id, at, i != 3));
+        }
+        store.state_change(change(State::Up, State::Degraded, 1_010));
+        store.record(rec(id, 1_010, true));
+        settle().await;
+        let open = incidents().await;
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].reason.as_deref(), Some("burning"));
+        assert_eq!(open[0].deliveries.len(), 1, "{open:?}");
+        // Every run so far is replayed (no down yet).
+        assert_eq!(store.slo_history(id, 0).await.unwrap().len(), 11);
+
+        store.state_change(change(State::Degraded, State::Down, 1_020));
+        store.record(rec(id, 1_020, false));
+        settle().await;
+        // Down: nothing to replay until it recovers.
+        assert!(store.slo_history(id, 0).await.unwrap().is_empty());
+        store.state_change(change(State::Down, State::Degraded, 1_030));
+        store.record(rec(id, 1_030, true));
+        store.record(rec(id, 1_031, true));
+        settle().await;
+        let still = incidents().await;
+        assert_eq!(still.len(), 1, "one incident throughout: {still:?}");
+        assert_eq!(still[0].id, open[0].id);
+        assert_eq!(still[0].deliveries.len(), 1, "no second page: {still:?}");
+        assert!(still[0].recovered_at.is_none());
+        // After the recovery at 1 030: only the run after it.
+        let replay = store.slo_history(id, 0).await.unwrap();
+        assert_eq!(
+            replay.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [1_031],
+            "{replay:?}"
+        );
+
+        store.state_change(change(State::Degraded, State::Up, 1_040));
+        store.record(rec(id, 1_040, true));
+        settle().await;
+        let resolving = incidents().await;
+        assert!(resolving[0].recovered_at.is_some(), "{resolving:?}");
+        stop.cancel();
+        run.await.unwrap();
+    }
+
     /// Records what the writer hands over while commits fail.
     #[derive(Default)]
     struct Handed {

@@ -941,3 +941,43 @@ fn resolve_paths() {
     );
     assert_eq!(resolve(&v, "nope.x"), [k("nope"), k("x")]);
 }
+
+#[test]
+fn slo_loads_and_its_errors_point_at_the_key() {
+    let c = ok(
+        "probes:\n  - name: a\n    kind: tcp\n    host: 127.0.0.1\n    port: 1\n    \
+         slo: { objective: 99.5%, apdex: { target: 150ms }, time_scale: 60 }\n",
+        &[],
+        &[],
+    );
+    let slo = c.probes[0].slo.as_ref().unwrap();
+    assert!((slo.objective.unwrap().0 - 0.995).abs() < 1e-12);
+    assert_eq!(slo.rules(), crate::slo::workbook_rules());
+    assert_eq!(slo.apdex.as_ref().unwrap().min, 0.85);
+    let errs = errors_of(
+        "probes:\n  - name: a\n    kind: tcp\n    host: 127.0.0.1\n    port: 1\n    slo:\n      \
+         objectiv: 99%\n  - name: b\n    kind: tcp\n    host: 127.0.0.1\n    port: 1\n    slo:\n      \
+         objective: 99%\n      burn_rates: [{ long: 5m, short: 1h, factor: 2 }]\n      \
+         time_scale: 0\n",
+        &[],
+        &[],
+    );
+    let all = errs.join("\n");
+    assert_eq!(errs.len(), 3, "{all}");
+    assert!(
+        errs[0].starts_with("probed.yaml:7:7: ")
+            && errs[0].contains("unknown")
+            && errs[0].contains("did you mean \"objective\"?"),
+        "{all}"
+    );
+    assert!(
+        errs[1].starts_with("probed.yaml:14:19: ")
+            && errs[1].contains("short window (1h) must be shorter than its long window (5m)"),
+        "{all}"
+    );
+    assert!(
+        errs[2].starts_with("probed.yaml:15:19: ")
+            && errs[2].contains("time_scale 0 must be at least 1"),
+        "{all}"
+    );
+}
