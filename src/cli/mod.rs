@@ -424,8 +424,10 @@ pub fn render_status(r: &StatusReport, now: i64) -> String {
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                     .map(|t| crate::time::ago(t.timestamp_millis(), now))
                     .unwrap_or_else(|| "never".into()),
+                // A degraded probe's runs pass: say which objective it is outside.
                 p.last_error
                     .as_deref()
+                    .or(p.slo.as_ref().and_then(|s| s.alert.as_deref()))
                     .map(|e| one_line(e, 80))
                     .unwrap_or_default(),
             ]
