@@ -210,8 +210,9 @@ pub struct Scenario {
     pub name: &'static str,
     faults: Vec<(String, SystemTime, Instant)>,
     figures: Vec<Figure>,
-    /// (probe, event) pairs expected: pages matching one of these are not false.
-    expected: Vec<(String, String)>,
+    /// (probe, event, fault time) expected: a page matching one of these, arriving at or
+    /// after that fault, is not false (one before its fault is).
+    expected: Vec<(String, String, SystemTime)>,
     started: Instant,
 }
 
@@ -263,7 +264,8 @@ impl Scenario {
     /// and asserts it met its bound. `d` is asked for the incident's opening time.
     pub fn expect(&mut self, d: &Daemon, fault: &str, e: Expect<'_>) -> Figure {
         let t0 = self.fault_time(fault);
-        self.expected.push((e.probe.to_owned(), e.event.to_owned()));
+        self.expected
+            .push((e.probe.to_owned(), e.event.to_owned(), t0));
         let limit = e.bound + Duration::from_secs(10);
         let waited = Instant::now();
         let page = loop {
@@ -332,10 +334,12 @@ impl Scenario {
         let mut seen: Vec<(String, String, String)> = Vec::new();
         for ch in channels {
             for p in ch.pages().into_iter().filter(Page::pages) {
+                // A page for an expected probe and event that came before the fault it
+                // answers (the probe went down on its own) is false too.
                 let expected = self
                     .expected
                     .iter()
-                    .any(|(probe, ev)| *probe == p.probe && *ev == p.event);
+                    .any(|(probe, ev, t0)| *probe == p.probe && *ev == p.event && p.at >= *t0);
                 if !expected {
                     false_pages.push(p);
                     continue;

@@ -53,6 +53,13 @@ impl Smtp {
         }
     }
 
+    /// Stops the server (the relay goes down): connections to its port are refused from
+    /// now on; the messages delivered so far stay readable.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Every message delivered so far, as text.
     pub fn messages(&self) -> Vec<String> {
         let mut out = Vec::new();
