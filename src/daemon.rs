@@ -230,8 +230,33 @@ impl Shared {
         m.lag_p99
             .set(m.recent_lag.p99().map_or(0.0, |d| d.as_secs_f64()));
         let now = crate::time::mono_ms();
+        let entries = self.entries();
         m.probes_overdue
-            .set(self.entries().iter().filter(|e| e.overdue(now)).count() as i64);
+            .set(entries.iter().filter(|e| e.overdue(now)).count() as i64);
+        // Objectives: rebuilt whole, so removed probes leave no series behind.
+        m.slo_burn_rate.reset();
+        m.slo_apdex.reset();
+        m.slo_alert.reset();
+        let wall = crate::clock::now_ms();
+        for e in &entries {
+            let Some(f) = e.live.lock().unwrap().slo.as_ref().map(|t| t.figures(wall)) else {
+                continue;
+            };
+            let name = e.cfg.name.as_str();
+            for b in &f.burn_rates {
+                for (window, v) in [("long", b.long), ("short", b.short)] {
+                    m.slo_burn_rate
+                        .with_label_values(&[name, b.windows.as_str(), window])
+                        .set(v);
+                }
+            }
+            if let Some(a) = f.apdex {
+                m.slo_apdex.with_label_values(&[name]).set(a);
+            }
+            m.slo_alert
+                .with_label_values(&[name])
+                .set(f.alert.is_some() as i64 as f64);
+        }
         let st = &self.runner.store.stats;
         m.store_buffered
             .set(st.buffered.load(Ordering::Relaxed) as i64);

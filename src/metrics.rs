@@ -52,6 +52,12 @@ pub struct Metrics {
     pub check_duration: HistogramVec,
     /// The self-checks of `/healthz`: 1 passing, 0 failing, by check.
     pub health_check: IntGaugeVec,
+    /// Objectives: burn rate by probe, rule (`1h/5m`) and window (`long`, `short`).
+    pub slo_burn_rate: GaugeVec,
+    /// Objectives: Apdex score by probe.
+    pub slo_apdex: GaugeVec,
+    /// Objectives: 1 while the probe is outside them (degraded), by probe.
+    pub slo_alert: GaugeVec,
     pub healthy: IntGauge,
     pub lag_p99: Gauge,
     pub probes_overdue: IntGauge,
@@ -196,6 +202,24 @@ impl Metrics {
             .expect("unique metric");
         let (clock_steps, clock_last_step) = clock_metrics(&r);
         Metrics {
+            slo_burn_rate: gauge_vec(
+                &r,
+                "probed_slo_burn_rate",
+                "Error budget burn rate of a probe with an objective, by rule and window",
+                &["probe", "rule", "window"],
+            ),
+            slo_apdex: gauge_vec(
+                &r,
+                "probed_slo_apdex",
+                "Apdex score of a probe over its window",
+                &["probe"],
+            ),
+            slo_alert: gauge_vec(
+                &r,
+                "probed_slo_alert",
+                "1 while a probe is outside its objectives",
+                &["probe"],
+            ),
             clock_steps,
             clock_last_step,
             switch_sends,

@@ -106,6 +106,9 @@ fn ovice_apdex_error_burst_and_growing_bodies() {
         },
     );
     assert_eq!(d.probe_state("calendar"), "degraded");
+    let metric = |name: &str| crate::support::scenario::metric(&d, name);
+    assert_eq!(metric("probed_slo_alert{probe=\"calendar\"}"), 1.0);
+    assert!(metric("probed_slo_apdex{probe=\"calendar\"}") < 0.85);
 
     // 2. A burst of errors on the API, healed once it has paged.
     api.set_error_rate("100%", 500);
