@@ -16,6 +16,9 @@
 //!   flapping; the hard outage then continues that incident (no second page).
 //! - `realtime` (a Phoenix websocket): upgrades refused (the fall back to long polling).
 //!   Expected: its page.
+//! - `app-api` (the lab): the same error rate with no latency, an objective of 99.9% and the
+//!   workbook's rules compressed 300x (1h -> 12 s, 120 runs as at one run every 30 s).
+//!   Expected: one burn-rate page.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,10 +41,11 @@ fn wisembly_redis_dumps_slow_degradation_then_outage() {
         rt.block_on(Lab::start(&[SocketAddr::from(([127, 0, 0, 1], 0))]))
             .unwrap()
     };
-    let (app, realtime) = (lab(&rt), lab(&rt));
+    let (app, api, realtime) = (lab(&rt), lab(&rt), lab(&rt));
     // The app at its usual pace: 120 ms, 0.0812% errors (one in 1,232: none in this run).
     app.set_latency(Duration::from_millis(120));
     app.set_error_rate("0.0812%", 500);
+    api.set_error_rate("0.0812%", 500);
     let redis = RedisLab::start().expect("redis-server (deploy/test.sh installs it)");
     // 20,000 keys: a dump slowed to 200 us per key lasts about 4 s.
     rt.block_on(redis.populate(20_000, 64)).unwrap();
@@ -55,10 +59,14 @@ fn wisembly_redis_dumps_slow_degradation_then_outage() {
              - name: app\n  kind: http\n  every: 250ms\n  timeout: 240ms\n  \
                request: {{ url: \"{}\" }}\n  alert: {{ after: 3 }}\n  \
                slo: {{ objective: 99.9%, apdex: {{ target: 150ms }}, time_scale: 120 }}\n\
+             - name: app-api\n  kind: http\n  every: 100ms\n  timeout: 90ms\n  \
+               request: {{ url: \"{}\" }}\n  alert: {{ after: 3 }}\n  \
+               slo: {{ objective: 99.9%, time_scale: 300 }}\n\
              - name: realtime\n  kind: websocket\n  every: 500ms\n  timeout: 450ms\n  url: \"{}\"\n  \
                phoenix: {{ topic: \"room:lobby\" }}\n  alert: {{ after: 2 }}\n",
             redis.url(),
             app.url("/api/meetings"),
+            api.url("/api/questions"),
             realtime.ws_url("/socket/websocket"),
         ),
         &format!(
@@ -69,7 +77,7 @@ fn wisembly_redis_dumps_slow_degradation_then_outage() {
     );
     d.start();
     let mut s = Scenario::new("Wisembly");
-    for p in ["sessions-redis", "app", "realtime"] {
+    for p in ["sessions-redis", "app", "app-api", "realtime"] {
         d.wait_state(p, "up", Duration::from_secs(20));
     }
     let email = Channel::Email(&smtp);
@@ -94,6 +102,12 @@ fn wisembly_redis_dumps_slow_degradation_then_outage() {
         },
     );
 
+    // The burn-rate rules alert only once their long window is covered by runs (1h at
+    // time_scale 300: 12 s, 120 runs): let app-api run that long first, as in production.
+    crate::support::wait_for(Duration::from_secs(40), "120 runs of app-api", || {
+        api.stats().requests >= 125
+    });
+
     // 12:43: the app degrades: 120 -> 209 ms over 8 s, errors to 2.39%. Meanwhile the
     // dumps fail outright and Redis's headroom shrinks: the same redis incident.
     app.set_creep(
@@ -102,7 +116,8 @@ fn wisembly_redis_dumps_slow_degradation_then_outage() {
         Duration::from_secs(8),
     );
     app.set_error_rate("2.39%", 500);
-    let slow = s.fault("app creeps 120 -> 209 ms, errors 0.0812% -> 2.39%");
+    api.set_error_rate("2.39%", 500);
+    let slow = s.fault("app creeps 120 -> 209 ms; app and API errors 0.0812% -> 2.39%");
     rt.block_on(redis.bgsave_done(Duration::from_secs(20)))
         .unwrap();
     redis.fail_dumps().unwrap();
@@ -122,7 +137,7 @@ fn wisembly_redis_dumps_slow_degradation_then_outage() {
         &d,
         &slow,
         Expect {
-            what: "burn-rate / Apdex page, no flapping",
+            what: "Apdex page (latency), no flapping",
             probe: "app",
             event: "trigger",
             on: &email,
@@ -133,6 +148,21 @@ fn wisembly_redis_dumps_slow_degradation_then_outage() {
         },
     );
     assert_eq!(d.probe_state("app"), "degraded");
+    // The same errors on the API, without the latency: the burn-rate rules page. 2.39% is
+    // one error in 42 runs: one in the 1h window is 8.3x, two are 16.7x, over 14.4x.
+    s.expect(
+        &d,
+        &slow,
+        Expect {
+            what: "burn-rate page (errors), no flapping",
+            probe: "app-api",
+            event: "trigger",
+            on: &email,
+            // The fast rule's long window (1h at time_scale 300: 12 s) plus 2 s.
+            bound: Duration::from_secs(14),
+            says: "DEGRADED app-api: error budget burning ",
+        },
+    );
 
     // 15:09: realtime falls back to long polling: websocket upgrades refused.
     realtime.refuse_upgrades(Some(503));
