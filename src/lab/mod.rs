@@ -35,6 +35,7 @@
 mod faults;
 mod http;
 mod stats;
+pub mod storm;
 mod ws;
 
 #[cfg(test)]
@@ -51,7 +52,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::{Body, Creep, Errors, Faults, Hang, Join, Latency, Rate, Spikes, Stale, WsFaults};
-pub use stats::{PerSecond, SinceDrop, Stats, WsStats};
+pub use stats::{MAX_PEERS, PeerStats, PerSecond, SinceDrop, Stats, WsStats};
 
 use faults::Engine;
 use stats::Recorder;
