@@ -159,6 +159,22 @@ impl Lab {
     }
 }
 
+/// Connections a listener holds before they are accepted. The standard library's (and
+/// tokio's) 128 drops SYNs when a few hundred clients reconnect at once; they then retry
+/// a second later, which would blur the join contention a storm is meant to show.
+const BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with [`BACKLOG`].
+fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(BACKLOG)
+}
+
 /// Binds every address; see [`Lab::start_with`] for port 0.
 async fn bind_all(listen: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
     let Some(first) = listen.first() else {
@@ -171,7 +187,7 @@ async fn bind_all(listen: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
     let tries = if shared_port { 20 } else { 1 };
     let mut last = None;
     for _ in 0..tries {
-        let head = TcpListener::bind(first).await?;
+        let head = listener(*first)?;
         let port = head.local_addr()?.port();
         let mut ls = vec![head];
         let mut failed = None;
@@ -180,7 +196,7 @@ async fn bind_all(listen: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
             if a.port() == 0 {
                 a.set_port(port);
             }
-            match TcpListener::bind(a).await {
+            match listener(a) {
                 Ok(l) => ls.push(l),
                 Err(e) => {
                     failed = Some(io::Error::new(

@@ -94,6 +94,9 @@ pub struct StormConfig {
     /// Every client stops this long after the start. Default: 30 s, at most
     /// [`MAX_DURATION`].
     pub max_duration: Duration,
+    /// The clients' first connects, spread evenly over this from the start (users arriving
+    /// over time, before the storm). Default: 0, all at once.
+    pub ramp: Duration,
 }
 
 impl StormConfig {
@@ -109,6 +112,7 @@ impl StormConfig {
             timeout: Duration::from_secs(5),
             max_connects: 4 * clients as u64,
             max_duration: Duration::from_secs(30),
+            ramp: Duration::ZERO,
         }
     }
 
@@ -122,6 +126,12 @@ impl StormConfig {
             errs.push(format!(
                 "max_duration: {:?} (more than 0, at most {MAX_DURATION:?})",
                 self.max_duration
+            ));
+        }
+        if self.ramp >= self.max_duration && !self.max_duration.is_zero() {
+            errs.push(format!(
+                "ramp: {:?} must be shorter than max_duration ({:?})",
+                self.ramp, self.max_duration
             ));
         }
         if self.timeout.is_zero() {
@@ -295,8 +305,10 @@ impl Storm {
             cfg,
         });
         let tasks = TaskTracker::new();
-        for _ in 0..inner.cfg.clients {
-            tasks.spawn(client(inner.clone()));
+        let n = inner.cfg.clients as u32;
+        for i in 0..n {
+            let first = inner.cfg.ramp.mul_f64(f64::from(i) / f64::from(n));
+            tasks.spawn(client(inner.clone(), first));
         }
         tasks.close();
         Ok(Storm {
@@ -371,16 +383,15 @@ impl Drop for Storm {
     }
 }
 
-/// One client: connect, join, hold; after a drop or a failure, the reconnect policy; until
-/// the budget, the time or the storm ends.
-async fn client(sh: Arc<Inner>) {
+/// One client: connect (`first` after the start), join, hold; after a drop or a failure,
+/// the reconnect policy; until the budget, the time or the storm ends.
+async fn client(sh: Arc<Inner>, first: Duration) {
     let mut failures: u32 = 0;
-    let mut first = true;
+    let mut wait = first;
     loop {
-        if !first && !sh.wait(sh.cfg.reconnect.delay(failures)).await {
+        if !wait.is_zero() && !sh.wait(wait).await {
             return;
         }
-        first = false;
         if sh.token.is_cancelled() || Instant::now() >= sh.end || !sh.spend() {
             return;
         }
@@ -394,6 +405,7 @@ async fn client(sh: Arc<Inner>) {
             Ended::Dropped => failures = 0,
             Ended::Failed => failures = failures.saturating_add(1),
         }
+        wait = sh.cfg.reconnect.delay(failures);
     }
 }
 
@@ -567,6 +579,9 @@ mod tests {
         for want in ["clients: 0", "max_duration", "source: ::1"] {
             assert!(e.contains(want), "{e}");
         }
+        let mut c = StormConfig::new(t, 10);
+        c.ramp = c.max_duration;
+        assert!(c.validate().unwrap_err().contains("ramp"));
         assert!(Storm::start(StormConfig::new(t, MAX_CLIENTS + 1)).is_err());
     }
 
@@ -608,8 +623,12 @@ mod tests {
         let lab = lab().await;
         let mut cfg = StormConfig::new(lab.addr(), N as usize);
         cfg.source = src(66);
+        // Arriving over 300ms: the first client at once, the last 295ms later.
+        cfg.ramp = 300 * MS;
+        let started = Instant::now();
         let storm = Storm::start(cfg).unwrap();
         let s = storm.until_joined(N, LIMIT).await.expect("all joined");
+        assert!(started.elapsed() >= 295 * MS, "the ramp was skipped");
         assert_eq!((s.connects, s.joins_ok, s.drops), (N, N, 0), "{s:?}");
         assert_eq!(s.join.count, N as usize);
         eventually("the lab to hold every socket", || {
@@ -648,6 +667,23 @@ mod tests {
             lab.stats().websockets.open == 0
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_storm_of_connects_fits_the_labs_backlog() {
+        // 400 connects at once: with a listen backlog of 128 some SYNs are dropped, and
+        // their clients connect only at the retransmit, a second later.
+        const N: u64 = 400;
+        let lab = lab().await;
+        let mut cfg = StormConfig::new(lab.addr(), N as usize);
+        cfg.source = src(65);
+        cfg.timeout = 950 * MS;
+        cfg.max_connects = N;
+        let storm = Storm::start(cfg).unwrap();
+        let s = storm.until_joined(N, LIMIT).await;
+        let s = s.unwrap_or_else(|s| panic!("not all joined: {s:?}"));
+        println!("{N} at once: {}", s.join);
+        assert_eq!((s.connects, s.connects_failed, s.joins_ok), (N, 0, N));
     }
 
     #[tokio::test]
