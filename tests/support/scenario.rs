@@ -70,9 +70,18 @@ pub fn email_pages(smtp: &Smtp) -> Vec<Page> {
             let (Ok(text), Ok(meta)) = (std::fs::read_to_string(e.path()), e.metadata()) else {
                 continue;
             };
+            // The header lines, unfolded (RFC 5322 2.2.3: a line starting with white space
+            // continues the one before; a long subject is folded by the mailer).
+            let mut fields: Vec<String> = Vec::new();
+            for l in text.lines().take_while(|l| !l.is_empty()) {
+                match fields.last_mut() {
+                    Some(last) if l.starts_with([' ', '\t']) => last.push_str(l),
+                    _ => fields.push(l.to_owned()),
+                }
+            }
             let header = |name: &str| -> String {
-                text.lines()
-                    .take_while(|l| !l.is_empty())
+                fields
+                    .iter()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
                         k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
