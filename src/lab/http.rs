@@ -34,13 +34,13 @@ pub(crate) async fn accept(shared: Arc<Shared>, l: TcpListener) {
             a = l.accept() => a,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 add(&shared.rec.c.connections, 1);
-                shared.rec.per(Per::Connections);
+                shared.rec.per(Per::Connections, peer.ip());
                 let Ok(local) = stream.local_addr() else {
                     continue;
                 };
-                tokio::spawn(serve(shared.clone(), stream, local));
+                tokio::spawn(serve(shared.clone(), stream, local, peer));
             }
             // Out of descriptors and the like: let others finish, try again.
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -48,12 +48,12 @@ pub(crate) async fn accept(shared: Arc<Shared>, l: TcpListener) {
     }
 }
 
-/// One connection, HTTP/1.1 with upgrades, until it ends or the lab stops.
-async fn serve(shared: Arc<Shared>, stream: TcpStream, local: SocketAddr) {
+/// One connection from `peer`, HTTP/1.1 with upgrades, until it ends or the lab stops.
+async fn serve(shared: Arc<Shared>, stream: TcpStream, local: SocketAddr, peer: SocketAddr) {
     let token = shared.token.clone();
     let svc = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(shared, local, req).await) }
+        async move { Ok::<_, Infallible>(handle(shared, local, peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), svc)
@@ -67,6 +67,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, local: SocketAddr) {
 async fn handle(
     shared: Arc<Shared>,
     local: SocketAddr,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<LabBody> {
     let path = req.uri().path();
@@ -74,18 +75,19 @@ async fn handle(
         return control(&shared, local, req).await;
     }
     if super::ws::is_upgrade(&req) {
-        return super::ws::upgrade(shared, local, req);
+        return super::ws::upgrade(shared, local, peer.ip(), req);
     }
-    target(&shared, local, req).await
+    target(&shared, local, peer.ip(), req).await
 }
 
-/// A target request, faults applied.
+/// A target request from `peer`, faults applied.
 async fn target(
     shared: &Arc<Shared>,
     local: SocketAddr,
+    peer: std::net::IpAddr,
     req: Request<Incoming>,
 ) -> Response<LabBody> {
-    shared.rec.request(local);
+    shared.rec.request(local, peer);
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let version = req.uri().path() == "/version";
     let plan = shared.engine().plan(local, write, version);

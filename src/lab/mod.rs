@@ -37,6 +37,7 @@ mod http;
 pub mod pg;
 pub mod redis;
 mod stats;
+pub mod storm;
 mod ws;
 
 #[cfg(test)]
@@ -53,7 +54,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::{Body, Creep, Errors, Faults, Hang, Join, Latency, Rate, Spikes, Stale, WsFaults};
-pub use stats::{PerSecond, SinceDrop, Stats, WsStats};
+pub use stats::{MAX_PEERS, PeerStats, PerSecond, SinceDrop, Stats, WsStats};
 
 use faults::Engine;
 use stats::Recorder;
@@ -160,6 +161,22 @@ impl Lab {
     }
 }
 
+/// Connections a listener holds before they are accepted. The standard library's (and
+/// tokio's) 128 drops SYNs when a few hundred clients reconnect at once; they then retry
+/// a second later, which would blur the join contention a storm is meant to show.
+const BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with [`BACKLOG`].
+fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(BACKLOG)
+}
+
 /// Binds every address; see [`Lab::start_with`] for port 0.
 async fn bind_all(listen: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
     let Some(first) = listen.first() else {
@@ -172,7 +189,7 @@ async fn bind_all(listen: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
     let tries = if shared_port { 20 } else { 1 };
     let mut last = None;
     for _ in 0..tries {
-        let head = TcpListener::bind(first).await?;
+        let head = listener(*first)?;
         let port = head.local_addr()?.port();
         let mut ls = vec![head];
         let mut failed = None;
@@ -181,7 +198,7 @@ async fn bind_all(listen: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
             if a.port() == 0 {
                 a.set_port(port);
             }
-            match TcpListener::bind(a).await {
+            match listener(a) {
                 Ok(l) => ls.push(l),
                 Err(e) => {
                     failed = Some(io::Error::new(

@@ -1,6 +1,7 @@
 //! What the lab saw: counters, gauges and per-second rates (`GET /_lab/stats`).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,6 +12,9 @@ use tokio::time::Instant;
 const KEEP: usize = 120;
 /// Seconds of per-second history shown (`recent`).
 const SHOW: u64 = 10;
+/// Most source addresses counted apart (`by_peer`); clients from further ones are counted
+/// in the totals only, so a flood of sources cannot grow the lab's memory.
+pub const MAX_PEERS: usize = 64;
 
 /// What is counted per second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +55,10 @@ pub struct Stats {
     pub by_build: BTreeMap<String, u64>,
     /// Target requests by local address.
     pub by_addr: BTreeMap<String, u64>,
+    /// By source address (the client's IP, at most [`MAX_PEERS`] of them): who brings the
+    /// load. A client that binds its own loopback address (127.0.0.x) is told apart this way,
+    /// e.g. a reconnect storm ([`super::storm`]) from the prober watching through it.
+    pub by_peer: BTreeMap<String, PeerStats>,
     pub websockets: WsStats,
     /// `connections`, `requests`, `upgrades`, `joins`, per second.
     pub per_second: BTreeMap<String, PerSecond>,
@@ -85,6 +93,17 @@ pub struct SinceDrop {
     /// Milliseconds since the last drop-all (absent before the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ms: Option<u64>,
+}
+
+/// What one source address brought (since start or the last reset).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerStats {
+    pub connections: u64,
+    pub requests: u64,
+    pub upgrades: u64,
+    pub joins: u64,
+    /// `connections`, `requests`, `upgrades`, `joins`, per second, from this address.
+    pub per_second: BTreeMap<String, PerSecond>,
 }
 
 /// One per-second rate.
@@ -123,11 +142,63 @@ pub(crate) struct Counters {
     pub joins_since_drop: AtomicU64,
 }
 
-/// Per-second buckets and the maps.
-struct Window {
+/// Counts per second of each [`Per`], the last [`KEEP`] seconds, and the busiest second.
+#[derive(Default)]
+struct Series {
     /// (second since start, counts by [`Per`]), oldest first.
     buckets: VecDeque<(u64, [u64; 4])>,
     peak: [u64; 4],
+    /// Since start or the last reset.
+    total: [u64; 4],
+}
+
+impl Series {
+    fn add(&mut self, sec: u64, what: Per) {
+        if self.buckets.back().is_none_or(|(s, _)| *s != sec) {
+            self.buckets.push_back((sec, [0; 4]));
+            while self.buckets.len() > KEEP {
+                self.buckets.pop_front();
+            }
+        }
+        let i = what as usize;
+        let b = &mut self.buckets.back_mut().expect("pushed").1;
+        b[i] += 1;
+        self.peak[i] = self.peak[i].max(b[i]);
+        self.total[i] += 1;
+    }
+
+    /// The rates as seen in second `sec`.
+    fn rates(&self, sec: u64) -> BTreeMap<String, PerSecond> {
+        let count = |s: u64, i: usize| {
+            self.buckets
+                .iter()
+                .rev()
+                .find(|(b, _)| *b == s)
+                .map_or(0, |(_, n)| n[i])
+        };
+        PER.iter()
+            .map(|(p, name)| {
+                let i = *p as usize;
+                let recent = (sec.saturating_sub(SHOW - 1)..=sec)
+                    .map(|s| count(s, i))
+                    .collect();
+                let rate = PerSecond {
+                    now: count(sec, i),
+                    last: sec.checked_sub(1).map_or(0, |s| count(s, i)),
+                    peak: self.peak[i],
+                    recent,
+                };
+                (name.to_string(), rate)
+            })
+            .collect()
+    }
+}
+
+/// Per-second series and the maps.
+struct Window {
+    all: Series,
+    /// By source address, at most [`MAX_PEERS`].
+    peers: BTreeMap<IpAddr, Series>,
     by_build: BTreeMap<String, u64>,
     by_addr: BTreeMap<String, u64>,
     last_drop: Option<Instant>,
@@ -169,8 +240,8 @@ impl Recorder {
             c: Counters::default(),
             started: Instant::now(),
             w: Mutex::new(Window {
-                buckets: VecDeque::new(),
-                peak: [0; 4],
+                all: Series::default(),
+                peers: BTreeMap::new(),
                 by_build: BTreeMap::new(),
                 by_addr: BTreeMap::new(),
                 last_drop: None,
@@ -186,29 +257,21 @@ impl Recorder {
         self.started.elapsed().as_secs()
     }
 
-    /// Counts one event in the current second.
-    pub(crate) fn per(&self, what: Per) {
+    /// Counts one event from `peer` in the current second.
+    pub(crate) fn per(&self, what: Per, peer: IpAddr) {
         let sec = self.second();
         let mut w = self.window();
-        if w.buckets.back().is_none_or(|(s, _)| *s != sec) {
-            w.buckets.push_back((sec, [0; 4]));
-            while w.buckets.len() > KEEP {
-                w.buckets.pop_front();
-            }
+        w.all.add(sec, what);
+        let tracked = w.peers.len() < MAX_PEERS || w.peers.contains_key(&peer);
+        if tracked {
+            w.peers.entry(peer).or_default().add(sec, what);
         }
-        let i = what as usize;
-        let n = {
-            let b = &mut w.buckets.back_mut().expect("pushed").1;
-            b[i] += 1;
-            b[i]
-        };
-        w.peak[i] = w.peak[i].max(n);
     }
 
-    /// A target request on `local`.
-    pub(crate) fn request(&self, local: std::net::SocketAddr) {
+    /// A target request from `peer` on `local`.
+    pub(crate) fn request(&self, local: std::net::SocketAddr, peer: IpAddr) {
         add(&self.c.requests, 1);
-        self.per(Per::Requests);
+        self.per(Per::Requests, peer);
         *self.window().by_addr.entry(local.to_string()).or_default() += 1;
     }
 
@@ -252,8 +315,8 @@ impl Recorder {
             a.store(0, Ordering::Relaxed);
         }
         let mut w = self.window();
-        w.buckets.clear();
-        w.peak = [0; 4];
+        w.all = Series::default();
+        w.peers.clear();
         w.by_build.clear();
         w.by_addr.clear();
         w.last_drop = None;
@@ -263,27 +326,20 @@ impl Recorder {
         let c = &self.c;
         let sec = self.second();
         let w = self.window();
-        let count = |s: u64, i: usize| {
-            w.buckets
-                .iter()
-                .rev()
-                .find(|(b, _)| *b == s)
-                .map_or(0, |(_, n)| n[i])
-        };
-        let per_second = PER
+        let per_second = w.all.rates(sec);
+        let by_peer = w
+            .peers
             .iter()
-            .map(|(p, name)| {
-                let i = *p as usize;
-                let recent = (sec.saturating_sub(SHOW - 1)..=sec)
-                    .map(|s| count(s, i))
-                    .collect();
-                let rate = PerSecond {
-                    now: count(sec, i),
-                    last: sec.checked_sub(1).map_or(0, |s| count(s, i)),
-                    peak: w.peak[i],
-                    recent,
+            .map(|(ip, s)| {
+                let t = |p: Per| s.total[p as usize];
+                let peer = PeerStats {
+                    connections: t(Per::Connections),
+                    requests: t(Per::Requests),
+                    upgrades: t(Per::Upgrades),
+                    joins: t(Per::Joins),
+                    per_second: s.rates(sec),
                 };
-                (name.to_string(), rate)
+                (ip.to_string(), peer)
             })
             .collect();
         Stats {
@@ -297,6 +353,7 @@ impl Recorder {
             largest_body: get(&c.largest_body),
             by_build: w.by_build.clone(),
             by_addr: w.by_addr.clone(),
+            by_peer,
             websockets: WsStats {
                 open: get(&c.ws_open),
                 upgrades: get(&c.upgrades),

@@ -761,6 +761,16 @@ async fn lab_joins_slow_down_as_they_pile_up() {
         phase(&obs, "burst_max")
     );
     assert!(phase(&obs, "burst_max") >= 200 * MS);
+
+    // With a bound on each join: the probe's own join (alone, 100ms) passes, the burst's
+    // pile-up does not.
+    let obs = probe_ws(&ws_yaml(&lab, "burst: 8\njoin_under: 250ms")).await;
+    assert!(
+        reason(&obs).starts_with("burst: ")
+            && reason(&obs).ends_with("(join took longer than 250ms (join_under))"),
+        "{}",
+        reason(&obs)
+    );
 }
 
 #[tokio::test]

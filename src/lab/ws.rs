@@ -2,6 +2,7 @@
 //! `src/probe/websocket.rs` speaks it (v2 `[join_ref, ref, topic, event, payload]` arrays,
 //! v1 objects, answered in kind), joins refused or slowed at will, and drop-all.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -46,12 +47,13 @@ pub(crate) fn is_upgrade(req: &Request<Incoming>) -> bool {
 pub(crate) fn upgrade(
     shared: Arc<Shared>,
     local: std::net::SocketAddr,
+    peer: IpAddr,
     mut req: Request<Incoming>,
 ) -> Response<LabBody> {
     let c = &shared.rec.c;
     add(&c.upgrades, 1);
     add(&c.upgrades_since_drop, 1);
-    shared.rec.per(Per::Upgrades);
+    shared.rec.per(Per::Upgrades, peer);
     let faults = shared.faults();
     if let Some(code) = faults.websocket.upgrade_status {
         add(&c.upgrades_refused, 1);
@@ -94,7 +96,7 @@ pub(crate) fn upgrade(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        session(&shared, ws, drops).await;
+        session(&shared, peer, ws, drops).await;
     });
     let mut resp = Response::new(LabBody::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -127,8 +129,13 @@ enum End {
     Dropped(DropHow),
 }
 
-/// Serves one websocket until the client leaves, a drop-all, or the lab stops.
-async fn session(shared: &Shared, mut ws: Ws, mut drops: watch::Receiver<(u64, DropHow)>) {
+/// Serves one websocket of `peer` until the client leaves, a drop-all, or the lab stops.
+async fn session(
+    shared: &Shared,
+    peer: IpAddr,
+    mut ws: Ws,
+    mut drops: watch::Receiver<(u64, DropHow)>,
+) {
     let _open = Gauge::up(&shared.rec.c.ws_open);
     let end = loop {
         let msg = tokio::select! {
@@ -138,7 +145,7 @@ async fn session(shared: &Shared, mut ws: Ws, mut drops: watch::Receiver<(u64, D
         };
         match msg {
             Some(Ok(Message::Text(t))) => {
-                if let Err(end) = on_text(shared, &mut ws, &mut drops, t.as_str()).await {
+                if let Err(end) = on_text(shared, peer, &mut ws, &mut drops, t.as_str()).await {
                     break end;
                 }
             }
@@ -227,6 +234,7 @@ impl Phx {
 /// `ok` reply echoing its payload), or anything else (echoed).
 async fn on_text(
     shared: &Shared,
+    peer: IpAddr,
     ws: &mut Ws,
     drops: &mut watch::Receiver<(u64, DropHow)>,
     text: &str,
@@ -244,7 +252,7 @@ async fn on_text(
     let c = &shared.rec.c;
     add(&c.joins, 1);
     add(&c.joins_since_drop, 1);
-    shared.rec.per(Per::Joins);
+    shared.rec.per(Per::Joins, peer);
     let w = shared.faults().websocket;
     let reply = {
         let _in_flight = Gauge::up(&c.joins_in_flight);

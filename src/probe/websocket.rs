@@ -81,6 +81,11 @@ pub struct Spec {
     /// Largest incoming frame or message accepted; a larger one fails the check without
     /// being read. Default: 1 MiB, at most 64 MiB.
     pub max_frame: Option<ByteSize>,
+    /// The join (the `join` phase: the preset's join, then `send` and `expect`) must take
+    /// less than this. The wait ends there and the check is down (`join took longer than
+    /// 500ms (join_under)`), so a slow join costs the target no more of the probe's time.
+    /// Applies to each join of a `burst` too. Default: no bound but the timeout.
+    pub join_under: Option<Dur>,
 }
 
 /// What a good frame looks like. Every condition given must hold on the same text frame.
@@ -277,6 +282,20 @@ impl Spec {
                 format!("{n} joins is too many (at most {MAX_BURST})"),
             )),
             _ => {}
+        }
+        if let Some(limit) = self.join_under {
+            if limit.0.is_zero() {
+                errs.push(FieldError::new("join_under", "must be more than 0s"));
+            } else if self.phoenix.is_none()
+                && self.socketio.is_none()
+                && self.send.is_empty()
+                && self.expect.is_none()
+            {
+                errs.push(FieldError::new(
+                    "join_under",
+                    "there is no join to time: set phoenix, socketio, send or expect",
+                ));
+            }
         }
         match self.max_frame {
             Some(ByteSize(0)) => {
@@ -796,7 +815,23 @@ impl Check {
             return Ok(());
         }
         let t = Instant::now();
-        let outcome = self.script(cx, started, s).await;
+        let outcome = match self.spec.join_under.map(|d| d.0) {
+            // Cut at the bound when it comes before the deadline (else the deadline cuts).
+            Some(limit) if t + limit < cx.deadline => {
+                match tokio::time::timeout(limit, self.script(cx, started, s)).await {
+                    Ok(done) => done.and_then(|()| join_in_time(t.elapsed(), limit)),
+                    Err(_) => Err(format!(
+                        "join took longer than {} (join_under)",
+                        format_duration(limit)
+                    )),
+                }
+            }
+            Some(limit) => self
+                .script(cx, started, s)
+                .await
+                .and_then(|()| join_in_time(t.elapsed(), limit)),
+            None => self.script(cx, started, s).await,
+        };
         obs.phase("join", t.elapsed());
         outcome
     }
@@ -925,6 +960,18 @@ impl Check {
         close(cx, session).await;
         outcome.map(|()| took)
     }
+}
+
+/// A join that finished but took `took`, against `join_under`.
+fn join_in_time(took: Duration, limit: Duration) -> Result<(), String> {
+    if took < limit {
+        return Ok(());
+    }
+    Err(format!(
+        "join took {}, expected under {} (join_under)",
+        format_duration(Duration::from_millis(took.as_millis() as u64)),
+        format_duration(limit)
+    ))
 }
 
 /// The `p`th percentile (nearest rank) of sorted, non-empty `times`.
@@ -1539,6 +1586,19 @@ mod tests {
             ),
             ("url: ws://h/\nburst: 0", &[("burst", "must be at least 1")]),
             (
+                "url: ws://h/\nphoenix: { topic: t }\njoin_under: 250ms",
+                &[],
+            ),
+            ("url: ws://h/\nsend: hi\njoin_under: 1s", &[]),
+            (
+                "url: ws://h/\nphoenix: { topic: t }\njoin_under: 0s",
+                &[("join_under", "must be more than 0s")],
+            ),
+            (
+                "url: ws://h/\njoin_under: 1s",
+                &[("join_under", "there is no join to time")],
+            ),
+            (
                 "url: ws://h/\nburst: 201",
                 &[("burst", "201 joins is too many (at most 200)")],
             ),
@@ -1919,6 +1979,48 @@ mod tests {
         assert_up(&obs);
         assert!(phase(&obs, "join") >= think, "{:?}", obs.phases);
         assert!(obs.duration >= think);
+    }
+
+    #[tokio::test]
+    async fn join_under_bounds_the_join() {
+        let think = Duration::from_millis(300);
+        let (slow, _s1) = phoenix_server(Px::Slow(think)).await;
+        let (fast, _s2) = phoenix_server(Px::Ok).await;
+        let yaml = |addr: SocketAddr, bound: &str| {
+            format!("url: 'ws://{addr}/s/websocket'\nphoenix: {{ topic: t }}\njoin_under: {bound}")
+        };
+        assert_up(&run(&spec(&yaml(fast, "2s"))).await);
+        assert_up(&run(&spec(&yaml(slow, "2s"))).await);
+
+        // A slow join is cut at the bound, long before the deadline, and named.
+        let t = Instant::now();
+        let obs = run(&spec(&yaml(slow, "100ms"))).await;
+        assert_eq!(reason(&obs), "join took longer than 100ms (join_under)");
+        let join = phase(&obs, "join");
+        assert!(
+            join >= Duration::from_millis(100) && join < think,
+            "{join:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+
+        // A bound past the deadline: the deadline cuts first, with its own reason.
+        let obs = run_in(&spec(&yaml(slow, "5s")), &env(), Duration::from_millis(150)).await;
+        assert!(reason(&obs).starts_with("timed out"), "{}", reason(&obs));
+
+        // A join that finished, but not under the bound.
+        assert_eq!(
+            join_in_time(Duration::from_micros(262_400), Duration::from_millis(250)),
+            Err("join took 262ms, expected under 250ms (join_under)".into())
+        );
+        assert_eq!(
+            join_in_time(Duration::from_millis(249), Duration::from_millis(250)),
+            Ok(())
+        );
+
+        // Each join of a burst is held to it too (a burst slower than the bound: the lab's
+        // tests, where joins slow down as they pile up).
+        let obs = run(&spec(&format!("{}\nburst: 3", yaml(slow, "2s")))).await;
+        assert_up(&obs);
     }
 
     #[tokio::test]

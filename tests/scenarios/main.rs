@@ -11,5 +11,6 @@
 mod support;
 
 mod exalate;
+mod mural;
 mod ovice;
 mod wisembly;
