@@ -967,3 +967,85 @@ async fn a_store_locked_by_another_process_is_reported_and_nothing_is_lost() {
         "served {served}, stored {stored}"
     );
 }
+
+/// A probe outside its objectives (Apdex) is `degraded` with one incident; `kill -9` and a
+/// restart replay its recent runs from the store, so it stays degraded in the same incident:
+/// no resolve, no second page. Then it recovers, and the incident resolves once.
+#[test]
+fn restart_keeps_a_degraded_probe_degraded_without_a_second_page() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let lab = rt
+        .block_on(probed::lab::Lab::start(&[std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            0,
+        ))]))
+        .unwrap();
+    let hook = rt.block_on(Receiver::webhook(vec![]));
+    let mut d = daemon(
+        &[format!(
+            "  - name: slow\n    kind: http\n    every: 200ms\n    timeout: 180ms\n    \
+             request: {{ url: \"{}\" }}\n    alert: {{ resolve_hold: 0s }}\n    \
+             slo: {{ apdex: {{ target: 50ms, window: 5m }}, time_scale: 150, min_runs: 5 }}\n",
+            lab.url("/")
+        )],
+        "",
+        &format!(
+            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n",
+            hook.url()
+        ),
+    );
+    d.start();
+    d.wait_state("slow", "up", Duration::from_secs(10));
+    // The Apdex window (5m / 150 = 2 s) is covered once the probe ran that long.
+    wait_for(Duration::from_secs(20), "a covered window", || {
+        lab.stats().requests >= 12
+    });
+    lab.set_latency(Duration::from_millis(120));
+    let (got, paged_in) = hook.wait_accepted(Duration::from_secs(20), "the trigger", |r| {
+        !with_event(r, "trigger").is_empty()
+    });
+    eprintln!("degraded page {paged_in:?} after the latency rose");
+    let trigger = with_event(&got, "trigger")[0].clone();
+    assert_eq!(trigger.body["state"], "degraded");
+    let id = trigger.body["incident"].as_i64().unwrap();
+    wait_for(Duration::from_secs(10), "the trigger recorded", || {
+        settled(&incidents(&d))
+    });
+
+    d.kill9();
+    let before = lab.stats().requests;
+    d.start();
+    // Twenty runs after the restart, each judged against the replayed window.
+    wait_for(Duration::from_secs(20), "20 runs after the restart", || {
+        lab.stats().requests >= before + 20
+    });
+    assert_eq!(d.probe_state("slow"), "degraded");
+    let (v, _) = d.status();
+    let slo = &v["probes"][0]["slo"];
+    assert!(
+        slo["alert"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Apdex 0.50"),
+        "{slo}"
+    );
+    let l = incidents(&d);
+    assert_eq!(l.len(), 1, "one incident: {l:#?}");
+    assert_eq!(l[0]["id"], id);
+    assert!(l[0]["recovered_at"].is_null(), "never recovered: {l:#?}");
+
+    // Fast again: up, and the same incident resolves once.
+    lab.heal();
+    hook.wait_accepted(Duration::from_secs(20), "the resolve", |r| {
+        !with_event(r, "resolve").is_empty()
+    });
+    let accepted = hook.accepted();
+    assert_eq!(with_event(&accepted, "trigger").len(), 1, "{accepted:#?}");
+    assert_eq!(with_event(&accepted, "resolve").len(), 1, "{accepted:#?}");
+    assert_eq!(with_event(&accepted, "resolve")[0].body["incident"], id);
+    assert_eq!(d.stop().code(), Some(0));
+}
