@@ -469,8 +469,8 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
         .map(|(i, c)| (c.probe.as_str(), i))
         .collect();
     let rows = sqlx::query(
-        "SELECT id, probe, severity, opened_at, acknowledged_at, recovered_at, resolved_at \
-         FROM incidents WHERE resolved_at IS NULL OR opened_at >= ? ORDER BY opened_at DESC, id DESC",
+        "SELECT id, probe, severity, opened_at, acknowledged_at, recovered_at, resolved_at, \
+         json_extract(alert, '$.state') AS opened_as FROM incidents WHERE resolved_at IS NULL OR opened_at >= ? ORDER BY opened_at DESC, id DESC",
     )
     .bind(since)
     .fetch_all(shared.runner.store.read_pool())
@@ -487,10 +487,16 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
         let acked: Option<i64> = r.get("acknowledged_at");
         let recovered: Option<i64> = r.get("recovered_at");
         let resolved_at: Option<i64> = r.get("resolved_at");
+        // Opened as degraded (outside its objectives) or as down.
+        let degraded = r.get::<Option<String>, _>("opened_as").as_deref() == Some("degraded");
         let mut updates = vec![Update {
             status: IncidentStatus::Investigating,
             at: opened,
-            body: format!("{name} is not responding as expected. We are investigating."),
+            body: if degraded {
+                format!("{name} is slower or less reliable than usual. We are investigating.")
+            } else {
+                format!("{name} is not responding as expected. We are investigating.")
+            },
         }];
         if let Some(t) = acked {
             updates.push(Update {
@@ -518,7 +524,11 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
         let inc = Incident {
             id: r.get("id"),
             component: ci,
-            name: format!("{name} is down"),
+            name: if degraded {
+                format!("{name} is degraded")
+            } else {
+                format!("{name} is down")
+            },
             status: last.status,
             impact: match r.get::<String, _>("severity").as_str() {
                 "critical" => "critical",

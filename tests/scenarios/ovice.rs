@@ -51,7 +51,7 @@ fn ovice_apdex_error_burst_and_growing_bodies() {
     let mut d = Daemon::new(
         &format!(
             "probes:\n\
-             - name: calendar\n  kind: http\n  every: 500ms\n  timeout: 450ms\n  \
+             - name: calendar\n  kind: http\n  every: 500ms\n  timeout: 450ms\n  public: true\n  title: Calendar\n  \
                request: {{ url: \"{}\" }}\n  \
                slo: {{ apdex: {{ target: 100ms, min: 0.85, window: 5m }}, time_scale: 60, min_runs: 5 }}\n\
              - name: api\n  kind: http\n  every: 200ms\n  timeout: 190ms\n  \
@@ -109,6 +109,19 @@ fn ovice_apdex_error_burst_and_growing_bodies() {
     let metric = |name: &str| crate::support::scenario::metric(&d, name);
     assert_eq!(metric("probed_slo_alert{probe=\"calendar\"}"), 1.0);
     assert!(metric("probed_slo_apdex{probe=\"calendar\"}") < 0.85);
+    // The status page says so in its own words: degraded performance, not an outage.
+    let (_, _, body) = crate::support::split_response(&crate::support::http_get_blocking(
+        &format!("{}/api/v2/summary.json", d.url()),
+    ));
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary["components"][0]["status"], "degraded_performance");
+    assert_eq!(summary["incidents"][0]["name"], "Calendar is degraded");
+    assert!(
+        summary["incidents"][0]["incident_updates"][0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("slower or less reliable than usual")
+    );
 
     // 2. A burst of errors on the API, healed once it has paged.
     api.set_error_rate("100%", 500);
