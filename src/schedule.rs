@@ -389,7 +389,7 @@ pub fn record(
     obs: Observation,
 ) {
     let cfg = &entry.cfg;
-    let (transition, verdicts): (Option<Transition>, Verdicts) = {
+    let (transition, verdicts, severity): (Option<Transition>, Verdicts, Option<String>) = {
         let mut guard = entry.live.lock().unwrap();
         let live = &mut *guard;
         // Objectives count the runs of a probe that is not down (a down probe's incident
@@ -421,7 +421,12 @@ pub fn record(
             status_code: obs.status_code,
         });
         live.window.add(at, obs.ok);
-        (t, live.verdicts.clone())
+        let severity = live
+            .slo
+            .as_ref()
+            .and_then(|s| s.severity())
+            .map(str::to_owned);
+        (t, live.verdicts.clone(), severity)
     };
     runner.metrics.observe(metrics, &obs);
     if let Some(t) = transition {
@@ -438,11 +443,15 @@ pub fn record(
                 tracing::info!(probe = %cfg.name, from = %t.from, to = %to, "probe state changed")
             }
         }
-        let mut plan = runner
-            .router
-            .read()
-            .unwrap()
-            .plan(cfg, t.at, t.reason.as_deref());
+        // An objective's rule may page at its own severity (the workbook's slow burn is a
+        // ticket).
+        let severity = severity.filter(|_| t.to == crate::evaluate::State::Degraded);
+        let mut plan = runner.router.read().unwrap().plan_as(
+            cfg,
+            t.at,
+            t.reason.as_deref(),
+            severity.as_deref(),
+        );
         if t.to == crate::evaluate::State::Degraded {
             plan.alert.state = "degraded".into();
         }

@@ -8,8 +8,8 @@
 //!   burn_rates:               # default: the workbook's three
 //!     - { long: 1h, short: 5m, factor: 14.4 }
 //!     - { long: 6h, short: 30m, factor: 6 }
-//!     - { long: 3d, short: 6h, factor: 1 }
-//!   apdex: { target: 150ms, min: 0.85, window: 5m }
+//!     - { long: 3d, short: 6h, factor: 1, severity: warning }   # a ticket, not a page
+//!   apdex: { target: 150ms, min: 0.85, window: 5m }     # severity: as the probe's
 //!   time_scale: 1             # every window divided by this (a compressed clock, for labs)
 //!   min_runs: 5               # runs a window needs before it can alert
 //! ```
@@ -53,6 +53,10 @@ pub struct BurnRate {
     pub long: Dur,
     pub short: Dur,
     pub factor: f64,
+    /// The incident's severity (routing label) when this rule alerts. Default: the
+    /// probe's `alert.severity`.
+    #[serde(default)]
+    pub severity: Option<String>,
 }
 
 /// An Apdex objective.
@@ -67,6 +71,9 @@ pub struct ApdexSpec {
     /// The window the score is taken over. Default: 5m.
     #[serde(default = "default_apdex_window")]
     pub window: Dur,
+    /// The incident's severity when Apdex alerts. Default: the probe's `alert.severity`.
+    #[serde(default)]
+    pub severity: Option<String>,
 }
 
 fn default_apdex_min() -> f64 {
@@ -136,7 +143,8 @@ fn default_min_runs() -> u32 {
     5
 }
 
-/// The SRE workbook's rules for paging on a 30-day objective.
+/// The SRE workbook's rules for a 30-day objective: the first two page (the probe's
+/// severity), the slow burn is a ticket (severity `warning`, for routes to tell apart).
 pub fn workbook_rules() -> Vec<BurnRate> {
     let h = |n: u64| Dur::secs(n * 3600);
     vec![
@@ -144,16 +152,19 @@ pub fn workbook_rules() -> Vec<BurnRate> {
             long: h(1),
             short: Dur::secs(300),
             factor: 14.4,
+            severity: None,
         },
         BurnRate {
             long: h(6),
             short: Dur::secs(1800),
             factor: 6.0,
+            severity: None,
         },
         BurnRate {
             long: h(72),
             short: h(6),
             factor: 1.0,
+            severity: Some("warning".into()),
         },
     ]
 }
@@ -189,6 +200,12 @@ impl SloSpec {
                         ),
                     ));
                 }
+                if r.severity.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                    out.push((
+                        vec!["burn_rates"],
+                        "a burn-rate rule's severity is empty".into(),
+                    ));
+                }
                 if !(r.factor.is_finite() && r.factor > 0.0) {
                     out.push((
                         vec!["burn_rates"],
@@ -203,6 +220,9 @@ impl SloSpec {
                     vec!["apdex", "target"],
                     "apdex target must be above 0".into(),
                 ));
+            }
+            if a.severity.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                out.push((vec!["apdex", "severity"], "apdex severity is empty".into()));
             }
             if !(a.min > 0.0 && a.min <= 1.0) {
                 out.push((
@@ -549,6 +569,14 @@ impl Tracker {
         Some(self.describe(f, now))
     }
 
+    /// The severity of the alert that is on, when its rule sets one.
+    pub fn severity(&self) -> Option<&str> {
+        match self.firing? {
+            Firing::Burn(i) => self.rules[i].severity.as_deref(),
+            Firing::Apdex => self.spec.apdex.as_ref()?.severity.as_deref(),
+        }
+    }
+
     fn describe(&self, f: Firing, now: i64) -> String {
         match f {
             Firing::Burn(i) => self.burn_text(i, now),
@@ -854,5 +882,33 @@ mod tests {
         assert!(f.burn_rates[0].firing);
         assert!(f.alert.is_some());
         assert_eq!(f.apdex, Some(0.9));
+    }
+
+    #[test]
+    fn an_alert_carries_its_rules_severity() {
+        let mut t = Tracker::new(&spec(
+            "objective: 99%\nburn_rates: [{ long: 10s, short: 1s, factor: 2, severity: warning }]\napdex: { target: 50ms, severity: info }",
+        ));
+        assert_eq!(t.severity(), None);
+        feed(&mut t, 0, 11 * S, 100 * MS, |i| i % 10 == 0, fast);
+        assert!(t.evaluate(11 * S).is_some());
+        assert_eq!(t.severity(), Some("warning"));
+        // The workbook's slow burn is a ticket; the fast rules take the probe's severity.
+        let w = workbook_rules();
+        assert_eq!(
+            w.iter().map(|r| r.severity.as_deref()).collect::<Vec<_>>(),
+            [None, None, Some("warning")]
+        );
+        let mut a = Tracker::new(&spec("apdex: { target: 50ms, window: 2s, severity: info }"));
+        feed(
+            &mut a,
+            0,
+            3 * S,
+            100 * MS,
+            |_| false,
+            |_| Duration::from_millis(500),
+        );
+        assert!(a.evaluate(3 * S - 100).is_some());
+        assert_eq!(a.severity(), Some("info"));
     }
 }

@@ -238,7 +238,8 @@ impl Dispatcher {
                 }
                 continue;
             };
-            let route = plan.router.route(probe_cfg);
+            // The incident's own severity (an objective's rule may carry its own).
+            let route = plan.router.route_as(probe_cfg, &alert.severity);
             if r.get::<i64, _>("paged") == 0 {
                 if recovering || acked {
                     continue;

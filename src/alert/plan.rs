@@ -45,8 +45,13 @@ impl Router {
 
     /// The labels routes match on: the probe's own plus `severity`, `probe`, `kind`, `group`.
     pub fn labels(p: &ProbeConfig) -> BTreeMap<String, String> {
+        Self::labels_as(p, &p.alert.severity)
+    }
+
+    /// The labels with `severity` as given (an objective's rule may carry its own).
+    pub fn labels_as(p: &ProbeConfig, severity: &str) -> BTreeMap<String, String> {
         let mut l = p.labels.clone();
-        l.insert("severity".into(), p.alert.severity.clone());
+        l.insert("severity".into(), severity.to_owned());
         l.insert("probe".into(), p.name.clone());
         l.insert("kind".into(), p.spec.kind().into());
         if let Some(g) = &p.group {
@@ -57,7 +62,12 @@ impl Router {
 
     /// The first route whose matchers all hold.
     pub fn route(&self, p: &ProbeConfig) -> Option<&Route> {
-        let labels = Self::labels(p);
+        self.route_as(p, &p.alert.severity)
+    }
+
+    /// The first route whose matchers all hold, for an incident of `severity`.
+    pub fn route_as(&self, p: &ProbeConfig, severity: &str) -> Option<&Route> {
+        let labels = Self::labels_as(p, severity);
         self.routes.iter().find(|r| {
             r.matchers.iter().all(|(k, v)| {
                 labels
@@ -83,7 +93,19 @@ impl Router {
 
     /// The page plan for `p` going down at `at` with `reason`.
     pub fn plan(&self, p: &ProbeConfig, at: i64, reason: Option<&str>) -> PagePlan {
-        let route = self.route(p);
+        self.plan_as(p, at, reason, None)
+    }
+
+    /// The page plan, for an incident of `severity` (default: the probe's).
+    pub fn plan_as(
+        &self,
+        p: &ProbeConfig,
+        at: i64,
+        reason: Option<&str>,
+        severity: Option<&str>,
+    ) -> PagePlan {
+        let severity = severity.unwrap_or(&p.alert.severity);
+        let route = self.route_as(p, severity);
         let hold = p
             .alert
             .resolve_hold
@@ -96,7 +118,7 @@ impl Router {
                 dedup_key: String::new(),
                 probe: p.name.clone(),
                 kind: p.spec.kind().into(),
-                severity: p.alert.severity.clone(),
+                severity: severity.to_owned(),
                 state: "down".into(),
                 reason: reason.map(str::to_owned),
                 opened_at: at,
@@ -117,5 +139,35 @@ impl Router {
             resolve_hold_ms: hold,
             paged_from_memory: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_objectives_severity_picks_the_route_and_labels_the_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::load_str(
+            "notifiers:\n  mail: { kind: webhook, url: 'http://127.0.0.1:9/mail' }\n  \
+             pager: { kind: webhook, url: 'http://127.0.0.1:9/pager' }\n\
+             routes:\n  - match: { severity: warning }\n    notify: [mail]\n  - notify: [pager]\n\
+             probes:\n  - { name: a, kind: tcp, host: 127.0.0.1, port: 1 }\n",
+            &dir.path().join("probed.yaml"),
+            &|_| None,
+        )
+        .unwrap();
+        let r = Router::from_config(&cfg);
+        let p = &cfg.probes[0];
+        let page = r.plan(p, 1, Some("down"));
+        assert_eq!(
+            (page.notify.as_slice(), page.alert.severity.as_str()),
+            (&["pager".to_owned()][..], "critical")
+        );
+        let ticket = r.plan_as(p, 1, Some("burning slowly"), Some("warning"));
+        assert_eq!(ticket.notify, ["mail"]);
+        assert_eq!(ticket.alert.severity, "warning");
+        assert_eq!(r.route_as(p, "warning").unwrap().notify, ["mail"]);
     }
 }
