@@ -17,7 +17,9 @@
 //! **Burn rate** over a window is the share of bad runs divided by the error budget
 //! (`1 - objective`): 1× spends the budget exactly over the objective's period. A rule alerts
 //! when both its long and its short window burn faster than its factor: the long window
-//! makes it significant, the short one makes it current.
+//! makes it significant, the short one makes it current. A window alerts only once runs
+//! have been counted for (11/12 of) its length and it holds `min_runs`: one failure among
+//! a new probe's first runs is not a burn rate.
 //!
 //! **Apdex** over `window`: (satisfied + tolerating / 2) / runs, where a run is satisfied
 //! within `target`, tolerating within 4 × `target`, and frustrated beyond that or failed.
