@@ -14,13 +14,10 @@
 //! - `export`: its body grows by 2 MiB per request, past `max_body: 1MiB` and on to
 //!   tens of MiB: down, "response body larger than 1 MiB limit", and the daemon's peak memory stays flat.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use probed::lab::{Lab, LabHandle};
-
 use crate::support::Daemon;
-use crate::support::scenario::{Channel, Expect, Scenario};
+use crate::support::scenario::{Channel, Expect, Scenario, email_route, lab, runtime};
 use crate::support::smtp::Smtp;
 
 /// The daemon's peak resident memory (VmHWM), in KiB.
@@ -37,15 +34,7 @@ fn peak_rss_kib(d: &Daemon) -> u64 {
 #[test]
 fn ovice_apdex_error_burst_and_growing_bodies() {
     const MIB: u64 = 1 << 20;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let lab = |rt: &tokio::runtime::Runtime| -> LabHandle {
-        rt.block_on(Lab::start(&[SocketAddr::from(([127, 0, 0, 1], 0))]))
-            .unwrap()
-    };
+    let rt = runtime();
     let (calendar, api, export) = (lab(&rt), lab(&rt), lab(&rt));
     let smtp = Smtp::start();
     let mut d = Daemon::new(
@@ -62,11 +51,7 @@ fn ovice_apdex_error_burst_and_growing_bodies() {
             api.url("/api/spaces"),
             export.url("/api/export"),
         ),
-        &format!(
-            "notifiers:\n  oncall: {{ kind: email, smtp: {{ host: 127.0.0.1, port: {}, tls: none }}, \
-             from: probed@example.com, to: [oncall@example.com] }}\nroutes:\n  - notify: [oncall]\n",
-            smtp.port
-        ),
+        &email_route(&smtp),
     );
     d.start();
     let mut s = Scenario::new("oVice");

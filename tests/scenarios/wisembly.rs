@@ -20,27 +20,17 @@
 //!   workbook's rules compressed 300x (1h -> 12 s, 120 runs as at one run every 30 s).
 //!   Expected: one burn-rate page.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use probed::lab::redis::RedisLab;
-use probed::lab::{Lab, LabHandle};
 
 use crate::support::Daemon;
-use crate::support::scenario::{Channel, Expect, Scenario};
+use crate::support::scenario::{Channel, Expect, Scenario, email_route, lab, runtime};
 use crate::support::smtp::Smtp;
 
 #[test]
 fn wisembly_redis_dumps_slow_degradation_then_outage() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let lab = |rt: &tokio::runtime::Runtime| -> LabHandle {
-        rt.block_on(Lab::start(&[SocketAddr::from(([127, 0, 0, 1], 0))]))
-            .unwrap()
-    };
+    let rt = runtime();
     let (app, api, realtime) = (lab(&rt), lab(&rt), lab(&rt));
     // The app at its usual pace: 120 ms, 0.0812% errors (one in 1,232: none in this run).
     app.set_latency(Duration::from_millis(120));
@@ -69,11 +59,7 @@ fn wisembly_redis_dumps_slow_degradation_then_outage() {
             api.url("/api/questions"),
             realtime.ws_url("/socket/websocket"),
         ),
-        &format!(
-            "notifiers:\n  oncall: {{ kind: email, smtp: {{ host: 127.0.0.1, port: {}, tls: none }}, \
-             from: probed@example.com, to: [oncall@example.com] }}\nroutes:\n  - notify: [oncall]\n",
-            smtp.port
-        ),
+        &email_route(&smtp),
     );
     d.start();
     let mut s = Scenario::new("Wisembly");

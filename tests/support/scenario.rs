@@ -407,6 +407,33 @@ impl Scenario {
     }
 }
 
+/// A runtime for the labs (the daemon handle blocks the test thread).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A fault lab on 127.0.0.1, served by `rt`.
+pub fn lab(rt: &tokio::runtime::Runtime) -> probed::lab::LabHandle {
+    rt.block_on(probed::lab::Lab::start(&[std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        0,
+    ))]))
+    .unwrap()
+}
+
+/// Config for one email notifier `oncall` on `smtp`, and a route sending everything to it.
+pub fn email_route(smtp: &Smtp) -> String {
+    format!(
+        "notifiers:\n  oncall: {{ kind: email, smtp: {{ host: 127.0.0.1, port: {}, tls: none }}, \
+         from: probed@example.com, to: [oncall@example.com] }}\nroutes:\n  - notify: [oncall]\n",
+        smtp.port
+    )
+}
+
 /// A sample of the daemon's `/metrics` (the first series of `name`), 0 when absent.
 pub fn metric(d: &Daemon, name: &str) -> f64 {
     let body = super::http_get_blocking(&format!("{}/metrics", d.url()));
