@@ -752,16 +752,49 @@ impl Check {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let t = Instant::now();
-        let written = until(
-            cx,
-            started,
-            "writing",
-            self.write(&mut conn, &token, at_ms, cx.deadline),
-        )
-        .await;
+        // A write still waiting after a quarter of its time: read the table on a second
+        // connection meanwhile (a connection can take as long as that quarter), so a hung
+        // write's reason says whether reads still pass (Exalate: they did). Costs a
+        // connection only when writes are slow.
+        let slow = t + cx.deadline.saturating_duration_since(t) / 4;
+        let (written, reads) = {
+            let write = until(
+                cx,
+                started,
+                "writing",
+                self.write(&mut conn, &token, at_ms, cx.deadline),
+            );
+            let read_meanwhile = async {
+                tokio::time::sleep_until(slow).await;
+                self.read_elsewhere(cx.deadline).await
+            };
+            tokio::pin!(write, read_meanwhile);
+            let mut reads: Option<Result<Duration, String>> = None;
+            let written = loop {
+                tokio::select! {
+                    w = &mut write => break w,
+                    r = &mut read_meanwhile, if reads.is_none() => reads = Some(r),
+                }
+            };
+            (written, reads)
+        };
         obs.phase("write", t.elapsed());
         let id = match written {
-            Err(timeout) => return Err(format!("{timeout} to {} on {}", self.table, p.display)),
+            Err(timeout) => {
+                let reads = match reads {
+                    Some(Ok(took)) => format!(
+                        "reads still pass ({} read in {} on a second connection)",
+                        self.table,
+                        format_duration(took)
+                    ),
+                    Some(Err(e)) => format!("reads fail too: {e}"),
+                    None => format!("reads of {} did not answer either", self.table),
+                };
+                return Err(format!(
+                    "{timeout} to {} on {}; {reads}",
+                    self.table, p.display
+                ));
+            }
             Ok(Ok(id)) => id,
             Ok(Err(e)) => return Err(self.write_refused(cx, started, obs, &mut conn, &e).await),
         };
@@ -860,6 +893,28 @@ impl Check {
                 conn.insert(&insert, deadline).await
             }
             other => other,
+        }
+    }
+
+    /// Reads the canary table (its newest row) on a fresh connection: how long that took,
+    /// or why it failed. A table not created yet is read as `SELECT 1`.
+    async fn read_elsewhere(&self, deadline: Instant) -> Result<Duration, String> {
+        let d = self.primary.driver;
+        let t = Instant::now();
+        let mut c = self
+            .primary
+            .connect(deadline)
+            .await
+            .map_err(|e| format!("cannot connect: {}", error_text(d, &e)))?;
+        let newest = format!("SELECT token FROM {} ORDER BY id DESC LIMIT 1", self.table);
+        match c.first_text(&newest, deadline).await {
+            Ok(_) => Ok(t.elapsed()),
+            Err(e) if classify(d, &e) == Failure::MissingTable => c
+                .select_one()
+                .await
+                .map(|()| t.elapsed())
+                .map_err(|e| error_text(d, &e)),
+            Err(e) => Err(error_text(d, &e)),
         }
     }
 
@@ -1143,6 +1198,8 @@ mod tests {
         let took = t.elapsed();
         assert_down(&obs, "timed out after ");
         assert_down(&obs, "ms while writing to ");
+        // Read on a second connection while the write waited: they pass.
+        assert_down(&obs, "; reads still pass (probed_canary read in ");
         assert!(
             took < deadline + Duration::from_millis(250),
             "the check took {took:?}"
@@ -1168,6 +1225,14 @@ mod tests {
             "the abandoned INSERT still waits on the server"
         );
         assert!(db.locked());
+        db.release().await.unwrap();
+        assert_up(&run(&s).await);
+
+        // Locked for reads too: the reason says so.
+        db.lock_all(table).await.unwrap();
+        let obs = run_in(&s, deadline).await;
+        assert_down(&obs, "ms while writing to ");
+        assert_down(&obs, "; reads of probed_canary did not answer either");
         db.release().await.unwrap();
         assert_up(&run(&s).await);
     }
@@ -1338,6 +1403,8 @@ mod tests {
         let obs = run_in(&s, deadline).await;
         let took = t.elapsed();
         assert_down(&obs, "ms while writing to ");
+        // LOCK TABLES ... WRITE keeps other sessions' reads out too.
+        assert_down(&obs, "did not answer either");
         assert!(took < deadline + Duration::from_millis(250), "{took:?}");
 
         // The abandoned INSERT is still waiting on the server (it has 500 ms of grace)...
