@@ -175,22 +175,6 @@ mod tests {
         }
     }
 
-    /// Runs a sequence of verdicts (`+` ok, `-` fail) and returns the state after each one,
-    /// with a `*` where a transition happened.
-    fn run(seq: &str, a: &AlertSpec) -> String {
-        let mut v = Verdicts::default();
-        let mut out = Vec::new();
-        for (i, c) in seq.chars().enumerate() {
-            let t = v.observe(c == '+', i as i64, Some("boom"), a, None);
-            out.push(format!(
-                "{}{}",
-                v.state.as_str(),
-                if t.is_some() { "*" } else { "" }
-            ));
-        }
-        out.join(" ")
-    }
-
     #[test]
     fn table() {
         let cases = [
@@ -265,8 +249,10 @@ mod tests {
         assert_eq!(t.to, State::Down);
     }
 
-    /// `+` ok, `-` fail, `b` ok but outside the objectives, `x` failed and outside them.
-    fn run_slo(seq: &str, a: &AlertSpec) -> String {
+    /// Runs a sequence of verdicts (`+` ok, `-` fail, `b` ok but outside the objectives, `x`
+    /// failed and outside them) and returns the state after each one, with a `*` where a
+    /// transition happened; checks each transition's reason on the way.
+    fn run(seq: &str, a: &AlertSpec) -> String {
         let mut v = Verdicts::default();
         let mut out = Vec::new();
         for (i, c) in seq.chars().enumerate() {
@@ -302,7 +288,7 @@ mod tests {
             ("+--+b+", "up* up down* up* degraded* up*"),
         ];
         for (seq, want) in cases {
-            assert_eq!(run_slo(seq, &a), want, "sequence {seq}");
+            assert_eq!(run(seq, &a), want, "sequence {seq}");
         }
     }
 }

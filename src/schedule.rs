@@ -394,11 +394,19 @@ pub fn record(
         let live = &mut *guard;
         // Objectives count the runs of a probe that is not down (a down probe's incident
         // already covers them), and start afresh when it goes down.
-        let breach = live.slo.as_mut().and_then(|slo| {
+        let outside = live.slo.as_mut().is_some_and(|slo| {
             if live.verdicts.state != crate::evaluate::State::Down {
                 slo.add(at, obs.ok, obs.duration);
             }
             slo.evaluate(at)
+        });
+        // The reason is worded only when the probe may become degraded now (it is the
+        // transition's); a probe already degraded stays so without it.
+        let breach = outside.then(|| {
+            (live.verdicts.state != crate::evaluate::State::Degraded)
+                .then(|| live.slo.as_ref().and_then(|s| s.reason(at)))
+                .flatten()
+                .unwrap_or_default()
         });
         let t = live.verdicts.observe(
             obs.ok,
@@ -421,9 +429,9 @@ pub fn record(
             status_code: obs.status_code,
         });
         live.window.add(at, obs.ok);
-        let severity = live
-            .slo
+        let severity = t
             .as_ref()
+            .and(live.slo.as_ref())
             .and_then(|s| s.severity())
             .map(str::to_owned);
         (t, live.verdicts.clone(), severity)

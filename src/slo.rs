@@ -92,28 +92,13 @@ pub struct Objective(pub f64);
 
 impl<'de> Deserialize<'de> for Objective {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(f64),
-            S(String),
-        }
-        let n = match Raw::deserialize(d)? {
-            Raw::N(n) => n,
-            Raw::S(s) => {
-                let t = s.trim();
-                let t = t.strip_suffix('%').unwrap_or(t).trim();
-                t.parse::<f64>().map_err(|_| {
-                    serde::de::Error::custom(format!(
-                        "invalid objective {s:?} (write a percentage, e.g. 99.9%)"
-                    ))
-                })?
-            }
-        };
+        use serde::de::Error;
+        let crate::probe::backup::Percent(n) = Deserialize::deserialize(d)
+            .map_err(|e: D::Error| D::Error::custom(format!("objective: {e}")))?;
         // 0.999 and 99.9 both mean 99.9%.
         let f = if n > 1.0 { n / 100.0 } else { n };
         if !(f > 0.0 && f < 1.0) {
-            return Err(serde::de::Error::custom(format!(
+            return Err(D::Error::custom(format!(
                 "objective {n} must be between 0% and 100% (exclusive), e.g. 99.9%"
             )));
         }
@@ -553,22 +538,27 @@ impl Tracker {
         }
     }
 
-    /// Evaluates at `now`. Returns why the probe is outside its objectives (the alert that
-    /// is on, with its current figures), or `None`. A new alert is the first rule that
-    /// fires, in order, then Apdex.
-    pub fn evaluate(&mut self, now: i64) -> Option<String> {
+    /// Evaluates at `now`: whether the probe is outside its objectives (an alert is on).
+    /// A new alert is the first rule that fires, in order, then Apdex.
+    pub fn evaluate(&mut self, now: i64) -> bool {
         if let Some(f) = self.firing {
             if self.holds(f, now) {
-                return Some(self.describe(f, now));
+                return true;
             }
             self.firing = None;
         }
-        let f = (0..self.rules.len())
+        self.firing = (0..self.rules.len())
             .find(|&i| self.rule_fires(i, now))
             .map(Firing::Burn)
-            .or_else(|| self.apdex_fires(now).then_some(Firing::Apdex))?;
-        self.firing = Some(f);
-        Some(self.describe(f, now))
+            .or_else(|| self.apdex_fires(now).then_some(Firing::Apdex));
+        self.firing.is_some()
+    }
+
+    /// Why the probe is outside its objectives (the alert that is on, with its figures at
+    /// `now`), as of the last [`Tracker::evaluate`]. Worded only when asked: a probe that
+    /// stays degraded does not format its reason on every run.
+    pub fn reason(&self, now: i64) -> Option<String> {
+        self.firing.map(|f| self.describe(f, now))
     }
 
     /// The severity of the alert that is on, when its rule sets one.
@@ -607,7 +597,7 @@ impl Tracker {
                 })
                 .collect(),
             apdex: self.apdex_now(now).map(|(s, _)| round2(s)),
-            alert: self.firing.map(|f| self.describe(f, now)),
+            alert: self.reason(now),
         }
     }
 }
@@ -660,7 +650,7 @@ mod tests {
         let mut i = 0;
         while at < to {
             t.add(at, !bad(i), took(i));
-            let on = t.evaluate(at).is_some();
+            let on = t.evaluate(at);
             if out.last().is_none_or(|(_, o)| *o != on) {
                 out.push((at, on));
             }
@@ -772,7 +762,8 @@ mod tests {
         assert!(storm[1].1);
         // One error in 120 runs is 8.3x; the second (28.3 s) makes 16.7x: it fires then.
         assert_eq!(storm[1].0, 28_300, "{storm:?}");
-        let why = t.evaluate(80 * S).unwrap();
+        assert!(t.evaluate(80 * S));
+        let why = t.reason(80 * S).unwrap();
         assert!(why.starts_with("error budget burning "), "{why}");
         assert!(why.contains("over 1h and"), "{why}");
         assert!(
@@ -835,7 +826,8 @@ mod tests {
             |_| Duration::from_millis(250),
         );
         assert_eq!(slow.len(), 2, "{slow:?}");
-        let why = t.evaluate(10 * S).unwrap();
+        assert!(t.evaluate(10 * S));
+        let why = t.reason(10 * S).unwrap();
         assert!(
             why.starts_with("Apdex 0.50 over 2s, below 0.85 (T = 100ms; 0 of "),
             "{why}"
@@ -893,7 +885,7 @@ mod tests {
         ));
         assert_eq!(t.severity(), None);
         feed(&mut t, 0, 11 * S, 100 * MS, |i| i % 10 == 0, fast);
-        assert!(t.evaluate(11 * S).is_some());
+        assert!(t.evaluate(11 * S));
         assert_eq!(t.severity(), Some("warning"));
         // The workbook's slow burn is a ticket; the fast rules take the probe's severity.
         let w = workbook_rules();
@@ -910,7 +902,7 @@ mod tests {
             |_| false,
             |_| Duration::from_millis(500),
         );
-        assert!(a.evaluate(3 * S - 100).is_some());
+        assert!(a.evaluate(3 * S - 100));
         assert_eq!(a.severity(), Some("info"));
     }
 }

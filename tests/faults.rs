@@ -33,6 +33,13 @@ fn daemon(probes: &[String], alerting: &str, notifiers_and_routes: &str) -> Daem
     )
 }
 
+/// One webhook notifier `hook` at `base`/hook, and a route sending everything to it.
+fn hook_route(base: &str) -> String {
+    format!(
+        "notifiers:\n  hook: {{ kind: webhook, url: \"{base}/hook\" }}\nroutes:\n  - notify: [hook]\n"
+    )
+}
+
 /// `probectl incidents --all --json`, parsed (empty while the daemon does not answer).
 fn incidents(d: &Daemon) -> Vec<Value> {
     let out = d.probectl(&["incidents", "--all", "--json"]);
@@ -100,10 +107,7 @@ async fn restart_resumes_an_open_incident_and_resolves_what_cleared_while_down()
     let mut d = daemon(
         &[probe("web", &target.url("/"), 500)],
         "alerting: { max_attempts: 2, retry_base: 100ms, retry_max: 1s }",
-        &format!(
-            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n",
-            hook.url()
-        ),
+        &hook_route(&hook.url()),
     );
     d.start();
     d.wait_state("web", "up", Duration::from_secs(10));
@@ -201,9 +205,8 @@ async fn restart_resumes_pending_pages() {
         &[probe("db", &target.url("/"), 500)],
         "alerting: { max_attempts: 50, retry_base: 200ms, retry_max: 1s }",
         &format!(
-            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n\
-             watchdog: {{ max_undelivered_age: 1s }}\n",
-            failing.url()
+            "{}watchdog: {{ max_undelivered_age: 1s }}\n",
+            hook_route(&failing.url())
         ),
     );
     d.start();
@@ -584,9 +587,8 @@ async fn a_full_disk_buffers_results_pages_from_memory_and_reports_degraded() {
         ],
         "alerting: { max_attempts: 3, retry_base: 100ms, retry_max: 1s }",
         &format!(
-            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n\
-             watchdog:\n  heartbeat: {{ url: \"{}/hb/secret-77\", every: 200ms }}\n",
-            hook.url(),
+            "{}watchdog:\n  heartbeat: {{ url: \"{}/hb/secret-77\", every: 200ms }}\n",
+            hook_route(&hook.url()),
             beats.url()
         ),
     );
@@ -993,10 +995,7 @@ fn restart_keeps_a_degraded_probe_degraded_without_a_second_page() {
             lab.url("/")
         )],
         "",
-        &format!(
-            "notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n",
-            hook.url()
-        ),
+        &hook_route(&hook.url()),
     );
     d.start();
     d.wait_state("slow", "up", Duration::from_secs(10));

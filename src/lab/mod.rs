@@ -32,6 +32,7 @@
 //! addresses, and for websockets: refused upgrades, refused or slow joins (slower as more
 //! arrive at once), and drop-all. The control API itself is never faulty.
 
+pub mod dns;
 mod faults;
 mod http;
 pub mod pg;

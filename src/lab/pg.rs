@@ -368,15 +368,20 @@ mod tests {
         db.execute("INSERT INTO t (v) VALUES (5)").await.unwrap();
 
         db.cleanup().await;
+        let left = databases_named(&name).await;
+        assert_eq!(left, 0, "the scratch database is gone");
+    }
+
+    /// How many databases are called `name` on the server.
+    async fn databases_named(name: &str) -> i64 {
         let mut admin = PgConnection::connect(&format!("{LOCAL_SERVER}/postgres"))
             .await
             .unwrap();
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
-            .bind(&name)
+        sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+            .bind(name)
             .fetch_one(&mut admin)
             .await
-            .unwrap();
-        assert_eq!(left, 0, "the scratch database is gone");
+            .unwrap()
     }
 
     /// Dropped without cleanup (a failing test) and with a lock held: still gone.
@@ -387,14 +392,7 @@ mod tests {
         db.execute("CREATE TABLE t (id INT)").await.unwrap();
         db.lock_all("t").await.unwrap();
         drop(db);
-        let mut admin = PgConnection::connect(&format!("{LOCAL_SERVER}/postgres"))
-            .await
-            .unwrap();
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
+        let left = databases_named(&name).await;
         assert_eq!(left, 0);
         assert!(
             PgLab::create()

@@ -1060,6 +1060,24 @@ mod tests {
         );
     }
 
+    /// A plan paging `pager` for probe `probe`, resolving at once.
+    fn page_plan(probe: &str) -> crate::alert::plan::PagePlan {
+        crate::alert::plan::PagePlan {
+            alert: crate::alert::Alert {
+                incident: 0,
+                dedup_key: String::new(),
+                probe: probe.into(),
+                ..crate::alert::testing::alert(crate::alert::Event::Trigger)
+            },
+            notify: vec!["pager".into()],
+            fallback: vec![],
+            muted: None,
+            send_resolve: true,
+            resolve_hold_ms: 0,
+            paged_from_memory: false,
+        }
+    }
+
     /// Degraded opens an incident and queues its page; down then continues it (no second
     /// page); recovering to degraded keeps it open; up starts its resolve. The runs an
     /// objective tracker replays start after the last recovery from down.
@@ -1070,23 +1088,9 @@ mod tests {
         let id = store.register(&[("a".into(), "http")]).await.unwrap()["a"].id;
         let stop = CancellationToken::new();
         let run = tokio::spawn(writer.run(stop.clone(), Duration::from_millis(10)));
-        let template = crate::alert::testing::alert(crate::alert::Event::Trigger);
-        let plan = crate::alert::plan::PagePlan {
-            alert: crate::alert::Alert {
-                incident: 0,
-                dedup_key: String::new(),
-                probe: "a".into(),
-                state: "degraded".into(),
-                reason: Some("burning".into()),
-                ..template
-            },
-            notify: vec!["pager".into()],
-            fallback: vec![],
-            muted: None,
-            send_resolve: true,
-            resolve_hold_ms: 0,
-            paged_from_memory: false,
-        };
+        let mut plan = page_plan("a");
+        plan.alert.state = "degraded".into();
+        plan.alert.reason = Some("burning".into());
         let change = |from, to, at| StateChange {
             probe_id: id,
             transition: Transition {
@@ -1215,7 +1219,6 @@ mod tests {
                 "the queue never fills"
             );
         }
-        let template = crate::alert::testing::alert(crate::alert::Event::Trigger);
         store.state_change(StateChange {
             probe_id: id,
             transition: Transition {
@@ -1225,20 +1228,7 @@ mod tests {
                 reason: Some("status 503".into()),
             },
             verdicts: rec(id, 1_000 + total, false).verdicts,
-            plan: Some(crate::alert::plan::PagePlan {
-                alert: crate::alert::Alert {
-                    incident: 0,
-                    dedup_key: String::new(),
-                    probe: "a".into(),
-                    ..template
-                },
-                notify: vec!["pager".into()],
-                fallback: vec![],
-                muted: None,
-                send_resolve: true,
-                resolve_hold_ms: 0,
-                paged_from_memory: false,
-            }),
+            plan: Some(page_plan("a")),
         });
         let st = store.stats.clone();
         until("the commit to fail and the buffer to fill", || {

@@ -26,10 +26,10 @@ use probed::lab::storm::{Reconnect, Storm, StormConfig};
 use probed::lab::{DropHow, Lab, LabHandle, Stats};
 
 use crate::support::Daemon;
-use crate::support::dns::Dns;
 use crate::support::receiver::Receiver;
 use crate::support::scenario::{Channel, Expect, Scenario};
 use crate::support::smtp::Smtp;
+use probed::lab::dns::Zone;
 
 const PD_KEY: &str = "R0UT1NGKEY0123456789abcdefABCDEF";
 /// Compressed interval of both probes.
@@ -67,7 +67,7 @@ fn mural_stale_edge_then_reconnect_storm() {
     let edges = [1, 2, 3].map(|i| Ipv4Addr::new(127, 0, 0, i));
     let lab: LabHandle = rt.block_on(Lab::edges(3)).unwrap();
     let port = lab.addr().port();
-    let dns = rt.block_on(Dns::start(&[("edges.test", &edges)]));
+    let dns = rt.block_on(Zone::new().a("edges.test", &edges).serve());
     let pager = rt.block_on(Receiver::pagerduty(vec![]));
     let smtp = Smtp::start();
 
@@ -98,7 +98,7 @@ fn mural_stale_edge_then_reconnect_storm() {
              mail: {{ kind: email, smtp: {{ host: 127.0.0.1, port: {}, tls: none }}, \
              from: probed@example.com, to: [oncall@example.com] }}\n\
              routes:\n  - notify: [pager, mail]\n",
-            dns.addr,
+            dns,
             pager.url(),
             smtp.port
         ),

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
-pub mod dns;
 pub mod receiver;
 pub mod scenario;
 pub mod smtp;
