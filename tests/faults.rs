@@ -975,17 +975,8 @@ async fn a_store_locked_by_another_process_is_reported_and_nothing_is_lost() {
 /// no resolve, no second page. Then it recovers, and the incident resolves once.
 #[test]
 fn restart_keeps_a_degraded_probe_degraded_without_a_second_page() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let lab = rt
-        .block_on(probed::lab::Lab::start(&[std::net::SocketAddr::from((
-            [127, 0, 0, 1],
-            0,
-        ))]))
-        .unwrap();
+    let rt = support::runtime();
+    let lab = support::lab(&rt);
     let hook = rt.block_on(Receiver::webhook(vec![]));
     let mut d = daemon(
         &[format!(

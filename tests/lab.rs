@@ -4,36 +4,16 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use probed::lab::{Lab, LabHandle};
+use probed::lab::LabHandle;
 use support::Daemon;
 
 /// A lab on 127.0.0.1, served by its own runtime (the daemon handle blocks the test thread).
 fn lab() -> (tokio::runtime::Runtime, LabHandle) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let lab = rt
-        .block_on(Lab::start(&[SocketAddr::from(([127, 0, 0, 1], 0))]))
-        .unwrap();
+    let rt = support::runtime();
+    let lab = support::lab(&rt);
     (rt, lab)
-}
-
-/// The `last_error` of probe `name` in `probectl status --json`.
-fn last_error(d: &Daemon, name: &str) -> String {
-    let (v, _) = d.status();
-    v["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .and_then(|p| p["last_error"].as_str())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -63,7 +43,7 @@ fn http_probe_goes_down_when_latency_creeps_past_its_bound() {
     let set = Instant::now();
     d.wait_state("api", "down", LIMIT);
     let took = set.elapsed();
-    let why = last_error(&d, "api");
+    let why = d.last_error("api");
     println!("down {took:?} after the creep began: {why}");
     assert!(took >= Duration::from_millis(600), "{took:?}");
     assert!(why.contains("expected under 100ms"), "{why}");
@@ -104,7 +84,7 @@ fn websocket_probe_goes_down_on_refused_joins_and_back_up() {
 
     lab.refuse_joins(Some("lab: too many joins"));
     d.wait_state("realtime", "down", LIMIT);
-    let why = last_error(&d, "realtime");
+    let why = d.last_error("realtime");
     println!("down: {why}");
     assert!(
         why.contains("phoenix join refused: lab: too many joins"),
@@ -116,7 +96,7 @@ fn websocket_probe_goes_down_on_refused_joins_and_back_up() {
     // Refused at the upgrade instead: still down, for that reason.
     lab.refuse_joins(None).refuse_upgrades(Some(503));
     support::wait_for(LIMIT, "the upgrade refusal to be the reason", || {
-        last_error(&d, "realtime").contains("upgrade refused: 503")
+        d.last_error("realtime").contains("upgrade refused: 503")
     });
 
     lab.heal();

@@ -123,11 +123,7 @@ fn http_probe(name: &str, method: &str, url: &str) -> String {
 
 #[test]
 fn exalate_writes_hang_the_proxy_clogs_the_monitor_behind_it_goes_blind() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::support::runtime();
     let mut db = rt
         .block_on(PgLab::create())
         .expect("a scratch database on the local PostgreSQL (deploy/test.sh starts it)");

@@ -59,11 +59,7 @@ fn daemon_load(s: &Stats) -> (u64, u64, u64, u64, u64, u64) {
 
 #[test]
 fn mural_stale_edge_then_reconnect_storm() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::support::runtime();
     let edges = [1, 2, 3].map(|i| Ipv4Addr::new(127, 0, 0, i));
     let lab: LabHandle = rt.block_on(Lab::edges(3)).unwrap();
     let port = lab.addr().port();

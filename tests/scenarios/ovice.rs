@@ -17,8 +17,9 @@
 use std::time::Duration;
 
 use crate::support::Daemon;
-use crate::support::scenario::{Channel, Expect, Scenario, email_route, lab, runtime};
+use crate::support::scenario::{Channel, Expect, Scenario, email_route};
 use crate::support::smtp::Smtp;
+use crate::support::{lab, runtime};
 
 /// The daemon's peak resident memory (VmHWM), in KiB.
 fn peak_rss_kib(d: &Daemon) -> u64 {

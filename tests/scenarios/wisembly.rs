@@ -25,8 +25,9 @@ use std::time::Duration;
 use probed::lab::redis::RedisLab;
 
 use crate::support::Daemon;
-use crate::support::scenario::{Channel, Expect, Scenario, email_route, lab, runtime};
+use crate::support::scenario::{Channel, Expect, Scenario, email_route};
 use crate::support::smtp::Smtp;
+use crate::support::{lab, runtime};
 
 #[test]
 fn wisembly_redis_dumps_slow_degradation_then_outage() {
@@ -199,7 +200,7 @@ fn wisembly_redis_dumps_slow_degradation_then_outage() {
         "{deliveries:#?}"
     );
     // The redis probe is still down, now for every reason at once, in one incident.
-    let why = crate::support::scenario::last_error(&d, "sessions-redis");
+    let why = d.last_error("sessions-redis");
     s.note(&format!("sessions-redis: {why}"));
     assert!(why.contains("last bgsave failed"), "{why}");
     assert!(why.contains("headroom"), "{why}");

@@ -17,6 +17,24 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// A runtime for labs and receivers beside a [`Daemon`] (whose handle blocks the test thread).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A fault lab on 127.0.0.1, served by `rt`.
+pub fn lab(rt: &tokio::runtime::Runtime) -> probed::lab::LabHandle {
+    rt.block_on(probed::lab::Lab::start(&[std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        0,
+    ))]))
+    .unwrap()
+}
+
 /// A tiny HTTP/1.1 server answering `200 ok` to everything, counting requests.
 pub struct Target {
     pub addr: SocketAddr,
@@ -246,6 +264,17 @@ impl Daemon {
             )
         });
         (v, out.status.code().unwrap_or(-1))
+    }
+
+    /// The `last_error` of probe `name` in the status API (`""` when it has none).
+    pub fn last_error(&self, name: &str) -> String {
+        let (v, _) = self.status();
+        v["probes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["last_error"].as_str())
+            .unwrap_or_default()
+            .to_owned()
     }
 
     pub fn probe_state(&self, name: &str) -> String {

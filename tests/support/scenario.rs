@@ -407,24 +407,6 @@ impl Scenario {
     }
 }
 
-/// A runtime for the labs (the daemon handle blocks the test thread).
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A fault lab on 127.0.0.1, served by `rt`.
-pub fn lab(rt: &tokio::runtime::Runtime) -> probed::lab::LabHandle {
-    rt.block_on(probed::lab::Lab::start(&[std::net::SocketAddr::from((
-        [127, 0, 0, 1],
-        0,
-    ))]))
-    .unwrap()
-}
-
 /// Config for one email notifier `oncall` on `smtp`, and a route sending everything to it.
 pub fn email_route(smtp: &Smtp) -> String {
     format!(
@@ -470,17 +452,6 @@ pub fn incidents(d: &Daemon, probe: &str) -> Vec<serde_json::Value> {
         .as_array()
         .map(|a| a.iter().filter(|i| i["probe"] == probe).cloned().collect())
         .unwrap_or_default()
-}
-
-/// The `last_error` of `probe` in the status API.
-pub fn last_error(d: &Daemon, probe: &str) -> String {
-    let (v, _) = d.status();
-    v["probes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == probe))
-        .and_then(|p| p["last_error"].as_str())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// When the daemon opened the incident for `probe` that is the first opened at or after
