@@ -14,6 +14,8 @@
 //! * **No overlap.** A run happens inside its probe's task, so the next tick cannot start
 //!   while the previous run is still going. Ticks that pass meanwhile are *skipped and
 //!   counted* (`probed_runs_skipped_total{reason="overlap"}`), never queued to fire in a burst.
+//!   A tick that falls on the previous run's deadline (timeout = interval) is not one of
+//!   them: it starts as soon as that run is over, at most [`LATE_START`] late.
 //! * **Deadline.** Every run has one: `timeout` from its scheduled start. The check honours it
 //!   itself (so it can say which phase ran out of time); a hard stop 250 ms later is the
 //!   backstop.
@@ -39,6 +41,11 @@ use crate::store::{HourRollup, LastResult, Record, StateChange, Store};
 
 /// Hard stop after a check's own deadline, should the check overrun it.
 const BACKSTOP: Duration = Duration::from_millis(250);
+
+/// How late a tick may still start once the previous run is over (a quarter of the timeout
+/// at most): a run that ends at its deadline, which is the next tick when the timeout equals
+/// the interval, does not cost that tick.
+const LATE_START: Duration = BACKSTOP.saturating_add(Duration::from_millis(50));
 
 /// What probe tasks share.
 pub struct Runner {
@@ -224,7 +231,33 @@ fn wall_now() -> Duration {
 }
 
 /// Runs one probe until `cancel` fires.
+///
+/// A task that dies (a panic: a bug, never the target's doing) must not vanish quietly: the
+/// probe is marked due from the moment its task starts, so a death at any point leaves it
+/// overdue, which fails `/healthz`'s `overdue probes` check; the panic is logged with the
+/// probe's name.
 pub async fn run_probe(
+    runner: Arc<Runner>,
+    entry: Arc<ProbeEntry>,
+    probe: Probe,
+    metrics: ProbeMetrics,
+    cancel: CancellationToken,
+) {
+    use futures_util::FutureExt;
+    entry.set_next_due(Instant::now());
+    let name = entry.cfg.name.clone();
+    let run = std::panic::AssertUnwindSafe(probe_loop(runner, entry, probe, metrics, cancel));
+    if let Err(panic) = run.catch_unwind().await {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(probe = %name, panic = %what, "probe task died; the probe no longer runs");
+    }
+}
+
+async fn probe_loop(
     runner: Arc<Runner>,
     entry: Arc<ProbeEntry>,
     probe: Probe,
@@ -272,7 +305,13 @@ pub async fn run_probe(
             Schedule::Every(iv) => {
                 let mut n = next + *iv;
                 let now = Instant::now();
-                if n <= now {
+                // A run that ended at its deadline (timeout = interval) ends a hair after
+                // the next tick: that tick starts now, a little late, rather than being
+                // skipped. Its deadline still runs from its scheduled time, so lateness
+                // never accumulates, and the grace is small enough to leave it most of its
+                // timeout.
+                let grace = LATE_START.min(cfg.timeout / 4);
+                if n + grace < now {
                     let behind = now.duration_since(n).as_nanos() / iv.as_nanos().max(1) + 1;
                     metrics.skipped_overlap.inc_by(behind as u64);
                     runner
@@ -611,18 +650,25 @@ mod tests {
         drop(held);
     }
 
+    /// Runs every 2 s with a 2 s timeout against a host that never answers: each run ends
+    /// at its deadline, which is the next tick, and that tick still runs (it used to be
+    /// skipped as an overlap, so the failures came 4 s apart and `alert.after: 2` paged a run
+    /// late). Never two checks at once. On tokio's paused clock: time moves only when every
+    /// task waits, so the figures are exact.
     #[tokio::test]
-    async fn a_hanging_target_never_overlaps_and_skips_are_counted() {
+    async fn a_run_that_times_out_at_the_next_tick_does_not_cost_that_tick() {
         let (addr, _open, max_open) = hanging_server().await;
         let (runner, entry, probe, m, _dir, _stop) = setup(
             &format!(
-                "{{ name: hang, kind: http, every: 200ms, timeout: 200ms, \
+                "{{ name: hang, kind: http, every: 2s, timeout: 2s, \
                  request: {{ url: 'http://{addr}/' }} }}"
             ),
             16,
             8,
         )
         .await;
+        // Paused once the store is open (sqlx's pool timeouts would fire at once).
+        tokio::time::pause();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run_probe(
             runner.clone(),
@@ -631,30 +677,65 @@ mod tests {
             m,
             cancel.clone(),
         ));
-        // Each run ends at its deadline, which is the next tick: that tick is skipped.
-        let t0 = Instant::now();
-        while runner
-            .skipped_total
-            .load(std::sync::atomic::Ordering::Relaxed)
-            < 3
-        {
-            assert!(t0.elapsed() < Duration::from_secs(10), "no skips counted");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // The first fire comes within 2 s (the spread phase); runs start every 2 s after it
+        // and each ends 2 s later, so 15 s hold at least 6 whole runs.
+        tokio::time::sleep(Duration::from_secs(15)).await;
         cancel.cancel();
         task.await.unwrap();
+        let skipped = runner
+            .skipped_total
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            skipped, 0,
+            "a tick on the previous run's deadline was skipped"
+        );
+        let live = entry.live.lock().unwrap().clone();
+        let failures = live.verdicts.consecutive_failures;
+        assert!((6..=7).contains(&failures), "{failures} runs in 15 s");
+        assert!(
+            live.last
+                .unwrap()
+                .error
+                .unwrap()
+                .starts_with("timed out after"),
+            "every run times out"
+        );
         assert_eq!(
             max_open.load(Ordering::SeqCst),
             1,
             "two checks of one probe overlapped"
         );
-        let last = entry.live.lock().unwrap().last.clone().unwrap();
+    }
+
+    /// A probe task that panics (here: a per-host cap beyond what tokio's semaphore takes,
+    /// which the config now refuses) leaves its probe overdue for `/healthz`, instead of
+    /// "not scheduled" and silently never run.
+    #[tokio::test]
+    async fn a_probe_task_that_dies_shows_as_overdue() {
+        let (runner, entry, probe, m, _dir, _stop) = setup(
+            "{ name: dies, kind: http, every: 1s, timeout: 1s, \
+             request: { url: 'http://127.0.0.1:9/' } }",
+            16,
+            usize::MAX,
+        )
+        .await;
+        let task = tokio::spawn(run_probe(
+            runner,
+            entry.clone(),
+            probe,
+            m,
+            CancellationToken::new(),
+        ));
+        task.await.expect("the panic is caught in the task");
+        let now = crate::time::mono_ms();
         assert!(
-            last.error
-                .as_deref()
-                .unwrap()
-                .starts_with("timed out after"),
-            "{last:?}"
+            !entry.overdue(now),
+            "not overdue before its timeout and grace"
+        );
+        let later = now + (entry.cfg.timeout + OVERDUE_GRACE).as_millis() as i64 + 1;
+        assert!(
+            entry.overdue(later),
+            "a dead probe task must show as overdue"
         );
     }
 
