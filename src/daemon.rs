@@ -141,10 +141,13 @@ impl Shared {
         let st = &self.runner.store.stats;
         let buffered = st.buffered.load(Ordering::Relaxed);
         let since = st.failing_since.load(Ordering::Relaxed);
+        let file_problem = self.runner.store.file_problem();
         check(
             "store",
-            st.failing_streak.load(Ordering::Relaxed) == 0,
-            if since == 0 {
+            st.failing_streak.load(Ordering::Relaxed) == 0 && file_problem.is_none(),
+            if let Some(p) = file_problem {
+                p
+            } else if since == 0 {
                 "writes work".into()
             } else {
                 let e = st.last_error.lock().unwrap().clone().unwrap_or_default();
@@ -504,8 +507,8 @@ impl Daemon {
     /// changed ones restart with their state; removed ones stop; new ones start pending.
     pub async fn reload(&self, config: Config) -> Result<(), DaemonError> {
         let old = self.shared.config.read().unwrap().clone();
-        if old.listen != config.listen {
-            tracing::warn!(old = %old.listen, new = %config.listen, "listen address changes need a restart; keeping the old one");
+        for (setting, was, now) in restart_only_changes(&old, &config) {
+            tracing::warn!(setting, old = %was, new = %now, "this setting changes only with a restart; keeping the old value");
         }
         self.apply(&config).await?;
         *self.shared.runner.router.write().unwrap() =
@@ -720,4 +723,43 @@ impl Daemon {
         self.shared.runner.store.close().await;
         tracing::info!("probed stopped");
     }
+}
+
+/// Settings a reload cannot change (the API socket, the database, the store's queues, the
+/// scheduler's slots), as `(setting, old, new)` for each that differs: each is logged, so a
+/// change that waits for a restart is never silently ignored.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    let mut diff = |name, a: String, b: String| {
+        if a != b {
+            out.push((name, a, b));
+        }
+    };
+    diff("listen", old.listen.to_string(), new.listen.to_string());
+    diff(
+        "data_dir",
+        old.data_dir.display().to_string(),
+        new.data_dir.display().to_string(),
+    );
+    diff(
+        "store.queue",
+        old.store.queue.to_string(),
+        new.store.queue.to_string(),
+    );
+    diff(
+        "store.buffer",
+        old.store.buffer.to_string(),
+        new.store.buffer.to_string(),
+    );
+    diff(
+        "defaults.max_concurrent",
+        old.defaults.max_concurrent.to_string(),
+        new.defaults.max_concurrent.to_string(),
+    );
+    diff(
+        "defaults.max_per_host",
+        old.defaults.max_per_host.to_string(),
+        new.defaults.max_per_host.to_string(),
+    );
+    out
 }

@@ -126,6 +126,11 @@ fn one() -> f64 {
     1.0
 }
 
+/// Largest `time_scale`: a 3-day window becomes 2.6 s.
+const MAX_TIME_SCALE: f64 = 100_000.0;
+/// Largest `min_runs`: a week of runs every 6 s.
+const MAX_MIN_RUNS: u32 = 100_000;
+
 fn default_min_runs() -> u32 {
     5
 }
@@ -218,17 +223,19 @@ impl SloSpec {
                 ));
             }
         }
-        if !(self.time_scale.is_finite() && self.time_scale >= 1.0) {
+        if !(self.time_scale.is_finite() && (1.0..=MAX_TIME_SCALE).contains(&self.time_scale)) {
             out.push((
                 vec!["time_scale"],
                 format!(
-                    "time_scale {} must be at least 1 (windows are divided by it)",
-                    self.time_scale
+                    "time_scale must be between 1 and {MAX_TIME_SCALE} (windows are divided by it)"
                 ),
             ));
         }
-        if self.min_runs == 0 {
-            out.push((vec!["min_runs"], "min_runs must be at least 1".into()));
+        if !(1..=MAX_MIN_RUNS).contains(&self.min_runs) {
+            out.push((
+                vec!["min_runs"],
+                format!("min_runs must be between 1 and {MAX_MIN_RUNS}"),
+            ));
         }
         out
     }
@@ -697,8 +704,8 @@ mod tests {
             "factor 0 must be above 0",
             "apdex target must be above 0",
             "apdex min 2 must be above 0",
-            "time_scale 0.5 must be at least 1",
-            "min_runs must be at least 1",
+            "time_scale must be between 1 and 100000",
+            "min_runs must be between 1 and 100000",
         ] {
             assert!(all.contains(want), "{want:?} not in:\n{all}");
         }

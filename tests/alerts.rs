@@ -338,6 +338,12 @@ async fn silence_mutes_pages_and_writes_need_the_token() {
     let out = d.probectl(&["--token", "nope", "silence", "quiet", "--for", "1h"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // A pattern SQLite's GLOB can never match (an unclosed class) would mute nothing.
+    let out = d.probectl(&["silence", "[", "--for", "1h"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused (400)"), "{err}");
+    assert!(err.contains("\"[\" at 1 is never closed"), "{err}");
     let out = d.probectl(&["silence", "quiet", "--for", "1h", "--reason", "deploy"]);
     assert!(
         out.status.success(),

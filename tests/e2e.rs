@@ -520,3 +520,80 @@ fn systemd_ready_and_watchdog_keepalives() {
     assert!(got.iter().any(|m| m.contains("STATUS=")), "{got:?}");
     assert!(d.stop().success());
 }
+
+/// Config values that once passed `check-config` and then crashed the daemon, and files
+/// that the loader read whole. Against the real binaries: `check-config` names each at its
+/// line and column; a reload with them is refused and the daemon goes on; a redis probe's
+/// `dump_file` (a path, never read by the loader) of 1 GiB reloads at once; a `data_dir`
+/// change is logged as waiting for a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_config_values_are_refused_and_a_reload_survives_them() {
+    let target = Target::start().await;
+    let first = one_probe("first", &target.url("/"), "300ms", 1);
+    let mut d = Daemon::new(&first, "");
+    d.start();
+    d.wait_state("first", "up", Duration::from_secs(10));
+
+    // check-config: every bad number at its place, exit 1.
+    let bad = d.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "store: { queue: 18446744073709551615 }\n\
+         defaults: { max_concurrent: 18446744073709551615, max_per_host: 18446744073709551615 }\n\
+         probes: /dev/zero\n",
+    )
+    .unwrap();
+    let out = probectl(&bad, &["check-config"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for want in [
+        "bad.yaml:1:17: queue must be a whole number from 1 to 10000000",
+        "bad.yaml:2:29: max_concurrent must be a whole number from 1 to 100000",
+        "bad.yaml:2:65: max_per_host must be a whole number from 1 to 100000",
+        "bad.yaml:3:9: cannot read \"/dev/zero\": larger than 32 MiB",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+
+    // A redis probe with a 1 GiB dump file (sparse): the loader never reads it.
+    let dump = d.dir.path().join("dump.rdb");
+    std::fs::File::create(&dump)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    d.write_probes(&format!(
+        "{first}  - name: cache\n    kind: redis\n    every: 1s\n    timeout: 500ms\n    \
+         url: \"redis://127.0.0.1:9\"\n    dump_file: dump.rdb\n"
+    ));
+    d.signal("HUP");
+    wait_for(Duration::from_secs(10), "the cache probe to appear", || {
+        let (v, _) = d.status();
+        v["probes"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|p| p["name"] == "cache"))
+    });
+
+    // The crashing numbers on reload: refused, the daemon stays.
+    let port = d.port;
+    let main = |extra: &str| {
+        format!("listen: 127.0.0.1:{port}\ndata_dir: ./data\nprobes: probes.yaml\n{extra}")
+    };
+    std::fs::write(&d.config, main("store: { queue: 18446744073709551615 }\n")).unwrap();
+    d.signal("HUP");
+    wait_for(
+        Duration::from_secs(10),
+        "the refused reload to show",
+        || d.status().0["daemon"]["healthy"] == false,
+    );
+    assert!(d.log().contains("queue must be a whole number"));
+
+    // A data_dir change waits for a restart, and says so.
+    std::fs::write(&d.config, main("").replace("./data", "./elsewhere")).unwrap();
+    d.signal("HUP");
+    wait_for(Duration::from_secs(10), "the data_dir warning", || {
+        d.log().contains("setting=\"data_dir\"") || d.log().contains("setting=data_dir")
+    });
+    d.wait_state("first", "up", Duration::from_secs(5));
+    assert!(d.stop().success(), "{}", d.log());
+}

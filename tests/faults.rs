@@ -124,7 +124,16 @@ async fn restart_resumes_an_open_incident_and_resolves_what_cleared_while_down()
         .as_str()
         .expect("dedup key")
         .to_owned();
-    assert_eq!(key, format!("probed-faults-{id}"));
+    // probed-<instance>-<store id>-<incident>: the store id (12 hex digits) keeps a fresh
+    // database from reusing an old one's keys.
+    let store_id = key
+        .strip_prefix("probed-faults-")
+        .and_then(|k| k.strip_suffix(&format!("-{id}")))
+        .unwrap_or_else(|| panic!("dedup key {key}"));
+    assert!(
+        store_id.len() == 12 && store_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{key}"
+    );
     // The delivery is on record before the kill: otherwise resending it after the restart
     // would be right, and this test is about the incident, not the send.
     wait_for(
@@ -1038,4 +1047,70 @@ fn restart_keeps_a_degraded_probe_degraded_without_a_second_page() {
     assert_eq!(with_event(&accepted, "resolve").len(), 1, "{accepted:#?}");
     assert_eq!(with_event(&accepted, "resolve")[0].body["incident"], id);
     assert_eq!(d.stop().code(), Some(0));
+}
+
+/// The database is deleted under the running daemon (`rm data/probed.db*`; SQLite goes on
+/// writing to the unlinked file). `/healthz` fails its store check at once, saying so, and the
+/// log says it once. After a restart the database is new and incident ids start again at 1,
+/// but the dedup keys differ: a pager still holding the old incident 1 gets a page of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_deleted_under_the_daemon_fails_healthz_and_its_dedup_keys_are_not_reused() {
+    let mut target = Target::start().await;
+    let hook = Receiver::webhook(vec![]).await;
+    let mut d = daemon(
+        &[probe("web", &target.url("/"), 300)],
+        "",
+        &hook_route(&hook.url()),
+    );
+    d.start();
+    d.wait_state("web", "up", Duration::from_secs(10));
+    target.off();
+    let (got, _) = hook.wait_accepted(Duration::from_secs(20), "the first page", |r| {
+        !with_event(r, "trigger").is_empty()
+    });
+    let first = with_event(&got, "trigger")[0].body.clone();
+    assert_eq!(first["incident"], 1);
+    assert_eq!(healthz(&d).0, 200, "healthy before the file goes");
+
+    let db = d.db();
+    for suffix in ["", "-wal", "-shm"] {
+        let f = format!("{}{suffix}", db.display());
+        let _ = std::fs::remove_file(&f);
+    }
+    let store_problem = |h: &Value| {
+        h["problems"].as_array().and_then(|p| {
+            p.iter()
+                .filter_map(Value::as_str)
+                .find(|p| p.starts_with("store: "))
+                .map(str::to_owned)
+        })
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "/healthz to fail the store check",
+        || healthz(&d).0 == 503,
+    );
+    let (_, h) = healthz(&d);
+    let problem = store_problem(&h).unwrap_or_else(|| panic!("{h}"));
+    assert!(
+        problem.contains("probed.db was deleted while open"),
+        "{problem}"
+    );
+    assert_eq!(d.log().matches("store file gone").count(), 1, "logged once");
+
+    d.stop();
+    d.start();
+    let (got, _) = hook.wait_accepted(
+        Duration::from_secs(20),
+        "a page from the new database",
+        |r| with_event(r, "trigger").len() >= 2,
+    );
+    let second = with_event(&got, "trigger")[1].body.clone();
+    assert_eq!(second["incident"], 1, "a new database counts from 1 again");
+    assert_ne!(
+        first["dedup_key"], second["dedup_key"],
+        "the new database reused the old one's dedup key"
+    );
+    let (code, h) = healthz(&d);
+    assert_eq!(code, 200, "the new file is fine: {h}");
 }

@@ -54,7 +54,12 @@ pub async fn on_down(
     .await?;
     alert.incident = id;
     if !plan.paged_from_memory {
-        alert.dedup_key = format!("probed-{}-{id}", alert.source);
+        // With the store's id: a database made afresh restarts incident ids at 1, and must
+        // not reuse the keys a pager may still hold open.
+        let store_id: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_id'")
+            .fetch_one(&mut *conn)
+            .await?;
+        alert.dedup_key = format!("probed-{}-{store_id}-{id}", alert.source);
     }
     let template = serde_json::to_string(&alert).unwrap_or_default();
     sqlx::query("UPDATE incidents SET alert = ? WHERE id = ?")

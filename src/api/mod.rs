@@ -372,8 +372,8 @@ async fn add_silence(
         Ok(_) => return error(StatusCode::BAD_REQUEST, "\"for\" must be longer than zero"),
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    if b.probe.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "\"probe\" is empty");
+    if let Some(e) = crate::config::silence_pattern_error(&b.probe) {
+        return error(StatusCode::BAD_REQUEST, e);
     }
     // A silence's end is a timer (see crate::clock).
     let _frame = crate::clock::gate().await;

@@ -106,10 +106,29 @@ const PROBE_KEYS: &[&str] = &[
 const MIN_EVERY: Duration = Duration::from_millis(100);
 /// The store's memory buffer holds at least one full batch.
 const MIN_STORE_BUFFER: usize = 4096;
+/// Most results the store's memory buffer holds while the disk cannot be written (about
+/// 2 GB of memory at its fullest).
+const MAX_STORE_BUFFER: u64 = 10_000_000;
+/// Most results queued for the store's writer.
+const MAX_STORE_QUEUE: u64 = 10_000_000;
+/// Most checks in flight at once, in all or against one host (each holds a socket).
+const MAX_CONCURRENT: u64 = 100_000;
+/// Most runs `alert.after` and `alert.recover_after` may count.
+const MAX_RUNS: u64 = 10_000;
+/// Most attempts at one delivery.
+const MAX_ATTEMPTS: u64 = 1_000;
+
+/// Most bytes of one config or probe file (about 150,000 probes); the rest is never read, so
+/// `probes: /dev/zero` is an error, not all of memory.
+pub const MAX_CONFIG_FILE: u64 = 32 << 20;
+
+/// Deepest nesting of mappings and sequences in a config file. Real configs stay under 10;
+/// the position index costs time with the square of the depth.
+pub const MAX_DEPTH: usize = 64;
 
 /// Loads `path` (and the probes file or folder it names), interpolates, validates.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    match std::fs::read_to_string(path) {
+    match read_config_file(path) {
         Ok(text) => load_str(&text, path, &|k| std::env::var(k).ok()),
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -134,6 +153,7 @@ pub fn load_str(
         secrets: Vec::new(),
         files: 0,
         names: HashMap::new(),
+        push_tokens: HashMap::new(),
     };
     let config = l.config(text, path);
     l.finish(config)
@@ -160,6 +180,8 @@ struct Loader<'a> {
     files: usize,
     /// Probe names seen so far, with where each was defined.
     names: HashMap<String, String>,
+    /// Push tokens seen so far: the probe that holds each, and where it was defined.
+    push_tokens: HashMap<String, (String, String)>,
 }
 
 /// A key of a mapping: absent, present but wrong (already reported), or its value.
@@ -198,13 +220,21 @@ impl Loader<'_> {
             _ => self.dir.join("data"),
         };
         let admin_token = match self.field::<String>(&doc, &[], &root, "admin_token") {
-            Ok(Some(t)) if t.is_empty() => {
-                self.err(
-                    &doc,
-                    &key(&[], "admin_token"),
-                    At::Value,
-                    "admin_token is empty",
-                );
+            Ok(Some(t)) if t.trim().is_empty() => {
+                let msg = if t.is_empty() {
+                    "admin_token is empty"
+                } else {
+                    "admin_token is only whitespace (no bearer token could ever match it)"
+                };
+                self.err(&doc, &key(&[], "admin_token"), At::Value, msg);
+                None
+            }
+            Ok(Some(t))
+                if t.trim() != t || !t.chars().all(|c| c.is_ascii_graphic() || c == ' ') =>
+            {
+                let msg = "admin_token must be printable ASCII without spaces at its ends \
+                           (an Authorization header cannot carry anything else)";
+                self.err(&doc, &key(&[], "admin_token"), At::Value, msg);
                 None
             }
             Ok(t) => t.map(Secret::new),
@@ -228,11 +258,9 @@ impl Loader<'_> {
             _ => hostname(),
         };
         let external_url = match self.field::<String>(&doc, &[], &root, "external_url") {
-            Ok(Some(u)) => match u.parse::<http::Uri>() {
-                Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => {
-                    Some(u.trim_end_matches('/').to_owned())
-                }
-                _ => {
+            Ok(Some(u)) => match absolute_http(&u) {
+                true => Some(u.trim_end_matches('/').to_owned()),
+                false => {
                     let msg = "external_url must be an absolute http(s) URL";
                     self.err(&doc, &key(&[], "external_url"), At::Value, msg);
                     None
@@ -264,6 +292,11 @@ impl Loader<'_> {
     fn parse(&mut self, text: &str, file: PathBuf) -> Option<Doc> {
         let ord = self.files;
         self.files += 1;
+        if let Some(pos) = too_deep(text, MAX_DEPTH) {
+            let msg = format!("nested deeper than {MAX_DEPTH} levels");
+            self.push(ord, &file, pos, msg);
+            return None;
+        }
         let mut index = Index::build(text);
         let mut value = match serde_yaml::from_str::<Value>(text) {
             Ok(v) => v,
@@ -396,6 +429,45 @@ impl Loader<'_> {
         }
     }
 
+    /// A whole number at key `name` of `m`, within `range`: anything else (a fraction, a
+    /// negative number, one past the range, however many digits) is an error at the value
+    /// saying the range. A null value counts as absent.
+    fn count(
+        &mut self,
+        doc: &Doc,
+        path: &[Seg],
+        m: &Mapping,
+        name: &str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Field<u64> {
+        // Under `alert:` the key is named with its section, as the other alert messages do.
+        let label = match path.last() {
+            Some(Seg::Key(k)) if k == "alert" => format!("alert.{name}"),
+            _ => name.to_string(),
+        };
+        let v = match m.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(v) => v,
+        };
+        let at = key(path, name);
+        match v {
+            Value::Number(n) => match n.as_u64().filter(|n| range.contains(n)) {
+                Some(n) => Ok(Some(n)),
+                None => {
+                    let (lo, hi) = (range.start(), range.end());
+                    let msg = format!("{label} must be a whole number from {lo} to {hi}");
+                    self.err(doc, &at, At::Value, msg);
+                    Err(())
+                }
+            },
+            other => {
+                let msg = expected("a number", other);
+                self.err(doc, &at, At::Value, msg);
+                Err(())
+            }
+        }
+    }
+
     /// Reports a serde error found under `base`. `extra` are keys also valid beside the ones
     /// serde lists, for an unknown key directly under `base`.
     fn serde_error(
@@ -455,13 +527,8 @@ impl Loader<'_> {
             ("max_concurrent", &mut d.max_concurrent),
             ("max_per_host", &mut d.max_per_host),
         ] {
-            if let Ok(Some(n)) = self.field::<usize>(doc, &base, m, name) {
-                if n == 0 {
-                    let msg = format!("{name} must be at least 1");
-                    self.err(doc, &key(&base, name), At::Value, msg);
-                } else {
-                    *slot = n;
-                }
+            if let Ok(Some(n)) = self.count(doc, &base, m, name, 1..=MAX_CONCURRENT) {
+                *slot = n as usize;
             }
         }
         if let Ok(Some(list)) = self.field::<Vec<String>>(doc, &base, m, "nameservers") {
@@ -495,24 +562,13 @@ impl Loader<'_> {
             ("after", &mut a.after),
             ("recover_after", &mut a.recover_after),
         ] {
-            if let Ok(Some(n)) = self.field::<u32>(doc, path, m, name) {
-                if n == 0 {
-                    self.err(
-                        doc,
-                        &key(path, name),
-                        At::Value,
-                        format!("alert.{name} must be at least 1"),
-                    );
-                } else {
-                    *slot = n;
-                }
+            if let Ok(Some(n)) = self.count(doc, path, m, name, 1..=MAX_RUNS) {
+                *slot = n as u32;
             }
         }
-        if let Ok(Some(n)) = self.field::<u32>(doc, path, m, "within") {
-            if !(1..=64).contains(&n) {
-                let msg = "alert.within must be between 1 and 64 runs";
-                self.err(doc, &key(path, "within"), At::Value, msg);
-            } else if n < a.after {
+        if let Ok(Some(n)) = self.count(doc, path, m, "within", 1..=64) {
+            let n = n as u32;
+            if n < a.after {
                 let msg = format!(
                     "alert.within ({n}) is smaller than alert.after ({}): it could never trip",
                     a.after
@@ -826,14 +882,10 @@ impl Loader<'_> {
             let Some(url) = self.required::<String>(doc, &path, m, "url") else {
                 continue;
             };
-            match url.parse::<http::Uri>() {
-                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
-                }
-                _ => {
-                    let msg = "heartbeat url must be an absolute http(s) URL";
-                    self.err(doc, &key(&path, "url"), At::Value, msg);
-                    continue;
-                }
+            if !absolute_http(&url) {
+                let msg = "heartbeat url must be an absolute http(s) URL with a host";
+                self.err(doc, &key(&path, "url"), At::Value, msg);
+                continue;
             }
             let every = self
                 .field::<Dur>(doc, &path, m, "every")
@@ -866,13 +918,8 @@ impl Loader<'_> {
             return a;
         };
         self.check_keys(doc, &base, m, ALERTING_KEYS);
-        if let Ok(Some(n)) = self.field::<u32>(doc, &base, m, "max_attempts") {
-            if n == 0 {
-                let msg = "max_attempts must be at least 1";
-                self.err(doc, &key(&base, "max_attempts"), At::Value, msg);
-            } else {
-                a.max_attempts = n;
-            }
+        if let Ok(Some(n)) = self.count(doc, &base, m, "max_attempts", 1..=MAX_ATTEMPTS) {
+            a.max_attempts = n as u32;
         }
         if let Ok(Some(Dur(d))) = self.field::<Dur>(doc, &base, m, "retry_base") {
             a.retry_base = d.max(Duration::from_millis(10));
@@ -912,26 +959,15 @@ impl Loader<'_> {
             s.description = d.filter(|d| !d.trim().is_empty());
         }
         if let Ok(Some(u)) = self.field::<String>(doc, &base, m, "url") {
-            match u.parse::<http::Uri>() {
-                Ok(uri)
-                    if matches!(uri.scheme_str(), Some("http" | "https"))
-                        && uri.host().is_some() =>
-                {
-                    s.url = Some(u.trim_end_matches('/').to_owned())
-                }
-                _ => {
-                    let msg = "status_page.url must be an absolute http(s) URL";
-                    self.err(doc, &key(&base, "url"), At::Value, msg);
-                }
+            if absolute_http(&u) {
+                s.url = Some(u.trim_end_matches('/').to_owned())
+            } else {
+                let msg = "status_page.url must be an absolute http(s) URL";
+                self.err(doc, &key(&base, "url"), At::Value, msg);
             }
         }
-        if let Ok(Some(n)) = self.field::<u32>(doc, &base, m, "history_days") {
-            if (1..=400).contains(&n) {
-                s.history_days = n;
-            } else {
-                let msg = "history_days must be between 1 and 400 (rollups are kept 400 days)";
-                self.err(doc, &key(&base, "history_days"), At::Value, msg);
-            }
+        if let Ok(Some(n)) = self.count(doc, &base, m, "history_days", 1..=400) {
+            s.history_days = n as u32;
         }
         s
     }
@@ -954,20 +990,11 @@ impl Loader<'_> {
                 s.retention = r;
             }
         }
-        if let Ok(Some(q)) = self.field::<usize>(doc, &base, m, "queue") {
-            if q == 0 {
-                self.err(
-                    doc,
-                    &key(&base, "queue"),
-                    At::Value,
-                    "queue must be at least 1",
-                );
-            } else {
-                s.queue = q;
-            }
+        if let Ok(Some(q)) = self.count(doc, &base, m, "queue", 1..=MAX_STORE_QUEUE) {
+            s.queue = q as usize;
         }
-        if let Ok(Some(b)) = self.field::<usize>(doc, &base, m, "buffer") {
-            s.buffer = b.max(MIN_STORE_BUFFER);
+        if let Ok(Some(b)) = self.count(doc, &base, m, "buffer", 0..=MAX_STORE_BUFFER) {
+            s.buffer = (b as usize).max(MIN_STORE_BUFFER);
         }
         s
     }
@@ -1165,7 +1192,8 @@ impl Loader<'_> {
     /// The probe files `p` names: itself, or the `*.yaml` and `*.yml` of a folder, by name.
     fn probe_files(&mut self, doc: &Doc, at: &[Seg], p: &str) -> Vec<PathBuf> {
         let full = self.dir.join(p);
-        let cannot = |e: std::io::Error| format!("cannot read {:?}: {e}", full.display());
+        let cannot =
+            |e: std::io::Error| format!("cannot read {:?}: {}", full.display(), io_words(&e));
         match std::fs::metadata(&full) {
             Err(e) => {
                 self.err(doc, at, At::Value, cannot(e));
@@ -1201,7 +1229,7 @@ impl Loader<'_> {
         d: &Defaults,
         out: &mut Vec<ProbeConfig>,
     ) {
-        let text = match std::fs::read_to_string(file) {
+        let text = match read_config_file(file) {
             Ok(t) => t,
             Err(e) => {
                 let msg = format!("cannot read {:?}: {e}", file.display());
@@ -1355,6 +1383,23 @@ impl Loader<'_> {
                     p.extend(resolve(v, &fe.path));
                     self.err(doc, &p, At::Value, fe.message);
                 }
+                // Pings find their probe by token: two probes with one token would send every
+                // ping to the first, and the second would page for pings it never saw.
+                if let (ProbeSpec::Push(push), Some(n)) = (&spec, &name) {
+                    let token = push.token.expose().to_string();
+                    match self.push_tokens.get(&token) {
+                        Some((first, at)) => {
+                            let msg = format!(
+                                "push token already used by probe \"{first}\" (defined at {at}); \
+                                 every push probe needs a token of its own"
+                            );
+                            self.err(doc, &key(path, "token"), At::Value, msg);
+                        }
+                        None => {
+                            self.push_tokens.insert(token, (n.clone(), source.clone()));
+                        }
+                    }
+                }
                 Some(spec)
             }
             Ok(Err(e)) => {
@@ -1437,6 +1482,11 @@ fn syntax_error(e: &serde_yaml::Error, text: &str, index: &Index) -> (Pos, Strin
         Some(l) => {
             let at = format!(" at line {} column {}", l.line(), l.column());
             msg = msg.replacen(&at, "", 1);
+            // serde_yaml reads an integer past 2^64 as a u128 no `Value` can hold.
+            if msg.contains("as u128, expected any YAML value") {
+                let path = msg.split_once(": ").map_or("", |(p, _)| p);
+                msg = format!("{path}: number too large (at most 18446744073709551615)");
+            }
             // `{ port: ${PORT} }` does not parse: braces end a plain value in flow style.
             let line = text.lines().nth(l.line().saturating_sub(1)).unwrap_or("");
             if msg.contains("while parsing a flow") && line.contains("${") {
@@ -1639,6 +1689,84 @@ fn parse_cron(expr: &str) -> Result<Schedule, String> {
             })
         }
     }
+}
+
+/// A config file's text: at most [`MAX_CONFIG_FILE`] bytes, read through a bounded reader
+/// (a device or a pipe that never ends costs no more), in UTF-8. Errors in words.
+pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| io_words(&e))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err("is a folder".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_words(&e))?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE {
+        return Err(format!("larger than {} MiB", MAX_CONFIG_FILE >> 20));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// An I/O error in words: `no such file or directory`, not `No such file or directory (os
+/// error 2)`.
+pub(crate) fn io_words(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = s.find(" (os error ").map_or(s.as_str(), |i| &s[..i]);
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Where `text` first nests deeper than `max` mappings and sequences, if it does. One pass
+/// of yaml-rust2's event parser, stopped at the first level too deep (or at a syntax error,
+/// which serde_yaml reports with its own words). It runs before serde_yaml, whose parser
+/// (libyaml's) takes time with the square of the depth before its own recursion limit:
+/// minutes for 200,000 `[`.
+fn too_deep(text: &str, max: usize) -> Option<Pos> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::SequenceStart(..) | Event::MappingStart(..), mark)) => {
+                depth += 1;
+                if depth > max {
+                    return Some(Pos {
+                        line: mark.line(),
+                        col: mark.col() + 1,
+                    });
+                }
+            }
+            Ok((Event::SequenceEnd | Event::MappingEnd, _)) => depth = depth.saturating_sub(1),
+            // The scanner looks ahead through a flow collection for a `:`, and gives up at 256
+            // open brackets (before any event of them): that is too deep as well.
+            Err(e) if e.info().contains("recursion limit") => {
+                return Some(Pos {
+                    line: e.marker().line(),
+                    col: e.marker().col() + 1,
+                });
+            }
+            Ok((Event::StreamEnd, _)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// `http://host...` or `https://host...`, with a host that is not empty.
+fn absolute_http(u: &str) -> bool {
+    u.parse::<http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|h| !h.is_empty())
+    })
 }
 
 fn fmt_dur(d: Duration) -> String {

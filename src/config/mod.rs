@@ -400,18 +400,69 @@ impl Maintenance {
     }
 }
 
-/// `*` matches any run of characters, `?` one character; everything else is literal.
+/// `*` matches any run of characters, `?` one character; everything else is literal. Linear
+/// in practice: on a mismatch only the last `*` is retried, one character further (never
+/// the exponential backtracking of a naive matcher, which `*a*a*a*a*b` would trigger).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    // The last `*` seen, and where in `name` its match currently ends.
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        match p.get(i) {
+            Some(b'*') => {
+                star = Some((i, j));
+                i += 1;
+            }
+            Some(&c) if c == b'?' || c == n[j] => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some((si, sj)) => {
+                    star = Some((si, sj + 1));
+                    i = si + 1;
+                    j = sj + 1;
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    p[i..].iter().all(|&c| c == b'*')
+}
+
+/// Why `pattern` is not a valid silence pattern (SQLite's `GLOB`: `*`, `?` and `[...]`
+/// classes, `[^...]` negated, `]` first in a class is literal), if it is not: an unclosed
+/// `[` would never match anything, so the silence would mute nothing.
+pub fn silence_pattern_error(pattern: &str) -> Option<String> {
+    if pattern.trim().is_empty() {
+        return Some("\"probe\" is empty".into());
+    }
+    let b = pattern.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'[' {
+            let mut k = i + 1;
+            if b.get(k) == Some(&b'^') {
+                k += 1;
+            }
+            if b.get(k) == Some(&b']') {
+                k += 1;
+            }
+            match b[k.min(b.len())..].iter().position(|&c| c == b']') {
+                Some(end) => i = k + end,
+                None => {
+                    return Some(format!(
+                        "invalid probe pattern {pattern:?}: \"[\" at {} is never closed with \"]\" \
+                         (patterns take *, ? and [abc])",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `alerting:` settings of the delivery path.
@@ -488,9 +539,38 @@ mod tests {
             ("db?", "db12", false),
             ("exact", "exact", true),
             ("*-write", "api-write", true),
+            ("*a*b", "xaxb", true),
+            ("a*", "a", true),
+            ("*", "", true),
+            ("?", "", false),
+            ("a*c*e", "abcde", true),
+            ("a*c*e", "abcd", false),
+            ("**x", "yyx", true),
         ] {
             assert_eq!(glob_match(p, n), want, "{p} ~ {n}");
         }
+        // A naive backtracking matcher takes 2^20 steps here; this one is linear.
+        let hostile = "*a".repeat(20) + "b";
+        assert!(!glob_match(&hostile, &"a".repeat(200)));
+    }
+
+    #[test]
+    fn silence_patterns() {
+        for ok in ["api-*", "db[12]", "x[^a]y", "[]]", "[^]x]", "plain"] {
+            assert_eq!(silence_pattern_error(ok), None, "{ok}");
+        }
+        assert_eq!(
+            silence_pattern_error("[").as_deref(),
+            Some(
+                "invalid probe pattern \"[\": \"[\" at 1 is never closed with \"]\" (patterns take *, ? and [abc])"
+            )
+        );
+        assert!(silence_pattern_error("api-[a").is_some());
+        assert!(
+            silence_pattern_error("[]").is_some(),
+            "] first is literal: still open"
+        );
+        assert!(silence_pattern_error(" ").is_some());
     }
 
     #[test]

@@ -98,6 +98,49 @@ pub struct Store {
     queue_capacity: usize,
     /// Woken after a commit that queued alerts, so the dispatcher sends at once.
     pub alerts_queued: Arc<tokio::sync::Notify>,
+    /// The database file as opened, to tell when it is deleted or replaced under us.
+    file: Arc<FileId>,
+    /// Drawn once with the schema (`meta.store_id`); part of every dedup key.
+    pub id: Arc<str>,
+}
+
+/// Which file the store opened: its path, device and inode.
+#[derive(Debug)]
+struct FileId {
+    path: std::path::PathBuf,
+    dev: u64,
+    ino: u64,
+    /// Set once the file was found gone, so the error is logged once.
+    gone: std::sync::atomic::AtomicBool,
+}
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(FileId {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+            gone: Default::default(),
+        })
+    }
+
+    /// `None` while the path still names the file that was opened; else what happened to it.
+    fn problem(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let p = self.path.display();
+        let what = match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == (self.dev, self.ino) => return None,
+            Ok(_) => format!("{p} was replaced by another file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("{p} was deleted"),
+            Err(e) => format!("{p} cannot be looked at: {}", e.kind()),
+        };
+        Some(format!(
+            "{what} while open: results go to a file nothing will read, and a restart \
+             starts from an empty database; restore the file or restart probed"
+        ))
+    }
 }
 
 /// The writer task's half. Run it with [`Writer::run`].
@@ -211,7 +254,21 @@ impl Store {
             .max_connections(4)
             .connect_with(opts.pragma("query_only", "true"))
             .await
-            .map_err(|source| StoreError::Open { path, source })?;
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let id: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_id'")
+            .fetch_one(&write)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let file_id = FileId::of(&file).map_err(|source| StoreError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
         let queue = queue.max(1);
         let (rtx, rrx) = mpsc::channel(queue);
         let (ctx, crx) = mpsc::unbounded_channel();
@@ -226,6 +283,8 @@ impl Store {
                 stats: stats.clone(),
                 queue_capacity: queue,
                 alerts_queued: alerts_queued.clone(),
+                file: Arc::new(file_id),
+                id: id.into(),
             },
             Writer {
                 write,
@@ -237,6 +296,17 @@ impl Store {
                 failover: None,
             },
         ))
+    }
+
+    /// `None` while `data_dir/probed.db` is still the file the store opened; else why not
+    /// (deleted or replaced under the daemon: SQLite goes on writing to the unlinked file).
+    /// One `stat`; the first time it fails is logged as an error.
+    pub fn file_problem(&self) -> Option<String> {
+        let p = self.file.problem()?;
+        if !self.file.gone.swap(true, Ordering::Relaxed) {
+            tracing::error!(problem = %p, "store file gone");
+        }
+        Some(p)
     }
 
     /// Queues a result for the writer without waiting. When the queue is full the result is

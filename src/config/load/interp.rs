@@ -10,9 +10,14 @@ use serde_yaml::{Mapping, Value};
 
 use super::index::{At, Index, Seg};
 
-/// Keys ending in `_file` that name a file the daemon reads itself (TLS material), rather
-/// than a secret to inline.
-const PATH_KEYS: &[&str] = &["ca_file", "cert_file", "key_file"];
+/// Keys ending in `_file` that name a file the daemon reads itself (TLS material, a Redis
+/// dump it only measures), rather than a secret to inline. Every `_file` field of a spec must
+/// be here (`every_path_field_is_a_path_key` checks the sources).
+pub(super) const PATH_KEYS: &[&str] = &["ca_file", "cert_file", "key_file", "dump_file"];
+
+/// Most bytes of a secret read from a `x_file` key: a token, a password, a key. A bigger file
+/// is not a secret but a mistake (a dump, a log, `/dev/zero`), and is never read whole.
+pub const MAX_SECRET_FILE: u64 = 64 << 10;
 
 /// Interpolates one document in place.
 pub struct Interp<'a> {
@@ -127,7 +132,7 @@ impl Interp<'_> {
                 let contents = match &v {
                     Value::String(p) => {
                         let full = self.dir.join(p);
-                        match std::fs::read_to_string(&full) {
+                        match read_secret(&full) {
                             Ok(text) => text.trim_end_matches(['\n', '\r']).to_string(),
                             Err(e) => {
                                 self.errors.push((
@@ -165,6 +170,35 @@ impl Interp<'_> {
             path.pop();
         }
     }
+}
+
+/// The contents of a secret file: a regular file (not a device, a pipe or a folder) of at
+/// most [`MAX_SECRET_FILE`] bytes, in UTF-8. Read through a bounded reader, so a file that
+/// grows after its size was looked at still costs no more.
+fn read_secret(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| super::io_words(&e))?;
+    let meta = file.metadata().map_err(|e| super::io_words(&e))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let too_big = || {
+        format!(
+            "larger than {} KiB (a secret file holds one token or password)",
+            MAX_SECRET_FILE >> 10
+        )
+    };
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| super::io_words(&e))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
 }
 
 fn base_of(key: &str) -> &str {

@@ -350,7 +350,7 @@ probes:
         env: &[],
         want: &[
             "probed.yaml:5:12: invalid type: boolean `true`, expected a duration such as 500ms, 30s, 5m or 1h",
-            r#"probed.yaml:6:21: invalid type: string "x", expected u32"#,
+            r#"probed.yaml:6:21: expected a number, found a string"#,
         ],
     },
     Case {
@@ -402,14 +402,14 @@ probes:
         files: &[],
         env: &[],
         want: &[
-            "probed.yaml:2:29: alert.after must be at least 1",
+            "probed.yaml:2:29: alert.after must be a whole number from 1 to 10000",
             "probed.yaml:4:49: timeout 40s is longer than the interval 30s",
             "probed.yaml:5:37: timeout must be greater than zero",
             "probed.yaml:6:35: every 50ms is shorter than the minimum of 100ms",
             r#"probed.yaml:7:39: "every" and "cron" are mutually exclusive; keep one"#,
             r#"probed.yaml:8:34: invalid cron expression "every day": ..."#,
-            "probed.yaml:9:44: alert.after must be at least 1",
-            "probed.yaml:9:62: alert.recover_after must be at least 1",
+            "probed.yaml:9:44: alert.after must be a whole number from 1 to 10000",
+            "probed.yaml:9:62: alert.recover_after must be a whole number from 1 to 10000",
         ],
     },
     Case {
@@ -480,9 +480,7 @@ routes:
         config: "probes: nowhere/\n",
         files: &[],
         env: &[],
-        want: &[
-            r#"probed.yaml:1:9: cannot read "nowhere/": No such file or directory (os error 2)"#,
-        ],
+        want: &[r#"probed.yaml:1:9: cannot read "nowhere/": no such file or directory"#],
     },
     Case {
         name: "malformed yaml",
@@ -561,7 +559,7 @@ notifiers:
         want: &[
             r#"probed.yaml:2:3: unknown key "titel", did you mean "title"?"#,
             r#"probed.yaml:3:8: status_page.url must be an absolute http(s) URL"#,
-            r#"probed.yaml:4:17: history_days must be between 1 and 400 (rollups are kept 400 days)"#,
+            r#"probed.yaml:4:17: history_days must be a whole number from 1 to 400"#,
         ],
     },
     Case {
@@ -600,8 +598,8 @@ probes:
         env: &[],
         want: &[
             r#"probed.yaml:3:1: both "admin_token" and "admin_token_file" are set; keep one"#,
-            r#"probed.yaml:5:47: cannot read routing_key_file "secrets/missing": No such file or directory (os error 2)"#,
-            r#"probed.yaml:9:56: cannot read method_file "secrets/missing": No such file or directory (os error 2)"#,
+            r#"probed.yaml:5:47: cannot read routing_key_file "secrets/missing": no such file or directory"#,
+            r#"probed.yaml:9:56: cannot read method_file "secrets/missing": no such file or directory"#,
         ],
     },
     Case {
@@ -629,11 +627,78 @@ probes: 3
             r#"probed.yaml:2:9: invalid listen address "localhost" (write ip:port, e.g. 127.0.0.1:9797)"#,
             "probed.yaml:3:11: expected a mapping, found a list",
             "probed.yaml:4:21: retention must be greater than zero",
-            "probed.yaml:4:32: invalid value: integer `-1`, expected usize",
+            "probed.yaml:4:32: queue must be a whole number from 1 to 10000000",
             "probed.yaml:5:17: expected a mapping, found a number",
             "probed.yaml:6:9: expected a list of routes, found a mapping",
             "probed.yaml:7:9: expected a list of probes, or a file or folder of them, found a number",
         ],
+    },
+    Case {
+        // Each of these passed check-config and crashed the daemon (a tokio semaphore of
+        // 2^64 permits) or a probe task; each number now has its range, at its line.
+        name: "numbers out of range",
+        config: r#"
+defaults: { max_concurrent: 18446744073709551615, max_per_host: 18446744073709551615 }
+store: { queue: 18446744073709551615, buffer: 10000001 }
+alerting: { max_attempts: 4294967296 }
+probes:
+  - { name: a, kind: http, alert: { after: 0.5, recover_after: -1 }, request: { url: "http://x.example/" } }
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:2:29: max_concurrent must be a whole number from 1 to 100000"#,
+            r#"probed.yaml:2:65: max_per_host must be a whole number from 1 to 100000"#,
+            r#"probed.yaml:3:17: queue must be a whole number from 1 to 10000000"#,
+            r#"probed.yaml:3:47: buffer must be a whole number from 0 to 10000000"#,
+            r#"probed.yaml:4:27: max_attempts must be a whole number from 1 to 1000"#,
+            r#"probed.yaml:6:44: alert.after must be a whole number from 1 to 10000"#,
+            r#"probed.yaml:6:64: alert.recover_after must be a whole number from 1 to 10000"#,
+        ],
+    },
+    Case {
+        // Every ping finds its probe by token: the second probe would never see one.
+        name: "duplicate push tokens",
+        config: r#"
+probes:
+  - { name: nightly, kind: push, token: 0123456789abcdef-job, period: 1d }
+  - { name: hourly, kind: push, token: 0123456789abcdef-job, period: 1h }
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:4:40: push token already used by probe "nightly" (defined at probed.yaml:3:7); every push probe needs a token of its own"#,
+        ],
+    },
+    Case {
+        name: "admin_token that can never match, heartbeat without a host",
+        config: r#"
+admin_token: "   "
+watchdog:
+  heartbeat: { url: "http:///ping" }
+"#,
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:2:14: admin_token is only whitespace (no bearer token could ever match it)"#,
+            r#"probed.yaml:4:21: heartbeat url must be an absolute http(s) URL with a host"#,
+        ],
+    },
+    Case {
+        name: "admin_token with what a header cannot carry",
+        config: "admin_token: \" t0ken\"\n",
+        files: &[],
+        env: &[],
+        want: &[
+            r#"probed.yaml:1:14: admin_token must be printable ASCII without spaces at its ends (an Authorization header cannot carry anything else)"#,
+        ],
+    },
+    Case {
+        name: "a probes file that never ends",
+        config: "probes: /dev/zero\n",
+        files: &[],
+        env: &[],
+        want: &[r#"probed.yaml:1:9: cannot read "/dev/zero": larger than 32 MiB"#],
     },
 ];
 
@@ -900,9 +965,7 @@ fn load_reads_the_file() {
     let missing = dir.path().join("missing.yaml");
     let err = load(&missing).unwrap_err().to_string();
     assert!(
-        err.ends_with(
-            "missing.yaml:1:1: cannot read the config file: No such file or directory (os error 2)"
-        ),
+        err.ends_with("missing.yaml:1:1: cannot read the config file: no such file or directory"),
         "{err}"
     );
 }
@@ -977,7 +1040,112 @@ fn slo_loads_and_its_errors_point_at_the_key() {
     );
     assert!(
         errs[2].starts_with("probed.yaml:15:19: ")
-            && errs[2].contains("time_scale 0 must be at least 1"),
+            && errs[2].contains("time_scale must be between 1 and 100000"),
         "{all}"
     );
+}
+
+/// A secret file is a token, not a dump or a device: one over 64 KiB, or not a regular file,
+/// is an error, and never read whole.
+#[test]
+fn secret_files_are_small_regular_files() {
+    let big = "x".repeat((64 << 10) + 1);
+    let exact = "y".repeat(64 << 10);
+    let got = errors_of(
+        r#"
+notifiers:
+  pager: { kind: pagerduty, routing_key_file: big }
+  sms: { kind: pagerduty, routing_key_file: /dev/zero }
+  ok: { kind: pagerduty, routing_key_file: exact }
+"#,
+        &[("big", &big), ("exact", &exact)],
+        &[],
+    );
+    assert_eq!(
+        got,
+        [
+            r#"probed.yaml:3:47: cannot read routing_key_file "big": larger than 64 KiB (a secret file holds one token or password)"#,
+            r#"probed.yaml:4:45: cannot read routing_key_file "/dev/zero": not a regular file"#,
+        ]
+    );
+}
+
+/// `dump_file` (kind redis) names the dump the probe measures; it is not a secret to inline,
+/// and a dump of any size costs nothing to load. Every `x_file` field of a spec is such a
+/// path key: the list in `interp` is checked against the sources.
+#[test]
+fn dump_file_is_a_path_and_every_path_field_is_a_path_key() {
+    let dump = "R".repeat(1 << 20);
+    let c = ok(
+        "probes:\n  - { name: cache, kind: redis, url: 'redis://127.0.0.1:6379', dump_file: data/dump.rdb }\n",
+        &[("data/dump.rdb", &dump)],
+        &[],
+    );
+    let crate::probe::ProbeSpec::Redis(r) = &c.probes[0].spec else {
+        panic!("a redis probe");
+    };
+    assert!(r.dump_file.as_ref().unwrap().ends_with("data/dump.rdb"));
+
+    let mut fields = Vec::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut dirs = vec![root];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for line in text.lines() {
+                    let t = line.trim_start();
+                    if let Some(rest) = t.strip_prefix("pub ")
+                        && let Some((name, _)) = rest.split_once(':')
+                        && name.ends_with("_file")
+                        && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    {
+                        fields.push(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(fields.iter().any(|f| f == "dump_file"), "{fields:?}");
+    for f in fields {
+        assert!(
+            super::interp::PATH_KEYS.contains(&f.as_str()),
+            "{f} is a path field but would be read as a secret: add it to PATH_KEYS"
+        );
+    }
+}
+
+/// Deep nesting is cut off before either YAML parser sees it: libyaml (serde_yaml) takes
+/// time with the square of the depth, minutes for 200,000 levels.
+#[test]
+fn nesting_deeper_than_64_levels_is_an_error_at_once() {
+    // The top-level mapping is the first level.
+    let at_limit = format!("x-a: {}{}\n", "[".repeat(63), "]".repeat(63));
+    ok(&at_limit, &[], &[]);
+    for depth in [65, 300, 200_000] {
+        let flow = format!("x-a: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        let got = errors_of(&flow, &[], &[]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("probed.yaml:1:")
+                && got[0].ends_with(": nested deeper than 64 levels"),
+            "{got:?}"
+        );
+    }
+    let block: String = (0..100)
+        .map(|i| format!("{}a{i}:\n", "  ".repeat(i)))
+        .collect();
+    assert_eq!(
+        errors_of(&block, &[], &[]),
+        ["probed.yaml:65:132: nested deeper than 64 levels"]
+    );
+    assert_eq!(
+        errors_of("store: { queue: 99999999999999999999 }\n", &[], &[]),
+        ["probed.yaml:1:17: store.queue: number too large (at most 18446744073709551615)"]
+    );
+    let dashes = format!("x-a: {}a\n", "- ".repeat(200_000));
+    assert_eq!(errors_of(&dashes, &[], &[]).len(), 1);
 }
