@@ -17,6 +17,7 @@
 //! - [`cli`]: the `probectl` subcommands.
 //! - [`watchdog`]: runtime pulse, systemd readiness and watchdog, outbound heartbeats.
 //! - [`units`], [`time`]: durations, sizes, secrets; wall-clock display helpers.
+//! - [`redact`]: every form a secret takes on the wire, blanked from what is shown or kept.
 //! - [`clock`]: wall-clock steps: detected, and pending timers shifted by as much.
 //! - [`lab`]: the fault lab, a target that misbehaves on demand (tests, `probectl lab`).
 pub mod alert;
@@ -30,6 +31,7 @@ pub mod lab;
 pub mod metrics;
 pub mod probe;
 pub mod public;
+pub mod redact;
 pub mod schedule;
 pub mod slo;
 pub mod store;

@@ -370,6 +370,11 @@ impl Sender {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+
+    /// What this notifier's texts are scrubbed of.
+    pub(crate) fn scrub(&self) -> &super::http::Scrub {
+        &self.scrub
+    }
 }
 
 /// One result from the results of every URL, in the order of `urls`.

@@ -216,6 +216,8 @@ impl Spec {
                 password.expose().to_string(),
             ));
             secrets.push(password.expose().to_string());
+            // AUTH PLAIN sends base64 of `\0user\0password` (AUTH LOGIN each alone).
+            secrets.push(format!("\0{user}\0{}", password.expose()));
         }
         Ok(Sender {
             transport: builder.build(),
@@ -255,7 +257,8 @@ impl Sender {
                     detail: format!(
                         "{} {}",
                         reply.code(),
-                        reply.message().collect::<Vec<_>>().join(" ")
+                        self.scrub
+                            .quote(&reply.message().collect::<Vec<_>>().join(" "))
                     )
                     .trim_end()
                     .to_string(),
@@ -312,7 +315,8 @@ impl Sender {
             let said = std::error::Error::source(e)
                 .map(|s| s.to_string())
                 .unwrap_or_default();
-            let reason = format!("{}: server answered {code} {}", self.shown, said.trim())
+            let said = self.scrub.quote(&said);
+            let reason = format!("{}: server answered {code} {said}", self.shown)
                 .trim_end()
                 .to_string();
             return if e.is_permanent() {
@@ -340,6 +344,11 @@ impl Sender {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// What this notifier's texts are scrubbed of.
+    pub(crate) fn scrub(&self) -> &super::http::Scrub {
+        &self.scrub
     }
 }
 

@@ -4,7 +4,8 @@
 //! - Settings: [`parse_url`] and [`parse_base_url`] (`http`/`https` with a host; errors
 //!   never repeat the URL), [`check_timeout`], [`origin`] (a URL as messages show it:
 //!   never with its userinfo, path or query) and [`url_secrets`].
-//! - Secrets: [`Scrub`] replaces each secret with `***` in every text a notifier returns.
+//! - Secrets: [`Scrub`] replaces each secret, in every form it takes on the wire, with `***`
+//!   in every text a notifier returns, and cuts what a peer said short.
 //! - Sending: [`deliver`] (a receiver whose answer is only its status) and [`exchange`] (an
 //!   API that answers with JSON, read by the caller) send one request. A request that got
 //!   no answer is a retry ([`transport_error`]; one that cannot be built is permanent);
@@ -23,6 +24,7 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use super::{Delivered, SendError};
+use crate::redact::{Redactor, Secrets};
 use crate::units::{Dur, format_duration};
 
 /// Longest `Retry-After` honoured; a longer one is cut to this.
@@ -33,6 +35,10 @@ const MAX_ANSWER_BYTES: usize = 64 << 10;
 
 /// Characters of a body shown in an error message.
 const SNIPPET_CHARS: usize = 200;
+
+/// Characters of a send's whole outcome (a reason naming several recipients or URLs, each
+/// with its snippet), as stored, logged and shown.
+const MAX_MESSAGE_CHARS: usize = 1000;
 
 // ---- settings ------------------------------------------------------------------------------
 
@@ -86,16 +92,27 @@ pub(crate) fn origin(url: &Url) -> String {
     }
 }
 
-/// Texts of a URL that must never be shown: its userinfo, decoded and as written.
+/// Texts of a URL that must never be shown: its userinfo, as written, decoded, and as the
+/// pair basic auth sends (reqwest sends the decoded `user:password`; a user without a
+/// password is the credential itself, sent as `user:`). [`Scrub`] derives their other forms.
 pub(crate) fn url_secrets(url: &Url) -> Vec<String> {
+    let user = url.username();
     let mut out = Vec::new();
-    if let Some(p) = url.password() {
-        out.push(p.to_string());
-        out.push(percent_decode(p));
-        if !url.username().is_empty() {
-            out.push(format!("{}:{p}", url.username()));
+    match url.password() {
+        Some(p) => {
+            out.push(p.to_string());
+            out.push(percent_decode(p));
+            out.push(format!("{user}:{p}"));
+            out.push(format!("{}:{}", percent_decode(user), percent_decode(p)));
         }
+        None if !user.is_empty() => {
+            out.push(user.to_string());
+            out.push(percent_decode(user));
+            out.push(format!("{}:", percent_decode(user)));
+        }
+        None => {}
     }
+    out.dedup();
     out
 }
 
@@ -116,27 +133,37 @@ pub(crate) fn header_text(s: &str) -> HeaderValue {
 
 // ---- secrets -------------------------------------------------------------------------------
 
-/// Values removed from every text a notifier returns (secrets, header values, userinfo):
-/// each becomes `***`. Every non-empty value counts, however short.
-pub(crate) struct Scrub(Vec<String>);
+/// Values removed from every text a notifier returns (secrets, header values, userinfo,
+/// basic-auth pairs), in every form each takes on the wire ([`crate::redact`]: raw, base64,
+/// percent-encoded, JSON-escaped): each becomes `***`. Every non-empty value counts,
+/// however short; a header value's credentials (`Bearer abc...`) count on their own.
+pub(crate) struct Scrub(Redactor);
 
 impl Scrub {
-    pub(crate) fn new(mut values: Vec<String>) -> Scrub {
-        values.retain(|v| !v.is_empty());
-        // Longest first, so a value containing another is removed whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Scrub(values)
+    pub(crate) fn new(values: Vec<String>) -> Scrub {
+        let mut secrets = Secrets::new();
+        for v in &values {
+            secrets.header(v);
+        }
+        Scrub(secrets.redactor())
     }
 
     pub(crate) fn text(&self, s: String) -> String {
-        self.0.iter().fold(s, |s, v| {
-            if s.contains(v.as_str()) {
-                s.replace(v.as_str(), "***")
-            } else {
-                s
-            }
-        })
+        if self.0.is_empty() {
+            return s;
+        }
+        self.0.redact(&s)
+    }
+
+    /// A peer's text quoted in a message (an error's `message` field, a server's reply):
+    /// secrets removed before it is cut, so no part of one is left; on one line; at most
+    /// 200 characters.
+    pub(crate) fn quote(&self, said: &str) -> String {
+        let text = self.text(said.to_string());
+        truncate_chars(
+            &text.split_whitespace().collect::<Vec<_>>().join(" "),
+            SNIPPET_CHARS,
+        )
     }
 
     pub(crate) fn error(&self, e: SendError) -> SendError {
@@ -151,6 +178,27 @@ impl Scrub {
             SendError::Permanent { reason } => SendError::Permanent {
                 reason: self.text(reason),
             },
+        }
+    }
+
+    /// What a send came to, as the dispatcher and `probectl` get it: secrets removed, then
+    /// cut to [`MAX_MESSAGE_CHARS`], the detail of a delivery as the reason of a failure.
+    pub(crate) fn outcome(&self, r: Result<Delivered, SendError>) -> Result<Delivered, SendError> {
+        let cut = |s: String| truncate_chars(&self.text(s), MAX_MESSAGE_CHARS);
+        match r {
+            Ok(d) => Ok(Delivered {
+                detail: cut(d.detail),
+            }),
+            Err(SendError::Retry {
+                reason,
+                retry_after,
+            }) => Err(SendError::Retry {
+                reason: cut(reason),
+                retry_after,
+            }),
+            Err(SendError::Permanent { reason }) => Err(SendError::Permanent {
+                reason: cut(reason),
+            }),
         }
     }
 }
@@ -340,12 +388,11 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 /// before it is cut, so no part of one is left; whitespace runs as one space; at most 200
 /// characters; `empty answer` when there is nothing to show.
 fn body_snippet(raw: &[u8], scrub: &Scrub) -> String {
-    let text = scrub.text(String::from_utf8_lossy(raw).into_owned());
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.is_empty() {
+    let said = scrub.quote(&String::from_utf8_lossy(raw));
+    if said.is_empty() {
         "empty answer".into()
     } else {
-        truncate_chars(&flat, SNIPPET_CHARS)
+        said
     }
 }
 
@@ -881,15 +928,56 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_is_scrubbed_in_every_form_then_cut() {
+        let url = parse_url("http://hook:pa%24%24w0rd@h.example/").unwrap();
+        let scrub = Scrub::new(url_secrets(&url));
+        let sent = crate::redact::base64(b"hook:pa$$w0rd");
+        let echo = format!(
+            "authorization: Basic {sent} {} {}",
+            serde_json::to_string(&sent.replace('/', "\\/")).unwrap(),
+            "y".repeat(2000)
+        );
+        let Err(SendError::Permanent { reason }) =
+            scrub.outcome(Err(SendError::permanent(echo.clone())))
+        else {
+            panic!("permanent stays permanent");
+        };
+        assert!(
+            reason.starts_with("authorization: Basic *** \"***\" yyy"),
+            "{reason}"
+        );
+        assert_eq!(reason.chars().count(), MAX_MESSAGE_CHARS);
+        let detail = scrub
+            .outcome(Ok(Delivered {
+                detail: format!("202 accepted: pa$$w0rd {echo}"),
+            }))
+            .unwrap()
+            .detail;
+        assert!(
+            detail.starts_with("202 accepted: *** authorization: Basic ***"),
+            "{detail}"
+        );
+        assert_eq!(scrub.quote(" a\n  pa$$w0rd\tb "), "a *** b");
+    }
+
+    #[test]
     fn urls_are_checked_and_shown_without_userinfo() {
         let url = parse_url("https://hook:p%40ss@hooks.example:8443/x?token=abc").unwrap();
         assert_eq!(origin(&url), "https://hooks.example:8443");
-        assert_eq!(url_secrets(&url), ["p%40ss", "p@ss", "hook:p%40ss"]);
+        assert_eq!(
+            url_secrets(&url),
+            ["p%40ss", "p@ss", "hook:p%40ss", "hook:p@ss"]
+        );
+        assert_eq!(
+            url_secrets(&parse_url("http://t%2Dk@h/").unwrap()),
+            ["t%2Dk", "t-k", "t-k:"],
+            "a user alone is the credential"
+        );
         assert_eq!(
             origin(&parse_url(" http://[::1]/ ").unwrap()),
             "http://[::1]"
         );
-        assert!(url_secrets(&parse_url("http://user@h/").unwrap()).is_empty());
+        assert!(url_secrets(&parse_url("http://h/").unwrap()).is_empty());
         assert!(parse_base_url("http://am:9093/prefix").is_ok());
 
         for (url, want) in [

@@ -260,9 +260,11 @@ macro_rules! kinds {
         }
 
         impl Notifier {
-            /// Sends one alert, within the notifier's own deadline.
+            /// Sends one alert, within the notifier's own deadline. What it came to is
+            /// free of the notifier's secrets in every form and cut short
+            /// (`http::Scrub::outcome`), whatever the kind's own code let through.
             pub async fn send(&self, alert: &Alert) -> Result<Delivered, SendError> {
-                match self { $(Notifier::$variant(n) => n.send(alert).await),* }
+                match self { $(Notifier::$variant(n) => n.scrub().outcome(n.send(alert).await)),* }
             }
             /// While an incident fires, resend this often (Alertmanager forgets alerts that
             /// are not re-sent). `None`: only on events.

@@ -137,6 +137,11 @@ impl Sender {
         self.timeout
     }
 
+    /// What this notifier's texts are scrubbed of.
+    pub(crate) fn scrub(&self) -> &super::http::Scrub {
+        &self.scrub
+    }
+
     /// The Events API v2 event for `alert`. Acknowledge and resolve carry only the key, the
     /// action and the dedup key, as the API asks.
     fn event(&self, alert: &Alert) -> Value {
@@ -221,7 +226,7 @@ impl Sender {
                         .collect();
                     s.push_str(&format!(" ({})", errs.join("; ")));
                 }
-                s
+                self.scrub.quote(&s)
             }
             _ => reply.snippet(&self.scrub),
         };

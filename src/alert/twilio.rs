@@ -157,6 +157,8 @@ impl Spec {
         let base = parse_base_url(&self.base_url).map_err(|e| format!("base_url: {e}"))?;
         let mut secrets = url_secrets(&base);
         secrets.push(self.auth_token.expose().to_string());
+        // What basic auth sends: base64 of the pair.
+        secrets.push(format!("{}:{}", self.account_sid, self.auth_token.expose()));
         Ok(Sender {
             http: cx.http.clone(),
             url: format!(
@@ -190,7 +192,7 @@ pub struct Sender {
     timeout: Duration,
     /// Recipients already accepted for alerts not yet fully delivered.
     accepted: Mutex<Accepted>,
-    /// The auth token and the base URL's userinfo.
+    /// The auth token, the `sid:token` pair and the base URL's userinfo.
     scrub: Scrub,
 }
 
@@ -277,6 +279,11 @@ impl Sender {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// What this notifier's texts are scrubbed of.
+    pub(crate) fn scrub(&self) -> &super::http::Scrub {
+        &self.scrub
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Accepted> {
@@ -384,10 +391,10 @@ impl Sender {
                 code: Some(c),
                 message: Some(m),
                 ..
-            }) => format!("code {c}: {m}"),
+            }) => format!("code {c}: {}", self.scrub.quote(m)),
             Some(ApiAnswer {
                 message: Some(m), ..
-            }) => m.clone(),
+            }) => self.scrub.quote(m),
             _ => reply.snippet(&self.scrub),
         };
         let what = if matches!(status.as_u16(), 401 | 403) {
@@ -1126,6 +1133,36 @@ mod tests {
         let reason = permanent(s.send(&alert(Event::Trigger)).await);
         assert!(reason.contains("bad token ***"), "{reason}");
         assert!(!reason.contains(wrong), "{reason}");
+    }
+
+    /// A gateway that echoes the basic auth it was sent, in an error message longer than a
+    /// snippet: neither the pair's base64 nor the token in any encoding is left, and the
+    /// message is cut short.
+    #[tokio::test]
+    async fn echoed_basic_auth_is_masked_in_every_form_and_cut_short() {
+        let (url, tw) = FakeTwilio::start(SID, TOKEN).await;
+        let s = sender(&url, &[A]);
+        let pair = crate::redact::base64(format!("{SID}:{TOKEN}").as_bytes());
+        let token_json = serde_json::to_string(&format!("{TOKEN}\"")).unwrap();
+        let echo = serde_json::json!({
+            "code": 20003,
+            "message": format!(
+                "Authenticate: Basic {pair}, token {}, {} {}",
+                pair.trim_end_matches('=').replace('+', "-").replace('/', "_"),
+                &token_json[1..token_json.len() - 1],
+                "x".repeat(400)
+            ),
+        });
+        tw.script(Answer::status(401).body(echo.to_string()));
+        let reason = permanent(s.send(&alert(Event::Trigger)).await);
+        assert!(
+            reason.contains("code 20003: Authenticate: Basic ***, token ***, ***"),
+            "{reason}"
+        );
+        for leak in [pair.as_str(), &pair[4..24], TOKEN, "auth-token"] {
+            assert!(!reason.contains(leak), "{leak} in {reason}");
+        }
+        assert!(reason.contains("x...") && reason.len() < 400, "{reason}");
     }
 
     #[tokio::test]

@@ -115,6 +115,13 @@ impl Spec {
         let method = self.method().map_err(|e| format!("method: {e}"))?;
         let mut headers = HeaderMap::new();
         let mut scrub = url_secrets(&url);
+        // The path and query often hold the hook's token; a peer may echo the request line.
+        if url.path() != "/" {
+            scrub.push(url.path().to_string());
+        }
+        if let Some(q) = url.query() {
+            scrub.push(q.to_string());
+        }
         for (name, value) in &self.headers {
             let n = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("headers.{name}: invalid header name"))?;
@@ -184,6 +191,11 @@ impl Sender {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// What this notifier's texts are scrubbed of.
+    pub(crate) fn scrub(&self) -> &super::http::Scrub {
+        &self.scrub
     }
 }
 

@@ -276,7 +276,15 @@ struct IncidentsQuery {
     limit: Option<u32>,
 }
 
-async fn incidents(AxState(s): AxState<Arc<Shared>>, Query(q): Query<IncidentsQuery>) -> Response {
+/// Incidents with their deliveries. A delivery's error quotes the peer's answer, so
+/// without the admin token it is told only as a status and a short phrase
+/// ([`crate::alert::outbox::brief_error`]); with it, in full (secrets removed).
+async fn incidents(
+    AxState(s): AxState<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<IncidentsQuery>,
+) -> Response {
+    let full = refuse_unauthorized(&s, &headers).is_none();
     let mut conn = match s.runner.store.read_pool().acquire().await {
         Ok(c) => c,
         Err(e) => {
@@ -287,7 +295,12 @@ async fn incidents(AxState(s): AxState<Arc<Shared>>, Query(q): Query<IncidentsQu
     match crate::alert::outbox::list(&mut conn, q.open.unwrap_or(false), q.limit.unwrap_or(100))
         .await
     {
-        Ok(rows) => Json(serde_json::json!({"incidents": rows})).into_response(),
+        Ok(mut rows) => {
+            if !full {
+                crate::alert::outbox::brief_errors(&mut rows);
+            }
+            Json(serde_json::json!({"incidents": rows})).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "incidents query failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, "store query failed")

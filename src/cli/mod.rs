@@ -133,9 +133,7 @@ pub fn main() -> ExitCode {
             Command::History { probe, limit, json } => {
                 history(&api_base(&cli), probe, *limit, *json).await
             }
-            Command::Incidents { all, limit, json } => {
-                incidents(&api_base(&cli), !*all, *limit, *json).await
-            }
+            Command::Incidents { all, limit, json } => incidents(&cli, !*all, *limit, *json).await,
             Command::Ack { incident, by } => {
                 let by = by
                     .clone()
@@ -696,9 +694,21 @@ async fn write(cli: &Cli, path: &str, body: serde_json::Value, done: &str) -> Ex
     }
 }
 
-async fn incidents(base: &str, open_only: bool, limit: u32, json: bool) -> ExitCode {
+/// With the admin token when there is one: the daemon then tells each delivery's error in
+/// full (secrets removed), not only its status.
+async fn incidents(cli: &Cli, open_only: bool, limit: u32, json: bool) -> ExitCode {
     let path = format!("/api/v1/incidents?open={open_only}&limit={limit}");
-    let body = match client::get(base, &path, Duration::from_secs(10)).await {
+    let token = admin_token(cli);
+    let body = match client::request(
+        http::Method::GET,
+        &api_base(cli),
+        &path,
+        token.as_deref(),
+        None,
+        Duration::from_secs(10),
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => {
             eprintln!("probectl: {e}");

@@ -594,48 +594,8 @@ pub(crate) fn redact_query(q: &str) -> String {
         .join("&")
 }
 
-/// Decodes `%XX` escapes (userinfo may escape `:` and `@`); bad escapes stay as written.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h << 4) | l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Standard base64 with padding (RFC 4648 §4), for Basic credentials.
-pub(crate) fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+// One version of each, shared with the notifiers.
+pub(crate) use crate::redact::{base64, percent_decode};
 
 /// `Basic <base64(user:password)>`, marked sensitive.
 pub(crate) fn basic_auth(userinfo: &str) -> HeaderValue {
@@ -667,12 +627,12 @@ pub(crate) fn sensitive_headers<'a>(
     Ok(headers)
 }
 
-/// The `Authorization` header for a URL's userinfo; the userinfo, its password and the
-/// header go to `secrets`.
+/// The `Authorization` header for a URL's userinfo; the userinfo, its password (as written
+/// and decoded) and the header go to `secrets`.
 pub(crate) fn userinfo_auth(userinfo: &str, secrets: &mut Vec<String>) -> HeaderValue {
     secrets.push(userinfo.to_string());
     if let Some((_, password)) = userinfo.split_once(':') {
-        secrets.push(password.to_string());
+        password_secrets(password, secrets);
     }
     let auth = basic_auth(userinfo);
     secrets.push(auth.to_str().unwrap_or_default().to_string());
@@ -685,26 +645,31 @@ pub(crate) fn password_secrets(password: &str, secrets: &mut Vec<String>) {
     secrets.push(percent_decode(password));
 }
 
-/// The secrets to scrub reasons of: short values ("1", "on") would blank out ordinary
-/// words (they are never put into a message anyway, this list is a second line of defence),
-/// and the longest go first, so a password inside a userinfo goes with it.
-pub(crate) fn secret_list(mut secrets: Vec<String>) -> Vec<String> {
-    secrets.retain(|s| s.len() >= MIN_SECRET);
-    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-    secrets.dedup();
-    secrets
+/// The texts to scrub reasons of: every form each secret takes on the wire (raw, base64,
+/// percent-encoded, JSON-escaped: [`crate::redact`]), longest first, so a password inside a
+/// userinfo goes with it. Secrets shorter than 4 characters ("1", "on") are left: they
+/// would blank out ordinary words (they are never put into a message anyway, this list is a
+/// second line of defence). A header value's credentials (`Bearer abc...`, and what a
+/// `Basic` value decodes to) count on their own.
+pub(crate) fn secret_list(secrets: Vec<String>) -> Vec<String> {
+    let mut all = crate::redact::Secrets::new();
+    for s in secrets.iter().filter(|s| s.len() >= MIN_SECRET) {
+        all.header(s);
+    }
+    all.redactor().into_forms()
 }
 
 /// Shortest value [`scrub`] blanks out.
 const MIN_SECRET: usize = 4;
 
 /// Blanks out any secret that found its way into a message (a second line of defence:
-/// messages are built never to include them). Values shorter than 4 characters are left.
+/// messages are built never to include them). `secrets` is a [`secret_list`]; values
+/// shorter than 4 characters are left.
 pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
     for s in secrets {
         if s.len() >= MIN_SECRET && out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
+            out = out.replace(s.as_str(), crate::redact::MASK);
         }
     }
     out
@@ -825,6 +790,26 @@ mod tests {
         ] {
             assert_eq!(base64(input.as_bytes()), want, "{input}");
         }
+    }
+
+    #[test]
+    fn reasons_are_scrubbed_of_every_form_of_a_secret() {
+        let mut secrets = Vec::new();
+        let auth = userinfo_auth("probe:s3cr%22t-pw", &mut secrets);
+        let headers = [("x-key".to_string(), "Bearer t0ken\\value".to_string())];
+        let h = headers.iter().map(|(k, v)| (k, v));
+        sensitive_headers(h, "request.headers", &mut secrets).unwrap();
+        let secrets = secret_list(secrets);
+        let sent = auth.to_str().unwrap().to_string();
+        let echo = format!(
+            "{sent} | {} | s3cr\"t-pw | {} | t0ken%5Cvalue | x",
+            &sent["Basic ".len()..],
+            serde_json::to_string("t0ken\\value").unwrap(),
+        );
+        assert_eq!(
+            scrub(&echo, &secrets),
+            "*** | *** | *** | \"***\" | *** | x"
+        );
     }
 
     #[test]
