@@ -23,6 +23,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt;
 use reqwest::Url;
 use serde::Deserialize;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError};
@@ -512,6 +513,9 @@ impl Sql {
     }
 }
 
+/// Most rows kept of one statement's answer.
+const MAX_ROWS: usize = 16;
+
 /// An open connection of one of the three kinds.
 enum Conn {
     Pg(PgConnection),
@@ -531,7 +535,27 @@ impl Conn {
     ) -> Result<Vec<PgRow>, sqlx::Error> {
         let ms = (deadline.saturating_duration_since(Instant::now()) + SERVER_GRACE).as_millis();
         let batch = format!("BEGIN; SET LOCAL statement_timeout = {ms}; {sql}; COMMIT");
-        let rows = sqlx::raw_sql(AssertSqlSafe(batch)).fetch_all(&mut *c).await;
+        // Read row by row and keep at most MAX_ROWS: the probe's statements return one row,
+        // and a canary table someone else filled costs no more memory than that.
+        let rows = {
+            let mut stream = sqlx::raw_sql(AssertSqlSafe(batch)).fetch(&mut *c);
+            let mut rows = Vec::new();
+            let mut failed = None;
+            while let Some(row) = stream.next().await {
+                match row {
+                    Ok(row) if rows.len() < MAX_ROWS => rows.push(row),
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(rows),
+            }
+        };
         if rows.is_err() {
             // A failed statement leaves the transaction aborted; the connection goes on.
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *c).await;
@@ -585,16 +609,15 @@ impl Conn {
                 .first()
                 .map(|r| r.try_get::<String, _>(0))
                 .transpose(),
+            // The first row only: the rest of an answer is read and dropped, never held.
             Conn::My(c) => sqlx::raw_sql(q)
-                .fetch_all(&mut *c)
+                .fetch_optional(&mut *c)
                 .await?
-                .first()
                 .map(|r| r.try_get::<String, _>(0))
                 .transpose(),
             Conn::Lite(c) => sqlx::raw_sql(q)
-                .fetch_all(&mut *c)
+                .fetch_optional(&mut *c)
                 .await?
-                .first()
                 .map(|r| r.try_get::<String, _>(0))
                 .transpose(),
         }

@@ -32,6 +32,8 @@ use crate::units::{ByteSize, Dur, format_bytes, format_duration};
 
 /// Default cap on the response body read by a probe.
 pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
+/// Largest `expect.max_body` accepted: the body is held in memory to be judged.
+pub const MAX_BODY_LIMIT: u64 = 1 << 30;
 
 /// An HTTP probe.
 #[derive(Debug, Clone, Deserialize)]
@@ -308,11 +310,20 @@ impl Spec {
                 errs.push(FieldError::new(path, regex_error(&e)));
             }
         }
-        if let Some(ByteSize(0)) = self.expect.max_body {
-            errs.push(FieldError::new(
+        match self.expect.max_body {
+            Some(ByteSize(0)) => errs.push(FieldError::new(
                 "expect.max_body",
                 "must be more than 0 bytes",
-            ));
+            )),
+            Some(ByteSize(n)) if n > MAX_BODY_LIMIT => errs.push(FieldError::new(
+                "expect.max_body",
+                format!(
+                    "{} is too large (at most {})",
+                    format_bytes(n),
+                    format_bytes(MAX_BODY_LIMIT)
+                ),
+            )),
+            _ => {}
         }
         if self.max_redirects > MAX_REDIRECTS_LIMIT {
             errs.push(FieldError::new(
@@ -1409,6 +1420,10 @@ tls: { server_name: api.internal }
                 "request: { url: 'http://h/' }\nexpect: { max_body: 0 }",
                 &[("expect.max_body", "more than 0")],
             ),
+            (
+                "request: { url: 'http://h/' }\nexpect: { max_body: 2GiB }",
+                &[("expect.max_body", "2 GiB is too large (at most 1 GiB)")],
+            ),
             // Everything at once: all reported, not just the first.
             (
                 "request: { url: 'gopher://u:hunter22@h/', method: '' }\nmax_redirects: 99\nexpect: { body_regex: '(' }",
@@ -2194,7 +2209,9 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
             (format!("tls: {{ {ca}, server_name: api.internal }}"), None),
             (
                 String::new(),
-                Some("tls: invalid peer certificate: UnknownIssuer"),
+                Some(
+                    "tls: invalid peer certificate: unknown issuer (not signed by a trusted root)",
+                ),
             ),
             (
                 format!("tls: {{ {ca}, server_name: other.example }}"),

@@ -78,6 +78,27 @@ fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
 
+/// Longest reason kept, in characters.
+pub const MAX_REASON: usize = 1000;
+
+/// `text` on one line: control characters escaped (`\n`, `\u{1b}`), cut to [`MAX_REASON`]
+/// characters with an ellipsis.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_REASON + 8));
+    for (n, c) in text.chars().enumerate() {
+        if n >= MAX_REASON {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn ser_phases<S: serde::Serializer>(
     p: &[(&'static str, Duration)],
     s: S,
@@ -91,10 +112,12 @@ fn ser_phases<S: serde::Serializer>(
 }
 
 impl Observation {
-    /// A failed observation with its reason.
+    /// A failed observation with its reason, made one line of at most [`MAX_REASON`]
+    /// characters: a peer's bytes quoted in a reason (a server's error text, a body) can
+    /// hold newlines, escapes for a terminal, or megabytes.
     pub fn fail(mut self, reason: impl Into<String>) -> Observation {
         self.ok = false;
-        self.error = Some(reason.into());
+        self.error = Some(one_line(&reason.into()));
         self
     }
 
@@ -259,4 +282,22 @@ pub async fn until<T>(
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_one_line_of_at_most_1000_characters() {
+        let obs = Observation::default().fail("-ERR line one\r\nline two\t\u{1b}[31mred");
+        assert_eq!(
+            obs.error.as_deref(),
+            Some("-ERR line one\\r\\nline two\\t\\u{1b}[31mred")
+        );
+        let long = "é".repeat(5000);
+        let cut = Observation::default().fail(long).error.unwrap();
+        assert_eq!(cut.chars().count(), MAX_REASON + 1);
+        assert!(cut.ends_with('…'));
+    }
 }

@@ -696,11 +696,16 @@ pub(crate) fn io_text(e: &std::io::Error) -> String {
 }
 
 /// An error and its sources, joined with `: `, each tidied; a source already said is left.
+/// A rustls error is put in words ([`rustls_text`]).
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = tidy(&e.to_string());
+    let text = |e: &(dyn std::error::Error + 'static)| match e.downcast_ref::<rustls::Error>() {
+        Some(tls) => rustls_text(tls),
+        None => tidy(&e.to_string()),
+    };
+    let mut out = text(e);
     let mut source = e.source();
     while let Some(s) = source {
-        let text = tidy(&s.to_string());
+        let text = text(s);
         if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
@@ -708,6 +713,44 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// A rustls error in words: rustls shows some causes as Rust names
+/// (`invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`, `received fatal alert:
+/// HandshakeFailure`); they become `invalid peer certificate: a CA certificate is used as the
+/// server's certificate`, `received fatal alert: handshake failure`.
+pub(crate) fn rustls_text(e: &rustls::Error) -> String {
+    static OTHER: OnceLock<regex::Regex> = OnceLock::new();
+    static NAME: OnceLock<regex::Regex> = OnceLock::new();
+    let other = OTHER.get_or_init(|| regex::Regex::new(r"Other\(OtherError\((\w+)\)\)").unwrap());
+    let name =
+        NAME.get_or_init(|| regex::Regex::new(r"\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+\b").unwrap());
+    let text = e.to_string();
+    let text = other.replace_all(&text, "$1");
+    let text = name.replace_all(&text, |c: &regex::Captures<'_>| rust_name_words(&c[0]));
+    tidy(&text)
+}
+
+/// A rustls or webpki error name in words.
+fn rust_name_words(name: &str) -> String {
+    match name {
+        "UnknownIssuer" => "unknown issuer (not signed by a trusted root)".into(),
+        "CaUsedAsEndEntity" => "a CA certificate is used as the server's certificate".into(),
+        "EndEntityUsedAsCa" => "a server's certificate is used as a CA".into(),
+        "NotValidYet" => "not valid yet".into(),
+        "BadDer" | "BadEncoding" => "badly encoded".into(),
+        "UnsupportedCertVersion" => "unsupported certificate version".into(),
+        _ => {
+            let mut out = String::new();
+            for (i, c) in name.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    out.push(' ');
+                }
+                out.extend(c.to_lowercase());
+            }
+            out
+        }
+    }
 }
 
 /// Drops ` (os error N)` and a trailing period, and lower-cases the first letter unless the

@@ -14,10 +14,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::net::{io_text, lower_first, password_secrets, scrub, secret_list, unix_now};
@@ -56,7 +61,16 @@ pub struct Spec {
     /// The RDB file on disk (relative to the probe file): its size is reported, and the
     /// probe fails when it is missing. Only meaningful where probed sees Redis's disk.
     pub dump_file: Option<PathBuf>,
+    /// The most the server may send on one connection (the handshake and `INFO`'s reply),
+    /// default 1 MiB: a real `INFO` is a few KiB. A larger reply stops reading at once and
+    /// fails the check, so a hostile or broken peer never decides the daemon's memory.
+    pub max_reply: Option<ByteSize>,
 }
+
+/// Default `max_reply`.
+pub const DEFAULT_MAX_REPLY: u64 = 1 << 20;
+/// Largest `max_reply` accepted.
+pub const MAX_REPLY_LIMIT: u64 = 64 << 20;
 
 /// `min_headroom`: bytes, or a percentage of the memory limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,6 +141,20 @@ impl Spec {
         if let Some(Headroom::Bytes(0)) = self.min_headroom {
             errs.push(FieldError::new("min_headroom", "must be more than 0 bytes"));
         }
+        match self.max_reply {
+            Some(ByteSize(0)) => {
+                errs.push(FieldError::new("max_reply", "must be more than 0 bytes"))
+            }
+            Some(ByteSize(n)) if n > MAX_REPLY_LIMIT => errs.push(FieldError::new(
+                "max_reply",
+                format!(
+                    "{} is too large (at most {})",
+                    format_bytes(n),
+                    format_bytes(MAX_REPLY_LIMIT)
+                ),
+            )),
+            _ => {}
+        }
         if let Some(p) = &self.dump_file
             && p.as_os_str().is_empty()
         {
@@ -159,6 +187,9 @@ impl Spec {
         Ok(Check {
             spec: self.clone(),
             client,
+            host: target.host,
+            port: target.port,
+            max_reply: self.max_reply.map_or(DEFAULT_MAX_REPLY, |b| b.0),
             display: target.display,
             secrets: target.secrets,
         })
@@ -168,6 +199,7 @@ impl Spec {
 /// A parsed Redis URL, for messages. No `Debug`: it holds the password.
 struct Target {
     host: String,
+    port: u16,
     /// `redis://user@host:port/db`: no password.
     display: String,
     /// The password as written and percent-decoded, for scrubbing (4 characters or more).
@@ -218,6 +250,7 @@ fn parse_url(raw: &str) -> Result<Target, String> {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string(),
+        port: url.port().unwrap_or(6379),
         display,
         secrets,
     })
@@ -239,6 +272,10 @@ fn redis_text(e: &redis::RedisError) -> String {
     }
     if e.kind() == redis::ErrorKind::AuthenticationFailed {
         return "authentication failed (wrong user or password)".into();
+    }
+    // The crate's parser names the bytes it choked on, one per line: say what it means.
+    if e.kind() == redis::ErrorKind::Parse || e.to_string().contains("Parse error") {
+        return "the reply is not the Redis protocol (is this a Redis server?)".into();
     }
     match (e.code(), e.detail()) {
         (Some(code), Some(detail)) => format!("{code} {}", detail.trim_end_matches('.')),
@@ -286,10 +323,77 @@ impl Info {
     }
 }
 
+/// A TCP connection that reads at most `cap` bytes in all: the next read past the cap is an
+/// error (and `over` is set), so a reply declared as 2 GB, or a valid 200 MB one, costs at
+/// most `cap` bytes of reading before the check fails.
+struct Capped {
+    read: tokio::io::Take<tokio::net::tcp::OwnedReadHalf>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+    over: Arc<AtomicBool>,
+}
+
+impl Capped {
+    fn new(tcp: tokio::net::TcpStream, cap: u64, over: Arc<AtomicBool>) -> Capped {
+        let (read, write) = tcp.into_split();
+        Capped {
+            read: read.take(cap),
+            write,
+            over,
+        }
+    }
+}
+
+impl AsyncRead for Capped {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.read).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r
+            && buf.filled().len() == before
+            && buf.remaining() > 0
+            && self.read.limit() == 0
+        {
+            self.over.store(true, Ordering::Relaxed);
+            return Poll::Ready(Err(std::io::Error::other("reply over max_reply")));
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Capped {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.write).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.write).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.write).poll_shutdown(cx)
+    }
+}
+
 /// A runnable `redis` probe.
 pub struct Check {
     spec: Spec,
     client: redis::Client,
+    host: String,
+    port: u16,
+    max_reply: u64,
     display: String,
     /// The URL's password, longest form first: blanked out of any reason.
     secrets: Vec<String>,
@@ -323,27 +427,31 @@ impl Check {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);
+        let over = Arc::new(AtomicBool::new(false));
         let t = Instant::now();
-        let connected = until(
-            cx,
-            started,
-            "connecting",
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
+        let connected = until(cx, started, "connecting", async {
+            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| io_text(&e))?;
+            let _ = tcp.set_nodelay(true);
+            let stream = Capped::new(tcp, self.max_reply, over.clone());
+            redis::aio::MultiplexedConnection::new_with_config(
+                self.client.get_connection_info().redis_settings(),
+                stream,
+                config,
+            )
+            .await
+            .map_err(|e| self.reply_text(&e, &over))
+        })
         .await;
         obs.phase("connect", t.elapsed());
-        let mut conn = match connected {
+        let (mut conn, driver) = match connected {
             Err(timeout) => return Err(format!("{timeout} to {}", self.display)),
-            Ok(Err(e)) => {
-                return Err(format!(
-                    "cannot connect to {}: {}",
-                    self.display,
-                    redis_text(&e)
-                ));
-            }
+            Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", self.display)),
             Ok(Ok(c)) => c,
         };
+        // The connection's reader and writer; ends with the check, whatever happens.
+        let _driver = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(driver));
 
         let t = Instant::now();
         let info = until(
@@ -361,7 +469,7 @@ impl Check {
                 return Err(format!(
                     "INFO on {} failed: {}",
                     self.display,
-                    redis_text(&e)
+                    self.reply_text(&e, &over)
                 ));
             }
             Ok(Ok(text)) => Info::parse(&text),
@@ -394,6 +502,18 @@ impl Check {
             Ok(())
         } else {
             Err(problems.join("; "))
+        }
+    }
+
+    /// A failed command in words: "reply over max_reply" when the cap ended it.
+    fn reply_text(&self, e: &redis::RedisError, over: &AtomicBool) -> String {
+        if over.load(Ordering::Relaxed) {
+            format!(
+                "the server sent more than max_reply ({}); reading stopped there",
+                format_bytes(self.max_reply)
+            )
+        } else {
+            redis_text(e)
         }
     }
 
@@ -855,6 +975,173 @@ mod tests {
         assert!(took < deadline + Duration::from_millis(250), "{took:?}");
     }
 
+    // ---- hostile peers ---------------------------------------------------------------------
+
+    /// What a fake server answers to `INFO`.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// A valid bulk reply of this many bytes of `INFO` text.
+        Valid(usize),
+        /// A bulk reply declared as 2 GB, then bytes for as long as the client reads.
+        Endless,
+        /// Not RESP at all: what an HTTP server says to a stranger.
+        Http,
+    }
+
+    /// The next command of `buf` (a RESP array of bulk strings), if it is all there: its
+    /// name, upper-case, and how many bytes it took.
+    fn next_command(buf: &[u8]) -> Option<(String, usize)> {
+        let text = std::str::from_utf8(buf).ok()?;
+        let mut at = 0;
+        let line = |at: &mut usize| -> Option<&str> {
+            let end = text[*at..].find("\r\n")? + *at;
+            let l = &text[*at..end];
+            *at = end + 2;
+            Some(l)
+        };
+        let n: usize = line(&mut at)?.strip_prefix('*')?.parse().ok()?;
+        let mut name = String::new();
+        for i in 0..n {
+            let len: usize = line(&mut at)?.strip_prefix('$')?.parse().ok()?;
+            let arg = text.get(at..at + len)?;
+            at += len + 2;
+            if at > text.len() {
+                return None;
+            }
+            if i == 0 {
+                name = arg.to_ascii_uppercase();
+            }
+        }
+        Some((name, at))
+    }
+
+    /// A server on 127.0.0.1:0 that says `+OK` to everything but `INFO`; the number of bytes
+    /// it wrote for `INFO` goes to `sent`.
+    async fn fake_redis(answer: Answer, sent: Arc<std::sync::atomic::AtomicU64>) -> u16 {
+        use tokio::io::AsyncWriteExt;
+        tcp_server(move |mut s| {
+            let sent = sent.clone();
+            async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some((name, used)) = next_command(&buf) else {
+                        match s.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                        continue;
+                    };
+                    buf.drain(..used);
+                    if name != "INFO" {
+                        if s.write_all(b"+OK\r\n").await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let line =
+                        b"rdb_last_bgsave_status:ok\r\nfiller:xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n";
+                    let block = line.repeat(1024);
+                    let send = |bytes: &[u8]| {
+                        sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        bytes.to_vec()
+                    };
+                    match answer {
+                        Answer::Http => {
+                            let _ = s
+                                .write_all(&send(
+                                    b"HTTP/1.1 400 Bad Request\r\nServer: nginx\r\n\r\n",
+                                ))
+                                .await;
+                            return;
+                        }
+                        Answer::Valid(len) => {
+                            let mut body = block.repeat(len / block.len() + 1);
+                            body.truncate(len);
+                            let mut reply = format!("${len}\r\n").into_bytes();
+                            reply.extend_from_slice(&body);
+                            reply.extend_from_slice(b"\r\n");
+                            if s.write_all(&send(&reply)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Answer::Endless => {
+                            if s.write_all(&send(b"$2000000000\r\n")).await.is_err() {
+                                return;
+                            }
+                            while s.write_all(&send(&block)).await.is_ok() {}
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+        .await
+        .port()
+    }
+
+    #[tokio::test]
+    async fn a_valid_but_giant_info_reply_is_down_and_read_only_to_max_reply() {
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let port = fake_redis(Answer::Valid(8 << 20), sent.clone()).await;
+        let obs = run(&spec(&format!("{{url: 'redis://127.0.0.1:{port}'}}"))).await;
+        assert_down(
+            &obs,
+            &format!(
+                "INFO on redis://127.0.0.1:{port} failed: the server sent more than max_reply (1 MiB)"
+            ),
+        );
+        assert_eq!(phases(&obs), ["connect", "info"]);
+
+        // Under the cap the same server is read in full and judged.
+        let port = fake_redis(Answer::Valid(100_000), sent.clone()).await;
+        let obs = run(&spec(&format!("{{url: 'redis://127.0.0.1:{port}'}}"))).await;
+        assert_up(&obs);
+        let obs = run(&spec(&format!(
+            "{{url: 'redis://127.0.0.1:{port}', max_reply: 64KiB}}"
+        )))
+        .await;
+        assert_down(&obs, "the server sent more than max_reply (64 KiB)");
+    }
+
+    #[tokio::test]
+    async fn a_reply_declared_as_2gb_stops_at_max_reply_long_before_the_deadline() {
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let port = fake_redis(Answer::Endless, sent.clone()).await;
+        let obs = run_in(
+            &spec(&format!(
+                "{{url: 'redis://127.0.0.1:{port}', max_reply: 256KiB}}"
+            )),
+            Duration::from_secs(30),
+        )
+        .await;
+        // Down for the cap, not for the deadline: reading stopped at 256 KiB.
+        assert_down(&obs, "the server sent more than max_reply (256 KiB)");
+        assert!(!reason(&obs).contains("timed out"), "{}", reason(&obs));
+        // The peer got rid of at most the cap plus what the kernel's socket buffers hold,
+        // not the 2 GB it declared.
+        let wrote = sent.load(Ordering::Relaxed);
+        assert!(wrote < 64 << 20, "the server wrote {wrote} bytes");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_not_redis_gets_a_one_line_reason() {
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let port = fake_redis(Answer::Http, sent).await;
+        let obs = run(&spec(&format!("{{url: 'redis://127.0.0.1:{port}'}}"))).await;
+        assert!(!obs.ok);
+        let r = reason(&obs);
+        assert!(
+            r.starts_with(&format!("INFO on redis://127.0.0.1:{port} failed: ")),
+            "{r}"
+        );
+        assert!(!r.contains(['\r', '\n']), "{r:?}");
+        assert!(
+            r.ends_with("the reply is not the Redis protocol (is this a Redis server?)"),
+            "{r}"
+        );
+    }
+
     // ---- INFO parsing and judging, without a server --------------------------------------
 
     fn judge(yaml: &str, info: &str) -> Vec<String> {
@@ -985,6 +1272,14 @@ mod tests {
             (
                 "{url: 'redis://cache', max_fork: 0s}",
                 "max_fork: must be more than 0",
+            ),
+            (
+                "{url: 'redis://cache', max_reply: 0}",
+                "max_reply: must be more than 0 bytes",
+            ),
+            (
+                "{url: 'redis://cache', max_reply: 1GiB}",
+                "max_reply: 1 GiB is too large (at most 64 MiB)",
             ),
         ];
         for (yaml, want) in cases {

@@ -93,6 +93,17 @@ impl Spec {
                 "send is empty (leave it out to send nothing)",
             ));
         }
+        if let Some(days) = self.min_days_left
+            && days > super::tls::MAX_DAYS_LEFT
+        {
+            errs.push(FieldError::new(
+                "min_days_left",
+                format!(
+                    "{days} days is more than any certificate lasts (at most {})",
+                    super::tls::MAX_DAYS_LEFT
+                ),
+            ));
+        }
         if self.expect.contains.as_deref() == Some("") {
             errs.push(FieldError::new(
                 "expect.contains",
@@ -431,6 +442,13 @@ mod tests {
         let cases: &[(&str, &[(&str, &str)])] = &[
             ("host: ''\nport: 22", &[("host", "host is empty")]),
             (
+                "host: h\nport: 22\ntls: true\nmin_days_left: 4000000000",
+                &[(
+                    "min_days_left",
+                    "4000000000 days is more than any certificate lasts",
+                )],
+            ),
+            (
                 "host: 'db:5432'\nport: 5432",
                 &[("host", "write the port in `port`")],
             ),
@@ -696,7 +714,10 @@ mod tests {
 
         // Untrusted: down before anything is sent.
         let obs = run(&spec(&base)).await;
-        assert_eq!(reason(&obs), "tls: invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            reason(&obs),
+            "tls: invalid peer certificate: unknown issuer (not signed by a trusted root)"
+        );
         assert_eq!(phases(&obs), ["resolve", "connect", "tls"]);
         assert_eq!(obs.cert_expiry, Some(pki.leaf_not_after));
         assert_eq!(obs.size, None);

@@ -68,7 +68,7 @@ fn yes() -> bool {
 }
 
 /// Largest `min_days_left` accepted: beyond it every certificate would fail.
-const MAX_DAYS_LEFT: u32 = 3650;
+pub(crate) const MAX_DAYS_LEFT: u32 = 3650;
 
 impl Spec {
     /// Every problem, without I/O (the CA file is read by `build`).
@@ -288,7 +288,12 @@ impl PeerCheck {
         }
         let parsed = match rustls::server::ParsedCertificate::try_from(leaf_der) {
             Ok(p) => p,
-            Err(e) => return fail(format!("tls: {e}"), Some(earliest(&certs))),
+            Err(e) => {
+                return fail(
+                    format!("tls: {}", net::rustls_text(&e)),
+                    Some(earliest(&certs)),
+                );
+            }
         };
         if self.check_chain {
             if let Err(e) = self.verify_chain(&parsed, &chain[1..], roots, now) {
@@ -300,7 +305,7 @@ impl PeerCheck {
                         span(now_s - c.not_after),
                         date(c.not_after)
                     ),
-                    None => format!("tls: {e}"),
+                    None => format!("tls: {}", net::rustls_text(&e)),
                 };
                 return fail(reason, Some(earliest(&certs)));
             }
@@ -312,7 +317,7 @@ impl PeerCheck {
         if self.check_hostname
             && let Err(e) = rustls::client::verify_server_name(&parsed, &self.server_name)
         {
-            return fail(format!("tls: {e}"), Some(expiry));
+            return fail(format!("tls: {}", net::rustls_text(&e)), Some(expiry));
         }
         // Without the chain check an expired certificate anywhere in the chain fails.
         if let Some((_, c)) = certs.iter().find(|(_, c)| c.not_after <= now_s) {
@@ -622,7 +627,10 @@ mod tests {
             ),
             (
                 target(good_addr),
-                Some("tls: invalid peer certificate: UnknownIssuer".into()),
+                Some(
+                    "tls: invalid peer certificate: unknown issuer (not signed by a trusted root)"
+                        .into(),
+                ),
                 Some(good.leaf_not_after),
             ),
             (
@@ -682,7 +690,10 @@ mod tests {
             ),
             (
                 target(self_addr),
-                Some("tls: invalid peer certificate: UnknownIssuer".into()),
+                Some(
+                    "tls: invalid peer certificate: unknown issuer (not signed by a trusted root)"
+                        .into(),
+                ),
                 Some(selfsigned.leaf_not_after),
             ),
             (
@@ -723,6 +734,22 @@ mod tests {
             assert_eq!(phases(&obs), ["resolve", "connect", "tls"], "{yaml}");
             assert_eq!(obs.ip, Some(IpAddr::from([127, 0, 0, 1])));
         }
+    }
+
+    #[test]
+    fn a_ca_certificate_served_as_the_leaf_is_said_in_words() {
+        let pki = ca_signed(&["db.internal"], 30 * DAY);
+        let mut roots = RootCertStore::empty();
+        roots.add(pki.chain[1].clone()).unwrap();
+        let peer = PeerCheck::new("db.internal", None, true, false, None).unwrap();
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(unix_now() as u64));
+        // The server sends its CA's certificate alone, as if it were its own.
+        let verdict = peer.judge(&pki.chain[1..], &roots, now);
+        let reason = verdict.result.unwrap_err();
+        assert_eq!(
+            reason,
+            "tls: invalid peer certificate: a CA certificate is used as the server's certificate"
+        );
     }
 
     #[test]

@@ -2153,7 +2153,9 @@ mod tests {
             ("tls: { insecure_skip_verify: true }".into(), None),
             (
                 String::new(),
-                Some("tls: invalid peer certificate: UnknownIssuer"),
+                Some(
+                    "tls: invalid peer certificate: unknown issuer (not signed by a trusted root)",
+                ),
             ),
             (
                 format!("tls: {{ {ca}, server_name: other.example }}"),
