@@ -366,6 +366,20 @@ impl Daemon {
                 addr: config.listen,
                 source,
             })?;
+        let api_limits =
+            crate::api::server::Limits::for_descriptors(crate::api::server::descriptor_limit());
+        tracing::info!(
+            max_connections = api_limits.max_connections,
+            open_files = crate::api::server::descriptor_limit(),
+            "api: at most this many connections, the rest of the open files for the probes"
+        );
+        if crate::api::server::exposed_without_token(local_addr, config.admin_token.is_some()) {
+            tracing::warn!(
+                listen = %local_addr,
+                "the API listens beyond this machine without an admin_token: writes are \
+                 refused, but status, incidents, results and metrics are open to the network"
+            );
+        }
         let runner = Arc::new(Runner::new(
             env,
             store.clone(),
@@ -448,13 +462,10 @@ impl Daemon {
         let api_stop = d.api_cancel.clone();
         let api_shared = shared.clone();
         d.background.spawn(async move {
-            if let Err(e) =
-                crate::api::serve(
-                    listener,
-                    api_shared,
-                    async move { api_stop.cancelled().await },
-                )
-                .await
+            if let Err(e) = crate::api::serve(listener, api_shared, api_limits, async move {
+                api_stop.cancelled().await
+            })
+            .await
             {
                 tracing::error!(error = %e, "api server failed");
             }

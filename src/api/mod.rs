@@ -5,6 +5,7 @@
 //! write without userinfo or header values).
 
 pub mod model;
+pub mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -57,15 +58,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` until `shutdown` completes, with the connection limits of
+/// [`server`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
+    limits: server::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router(shared), limits, shutdown).await
 }
 
 async fn not_found() -> Response {
@@ -317,13 +318,27 @@ async fn ack(
     AxState(s): AxState<Arc<Shared>>,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    body: Option<Json<AckBody>>,
+    body: axum::body::Bytes,
 ) -> Response {
+    // The token first: a client without it learns nothing about the body it sent.
     if let Some(r) = refuse_unauthorized(&s, &headers) {
         return r;
     }
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<AckBody>(&body) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid body (want {{\"by\": \"name\"}} or nothing): {e}"),
+                );
+            }
+        }
+    };
     let by = body
-        .and_then(|b| b.0.by)
+        .and_then(|b| b.by)
         .filter(|b| !b.trim().is_empty())
         .unwrap_or_else(|| "api".into());
     let by: String = by.chars().take(100).collect();
@@ -500,7 +515,7 @@ async fn push(s: &Shared, token: &str, kind: &str, exit_status: Option<i64>) -> 
     {
         Ok(state) => {
             s.runner.env.push.set(token, state);
-            tracing::info!(probe = %entry.cfg.name, ping = kind, exit_status, "push received");
+            tracing::debug!(probe = %entry.cfg.name, ping = kind, exit_status, "push received");
             (StatusCode::OK, "OK\n").into_response()
         }
         Err(e) => {

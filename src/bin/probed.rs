@@ -55,6 +55,8 @@ fn main() -> ExitCode {
             return ExitCode::from(78); // EX_CONFIG
         }
     };
+    // As many open files as the system allows: probes and API clients share them.
+    probed::api::server::raise_descriptor_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

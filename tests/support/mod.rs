@@ -186,16 +186,34 @@ impl Daemon {
 
     /// Starts the binary with extra environment variables.
     pub fn start_env(&mut self, env: &[(&str, &str)]) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_probed"));
+        cmd.env("RUST_LOG", "info").envs(env.iter().copied());
+        self.spawn(cmd);
+    }
+
+    /// Starts the binary with at most `n` open files (soft and hard limit), as a service
+    /// with `LimitNOFILE=n` would run.
+    #[allow(dead_code)] // not every test binary limits the daemon's files
+    pub fn start_with_open_files(&mut self, n: u64) {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_probed"))
+            .env("RUST_LOG", "info");
+        self.spawn(cmd);
+    }
+
+    /// Runs `cmd` (the binary, or a wrapper that execs it) on this daemon's config and waits
+    /// until the API answers.
+    fn spawn(&mut self, mut cmd: Command) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("probed.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_probed"))
+        let child = cmd
             .arg("-c")
             .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
