@@ -24,8 +24,8 @@ cd "$(dirname "$0")"
 targets=(config_loader units push_url api_request http_reply redis_reply)
 default_runs() {
   case $1 in
-    config_loader | units) echo 1000000 ;;
-    *) echo 100000 ;;
+    config_loader | units | push_url | api_request) echo 1000000 ;;
+    *) echo 200000 ;;
   esac
 }
 
@@ -73,11 +73,14 @@ for t in "${targets[@]}"; do
     -runs="$runs" -timeout=1 -rss_limit_mb=256 -print_final_stats=1 \
     -artifact_prefix="artifacts/$t/" >"$log" 2>&1 || status=$?
   end=$(date +%s.%N)
+  rm -rf "$TMPDIR"
   stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
   execs=$(stat number_of_executed_units)
   wall=$(awk "BEGIN { print $end - $start }")
-  printf '%s: %s executions in %.0f s (%s exec/s), peak RSS %s MB, exit %s\n' \
-    "$t" "${execs:-?}" "$wall" "$(stat average_exec_per_sec)" "$(stat peak_rss_mb)" "$status"
+  rate=$(awk "BEGIN { if ($wall > 0) printf \"%.0f\", ${execs:-0} / $wall; else print 0 }")
+  printf '%s: %s executions in %.0f s (%s exec/s), slowest %s s, peak RSS %s MB, exit %s\n' \
+    "$t" "${execs:-?}" "$wall" "$rate" "$(stat slowest_unit_time_sec)" "$(stat peak_rss_mb)" \
+    "$status"
   if [ "$status" -ne 0 ]; then
     failed+=("$t")
     grep -E "^(==[0-9]+== ERROR|SUMMARY|artifact_prefix|Test unit written)|panicked at" "$log" | head -5 || true
@@ -87,7 +90,6 @@ for t in "${targets[@]}"; do
     done
   fi
 done
-rm -rf target/tmp
 if [ ${#failed[@]} -gt 0 ]; then
   echo "findings in: ${failed[*]}" >&2
   exit 1

@@ -399,8 +399,10 @@ fn probe_against(peer: &Peer, data: &[u8], speaks: Speaks) -> Option<crate::prob
 enum Speaks {
     /// All of it once the request head is in.
     Http,
-    /// One line of it per command before `INFO`, the rest to `INFO` (a Redis client reads
-    /// each reply to a request it sent, and takes early bytes for a closed connection).
+    /// One reply of it (as RESP frames it) per command before `INFO`, the rest to `INFO`
+    /// (a Redis client reads each reply to a request it sent, and takes early bytes for a
+    /// closed connection). What does not frame as a reply goes out whole, so the client
+    /// never waits on a peer that waits on it.
     Redis,
 }
 
@@ -422,8 +424,8 @@ async fn answer_once(mut conn: tokio::net::TcpStream, mut answer: &[u8], speaks:
             Speaks::Redis => {
                 while let Some((used, info)) = resp_command(&seen) {
                     seen.drain(..used);
-                    let end = match answer.iter().position(|&b| b == b'\n') {
-                        Some(i) if !info => i + 1,
+                    let end = match resp_reply_len(answer) {
+                        Some(n) if !info => n,
                         _ => answer.len(),
                     };
                     let _ = conn.write_all(&answer[..end]).await;
@@ -442,14 +444,49 @@ async fn answer_once(mut conn: tokio::net::TcpStream, mut answer: &[u8], speaks:
     }
 }
 
+/// The length of the first whole RESP reply (RESP2 or RESP3) in `buf`; `None` when it is
+/// not whole or not RESP.
+fn resp_reply_len(buf: &[u8]) -> Option<usize> {
+    let number = |l: &[u8]| std::str::from_utf8(l).ok()?.parse::<i64>().ok();
+    let (mut at, mut pending) = (0usize, 1usize);
+    while pending > 0 {
+        let (head, next) = resp_line(buf, at)?;
+        let (&kind, rest) = head.split_first()?;
+        pending -= 1;
+        at = next;
+        let n = || number(rest).map(|n| usize::try_from(n).unwrap_or(0));
+        match kind {
+            b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => {}
+            b'$' | b'!' | b'=' => {
+                if number(rest)? >= 0 {
+                    at = at.checked_add(n()?)?.checked_add(2)?;
+                }
+            }
+            b'*' | b'~' | b'>' => pending = pending.checked_add(n()?)?,
+            b'%' => pending = pending.checked_add(n()?.checked_mul(2)?)?,
+            // Attributes, then the value they describe.
+            b'|' => pending = pending.checked_add(n()?.checked_mul(2)?)?.checked_add(1)?,
+            _ => return None,
+        }
+        // Each element takes 3 bytes at least: more than that cannot be whole.
+        if at > buf.len() || pending > buf.len() {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+/// The line of `buf` at `at` without its CRLF, and where the next one starts.
+fn resp_line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let rest = buf.get(at..)?;
+    let i = rest.windows(2).position(|w| w == b"\r\n")?;
+    Some((&rest[..i], at + i + 2))
+}
+
 /// The length of the first whole RESP command (`*N` then N `$len` strings) in `buf`, and
 /// whether it is `INFO`. `None` until one is whole.
 fn resp_command(buf: &[u8]) -> Option<(usize, bool)> {
-    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
-        let rest = buf.get(at..)?;
-        let i = rest.windows(2).position(|w| w == b"\r\n")?;
-        Some((&rest[..i], at + i + 2))
-    }
+    let line = resp_line;
     let number = |l: &[u8]| std::str::from_utf8(l).ok()?.parse::<usize>().ok();
     let (head, mut at) = line(buf, 0)?;
     let n = number(head.strip_prefix(b"*")?)?;
@@ -565,6 +602,38 @@ mod tests {
 
         assert!(config_loads(&seed("config_loader", "probed.yaml")));
         assert!(config_loads(&seed("config_loader", "interp.yaml")));
+    }
+
+    #[test]
+    fn resp_replies_are_framed() {
+        let cases: &[(&[u8], Option<usize>)] = &[
+            (b"+OK\r\n+OK\r\n", Some(5)),
+            (b"-ERR x\r\n", Some(8)),
+            (b"$3\r\nabc\r\n:1\r\n", Some(9)),
+            (b"$-1\r\n", Some(5)),
+            (b"*2\r\n$1\r\na\r\n:1\r\n", Some(15)),
+            (b"%1\r\n+k\r\n+v\r\n", Some(12)),
+            (b"|1\r\n+k\r\n+v\r\n:1\r\n", Some(16)),
+            (b"*-1\r\n", Some(5)),
+            (b"$5\r\nab", None),
+            (b"*2147483647\r\n:1\r\n", None),
+            (b"+OK", None),
+            (b"x\r\n", None),
+        ];
+        for (buf, want) in cases {
+            assert_eq!(
+                resp_reply_len(buf),
+                *want,
+                "{}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+        assert_eq!(resp_command(b"*1\r\n$4\r\ninfo\r\n"), Some((14, true)));
+        assert_eq!(
+            resp_command(b"*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n"),
+            Some((23, false))
+        );
+        assert_eq!(resp_command(b"*2\r\n$6\r\nSELECT\r\n"), None);
     }
 
     fn config_loads(data: &[u8]) -> bool {
