@@ -4,7 +4,8 @@
 //! a panic (or an endless loop, or memory without bound) is the finding. Not an API.
 //!
 //! - [`config_loader`]: the bytes as a config file, through [`crate::config::load_str`]
-//!   in a scratch folder (see [`Sandbox`]): nothing is written, no file outside it is read.
+//!   in a scratch folder: nothing is written, no file outside it is read. A config that
+//!   loads is then built as the daemon would start it, short of I/O.
 //! - [`units`]: [`crate::units::parse_duration`] and [`crate::units::parse_bytes`] (and the
 //!   `format_*` of what they return, which must read back), and `expect.status` patterns.
 //! - [`push_url`]: the bytes as the rest of a `/api/v1/push/` URL, sent to the API router.
@@ -63,7 +64,32 @@ pub fn config_loader(data: &[u8]) {
     if !paths_stay_inside(&text) {
         return;
     }
-    let _ = crate::config::load_str(&text, &sandbox().join("probed.yaml"), &fake_env);
+    if let Ok(config) = crate::config::load_str(&text, &sandbox().join("probed.yaml"), &fake_env) {
+        start_pure(&config);
+    }
+}
+
+/// What the daemon does with a config that loaded, short of I/O: each probe built (regexes,
+/// TLS settings) and its interval, the alert routes and notifiers built, each maintenance
+/// window judged (cron schedules searched) at a fixed time. A config that loads and then
+/// panics or hangs here would crash a daemon that `check-config` passed (issue 12, item 4).
+fn start_pure(config: &crate::config::Config) {
+    static BUILD_CX: OnceLock<crate::alert::BuildCx> = OnceLock::new();
+    // 2026-01-01T00:00:00Z.
+    const NOW_MS: i64 = 1_767_225_600_000;
+    for p in &config.probes {
+        let _ = p.schedule.interval();
+        let _ = p.spec.build();
+    }
+    for m in &config.maintenance {
+        let _ = m.current_or_next(NOW_MS, 86_400_000);
+        for p in &config.probes {
+            let _ = m.active(&p.name, NOW_MS);
+        }
+    }
+    let _ = crate::alert::plan::Router::from_config(config);
+    let cx = BUILD_CX.get_or_init(|| crate::alert::BuildCx::new().expect("notifier build context"));
+    let _ = crate::alert::dispatch::Plan::build(config, cx);
 }
 
 /// Whether every file the loader could open for `text` is in the sandbox. The loader opens
