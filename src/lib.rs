@@ -27,6 +27,8 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod evaluate;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod lab;
 pub mod metrics;
 pub mod probe;

@@ -1761,6 +1761,13 @@ fn too_deep(text: &str, max: usize) -> Option<Pos> {
     }
 }
 
+/// Whether `text` is nested deeper than [`MAX_DEPTH`]: the loader stops such a file at that
+/// check, before serde_yaml sees it and before any file it names is read (the fuzz harness
+/// asks, see `crate::fuzz`).
+pub(crate) fn nested_too_deep(text: &str) -> bool {
+    too_deep(text, MAX_DEPTH).is_some()
+}
+
 /// `http://host...` or `https://host...`, with a host that is not empty.
 fn absolute_http(u: &str) -> bool {
     u.parse::<http::Uri>().is_ok_and(|uri| {

@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::probe::ProbeSpec;
 use crate::units::Secret;
 
+pub(crate) use load::nested_too_deep;
 pub use load::{closest, load, load_str};
 
 /// The whole, validated configuration.
