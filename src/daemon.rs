@@ -139,15 +139,17 @@ impl Shared {
             },
         );
         let st = &self.runner.store.stats;
+        // The streak first (Acquire): the writer sets the reason before it.
+        let failing = st.failing_streak.load(Ordering::Acquire) > 0;
         let buffered = st.buffered.load(Ordering::Relaxed);
         let since = st.failing_since.load(Ordering::Relaxed);
         let file_problem = self.runner.store.file_problem();
         check(
             "store",
-            st.failing_streak.load(Ordering::Relaxed) == 0 && file_problem.is_none(),
+            !failing && file_problem.is_none(),
             if let Some(p) = file_problem {
                 p
-            } else if since == 0 {
+            } else if !failing || since == 0 {
                 "writes work".into()
             } else {
                 let e = st.last_error.lock().unwrap().clone().unwrap_or_default();

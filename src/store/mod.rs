@@ -746,7 +746,7 @@ impl Writer {
                     s.written.fetch_add(n as u64, Ordering::Relaxed);
                     s.batches.fetch_add(1, Ordering::Relaxed);
                     s.buffered.store(pending.len() as u64, Ordering::Relaxed);
-                    if s.failing_streak.swap(0, Ordering::Relaxed) > 0 {
+                    if s.failing_streak.swap(0, Ordering::AcqRel) > 0 {
                         tracing::info!(
                             still_buffered = pending.len(),
                             "store writes work again; writing what was buffered"
@@ -767,16 +767,19 @@ impl Writer {
                 }
                 Err(e) => {
                     s.write_errors.fetch_add(1, Ordering::Relaxed);
-                    let streak = s.failing_streak.fetch_add(1, Ordering::Relaxed) + 1;
-                    if streak == 1 {
+                    // The reason, the buffer and the start of the outage are set before
+                    // the streak that makes `/healthz` read them (Release here, Acquire
+                    // there), so a reader never sees a failure without its reason.
+                    *s.last_error.lock().unwrap() = Some(e.to_string());
+                    s.buffered.store(pending.len() as u64, Ordering::Relaxed);
+                    if s.failing_since.load(Ordering::Relaxed) == 0 {
                         s.failing_since
                             .store(crate::time::now_ms(), Ordering::Relaxed);
                     }
+                    let streak = s.failing_streak.fetch_add(1, Ordering::Release) + 1;
                     if streak.is_power_of_two() {
                         tracing::error!(error = %e, streak, buffered = pending.len(), "store write failed; buffering in memory and retrying");
                     }
-                    *s.last_error.lock().unwrap() = Some(e.to_string());
-                    s.buffered.store(pending.len() as u64, Ordering::Relaxed);
                     // What should page pages now, from memory.
                     if let Some(f) = &self.failover {
                         for c in &mut changes[offered..] {
