@@ -26,6 +26,12 @@
 
 use std::collections::BTreeSet;
 
+use ::base64::Engine as _;
+use ::base64::alphabet;
+use ::base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use ::base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
 /// Shortest derived form kept.
 pub const MIN_FORM: usize = 4;
 
@@ -181,17 +187,31 @@ impl Redactor {
 /// `s` as the texts around it carry it: itself, percent-encoded, JSON-escaped and
 /// HTML-escaped (each only where it differs).
 fn wire_forms(s: &str) -> Vec<String> {
-    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
-    let form = |b: u8| b.is_ascii_alphanumeric() || b"*-._".contains(&b);
-    let component = |b: u8| b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b);
+    // RFC 3986 unreserved; `application/x-www-form-urlencoded`; `encodeURIComponent`.
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    const FORM: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'*')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_');
+    const COMPONENT: &AsciiSet = &UNRESERVED
+        .remove(b'!')
+        .remove(b'*')
+        .remove(b'\'')
+        .remove(b'(')
+        .remove(b')');
     let json = json_escape(s, false);
     let ascii = json_escape(s, true);
     let mut out = vec![
         s.to_string(),
-        percent_encode(s, unreserved, false, false),
-        percent_encode(s, unreserved, false, true),
-        percent_encode(s, form, true, false),
-        percent_encode(s, component, false, false),
+        percent_encode(s, UNRESERVED, false, false),
+        percent_encode(s, UNRESERVED, false, true),
+        percent_encode(s, FORM, true, false),
+        percent_encode(s, COMPONENT, false, false),
         json.replace('/', "\\/"),
         ascii.replace('/', "\\/"),
         json.replace('<', "\\u003c")
@@ -214,22 +234,16 @@ fn wire_forms(s: &str) -> Vec<String> {
     out
 }
 
-/// Every byte `keep` does not keep as `%XX` (`lower`: lower-case hex); `plus`: a space as
-/// `+`, as forms write it.
-fn percent_encode(s: &str, keep: impl Fn(u8) -> bool, plus: bool, lower: bool) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if keep(b) {
-            out.push(b as char);
-        } else if plus && b == b' ' {
-            out.push('+');
-        } else if lower {
-            out.push_str(&format!("%{b:02x}"));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// Every byte outside `set` as `%XX` (`lower`: lower-case hex); `plus`: a space as `+`, as
+/// forms write it.
+fn percent_encode(s: &str, set: &'static AsciiSet, plus: bool, lower: bool) -> String {
+    utf8_percent_encode(s, set)
+        .map(|chunk| match chunk {
+            "%20" if plus => "+".to_string(),
+            c if lower && c.starts_with('%') => c.to_ascii_lowercase(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// The inside of a JSON string: `"`, `\` and control characters escaped as serde writes
@@ -259,35 +273,18 @@ fn json_escape(s: &str, ascii: bool) -> String {
     out
 }
 
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard base64 with padding (RFC 4648 §4), as HTTP basic auth sends it.
 pub fn base64(input: &[u8]) -> String {
-    base64_with(input, false, true)
+    STANDARD.encode(input)
 }
 
 /// Base64 in the standard or URL-safe (RFC 4648 §5) alphabet, with or without padding.
 fn base64_with(input: &[u8], url_safe: bool, pad: bool) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(STANDARD[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    if url_safe {
-        url_safe_alphabet(&out)
-    } else {
-        out
+    match (url_safe, pad) {
+        (false, true) => STANDARD.encode(input),
+        (false, false) => STANDARD_NO_PAD.encode(input),
+        (true, true) => URL_SAFE.encode(input),
+        (true, false) => URL_SAFE_NO_PAD.encode(input),
     }
 }
 
@@ -307,42 +304,22 @@ fn aligned(s: &[u8], k: usize) -> String {
     all.get(start..end).unwrap_or_default().to_string()
 }
 
-/// Standard base64, padding optional; `None` for anything else.
+/// Standard base64, padding optional (as clients send `Basic` credentials); `None` for
+/// anything else.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.trim_end_matches('=').bytes() {
-        let v = STANDARD.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(s).ok()
 }
 
-/// Decodes `%XX` escapes (userinfo may escape `:` and `@`); bad escapes stay as written.
+/// Decodes `%XX` escapes (userinfo may escape `:` and `@`); bad escapes stay as written,
+/// bytes that are not UTF-8 become U+FFFD.
 pub fn percent_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h << 4) | l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]

@@ -781,61 +781,18 @@ pub(crate) mod fake {
 
     /// Standard base64 with optional padding.
     fn base64_decode(s: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        let (mut acc, mut bits) = (0u32, 0u32);
-        for c in s.trim_end_matches('=').bytes() {
-            let v = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => return None,
-            };
-            acc = (acc << 6) | u32::from(v);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((acc >> bits) as u8);
-                acc &= (1 << bits) - 1;
-            }
-        }
-        Some(out)
+        use base64::Engine as _;
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+        const LENIENT: GeneralPurpose = GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        );
+        LENIENT.decode(s).ok()
     }
 
     /// `application/x-www-form-urlencoded` fields, in order.
     fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-        body.split(|&b| b == b'&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| {
-                let (k, v) = match pair.iter().position(|&b| b == b'=') {
-                    Some(i) => (&pair[..i], &pair[i + 1..]),
-                    None => (pair, &[][..]),
-                };
-                (form_decode(k), form_decode(v))
-            })
-            .collect()
-    }
-
-    fn form_decode(s: &[u8]) -> String {
-        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-        let mut out = Vec::with_capacity(s.len());
-        let mut i = 0;
-        while i < s.len() {
-            match s[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                },
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
+        form_urlencoded::parse(body).into_owned().collect()
     }
 }
 
