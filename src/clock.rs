@@ -14,13 +14,14 @@
 //! # Design
 //!
 //! * **Detection.** `offset = wall - monotonic` is constant while the wall clock runs
-//!   normally (NTP slewing moves it by well under a millisecond a second). [`watch`] samples it
+//!   normally (NTP slewing moves it by well under a millisecond a second). The daemon's watch
+//!   (`daemon/clock.rs`, it needs the store and the probes) samples it
 //!   every 250 ms; a change of more than [`STEP_MS`] is a step. It is logged (`wall clock
 //!   stepped`, with its size) and counted (`probed_clock_steps_total`,
 //!   `probed_clock_last_step_seconds`).
 //! * **Shift.** Either the clock was wrong before the step or it is wrong after it; we cannot
 //!   tell which, but the monotonic clock tells exactly how much time passed. So every pending
-//!   timer moves by the step Δ (one store transaction, [`crate::store::Store::shift_timers`],
+//!   timer moves by the step Δ (one store transaction, `Store::shift_timers`,
 //!   plus the push board and each probe's last-result time in memory): each keeps the time it
 //!   had left, measured on the new clock. History (results, state changes, delivery attempts,
 //!   resolved incidents, expired silences) keeps the times it was recorded with.
@@ -28,7 +29,7 @@
 //!   clock. [`now_ms`] is the time timers use: the wall clock, except while a detected step has
 //!   not been shifted into the stored timers yet, when it is the pre-step clock carried on by
 //!   the monotonic one (`monotonic + the old offset`). It even notices a step before
-//!   [`watch`] does (it compares the offsets on every call), so nothing fires in the up to
+//!   the watch does (it compares the offsets on every call), so nothing fires in the up to
 //!   250 ms before the shift, and nothing fires wrongly while the store cannot be written
 //!   and the shift waits (it is retried with backoff up to 5 s, never dropped: the pending
 //!   Δ is simply `offset - the offset the timers are kept in`, however many steps that is).
@@ -44,24 +45,15 @@
 //! while suspended), so timers are shifted by the time asleep: a monitor that slept saw
 //! nothing, and counts from when it woke.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{RwLock, RwLockReadGuard};
-use tokio_util::sync::CancellationToken;
-
-use crate::daemon::Shared;
-use crate::store::ShiftedTimers;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A change of the wall-to-monotonic offset larger than this is a step.
 pub const STEP_MS: i64 = 1_000;
-/// How often [`watch`] samples the offset.
+/// How often the watch samples the offset.
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
-/// How long a shift waits for the timers' readers before trying again at the next check.
-const GATE_WAIT: Duration = Duration::from_millis(100);
-/// Longest wait between shift attempts while the store cannot be written.
-const MAX_BACKOFF_MS: i64 = 5_000;
 
 /// The offset (`wall - monotonic`, ms) the stored timers are kept in; `UNSET` before the
 /// daemon starts watching (then [`now_ms`] is plain wall time).
@@ -133,6 +125,17 @@ pub async fn gate() -> RwLockReadGuard<'static, ()> {
     GATE.read().await
 }
 
+/// The daemon's frame, for the task that watches for steps and shifts the timers.
+pub fn frame() -> &'static Frame {
+    &FRAME
+}
+
+/// The gate held exclusively, for a shift: `None` if the timers' readers hold it for longer
+/// than `wait`.
+pub async fn gate_exclusive(wait: Duration) -> Option<RwLockWriteGuard<'static, ()>> {
+    tokio::time::timeout(wait, GATE.write()).await.ok()
+}
+
 /// Spots steps in a series of offsets.
 #[derive(Debug)]
 pub struct Detector {
@@ -165,105 +168,6 @@ pub fn describe(step_ms: i64) -> String {
         if step_ms < 0 { "-" } else { "+" },
         crate::units::format_duration(d)
     )
-}
-
-/// What one shift attempt came to.
-enum Shift {
-    /// Nothing pending (any more).
-    None,
-    /// Readers held the gate; try at the next check.
-    Busy,
-    Done(i64, ShiftedTimers),
-}
-
-/// Watches for steps until cancelled, shifting the timers after each.
-pub async fn watch(shared: Arc<Shared>, cancel: CancellationToken) {
-    let offset = crate::time::now_ms() - crate::time::mono_ms();
-    FRAME.settle(offset);
-    let mut detector = Detector::new(offset);
-    let (mut failures, mut retry_at) = (0u32, 0i64);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(CHECK_EVERY) => {}
-        }
-        let (wall, mono) = (crate::time::now_ms(), crate::time::mono_ms());
-        if let Some(step) = detector.observe(wall - mono) {
-            tracing::warn!(
-                step = %describe(step),
-                step_ms = step,
-                "wall clock stepped; shifting pending timers by as much"
-            );
-            let m = &shared.runner.metrics;
-            m.clock_steps.inc();
-            m.clock_last_step.set(step as f64 / 1000.0);
-        }
-        if FRAME.pending(wall, mono).is_none() {
-            // Follow NTP's slewing, so only a real step ever counts as pending.
-            FRAME.settle(wall - mono);
-            failures = 0;
-            continue;
-        }
-        if mono < retry_at {
-            continue;
-        }
-        match shift(&shared).await {
-            Ok(Shift::Done(delta, n)) => {
-                failures = 0;
-                tracing::info!(
-                    step = %describe(delta),
-                    incidents = n.incidents,
-                    outbox = n.outbox,
-                    pushes = n.pushes,
-                    silences = n.silences,
-                    "timers shifted by the clock step"
-                );
-            }
-            Ok(Shift::Busy) => tracing::debug!("timers busy; shifting at the next check"),
-            Ok(Shift::None) => failures = 0,
-            Err(e) => {
-                failures += 1;
-                let wait = (250i64 << failures.min(5)).min(MAX_BACKOFF_MS);
-                retry_at = crate::time::mono_ms() + wait;
-                if failures.is_power_of_two() {
-                    tracing::error!(
-                        error = %e,
-                        failures,
-                        "cannot shift timers after a clock step; timers keep the old clock until it works, retrying"
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// Moves every pending timer by the step not yet shifted, and switches the frame.
-async fn shift(shared: &Shared) -> Result<Shift, crate::store::StoreError> {
-    let Ok(_gate) = tokio::time::timeout(GATE_WAIT, GATE.write()).await else {
-        return Ok(Shift::Busy);
-    };
-    let (wall, mono) = (crate::time::now_ms(), crate::time::mono_ms());
-    let Some(delta) = FRAME.pending(wall, mono) else {
-        FRAME.settle(wall - mono);
-        return Ok(Shift::None);
-    };
-    // Silences still running on the clock the timers are kept in.
-    let kept_now = FRAME.at(wall, mono);
-    let n = shared.runner.store.shift_timers(delta, kept_now).await?;
-    // The push checks read their pings and now under the board's lock: switch the frame
-    // under it too.
-    shared
-        .runner
-        .env
-        .push
-        .shift(delta, || FRAME.settle(wall - mono));
-    // The status API's staleness ("unknown" after two intervals without a result).
-    for e in shared.entries() {
-        if let Some(last) = e.live.lock().unwrap().last.as_mut() {
-            last.at += delta;
-        }
-    }
-    Ok(Shift::Done(delta, n))
 }
 
 #[cfg(test)]

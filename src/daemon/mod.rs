@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod clock;
+
 use crate::api::model::HealthCheck;
 use crate::config::{Config, ProbeConfig};
 use crate::evaluate::State;
@@ -481,7 +483,7 @@ impl Daemon {
             d.probes_cancel.clone(),
         ));
         d.background
-            .spawn(crate::clock::watch(shared.clone(), d.probes_cancel.clone()));
+            .spawn(clock::watch(shared.clone(), d.probes_cancel.clone()));
         d.start_dead_mans_switch(&config);
         crate::watchdog::notify_ready(&format!("{} probes", config.probes.len()));
         tracing::info!(
