@@ -10,8 +10,12 @@
 //!   ([`probe::Observation`]); one file per kind (`probe/http.rs`, ...).
 //! - [`schedule`]: one timer per probe: spread starts, deadlines, no overlap, caps.
 //! - [`evaluate`]: the per-probe state machine (`pending` / `up` / `down`).
-//! - [`store`]: SQLite through sqlx: one batching writer, a read pool, retention, rollups.
+//! - [`store`]: SQLite through sqlx, every query of probed's own database: one batching
+//!   writer (results, state, and in the same transaction incidents and their first page), a
+//!   read pool, retention, rollups, the outbox's deliveries.
 //! - [`metrics`]: Prometheus registry with the blackbox_exporter names.
+//! - [`paging`]: what a page is ([`paging::Alert`], [`paging::PagePlan`], [`paging::Page`]),
+//!   as data below the store that persists it and the alert path that sends it.
 //! - [`api`]: axum routes: `/metrics`, `/healthz`, `/api/v1/...`.
 //! - [`daemon`]: wiring, reload and shutdown.
 //! - [`cli`]: the `probectl` subcommands.
@@ -31,6 +35,7 @@ pub mod evaluate;
 pub mod fuzz;
 pub mod lab;
 pub mod metrics;
+pub mod paging;
 pub mod probe;
 pub mod public;
 pub mod redact;

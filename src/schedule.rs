@@ -504,9 +504,9 @@ pub fn record(
         }
         runner.store.state_change(StateChange {
             probe_id: entry.id,
+            page: crate::alert::plan::page_for(&t, plan),
             transition: t,
             verdicts: verdicts.clone(),
-            plan: Some(plan),
         });
     }
     runner.store.record(Record {

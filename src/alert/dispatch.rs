@@ -20,14 +20,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use sqlx::{Row, SqlitePool};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::plan::Router;
-use super::{Alert, BuildCx, Event, Notifier, SendError, outbox};
+use super::{Alert, BuildCx, Notifier, SendError};
 use crate::config::{AlertingOptions, Config, ProbeConfig};
+use crate::store::{AfterAttempt, Attempt, DueDelivery, Followups, Store, StoreError};
 
 mod memory;
 pub use memory::MemoryPager;
@@ -93,9 +93,9 @@ pub struct DispatchStats {
 }
 
 pub struct Dispatcher {
-    pool: SqlitePool,
-    /// The read pool: what the memory pager consults while writes fail.
-    read: SqlitePool,
+    /// Incidents and the outbox: short transactions on the write connection; the memory
+    /// pager reads on the read pool while writes fail.
+    store: Store,
     memory: Mutex<memory::MemoryState>,
     plan: RwLock<Arc<Plan>>,
     wake: Arc<Notify>,
@@ -105,15 +105,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(
-        pool: SqlitePool,
-        read: SqlitePool,
-        plan: Plan,
-        wake: Arc<Notify>,
-    ) -> Arc<Dispatcher> {
+    /// Delivers the outbox of `store`, woken by its commits that queue alerts.
+    pub fn new(store: Store, plan: Plan) -> Arc<Dispatcher> {
+        let wake = store.alerts_queued.clone();
         Arc::new(Dispatcher {
-            pool,
-            read,
+            store,
             memory: Mutex::new(Default::default()),
             plan: RwLock::new(Arc::new(plan)),
             wake,
@@ -190,102 +186,61 @@ impl Dispatcher {
         }
     }
 
-    async fn housekeeping(&self, now: i64) -> Result<(), sqlx::Error> {
+    async fn housekeeping(&self, now: i64) -> Result<(), StoreError> {
         let plan = self.plan();
         // Resolve incidents whose recovery held.
-        let due: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM incidents WHERE resolved_at IS NULL AND resolve_due_at <= ?",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        for id in due {
-            let mut tx = self.pool.begin().await?;
-            outbox::resolve(&mut tx, id, now).await?;
-            tx.commit().await?;
+        for id in self.store.incidents_due_to_resolve(now).await? {
+            self.store.resolve_incident(id, now).await?;
             tracing::info!(incident = id, "incident resolved");
         }
         // Open incidents: mute ended, escalation, reminders, refresh.
-        let open = sqlx::query(
-            "SELECT id, probe, opened_at, alert, paged, acknowledged_at, recovered_at, \
-             escalation_step, last_reminder_at FROM incidents WHERE resolved_at IS NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let open = self.store.open_incidents().await?;
         let refreshing = plan.notifiers.values().any(|n| n.refresh_every().is_some());
         for r in open {
-            let id: i64 = r.get("id");
-            let probe: String = r.get("probe");
-            let Ok(alert) = serde_json::from_str::<Alert>(r.get("alert")) else {
+            let (id, probe) = (r.id, r.probe.as_str());
+            let Ok(alert) = serde_json::from_str::<Alert>(&r.alert) else {
                 continue;
             };
-            let recovering = r.get::<Option<i64>, _>("recovered_at").is_some();
-            let acked = r.get::<Option<i64>, _>("acknowledged_at").is_some();
-            let opened: i64 = r.get("opened_at");
-            let Some(probe_cfg) = plan.probes.get(&probe) else {
+            let (recovering, acked, opened) = (r.recovering, r.acknowledged, r.opened_at);
+            let Some(probe_cfg) = plan.probes.get(probe) else {
                 // The probe left the config: nothing will ever recover it. Close the incident
                 // (resolve notices go out as for a recovery).
                 if !recovering {
-                    sqlx::query(
-                        "UPDATE incidents SET recovered_at = ?, resolve_due_at = ? WHERE id = ?",
-                    )
-                    .bind(now)
-                    .bind(now)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
+                    self.store.close_incident_now(id, now).await?;
                     tracing::info!(incident = id, probe = %probe, "probe removed from the config; closing its incident");
                 }
                 continue;
             };
             // The incident's own severity (an objective's rule may carry its own).
             let route = plan.router.route_as(probe_cfg, &alert.severity);
-            if r.get::<i64, _>("paged") == 0 {
+            if !r.paged {
                 if recovering || acked {
                     continue;
                 }
                 let mut muted = plan
                     .router
-                    .maintenance(&probe, now)
+                    .maintenance(probe, now)
                     .map(|m| format!("maintenance window {m:?}"));
                 if muted.is_none() {
-                    let mut conn = self.pool.acquire().await?;
-                    muted = outbox::active_silence(&mut conn, &probe, now).await?;
+                    muted = self.store.silence_covering(probe, now).await?;
                 }
                 if muted.is_none() {
-                    let mut tx = self.pool.begin().await?;
-                    if let Some(route) = route {
-                        outbox::enqueue(
-                            &mut tx,
-                            &alert,
-                            Event::Trigger,
-                            &route.notify,
-                            &route.fallback,
-                            now,
-                        )
-                        .await?;
-                    }
-                    sqlx::query("UPDATE incidents SET paged = 1, muted = NULL WHERE id = ?")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
+                    let to = route.map(|r| (r.notify.as_slice(), r.fallback.as_slice()));
+                    self.store.page_after_mute(id, &alert, to, now).await?;
                     tracing::info!(incident = id, probe = %probe, "mute ended; paging");
                 }
                 continue;
             }
             // Decide first; write only when something is due, so a thousand quiet open
             // incidents cost a read, not a thousand transactions a second.
-            let step = r.get::<i64, _>("escalation_step") as usize;
+            let step = r.escalation_step as usize;
             let escalation = route
                 .filter(|_| !recovering && !acked)
                 .and_then(|route| route.escalate.get(step).map(|s| (route, s)))
                 .filter(|(_, s)| now - opened >= s.after.as_millis() as i64);
             let reminder = route.filter(|_| !recovering && !acked).filter(|route| {
                 route.remind_every.is_some_and(|every| {
-                    let last = r
-                        .get::<Option<i64>, _>("last_reminder_at")
-                        .unwrap_or(opened);
+                    let last = r.last_reminder_at.unwrap_or(opened);
                     now - last >= every.as_millis() as i64
                 })
             });
@@ -293,16 +248,7 @@ impl Dispatcher {
             // fires, recovering or not, until resolved.
             let mut refresh = Vec::new();
             if refreshing {
-                let latest = sqlx::query(
-                    "SELECT notifier, max(created_at) AS last FROM outbox WHERE incident_id = ? \
-                     AND event != 'resolve' GROUP BY notifier",
-                )
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
-                for l in latest {
-                    let name: String = l.get("notifier");
-                    let last: i64 = l.get("last");
+                for (name, last) in self.store.last_sends(id).await? {
                     if let Some(every) = plan.notifiers.get(&name).and_then(|n| n.refresh_every())
                         && now - last >= every.as_millis() as i64
                     {
@@ -313,76 +259,32 @@ impl Dispatcher {
             if escalation.is_none() && reminder.is_none() && refresh.is_empty() {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
-            if let Some((route, s)) = escalation {
-                outbox::enqueue(
-                    &mut tx,
-                    &alert,
-                    Event::Escalation,
-                    &s.notify,
-                    &route.fallback,
-                    now,
-                )
+            let followups = Followups {
+                escalate: escalation.map(|(route, s)| {
+                    (
+                        step as i64 + 1,
+                        s.notify.as_slice(),
+                        route.fallback.as_slice(),
+                    )
+                }),
+                remind: reminder.map(|route| (route.notify.as_slice(), route.fallback.as_slice())),
+                refresh: &refresh,
+            };
+            self.store
+                .queue_followups(id, &alert, &followups, now)
                 .await?;
-                sqlx::query("UPDATE incidents SET escalation_step = ? WHERE id = ?")
-                    .bind(step as i64 + 1)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+            if let Some((_, s)) = escalation {
                 tracing::warn!(incident = id, probe = %probe, step = step + 1, notify = ?s.notify, "unacknowledged: escalating");
             }
-            if let Some(route) = reminder {
-                outbox::enqueue(
-                    &mut tx,
-                    &alert,
-                    Event::Reminder,
-                    &route.notify,
-                    &route.fallback,
-                    now,
-                )
-                .await?;
-                sqlx::query("UPDATE incidents SET last_reminder_at = ? WHERE id = ?")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for name in refresh {
-                outbox::enqueue(
-                    &mut tx,
-                    &alert,
-                    Event::Reminder,
-                    std::slice::from_ref(&name),
-                    &[],
-                    now,
-                )
-                .await?;
-            }
-            tx.commit().await?;
         }
         Ok(())
     }
 
-    async fn send_due(self: &Arc<Self>, now: i64, sends: &TaskTracker) -> Result<(), sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT id, notifier, alert, attempts, fallback FROM outbox \
-             WHERE status = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT 256",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        for r in rows {
-            let id: i64 = r.get("id");
-            if !self.in_flight.lock().unwrap().insert(id) {
+    async fn send_due(self: &Arc<Self>, now: i64, sends: &TaskTracker) -> Result<(), StoreError> {
+        for job in self.store.due_deliveries(now).await? {
+            if !self.in_flight.lock().unwrap().insert(job.id) {
                 continue;
             }
-            let job = Job {
-                id,
-                notifier: r.get("notifier"),
-                alert: r.get("alert"),
-                attempts: r.get::<i64, _>("attempts") as u32,
-                fallback: serde_json::from_str(r.get("fallback")).unwrap_or_default(),
-            };
             let me = self.clone();
             let permit = self.slots.clone().acquire_owned().await;
             sends.spawn(async move {
@@ -413,41 +315,23 @@ impl Dispatcher {
 
     /// Records the creation time of the oldest undelivered message and the outbox's pending
     /// count; returns when the next pending row not in flight falls due.
-    async fn measure_backlog(&self) -> Result<Option<i64>, sqlx::Error> {
+    async fn measure_backlog(&self) -> Result<Option<i64>, StoreError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let row = sqlx::query(
-            "SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE status = 'pending'",
-        )
-        .fetch_one(&self.read)
-        .await?;
         let in_flight: Vec<i64> = self.in_flight.lock().unwrap().iter().copied().collect();
-        let next_due: Option<i64> = if row.get::<i64, _>("n") as usize > in_flight.len() {
-            let due: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT id, due_at FROM outbox WHERE status = 'pending' ORDER BY due_at LIMIT ?",
-            )
-            .bind(in_flight.len() as i64 + 1)
-            .fetch_all(&self.read)
-            .await?;
-            due.into_iter()
-                .find(|(id, _)| !in_flight.contains(id))
-                .map(|(_, at)| at)
-        } else {
-            None
-        };
-        let n: i64 = row.get("n");
-        let mut oldest: Option<i64> = row.get("oldest");
+        let backlog = self.store.outbox_backlog(&in_flight).await?;
+        let mut oldest = backlog.oldest;
         if let Some(m) = self.memory.lock().unwrap().oldest() {
             oldest = Some(oldest.map_or(m, |o| o.min(m)));
         }
-        self.stats.pending.store(n, Relaxed);
+        self.stats.pending.store(backlog.pending, Relaxed);
         self.stats
             .oldest_pending_at
             .store(oldest.unwrap_or(0), Relaxed);
-        Ok(next_due)
+        Ok(backlog.next_due)
     }
 
     /// One try of one outbox row, under the notifier's deadline.
-    async fn send(&self, job: &Job) -> Sent {
+    async fn send(&self, job: &DueDelivery) -> Sent {
         let plan = self.plan();
         let started = tokio::time::Instant::now();
         let result = match (
@@ -469,104 +353,70 @@ impl Dispatcher {
     }
 
     /// Records a try and its consequence (delivered, retry later, fall back, give up).
-    async fn record(&self, job: &Job, sent: &Sent) -> Result<(), sqlx::Error> {
+    async fn record(&self, job: &DueDelivery, sent: &Sent) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
         let plan = self.plan();
-        let (result, took, now) = (&sent.result, sent.took_us, sent.at);
+        let (result, now) = (&sent.result, sent.at);
         let attempts = job.attempts + 1;
-        let mut tx = self.pool.begin().await?;
         let detail = match &result {
             Ok(d) => d.detail.clone(),
             Err(e) => e.to_string(),
         };
-        sqlx::query(
-            "INSERT INTO attempts (outbox_id, notifier, at, ok, detail, duration_us) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(job.id)
-        .bind(&job.notifier)
-        .bind(now)
-        .bind(result.is_ok() as i64)
-        .bind(&detail)
-        .bind(took)
-        .execute(&mut *tx)
-        .await?;
-        use std::sync::atomic::Ordering::Relaxed;
-        match result {
+        let attempt = Attempt {
+            outbox_id: job.id,
+            notifier: &job.notifier,
+            at: now,
+            ok: result.is_ok(),
+            detail: &detail,
+            took_us: sent.took_us,
+            attempts,
+        };
+        let e = match result {
             Ok(_) => {
-                sqlx::query(
-                    "UPDATE outbox SET status = 'delivered', attempts = ?, delivered_at = ?, \
-                     last_error = NULL WHERE id = ? AND status = 'pending'",
-                )
-                .bind(attempts as i64)
-                .bind(now)
-                .bind(job.id)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
+                self.store
+                    .record_attempt(&attempt, AfterAttempt::Delivered)
+                    .await?;
                 self.stats.attempted(&job.notifier, true);
                 tracing::info!(notifier = %job.notifier, outbox = job.id, attempts, detail = %detail, "alert delivered");
+                return Ok(());
             }
-            Err(e) => {
-                self.stats.attempted(&job.notifier, false);
-                let permanent = matches!(e, SendError::Permanent { .. });
-                if permanent || attempts >= plan.options.max_attempts {
-                    sqlx::query(
-                        "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ? \
-                         WHERE id = ? AND status = 'pending'",
-                    )
-                    .bind(attempts as i64)
-                    .bind(&detail)
-                    .bind(job.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    match job.fallback.split_first() {
-                        Some((next, rest)) => {
-                            let alert: Alert = serde_json::from_str(&job.alert)
-                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                            // The page moves on; its event stays what it was.
-                            let mut template = alert.clone();
-                            template.at = now;
-                            outbox::enqueue(
-                                &mut tx,
-                                &template,
-                                alert.event,
-                                std::slice::from_ref(next),
-                                rest,
-                                now,
-                            )
-                            .await?;
-                            tx.commit().await?;
-                            tracing::error!(
-                                notifier = %job.notifier, fallback = %next, attempts, error = %detail,
-                                "alert channel failed; falling back"
-                            );
-                        }
-                        None => {
-                            tx.commit().await?;
-                            self.stats.given_up.fetch_add(1, Relaxed);
-                            tracing::error!(
-                                notifier = %job.notifier, attempts, error = %detail, incident = %incident_of(&job.alert),
-                                "alert could not be delivered and no fallback is left"
-                            );
-                        }
-                    }
-                } else {
-                    let wait = retry_wait(&plan.options, attempts, e);
-                    sqlx::query(
-                        "UPDATE outbox SET attempts = ?, last_error = ?, due_at = ? \
-                         WHERE id = ? AND status = 'pending'",
-                    )
-                    .bind(attempts as i64)
-                    .bind(&detail)
-                    .bind(now + wait.as_millis() as i64)
-                    .bind(job.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    tracing::warn!(
-                        notifier = %job.notifier, attempts, retry_in = %crate::units::format_duration(wait), error = %detail,
-                        "alert delivery failed; retrying"
-                    );
-                }
+            Err(e) => e,
+        };
+        self.stats.attempted(&job.notifier, false);
+        let permanent = matches!(e, SendError::Permanent { .. });
+        if !permanent && attempts < plan.options.max_attempts {
+            let wait = retry_wait(&plan.options, attempts, e);
+            let due_at = now + wait.as_millis() as i64;
+            self.store
+                .record_attempt(&attempt, AfterAttempt::Retry { due_at })
+                .await?;
+            tracing::warn!(
+                notifier = %job.notifier, attempts, retry_in = %crate::units::format_duration(wait), error = %detail,
+                "alert delivery failed; retrying"
+            );
+            return Ok(());
+        }
+        let fallback = job.fallback.split_first();
+        self.store
+            .record_attempt(
+                &attempt,
+                AfterAttempt::Failed {
+                    fallback,
+                    alert: &job.alert,
+                },
+            )
+            .await?;
+        match fallback {
+            Some((next, _)) => tracing::error!(
+                notifier = %job.notifier, fallback = %next, attempts, error = %detail,
+                "alert channel failed; falling back"
+            ),
+            None => {
+                self.stats.given_up.fetch_add(1, Relaxed);
+                tracing::error!(
+                    notifier = %job.notifier, attempts, error = %detail, incident = %incident_of(&job.alert),
+                    "alert could not be delivered and no fallback is left"
+                );
             }
         }
         Ok(())
@@ -579,14 +429,6 @@ struct Sent {
     took_us: i64,
     /// When it ended, unix ms.
     at: i64,
-}
-
-struct Job {
-    id: i64,
-    notifier: String,
-    alert: String,
-    attempts: u32,
-    fallback: Vec<String>,
 }
 
 fn incident_of(alert_json: &str) -> i64 {

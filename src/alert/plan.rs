@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use super::{Alert, Event};
 use crate::config::{Config, Maintenance, ProbeConfig, Route};
+use crate::evaluate::{State, Transition};
+pub use crate::paging::{Page, PagePlan};
 
 /// Routes, maintenance windows and naming, from one config.
 #[derive(Debug, Clone, Default)]
@@ -15,22 +17,20 @@ pub struct Router {
     pub external_url: Option<String>,
 }
 
-/// What a state change to `down` pages, decided when it happens.
-#[derive(Debug, Clone)]
-pub struct PagePlan {
-    /// The message template (event `trigger`, incident 0 until one is opened).
-    pub alert: Alert,
-    pub notify: Vec<String>,
-    pub fallback: Vec<String>,
-    /// Why paging is muted now (a maintenance window), if it is.
-    pub muted: Option<String>,
-    pub send_resolve: bool,
-    /// How long a recovery must hold before the incident resolves, ms.
-    pub resolve_hold_ms: i64,
-    /// Already paged from memory while the store could not be written (`alert.dedup_key`
-    /// then holds the key that page carried): the incident, once written, records the
-    /// page as sent instead of sending it again.
-    pub paged_from_memory: bool,
+/// What a state change does to the probe's incident: down, or outside its objectives, opens
+/// one with its first page (or the open one goes on; down to degraded is the same incident,
+/// still open); back up starts its resolve hold; anything else, nothing.
+pub fn page_for(t: &Transition, plan: PagePlan) -> Option<Page> {
+    match (t.from, t.to) {
+        (_, State::Down)
+        | (State::Up | State::Pending | State::Unknown | State::Paused, State::Degraded) => {
+            Some(Page::Open(Box::new(plan)))
+        }
+        (State::Down | State::Degraded, State::Up) => Some(Page::Recover {
+            hold_ms: plan.resolve_hold_ms,
+        }),
+        _ => None,
+    }
 }
 
 impl Router {

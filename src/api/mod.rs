@@ -286,14 +286,10 @@ async fn incidents(
     Query(q): Query<IncidentsQuery>,
 ) -> Response {
     let full = refuse_unauthorized(&s, &headers).is_none();
-    let mut conn = match s.runner.store.read_pool().acquire().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "incidents query failed");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "store query failed");
-        }
-    };
-    match crate::alert::outbox::list(&mut conn, q.open.unwrap_or(false), q.limit.unwrap_or(100))
+    match s
+        .runner
+        .store
+        .incidents(q.open.unwrap_or(false), q.limit.unwrap_or(100))
         .await
     {
         Ok(mut rows) => {
@@ -342,13 +338,11 @@ async fn ack(
         .filter(|b| !b.trim().is_empty())
         .unwrap_or_else(|| "api".into());
     let by: String = by.chars().take(100).collect();
-    let result = async {
-        let mut tx = s.runner.store.write_pool().begin().await?;
-        let r = crate::alert::outbox::acknowledge(&mut tx, id, &by, crate::time::now_ms()).await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(r)
-    }
-    .await;
+    let result = s
+        .runner
+        .store
+        .acknowledge(id, &by, crate::time::now_ms())
+        .await;
     use crate::alert::outbox::AckError;
     match result {
         Ok(Ok(())) => {

@@ -398,12 +398,7 @@ impl Daemon {
         for e in errors {
             tracing::error!("{e}; its pages go to the fallback chain");
         }
-        let dispatcher = crate::alert::dispatch::Dispatcher::new(
-            store.write_pool().clone(),
-            store.read_pool().clone(),
-            plan,
-            store.alerts_queued.clone(),
-        );
+        let dispatcher = crate::alert::dispatch::Dispatcher::new(store.clone(), plan);
         let shared = Arc::new(Shared {
             runner,
             dispatcher: dispatcher.clone(),

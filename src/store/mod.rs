@@ -1,5 +1,8 @@
 //! The store: one SQLite file (`data_dir/probed.db`, WAL) holding results, probe state,
-//! hourly rollups and state changes.
+//! hourly rollups, state changes, incidents, the outbox and its delivery attempts,
+//! silences, push pings. Every query of that file is here: `incidents.rs` (incidents; the
+//! first page, written in the state change's own transaction), `outbox.rs` (deliveries),
+//! `clock.rs` (timers shifted after a clock step).
 //!
 //! Writes go through one writer task ([`Writer::run`]) that drains a bounded queue and
 //! commits whatever has accumulated in one transaction, so a burst of results costs one
@@ -25,10 +28,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::evaluate::{State, Transition, Verdicts};
+use crate::paging::Page;
 use crate::probe::Observation;
 
 mod clock;
+mod incidents;
+mod outbox;
 pub use clock::ShiftedTimers;
+pub use incidents::{AckError, Delivery, Followups, IncidentRow, OpenIncident};
+pub use outbox::{AfterAttempt, Attempt, Backlog, DueDelivery};
 
 /// Store errors, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +74,9 @@ pub struct StateChange {
     pub probe_id: i64,
     pub transition: Transition,
     pub verdicts: Verdicts,
-    /// What the change pages (routes, mute, resolve hold), decided when it happened.
-    pub plan: Option<crate::alert::plan::PagePlan>,
+    /// What the change does to the probe's incident (open it with its first page, or start
+    /// its resolve hold), decided above the store when it happened.
+    pub page: Option<crate::paging::Page>,
 }
 
 /// Counters the writer keeps, read by `/metrics` and the status API.
@@ -943,29 +952,15 @@ impl Writer {
             .await?;
             // The incident and its first page, in this same transaction: durable before any
             // send is tried.
-            if let Some(plan) = &c.plan {
-                match (c.transition.from, c.transition.to) {
-                    // Down, or outside its objectives: an incident (or the open one goes
-                    // on). Down to degraded: the same incident, still open.
-                    (_, State::Down)
-                    | (
-                        State::Up | State::Pending | State::Unknown | State::Paused,
-                        State::Degraded,
-                    ) => {
-                        crate::alert::outbox::on_down(&mut tx, c.probe_id, c.transition.at, plan)
-                            .await?
-                    }
-                    (State::Down | State::Degraded, State::Up) => {
-                        crate::alert::outbox::on_up(
-                            &mut tx,
-                            c.probe_id,
-                            c.transition.at,
-                            plan.resolve_hold_ms,
-                        )
-                        .await?
-                    }
-                    _ => {}
+            match &c.page {
+                Some(Page::Open(plan)) => {
+                    incidents::open_incident(&mut tx, c.probe_id, c.transition.at, plan).await?
                 }
+                Some(Page::Recover { hold_ms }) => {
+                    incidents::recover_incident(&mut tx, c.probe_id, c.transition.at, *hold_ms)
+                        .await?
+                }
+                None => {}
             }
         }
         tx.commit().await
@@ -1078,7 +1073,7 @@ mod tests {
                 reason: Some("status 503, expected 2xx".into()),
             },
             verdicts: rec(b, now, false).verdicts,
-            plan: None,
+            page: None,
         });
         let stop = CancellationToken::new();
         stop.cancel();
@@ -1164,21 +1159,21 @@ mod tests {
         let mut plan = page_plan("a");
         plan.alert.state = "degraded".into();
         plan.alert.reason = Some("burning".into());
-        let change = |from, to, at| StateChange {
-            probe_id: id,
-            transition: Transition {
+        let change = |from, to, at| {
+            let transition = Transition {
                 from,
                 to,
                 at,
                 reason: Some("burning".into()),
-            },
-            verdicts: rec(id, at, true).verdicts,
-            plan: Some(plan.clone()),
+            };
+            StateChange {
+                probe_id: id,
+                page: crate::alert::plan::page_for(&transition, plan.clone()),
+                transition,
+                verdicts: rec(id, at, true).verdicts,
+            }
         };
-        let incidents = async || {
-            let mut c = store.read_pool().acquire().await.unwrap();
-            crate::alert::outbox::list(&mut c, false, 10).await.unwrap()
-        };
+        let incidents = async || store.incidents(false, 10).await.unwrap();
         let settle = async || {
             let n = store.stats.written.load(Ordering::Relaxed);
             until("a commit", || {
@@ -1240,7 +1235,7 @@ mod tests {
     impl Failover for Handed {
         fn unwritten(&self, change: &mut StateChange) {
             self.unwritten.lock().unwrap().push(change.probe_id);
-            if let Some(p) = change.plan.as_mut() {
+            if let Some(Page::Open(p)) = change.page.as_mut() {
                 p.paged_from_memory = true;
                 p.alert.dedup_key = "paged-from-memory".into();
             }
@@ -1301,7 +1296,7 @@ mod tests {
                 reason: Some("status 503".into()),
             },
             verdicts: rec(id, 1_000 + total, false).verdicts,
-            plan: Some(page_plan("a")),
+            page: Some(Page::Open(Box::new(page_plan("a")))),
         });
         let st = store.stats.clone();
         until("the commit to fail and the buffer to fill", || {

@@ -18,12 +18,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use sqlx::Row;
-
 use super::{Dispatcher, retry_wait, send_within};
-use crate::alert::plan::PagePlan;
 use crate::alert::{Alert, Event, SendError};
-use crate::evaluate::State;
+use crate::paging::{Page, PagePlan};
 use crate::store::{Failover, StateChange};
 
 /// What the memory pager remembers.
@@ -48,15 +45,11 @@ pub struct MemoryPager(pub Arc<Dispatcher>);
 
 impl Failover for MemoryPager {
     fn unwritten(&self, change: &mut StateChange) {
-        let Some(plan) = change.plan.as_mut() else {
+        // Only a change that opens an incident pages.
+        let Some(Page::Open(plan)) = change.page.as_mut() else {
             return;
         };
-        let opens = match change.transition.to {
-            State::Down => true,
-            State::Degraded => change.transition.from != State::Down,
-            _ => false,
-        };
-        if !opens || plan.muted.is_some() || plan.notify.is_empty() || plan.paged_from_memory {
+        if plan.muted.is_some() || plan.notify.is_empty() || plan.paged_from_memory {
             return;
         }
         if !self.0.memory.lock().unwrap().paged.insert(change.probe_id) {
@@ -78,13 +71,17 @@ impl Failover for MemoryPager {
 }
 
 impl Dispatcher {
-    async fn page_from_memory(self: Arc<Self>, probe_id: i64, plan: PagePlan) {
+    async fn page_from_memory(self: Arc<Self>, probe_id: i64, plan: Box<PagePlan>) {
         let now = crate::clock::now_ms();
         let probe = plan.alert.probe.clone();
         // The rules the store applies when the change is written: an incident still open (a
         // flap within its resolve hold) continues without a page; a silence mutes. Reads
         // usually still work; if they do not, page anyway.
-        match self.open_or_silenced(probe_id, &probe, now).await {
+        match self
+            .store
+            .open_incident_or_silence(probe_id, &probe, now)
+            .await
+        {
             Ok(Some(why)) => {
                 tracing::info!(probe = %probe, why = %why, "store cannot be written; not paging from memory");
                 return;
@@ -115,28 +112,6 @@ impl Dispatcher {
         }
         while chains.join_next().await.is_some() {}
         self.memory.lock().unwrap().sending.remove(&seq);
-    }
-
-    async fn open_or_silenced(
-        &self,
-        probe_id: i64,
-        probe: &str,
-        now: i64,
-    ) -> Result<Option<String>, sqlx::Error> {
-        let mut conn = self.read.acquire().await?;
-        let open = sqlx::query(
-            "SELECT id FROM incidents WHERE probe_id = ? AND resolved_at IS NULL LIMIT 1",
-        )
-        .bind(probe_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(r) = open {
-            return Ok(Some(format!(
-                "incident {} is still open",
-                r.get::<i64, _>("id")
-            )));
-        }
-        crate::alert::outbox::active_silence(&mut conn, probe, now).await
     }
 
     /// Tries each notifier of `chain` in turn (with its retries) until one accepts.
