@@ -12,28 +12,15 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::probe::net::base64;
 use crate::probe::testkit::{
-    self, Pki, Zone, assert_down, assert_up, ca_signed, hold, pem_file, reason, refused_addr,
-    tcp_server,
+    self, Pki, Zone, assert_by_deadline, assert_down, assert_up, ca_signed, env, hold, pem_file,
+    reason, refused_addr, run_in, tcp_server,
 };
 
 // ---- helpers -------------------------------------------------------------------------
 
+/// A spec of this kind from YAML: [`testkit::spec`](crate::probe::testkit::spec), typed.
 fn spec(yaml: &str) -> Spec {
-    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
-}
-
-fn env() -> Env {
-    Env::new(&[]).expect("env")
-}
-
-/// Runs one check of `spec` with a deadline `within` from now.
-async fn run_in(spec: &Spec, env: &Env, within: Duration) -> Observation {
-    let check = spec.build().expect("build");
-    let cx = CheckCx {
-        env,
-        deadline: Instant::now() + within,
-    };
-    check.check(&cx).await
+    crate::probe::testkit::spec(yaml)
 }
 
 async fn run(spec: &Spec) -> Observation {
@@ -626,10 +613,8 @@ async fn server_that_never_answers_is_down_at_the_deadline() {
     let took = t.elapsed();
     assert_down(&obs, "timed out after ");
     assert_down(&obs, "while waiting for response headers");
-    assert!(
-        took >= within && took < within + Duration::from_millis(250),
-        "{took:?}"
-    );
+    assert!(took >= within, "{took:?}");
+    assert_by_deadline(took, within);
     assert!(obs.phases.iter().any(|(n, _)| *n == "processing"));
     assert_eq!(obs.status_code, None);
 }
@@ -658,11 +643,7 @@ async fn slowloris_headers_are_down_at_the_deadline() {
         within,
     )
     .await;
-    assert!(
-        t.elapsed() < within + Duration::from_millis(250),
-        "{:?}",
-        t.elapsed()
-    );
+    assert_by_deadline(t.elapsed(), within);
     assert_down(&obs, "while waiting for response headers");
 }
 
@@ -1023,11 +1004,7 @@ async fn dns_resolve_phase_nxdomain_family_and_timeout() {
         within,
     )
     .await;
-    assert!(
-        t.elapsed() < within + Duration::from_millis(250),
-        "{:?}",
-        t.elapsed()
-    );
+    assert_by_deadline(t.elapsed(), within);
     assert_down(&obs, "while resolving blackhole.test");
     assert!(
         reason(&obs).starts_with("timed out after "),
