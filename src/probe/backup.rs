@@ -480,13 +480,13 @@ mod tests {
     use std::fs::File;
 
     use super::*;
-    use crate::probe::Env;
-    use crate::probe::testkit::{assert_field_errors, reason};
+    use crate::probe::testkit::{assert_field_errors, check_in, env, reason};
 
     const HOUR: u64 = 3600;
 
+    /// A spec of this kind from YAML: [`testkit::spec`](crate::probe::testkit::spec), typed.
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+        crate::probe::testkit::spec(yaml)
     }
 
     /// Writes `size` bytes to `dir/name`, last modified `age` ago.
@@ -507,12 +507,7 @@ mod tests {
     }
 
     async fn run_check(check: &Check) -> Observation {
-        let env = Env::new(&[]).expect("env");
-        let cx = CheckCx {
-            env: &env,
-            deadline: Instant::now() + Duration::from_secs(5),
-        };
-        check.check(&cx).await
+        check_in(check, &env(), Duration::from_secs(5)).await
     }
 
     async fn run(yaml: &str) -> Observation {

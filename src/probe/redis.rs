@@ -699,8 +699,9 @@ fn secs_dur(secs: i64) -> Duration {
 mod tests {
     use super::*;
     use crate::lab::redis::{RedisInfo, RedisLab};
-    use crate::probe::Env;
-    use crate::probe::testkit::{assert_down, assert_up, hold, phases, reason, tcp_server};
+    use crate::probe::testkit::{
+        assert_by_deadline, assert_down, assert_up, env, hold, phases, reason, run_in, tcp_server,
+    };
 
     // ---- helpers -------------------------------------------------------------------------
 
@@ -741,22 +742,13 @@ mod tests {
             .unwrap_or_else(|| panic!("INFO {field}: {:?}", info.get(field)))
     }
 
+    /// A spec of this kind from YAML: [`testkit::spec`](crate::probe::testkit::spec), typed.
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
-    }
-
-    async fn run_in(spec: &Spec, within: Duration) -> Observation {
-        let check = spec.build().expect("build");
-        let env = Env::new(&[]).expect("env");
-        let cx = CheckCx {
-            env: &env,
-            deadline: Instant::now() + within,
-        };
-        check.check(&cx).await
+        crate::probe::testkit::spec(yaml)
     }
 
     async fn run(spec: &Spec) -> Observation {
-        run_in(spec, Duration::from_secs(10)).await
+        run_in(spec, &env(), Duration::from_secs(10)).await
     }
 
     // ---- against real servers ------------------------------------------------------------
@@ -966,13 +958,14 @@ mod tests {
         let t = Instant::now();
         let obs = run_in(
             &spec(&format!("{{url: 'redis://127.0.0.1:{port}'}}")),
+            &env(),
             deadline,
         )
         .await;
         let took = t.elapsed();
         assert_down(&obs, "timed out after ");
         assert_down(&obs, &format!("redis://127.0.0.1:{port}"));
-        assert!(took < deadline + Duration::from_millis(250), "{took:?}");
+        assert_by_deadline(took, deadline);
     }
 
     // ---- hostile peers ---------------------------------------------------------------------
@@ -1112,6 +1105,7 @@ mod tests {
             &spec(&format!(
                 "{{url: 'redis://127.0.0.1:{port}', max_reply: 256KiB}}"
             )),
+            &env(),
             Duration::from_secs(30),
         )
         .await;

@@ -389,28 +389,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::probe::Env;
     use crate::probe::testkit::{
-        assert_field_errors, ca_signed, echo_server, hold, pem_file, phases, reason, refused_addr,
-        tcp_server,
+        assert_by_deadline, assert_field_errors, ca_signed, echo_server, env, hold, pem_file,
+        phases, reason, refused_addr, run_in, tcp_server,
     };
 
+    /// A spec of this kind from YAML: [`testkit::spec`](crate::probe::testkit::spec), typed.
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
-    }
-
-    async fn run_in(spec: &Spec, within: Duration) -> Observation {
-        let env = Env::new(&[]).expect("env");
-        let check = spec.build().expect("build");
-        let cx = CheckCx {
-            env: &env,
-            deadline: Instant::now() + within,
-        };
-        check.check(&cx).await
+        crate::probe::testkit::spec(yaml)
     }
 
     async fn run(spec: &Spec) -> Observation {
-        run_in(spec, Duration::from_secs(5)).await
+        run_in(spec, &env(), Duration::from_secs(5)).await
     }
 
     /// Sends `banner`, then reads until the peer closes.
@@ -602,6 +592,7 @@ mod tests {
                 "{}\nsend: \"PONG\\r\\n\"\nexpect: {{ contains: '+PONG' }}",
                 at(addr)
             )),
+            &env(),
             within,
         )
         .await;
@@ -637,14 +628,11 @@ mod tests {
         let t = Instant::now();
         let obs = run_in(
             &spec(&format!("{}\nexpect: {{ contains: 'SSH-' }}", at(silent))),
+            &env(),
             within,
         )
         .await;
-        assert!(
-            t.elapsed() < within + Duration::from_millis(250),
-            "{:?}",
-            t.elapsed()
-        );
+        assert_by_deadline(t.elapsed(), within);
         assert!(!obs.ok);
         assert!(
             reason(&obs).starts_with("timed out after ")

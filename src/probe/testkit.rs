@@ -1,6 +1,8 @@
-//! Test peers the probe kinds share: TCP and TLS servers on 127.0.0.1:0, a DNS server
-//! answering from a table, and a small PKI (a CA, leaves signed by it, self-signed leaves)
-//! made with rcgen. Each server runs in the test's runtime and goes away with it.
+//! What the probe kinds' tests share: specs from YAML and one check of any kind within a
+//! deadline ([`spec`], [`env`], [`run_in`], [`check_in`], [`assert_by_deadline`]); test
+//! peers: TCP and TLS servers on 127.0.0.1:0, a DNS server answering from a table, and a
+//! small PKI (a CA, leaves signed by it, self-signed leaves) made with rcgen. Each server
+//! runs in the test's runtime and goes away with it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,11 +13,84 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use super::net::unix_now;
-use super::{FieldError, Observation};
+use super::{CheckCx, Env, FieldError, Observation};
+
+// ---- specs and checks ----------------------------------------------------------------------
+
+/// A probe kind's spec (its own fields, not the common ones) from YAML; a test's own
+/// mistake panics. Each kind's tests wrap it in a `spec` typed to their `Spec`.
+pub(crate) fn spec<S: DeserializeOwned>(yaml: &str) -> S {
+    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+}
+
+/// The default environment: the system resolver and the bundled roots.
+pub(crate) fn env() -> Env {
+    Env::new(&[]).expect("env")
+}
+
+/// A kind's spec, built into its check as the daemon builds it. Every kind has one.
+pub(crate) trait KindSpec {
+    type Check: KindCheck;
+    fn build_check(&self) -> Result<Self::Check, String>;
+}
+
+/// A kind's built check, run once.
+pub(crate) trait KindCheck {
+    async fn check_once(&self, cx: &CheckCx<'_>) -> Observation;
+}
+
+macro_rules! kinds {
+    ($($kind:ident),* $(,)?) => {$(
+        impl KindSpec for super::$kind::Spec {
+            type Check = super::$kind::Check;
+            fn build_check(&self) -> Result<Self::Check, String> {
+                self.build()
+            }
+        }
+
+        impl KindCheck for super::$kind::Check {
+            async fn check_once(&self, cx: &CheckCx<'_>) -> Observation {
+                self.check(cx).await
+            }
+        }
+    )*};
+}
+
+kinds! { backup, db_write, dns, http, push, redis, tcp, tls, websocket }
+
+/// Builds `spec` and runs one check of it in `env`, with a deadline `within` from now.
+pub(crate) async fn run_in<S: KindSpec>(spec: &S, env: &Env, within: Duration) -> Observation {
+    let check = spec.build_check().expect("build");
+    check_in(&check, env, within).await
+}
+
+/// Runs one check of a built `check` in `env`, with a deadline `within` from now.
+pub(crate) async fn check_in(check: &impl KindCheck, env: &Env, within: Duration) -> Observation {
+    let cx = CheckCx {
+        env,
+        deadline: Instant::now() + within,
+    };
+    check.check_once(&cx).await
+}
+
+/// How long after its deadline a check may take to come back.
+pub(crate) const DEADLINE_SLACK: Duration = Duration::from_millis(250);
+
+/// The deadline check: a check given `within` came back after `took`, less than
+/// [`DEADLINE_SLACK`] past its deadline.
+#[track_caller]
+pub(crate) fn assert_by_deadline(took: Duration, within: Duration) {
+    assert!(
+        took < within + DEADLINE_SLACK,
+        "the check took {took:?}, more than {DEADLINE_SLACK:?} past its deadline of {within:?}"
+    );
+}
 
 // ---- TCP and TLS servers -------------------------------------------------------------------
 

@@ -480,27 +480,17 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::probe::Env;
     use crate::probe::net::unix_now;
     use crate::probe::testkit::{
-        assert_field_errors, ca_signed, echo_server, hold, pem_file, phases, reason, refused_addr,
-        self_signed, tcp_server,
+        assert_by_deadline, assert_field_errors, ca_signed, echo_server, env, hold, pem_file,
+        phases, reason, refused_addr, run_in, self_signed, tcp_server,
     };
 
     const DAY: i64 = 86_400;
 
+    /// A spec of this kind from YAML: [`testkit::spec`](crate::probe::testkit::spec), typed.
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
-    }
-
-    async fn run_in(spec: &Spec, within: Duration) -> Observation {
-        let env = Env::new(&[]).expect("env");
-        let check = spec.build().expect("build");
-        let cx = CheckCx {
-            env: &env,
-            deadline: Instant::now() + within,
-        };
-        check.check(&cx).await
+        crate::probe::testkit::spec(yaml)
     }
 
     #[test]
@@ -718,7 +708,7 @@ mod tests {
             ),
         ];
         for (yaml, want, expiry) in &cases {
-            let obs = run_in(&spec(yaml), Duration::from_secs(5)).await;
+            let obs = run_in(&spec(yaml), &env(), Duration::from_secs(5)).await;
             match want {
                 None => assert!(obs.ok, "{yaml}: {:?}", obs.error),
                 Some(w) => {
@@ -821,6 +811,7 @@ mod tests {
         let closed = refused_addr().await.port();
         let obs = run_in(
             &spec(&format!("host: 127.0.0.1\nport: {closed}")),
+            &env(),
             Duration::from_secs(5),
         )
         .await;
@@ -834,12 +825,13 @@ mod tests {
         let port = tcp_server(hold).await.port();
         let within = Duration::from_millis(400);
         let t = Instant::now();
-        let obs = run_in(&spec(&format!("host: 127.0.0.1\nport: {port}")), within).await;
-        assert!(
-            t.elapsed() < within + Duration::from_millis(250),
-            "{:?}",
-            t.elapsed()
-        );
+        let obs = run_in(
+            &spec(&format!("host: 127.0.0.1\nport: {port}")),
+            &env(),
+            within,
+        )
+        .await;
+        assert_by_deadline(t.elapsed(), within);
         assert!(
             reason(&obs).starts_with("timed out after ")
                 && reason(&obs).ends_with("while in the tls handshake with 127.0.0.1"),
@@ -863,6 +855,7 @@ mod tests {
                 addr.port(),
                 ca.path().display()
             )),
+            &env(),
             Duration::from_secs(5),
         )
         .await;
