@@ -53,8 +53,8 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   log "installing nodejs"
   apt_install nodejs npm
 fi
-# playwright-core (npm) drives Debian's chromium for tests/status_page.rs. One npm command
-# for both: `npm install --no-save` of one package removes the other unsaved ones.
+# playwright-core (npm) drives Debian's chromium for tests/status_page_browser.rs. One npm
+# command for both: `npm install --no-save` of one package removes the other unsaved ones.
 if [ ! -f tests/peers/node_modules/socket.io/package.json ] \
   || [ ! -f tests/peers/node_modules/playwright-core/package.json ]; then
   log "installing socket.io and playwright-core (into tests/peers/node_modules)"

@@ -5,6 +5,7 @@
 //! Needs `/usr/bin/chromium` and `tests/peers/node_modules/playwright-core` (both installed
 //! by `deploy/test.sh`); without them the test fails saying so, it never skips.
 //! `STATUS_PAGE_SCREENSHOTS=/tmp/status` keeps the screenshots as `/tmp/status-<size>.png`.
+//! The Statuspage-compatible JSON API (`/api/v2/*.json`) is `tests/statuspage_api.rs`.
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The public side against the real binary: the Statuspage-compatible JSON checked field by
 //! field against Statuspage's documented public API v2, and a config full of secrets whose
 //! public documents carry none of them.
+//! The HTML status page `/status`, in a real browser, is `tests/status_page_browser.rs`.
 
 mod support;
 
