@@ -55,7 +55,6 @@ const KNOWN_SQLX: &[&str] = &[
     "src/alert/dispatch/memory.rs",
     "src/alert/outbox.rs",
     "src/api/mod.rs",
-    "src/public/mod.rs",
 ];
 
 fn src() -> PathBuf {

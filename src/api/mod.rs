@@ -407,16 +407,17 @@ async fn add_silence(
     let _frame = crate::clock::gate().await;
     let now = crate::clock::now_ms();
     let until = now + d.as_millis() as i64;
-    let r = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO silences (probe, until, created_at, created_by, reason) VALUES (?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(&b.probe)
-    .bind(until)
-    .bind(now)
-    .bind(b.by.as_deref().unwrap_or("api"))
-    .bind(&b.reason)
-    .fetch_one(s.runner.store.write_pool())
-    .await;
+    let r = s
+        .runner
+        .store
+        .add_silence(
+            &b.probe,
+            until,
+            now,
+            b.by.as_deref().unwrap_or("api"),
+            b.reason.as_deref(),
+        )
+        .await;
     match r {
         Ok(id) => {
             tracing::info!(silence = id, probe = %b.probe, until = %crate::time::rfc3339(until), "silence added");
@@ -434,25 +435,18 @@ async fn add_silence(
 }
 
 async fn silences(AxState(s): AxState<Arc<Shared>>) -> Response {
-    let rows = sqlx::query(
-        "SELECT id, probe, until, created_at, created_by, reason FROM silences WHERE until > ? ORDER BY until",
-    )
-    .bind(crate::clock::now_ms())
-    .fetch_all(s.runner.store.read_pool())
-    .await;
-    use sqlx::Row;
-    match rows {
+    match s.runner.store.silences_active(crate::clock::now_ms()).await {
         Ok(rows) => {
             let v: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|r| {
                     serde_json::json!({
-                        "id": r.get::<i64, _>("id"),
-                        "probe": r.get::<String, _>("probe"),
-                        "until": crate::time::rfc3339(r.get("until")),
-                        "created_at": crate::time::rfc3339(r.get("created_at")),
-                        "created_by": r.get::<Option<String>, _>("created_by"),
-                        "reason": r.get::<Option<String>, _>("reason"),
+                        "id": r.id,
+                        "probe": r.probe,
+                        "until": crate::time::rfc3339(r.until),
+                        "created_at": crate::time::rfc3339(r.created_at),
+                        "created_by": r.created_by,
+                        "reason": r.reason,
                     })
                 })
                 .collect();

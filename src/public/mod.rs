@@ -8,8 +8,9 @@
 //! so incident texts here are fixed sentences, not the probe's words.
 //!
 //! Long windows come from `rollups_daily` (one row per probe and day, kept 400 days) and the
-//! last day from `rollups_hourly`, never from raw results, and a built view is reused for [`CACHE_FOR`], so the page answers in
-//! about the same time with a year of history as with a day, and a burst of readers costs
+//! last day from `rollups_hourly`, never from raw results (the store's reads for the views,
+//! `src/store/views.rs`), and a built view is reused for [`CACHE_FOR`], so the page answers
+//! in about the same time with a year of history as with a day, and a burst of readers costs
 //! one build.
 
 pub mod badge;
@@ -21,10 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
-
 use crate::daemon::Shared;
 use crate::evaluate::State;
+use crate::store::StoreError;
 
 /// How long a built view is served before it is rebuilt (and the `max-age` readers get).
 pub const CACHE_FOR: Duration = Duration::from_secs(10);
@@ -253,7 +253,7 @@ pub struct Cache {
 
 impl Cache {
     /// The current view: the cached one while fresh, else a new one.
-    pub async fn get(&self, shared: &Shared) -> Result<Arc<View>, sqlx::Error> {
+    pub async fn get(&self, shared: &Shared) -> Result<Arc<View>, StoreError> {
         if let Some(v) = self.fresh() {
             return Ok(v);
         }
@@ -286,7 +286,7 @@ pub fn id_of(what: &str) -> String {
 
 /// Builds the view: live states from memory, history from the rollups, incidents from the
 /// store.
-pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
+pub async fn build(shared: &Shared) -> Result<View, StoreError> {
     let cfg = shared.config.read().unwrap().clone();
     let opts = &cfg.status_page;
     let now = crate::clock::now_ms();
@@ -347,60 +347,40 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
     let this_hour = now - now.rem_euclid(HOUR_MS);
     // From the daily rollups (one row per probe and day) for the bars and the 7- and 30-day
     // figures, and the hourly ones for the last 24 hours: a year of history costs no more.
-    let pool = shared.runner.store.read_pool();
-    let ids_in = |q: &mut sqlx::QueryBuilder<sqlx::Sqlite>| {
-        q.push(" AND probe_id IN (");
-        let mut sep = q.separated(", ");
-        for id in &ids {
-            sep.push_bind(*id);
-        }
-        q.push(")");
-    };
+    let store = &shared.runner.store;
     let mut per_day: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
     let mut windows: HashMap<i64, [(u64, u64); 3]> = HashMap::new();
     let mut hourly: HashMap<i64, Vec<(u64, i64)>> = HashMap::new();
     let h24 = this_hour - 23 * HOUR_MS;
-    if !ids.is_empty() {
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT probe_id, day, runs, ok FROM rollups_daily WHERE day >= ",
-        );
-        q.push_bind(since.min(today - 29 * DAY_MS));
-        ids_in(&mut q);
-        for r in q.build().fetch_all(pool).await? {
-            let (id, day): (i64, i64) = (r.get("probe_id"), r.get("day"));
-            let (runs, ok) = (r.get::<i64, _>("runs") as u64, r.get::<i64, _>("ok") as u64);
-            if day >= since
-                && let Some(slot) = per_day
-                    .entry(id)
-                    .or_insert_with(|| vec![(0, 0); days as usize])
-                    .get_mut(((day - since) / DAY_MS) as usize)
-            {
-                *slot = (runs, ok);
-            }
-            let w = windows.entry(id).or_default();
-            for (i, n) in [7, 30].into_iter().enumerate() {
-                if day > today - n * DAY_MS {
-                    w[i + 1].0 += runs;
-                    w[i + 1].1 += ok;
-                }
+    for r in store
+        .daily_rollups(&ids, since.min(today - 29 * DAY_MS))
+        .await?
+    {
+        let (id, day, runs, ok) = (r.probe_id, r.day, r.runs, r.ok);
+        if day >= since
+            && let Some(slot) = per_day
+                .entry(id)
+                .or_insert_with(|| vec![(0, 0); days as usize])
+                .get_mut(((day - since) / DAY_MS) as usize)
+        {
+            *slot = (runs, ok);
+        }
+        let w = windows.entry(id).or_default();
+        for (i, n) in [7, 30].into_iter().enumerate() {
+            if day > today - n * DAY_MS {
+                w[i + 1].0 += runs;
+                w[i + 1].1 += ok;
             }
         }
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT probe_id, hour, runs, ok, sum_duration_us FROM rollups_hourly WHERE hour >= ",
-        );
-        q.push_bind(h24);
-        ids_in(&mut q);
-        for r in q.build().fetch_all(pool).await? {
-            let id: i64 = r.get("probe_id");
-            let age_h = (this_hour - r.get::<i64, _>("hour")) / HOUR_MS;
-            let (runs, ok) = (r.get::<i64, _>("runs") as u64, r.get::<i64, _>("ok") as u64);
-            let w = windows.entry(id).or_default();
-            w[0].0 += runs;
-            w[0].1 += ok;
-            let slot = hourly.entry(id).or_insert_with(|| vec![(0, 0); 24]);
-            if (0..24).contains(&age_h) {
-                slot[23 - age_h as usize] = (runs, r.get("sum_duration_us"));
-            }
+    }
+    for r in store.hourly_rollups(&ids, h24).await? {
+        let age_h = (this_hour - r.hour) / HOUR_MS;
+        let w = windows.entry(r.probe_id).or_default();
+        w[0].0 += r.runs;
+        w[0].1 += r.ok;
+        let slot = hourly.entry(r.probe_id).or_insert_with(|| vec![(0, 0); 24]);
+        if (0..24).contains(&age_h) {
+            slot[23 - age_h as usize] = (r.runs, r.sum_duration_us);
         }
     }
     let pct = |(runs, ok): (u64, u64)| (runs > 0).then(|| ok as f64 * 100.0 / runs as f64);
@@ -468,27 +448,22 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
         .enumerate()
         .map(|(i, c)| (c.probe.as_str(), i))
         .collect();
-    let rows = sqlx::query(
-        "SELECT id, probe, severity, opened_at, acknowledged_at, recovered_at, resolved_at, \
-         json_extract(alert, '$.state') AS opened_as FROM incidents WHERE resolved_at IS NULL OR opened_at >= ? ORDER BY opened_at DESC, id DESC",
-    )
-    .bind(since)
-    .fetch_all(shared.runner.store.read_pool())
-    .await?;
+    let rows = store.incident_history(since).await?;
     let mut open = Vec::new();
     let mut resolved = Vec::new();
     for r in rows {
-        let probe: String = r.get("probe");
-        let Some(&ci) = index.get(probe.as_str()) else {
+        let Some(&ci) = index.get(r.probe.as_str()) else {
             continue;
         };
         let name = components[ci].name.clone();
-        let opened: i64 = r.get("opened_at");
-        let acked: Option<i64> = r.get("acknowledged_at");
-        let recovered: Option<i64> = r.get("recovered_at");
-        let resolved_at: Option<i64> = r.get("resolved_at");
+        let (opened, acked, recovered, resolved_at) = (
+            r.opened_at,
+            r.acknowledged_at,
+            r.recovered_at,
+            r.resolved_at,
+        );
         // Opened as degraded (outside its objectives) or as down.
-        let degraded = r.get::<Option<String>, _>("opened_as").as_deref() == Some("degraded");
+        let degraded = r.opened_as.as_deref() == Some("degraded");
         let mut updates = vec![Update {
             status: IncidentStatus::Investigating,
             at: opened,
@@ -522,7 +497,7 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
         updates.sort_by_key(|u| u.at);
         let last = updates.last().expect("at least the opening");
         let inc = Incident {
-            id: r.get("id"),
+            id: r.id,
             component: ci,
             name: if degraded {
                 format!("{name} is degraded")
@@ -530,7 +505,7 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
                 format!("{name} is down")
             },
             status: last.status,
-            impact: match r.get::<String, _>("severity").as_str() {
+            impact: match r.severity.as_str() {
                 "critical" => "critical",
                 "warning" | "minor" | "info" => "minor",
                 _ => "major",

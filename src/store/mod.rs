@@ -28,6 +28,8 @@ use crate::evaluate::{State, Transition, Verdicts};
 use crate::probe::Observation;
 
 mod clock;
+pub mod silences;
+pub mod views;
 pub use clock::ShiftedTimers;
 
 /// Store errors, with what was being done.
