@@ -19,14 +19,14 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. Keep in step with the README's codemap.
 const LAYERS: &[&[&str]] = &[
-    &["units"],
+    &["units", "hash"],
     &["time", "redact"],
     &["clock", "lab"],
     &["probe"],
     &["slo"],
     &["config"],
     &["evaluate", "metrics"],
-    &["store"],
+    &["store", "report"],
     &["alert", "public"],
     &["schedule"],
     &["watchdog"],
@@ -39,9 +39,6 @@ const LAYERS: &[&[&str]] = &[
 const KNOWN: &[(&str, &str)] = &[
     ("api", "daemon"),
     ("config", "alert"),
-    ("public", "api"),
-    ("public", "daemon"),
-    ("public", "schedule"),
     ("store", "alert"),
     ("watchdog", "daemon"),
 ];

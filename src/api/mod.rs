@@ -4,7 +4,6 @@
 //! secret: only names, states, timings and the probes' own error text (which the probes
 //! write without userinfo or header values).
 
-pub mod model;
 pub mod server;
 
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use serde::Deserialize;
 
 use crate::daemon::Shared;
 use crate::evaluate::State;
-use model::{DaemonStatus, ProbeStatus, StatusReport};
+use crate::report::{DaemonStatus, ProbeStatus, StatusReport};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -536,8 +535,29 @@ fn public_doc(content_type: &'static str, body: impl Into<axum::body::Body>) -> 
 /// `Cache-Control` of every public document.
 const PUBLIC_CACHE_CONTROL: &str = "public, max-age=10";
 
+/// The public view, from the cache while fresh; else built from the daemon's state of this
+/// moment (the status report's probes, the router's maintenance windows, the store ids).
 async fn public_view(s: &Shared) -> Result<Arc<crate::public::View>, Response> {
-    s.public.get(s).await.map_err(|e| {
+    let build = async {
+        let config = s.config.read().unwrap().clone();
+        let router = s.runner.router.read().unwrap().clone();
+        let report = build_status(s);
+        let ids = s
+            .entries()
+            .iter()
+            .map(|e| (e.cfg.name.clone(), e.id))
+            .collect();
+        crate::public::build(&crate::public::Sources {
+            config: &config,
+            muting: &router.maintenance,
+            probes: &report.probes,
+            ids: &ids,
+            started_at: s.started_at,
+            store: &s.runner.store,
+        })
+        .await
+    };
+    s.public.get(build).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot build the public view");
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -16,11 +16,11 @@ use tokio_util::task::TaskTracker;
 
 mod clock;
 
-use crate::api::model::HealthCheck;
 use crate::config::{Config, ProbeConfig};
 use crate::evaluate::State;
 use crate::metrics::Metrics;
 use crate::probe::Env;
+use crate::report::HealthCheck;
 use crate::schedule::{Live, ProbeEntry, Runner, UptimeWindow};
 use crate::store::{Store, StoreError};
 

@@ -1,5 +1,7 @@
 //! What the outside world may see: the status page, its feeds, the Statuspage-style JSON and
-//! badges all render one [`View`], built here.
+//! badges all render one [`View`], built here from [`Sources`]: the live state the caller
+//! (the API) gathers from the running daemon (the config, each probe's status, the windows
+//! muting paging now), plus history and incidents read from the store.
 //!
 //! **Only probes with `public: true` appear**, and of them only what is safe by construction:
 //! the display name (`title`, else the name), `description`, `group`, a coarse status, times,
@@ -22,9 +24,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::daemon::Shared;
+use crate::config::{Config, Maintenance};
 use crate::evaluate::State;
-use crate::store::StoreError;
+use crate::report::ProbeStatus;
+use crate::store::{Store, StoreError};
 
 /// How long a built view is served before it is rebuilt (and the `max-age` readers get).
 pub const CACHE_FOR: Duration = Duration::from_secs(10);
@@ -252,8 +255,13 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// The current view: the cached one while fresh, else a new one.
-    pub async fn get(&self, shared: &Shared) -> Result<Arc<View>, StoreError> {
+    /// The current view: the cached one while fresh, else the one `build` makes (usually
+    /// [`build`] of the moment's [`Sources`]). `build` is only awaited when no fresh view is
+    /// at hand, so gathering its sources costs nothing while the cache serves.
+    pub async fn get(
+        &self,
+        build: impl Future<Output = Result<View, StoreError>>,
+    ) -> Result<Arc<View>, StoreError> {
         if let Some(v) = self.fresh() {
             return Ok(v);
         }
@@ -261,7 +269,7 @@ impl Cache {
         if let Some(v) = self.fresh() {
             return Ok(v);
         }
-        let v = Arc::new(build(shared).await?);
+        let v = Arc::new(build.await?);
         *self.last.lock().unwrap() = Some((Instant::now(), v.clone()));
         Ok(v)
     }
@@ -278,27 +286,37 @@ impl Cache {
 
 /// A stable short id (12 hex digits) for `what`.
 pub fn id_of(what: &str) -> String {
-    format!(
-        "{:012x}",
-        crate::schedule::stable_hash(what) & 0xffff_ffff_ffff
-    )
+    format!("{:012x}", crate::hash::stable_hash(what) & 0xffff_ffff_ffff)
 }
 
-/// Builds the view: live states from memory, history from the rollups, incidents from the
-/// store.
-pub async fn build(shared: &Shared) -> Result<View, StoreError> {
-    let cfg = shared.config.read().unwrap().clone();
+/// What a view is built from, gathered by the caller (the API) from the running daemon, so
+/// that this module reads live state as data and needs nothing above the store.
+pub struct Sources<'a> {
+    /// The running config: which probes are public, the page's options, the maintenance
+    /// windows it announces.
+    pub config: &'a Config,
+    /// The maintenance windows that mute paging now (the alert router's): a probe under one
+    /// is `under_maintenance`.
+    pub muting: &'a [Maintenance],
+    /// Every probe's live status, from memory (the status report's probes).
+    pub probes: &'a [ProbeStatus],
+    /// Each running probe's store id, by name.
+    pub ids: &'a HashMap<String, i64>,
+    /// When the daemon started, unix ms: the page's `updated_at` until something changes.
+    pub started_at: i64,
+    /// History (rollups) and incidents.
+    pub store: &'a Store,
+}
+
+/// Builds the view: live states from [`Sources::probes`], history from the rollups,
+/// incidents from the store.
+pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
+    let cfg = src.config;
     let opts = &cfg.status_page;
     let now = crate::clock::now_ms();
-    let router = shared.runner.router.read().unwrap().clone();
-    let report = crate::api::build_status(shared);
-    let states: HashMap<&str, &crate::api::model::ProbeStatus> =
-        report.probes.iter().map(|p| (p.name.as_str(), p)).collect();
-    let entries: HashMap<String, i64> = shared
-        .entries()
-        .iter()
-        .map(|e| (e.cfg.name.clone(), e.id))
-        .collect();
+    let states: HashMap<&str, &ProbeStatus> =
+        src.probes.iter().map(|p| (p.name.as_str(), p)).collect();
+    let entries = src.ids;
 
     // Components, in config order.
     let mut components = Vec::new();
@@ -308,7 +326,7 @@ pub async fn build(shared: &Shared) -> Result<View, StoreError> {
             continue;
         };
         let st = states.get(p.name.as_str());
-        let status = if router.maintenance(&p.name, now).is_some() {
+        let status = if src.muting.iter().any(|m| m.active(&p.name, now)) {
             Status::UnderMaintenance
         } else {
             match st.map(|s| s.state) {
@@ -347,7 +365,7 @@ pub async fn build(shared: &Shared) -> Result<View, StoreError> {
     let this_hour = now - now.rem_euclid(HOUR_MS);
     // From the daily rollups (one row per probe and day) for the bars and the 7- and 30-day
     // figures, and the hourly ones for the last 24 hours: a year of history costs no more.
-    let store = &shared.runner.store;
+    let store = src.store;
     let mut per_day: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
     let mut windows: HashMap<i64, [(u64, u64); 3]> = HashMap::new();
     let mut hourly: HashMap<i64, Vec<(u64, i64)>> = HashMap::new();
@@ -557,7 +575,7 @@ pub async fn build(shared: &Shared) -> Result<View, StoreError> {
         .filter_map(|c| c.since)
         .chain(incidents.iter().map(|i| i.updated_at))
         .max()
-        .unwrap_or(shared.started_at);
+        .unwrap_or(src.started_at);
     let url = opts.url.clone().unwrap_or_else(|| match &cfg.external_url {
         Some(u) => format!("{u}/status"),
         None => format!("http://{}/status", cfg.listen),
