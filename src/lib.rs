@@ -24,6 +24,9 @@
 //! - [`redact`]: every form a secret takes on the wire, blanked from what is shown or kept.
 //! - [`clock`]: wall-clock steps: detected, and pending timers shifted by as much.
 //! - [`lab`]: the fault lab, a target that misbehaves on demand (tests, `probectl lab`).
+//! - [`report`]: the status report's wire types (`/api/v1/status`, `/healthz`), shared by
+//!   the API, `probectl`, the self-checks and the public views.
+//! - [`hash`]: a hash stable across builds, for the scheduler's phases and public ids.
 pub mod alert;
 pub mod api;
 pub mod cli;
@@ -33,12 +36,14 @@ pub mod daemon;
 pub mod evaluate;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod hash;
 pub mod lab;
 pub mod metrics;
 pub mod paging;
 pub mod probe;
 pub mod public;
 pub mod redact;
+pub mod report;
 pub mod schedule;
 pub mod slo;
 pub mod store;

@@ -5,6 +5,11 @@
 //!
 //! Each probe task holds its own label-resolved handles ([`ProbeMetrics`]), so recording an
 //! observation is a handful of atomic stores, not a hash lookup per metric.
+//!
+//! The gauges that are computed rather than counted (self-health, objectives, probes by
+//! state, the store's and the dispatcher's figures) are set at each scrape by
+//! [`Metrics::refresh`] from a plain-data [`Gauges`] the caller gathers, since what they
+//! measure lives in modules above this one.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -479,6 +484,94 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+
+    /// Sets the gauges that are computed rather than counted (self-health, objectives,
+    /// probes by state, the store's, the dispatcher's and the dead man's switch's figures)
+    /// to `g`, gathered by the caller; and the lag p99 from [`Metrics::recent_lag`].
+    pub fn refresh(&self, g: &Gauges) {
+        for (name, ok) in &g.checks {
+            self.health_check
+                .with_label_values(&[name.replace(' ', "_").as_str()])
+                .set(*ok as i64);
+        }
+        self.healthy.set(g.checks.iter().all(|(_, ok)| *ok) as i64);
+        self.lag_p99
+            .set(self.recent_lag.p99().map_or(0.0, |d| d.as_secs_f64()));
+        self.probes_overdue.set(g.probes_overdue);
+        // Objectives: rebuilt whole, so removed probes leave no series behind.
+        self.slo_burn_rate.reset();
+        self.slo_apdex.reset();
+        self.slo_alert.reset();
+        for (name, f) in &g.slo {
+            let name = name.as_str();
+            for b in &f.burn_rates {
+                for (window, v) in [("long", b.long), ("short", b.short)] {
+                    self.slo_burn_rate
+                        .with_label_values(&[name, b.windows.as_str(), window])
+                        .set(v);
+                }
+            }
+            if let Some(a) = f.apdex {
+                self.slo_apdex.with_label_values(&[name]).set(a);
+            }
+            self.slo_alert
+                .with_label_values(&[name])
+                .set(f.alert.is_some() as i64 as f64);
+        }
+        self.store_buffered.set(g.store_buffered);
+        self.outbox_pending.set(g.outbox_pending);
+        self.outbox_oldest_age.set(g.outbox_oldest_age);
+        self.alerts_paged_from_memory
+            .set(g.alerts_paged_from_memory);
+        for (via, result, n) in &g.switch_sends {
+            self.switch_sends.with_label_values(&[via, result]).set(*n);
+        }
+        self.store_queue_depth.set(g.store_queue_depth);
+        self.store_dropped.set(g.store_dropped);
+        self.store_written.set(g.store_written);
+        self.store_write_errors.set(g.store_write_errors);
+        self.alerts_delivered.set(g.alerts_delivered);
+        self.alert_attempts_failed.set(g.alert_attempts_failed);
+        self.alerts_undeliverable.set(g.alerts_undeliverable);
+        for (name, streak) in &g.notifier_failure_streaks {
+            self.notifier_failure_streak
+                .with_label_values(&[name.as_str()])
+                .set(*streak);
+        }
+        for (state, n) in &g.probes_by_state {
+            self.probes_by_state.with_label_values(&[state]).set(*n);
+        }
+    }
+}
+
+/// The values of the computed gauges at one moment, as plain data: what they measure lives
+/// above this module (the self-checks, the probes, the store writer, the dispatcher, the
+/// watchdog), so the caller gathers it and [`Metrics::refresh`] writes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gauges {
+    /// Every self-check of `/healthz`: its name and whether it passes.
+    pub checks: Vec<(String, bool)>,
+    pub probes_overdue: i64,
+    /// The objectives' figures of each probe that has `slo:`, by probe name.
+    pub slo: Vec<(String, crate::slo::Figures)>,
+    /// Probes by state name, every state (zeros too).
+    pub probes_by_state: Vec<(&'static str, i64)>,
+    pub store_buffered: i64,
+    pub store_queue_depth: i64,
+    pub store_dropped: i64,
+    pub store_written: i64,
+    pub store_write_errors: i64,
+    pub outbox_pending: i64,
+    /// How long the oldest undelivered message has waited, in seconds (0 with none).
+    pub outbox_oldest_age: f64,
+    pub alerts_paged_from_memory: i64,
+    pub alerts_delivered: i64,
+    pub alert_attempts_failed: i64,
+    pub alerts_undeliverable: i64,
+    /// Failed delivery attempts in a row, by notifier.
+    pub notifier_failure_streaks: Vec<(String, i64)>,
+    /// Dead man's switch sends as `(via, result, count)`.
+    pub switch_sends: Vec<(&'static str, &'static str, i64)>,
 }
 
 /// One probe's resolved metric handles.
@@ -612,5 +705,59 @@ mod lag_tests {
         w.observe_at(Duration::from_secs(90), 76_000);
         w.observe_at(Duration::from_secs(90), 76_000);
         assert_eq!(w.p99_at(76_500), Some(Duration::from_millis(30_000)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gathered values land in their series; objectives are rebuilt whole.
+    #[test]
+    fn refresh_writes_the_gathered_gauges() {
+        let m = Metrics::new();
+        let figures = crate::slo::Figures {
+            burn_rates: vec![crate::slo::BurnFigure {
+                windows: "1h/5m".into(),
+                factor: 14.4,
+                long: 2.5,
+                short: 0.5,
+                firing: false,
+            }],
+            apdex: Some(0.75),
+            ..Default::default()
+        };
+        let mut g = Gauges {
+            checks: vec![("runtime".into(), true), ("store queue".into(), false)],
+            probes_overdue: 2,
+            slo: vec![("api".into(), figures)],
+            probes_by_state: vec![("up", 3), ("down", 1)],
+            store_queue_depth: 7,
+            outbox_oldest_age: 1.5,
+            notifier_failure_streaks: vec![("hook".into(), 4)],
+            switch_sends: vec![("heartbeat", "ok", 9)],
+            ..Default::default()
+        };
+        m.refresh(&g);
+        let text = m.render();
+        for line in [
+            "probed_healthy 0",
+            "probed_health_check{check=\"runtime\"} 1",
+            "probed_health_check{check=\"store_queue\"} 0",
+            "probed_probes_overdue 2",
+            "probed_slo_burn_rate{probe=\"api\",rule=\"1h/5m\",window=\"long\"} 2.5",
+            "probed_slo_apdex{probe=\"api\"} 0.75",
+            "probed_slo_alert{probe=\"api\"} 0",
+            "probed_probes{state=\"up\"} 3",
+            "probed_store_queue_depth 7",
+            "probed_outbox_oldest_undelivered_age_seconds 1.5",
+            "probed_notifier_failure_streak{notifier=\"hook\"} 4",
+            "probed_dead_mans_switch_sends_total{result=\"ok\",via=\"heartbeat\"} 9",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        g.slo.clear();
+        m.refresh(&g);
+        assert!(!m.render().contains("probed_slo_apdex{"));
     }
 }

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ProbeConfig, Schedule};
 use crate::evaluate::{Transition, Verdicts};
+use crate::hash::stable_hash;
 use crate::metrics::{Metrics, ProbeMetrics};
 use crate::probe::{CheckCx, Env, Observation, Probe};
 use crate::store::{HourRollup, LastResult, Record, StateChange, Store};
@@ -202,17 +203,6 @@ impl UptimeWindow {
             .fold((0u64, 0u64), |(r, o), h| (r + h.runs, o + h.ok));
         (runs > 0).then(|| ok as f64 * 100.0 / runs as f64)
     }
-}
-
-/// FNV-1a: a hash that is the same on every build and platform, so spread phases survive
-/// upgrades.
-pub fn stable_hash(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// Delay until the probe's first fire: the next wall-clock instant whose phase within the

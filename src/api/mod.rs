@@ -4,7 +4,6 @@
 //! secret: only names, states, timings and the probes' own error text (which the probes
 //! write without userinfo or header values).
 
-pub mod model;
 pub mod server;
 
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use serde::Deserialize;
 
 use crate::daemon::Shared;
 use crate::evaluate::State;
-use model::{DaemonStatus, ProbeStatus, StatusReport};
+use crate::report::{DaemonStatus, ProbeStatus, StatusReport};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -401,16 +400,17 @@ async fn add_silence(
     let _frame = crate::clock::gate().await;
     let now = crate::clock::now_ms();
     let until = now + d.as_millis() as i64;
-    let r = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO silences (probe, until, created_at, created_by, reason) VALUES (?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(&b.probe)
-    .bind(until)
-    .bind(now)
-    .bind(b.by.as_deref().unwrap_or("api"))
-    .bind(&b.reason)
-    .fetch_one(s.runner.store.write_pool())
-    .await;
+    let r = s
+        .runner
+        .store
+        .add_silence(
+            &b.probe,
+            until,
+            now,
+            b.by.as_deref().unwrap_or("api"),
+            b.reason.as_deref(),
+        )
+        .await;
     match r {
         Ok(id) => {
             tracing::info!(silence = id, probe = %b.probe, until = %crate::time::rfc3339(until), "silence added");
@@ -428,25 +428,18 @@ async fn add_silence(
 }
 
 async fn silences(AxState(s): AxState<Arc<Shared>>) -> Response {
-    let rows = sqlx::query(
-        "SELECT id, probe, until, created_at, created_by, reason FROM silences WHERE until > ? ORDER BY until",
-    )
-    .bind(crate::clock::now_ms())
-    .fetch_all(s.runner.store.read_pool())
-    .await;
-    use sqlx::Row;
-    match rows {
+    match s.runner.store.silences_active(crate::clock::now_ms()).await {
         Ok(rows) => {
             let v: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|r| {
                     serde_json::json!({
-                        "id": r.get::<i64, _>("id"),
-                        "probe": r.get::<String, _>("probe"),
-                        "until": crate::time::rfc3339(r.get("until")),
-                        "created_at": crate::time::rfc3339(r.get("created_at")),
-                        "created_by": r.get::<Option<String>, _>("created_by"),
-                        "reason": r.get::<Option<String>, _>("reason"),
+                        "id": r.id,
+                        "probe": r.probe,
+                        "until": crate::time::rfc3339(r.until),
+                        "created_at": crate::time::rfc3339(r.created_at),
+                        "created_by": r.created_by,
+                        "reason": r.reason,
                     })
                 })
                 .collect();
@@ -536,8 +529,29 @@ fn public_doc(content_type: &'static str, body: impl Into<axum::body::Body>) -> 
 /// `Cache-Control` of every public document.
 const PUBLIC_CACHE_CONTROL: &str = "public, max-age=10";
 
+/// The public view, from the cache while fresh; else built from the daemon's state of this
+/// moment (the status report's probes, the router's maintenance windows, the store ids).
 async fn public_view(s: &Shared) -> Result<Arc<crate::public::View>, Response> {
-    s.public.get(s).await.map_err(|e| {
+    let build = async {
+        let config = s.config.read().unwrap().clone();
+        let router = s.runner.router.read().unwrap().clone();
+        let report = build_status(s);
+        let ids = s
+            .entries()
+            .iter()
+            .map(|e| (e.cfg.name.clone(), e.id))
+            .collect();
+        crate::public::build(&crate::public::Sources {
+            config: &config,
+            muting: &router.maintenance,
+            probes: &report.probes,
+            ids: &ids,
+            started_at: s.started_at,
+            store: &s.runner.store,
+        })
+        .await
+    };
+    s.public.get(build).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot build the public view");
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::api::model::{DaemonStatus, ProbeStatus, StatusReport};
 use crate::evaluate::State;
+use crate::report::{DaemonStatus, ProbeStatus, StatusReport};
 
 /// The command line for probed: check a config, read the daemon's status and history,
 /// run a probe once by hand.

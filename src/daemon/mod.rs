@@ -16,11 +16,11 @@ use tokio_util::task::TaskTracker;
 
 mod clock;
 
-use crate::api::model::HealthCheck;
 use crate::config::{Config, ProbeConfig};
 use crate::evaluate::State;
-use crate::metrics::Metrics;
+use crate::metrics::{Gauges, Metrics};
 use crate::probe::Env;
+use crate::report::HealthCheck;
 use crate::schedule::{Live, ProbeEntry, Runner, UptimeWindow};
 use crate::store::{Store, StoreError};
 
@@ -226,104 +226,83 @@ impl Shared {
 
     /// Updates the gauges that are computed rather than counted.
     pub fn refresh_gauges(&self) {
-        let m = &self.runner.metrics;
+        self.runner.metrics.refresh(&self.gauges());
+    }
+
+    /// The computed gauges' values of this moment, from where each is kept.
+    pub fn gauges(&self) -> Gauges {
         let checks = self.health();
-        for c in &checks {
-            m.health_check
-                .with_label_values(&[c.name.replace(' ', "_").as_str()])
-                .set(c.ok as i64);
-        }
-        m.healthy.set(checks.iter().all(|c| c.ok) as i64);
-        m.lag_p99
-            .set(m.recent_lag.p99().map_or(0.0, |d| d.as_secs_f64()));
         let now = crate::time::mono_ms();
         let entries = self.entries();
-        m.probes_overdue
-            .set(entries.iter().filter(|e| e.overdue(now)).count() as i64);
-        // Objectives: rebuilt whole, so removed probes leave no series behind.
-        m.slo_burn_rate.reset();
-        m.slo_apdex.reset();
-        m.slo_alert.reset();
         let wall = crate::clock::now_ms();
-        for e in &entries {
-            let Some(f) = e.live.lock().unwrap().slo.as_ref().map(|t| t.figures(wall)) else {
-                continue;
-            };
-            let name = e.cfg.name.as_str();
-            for b in &f.burn_rates {
-                for (window, v) in [("long", b.long), ("short", b.short)] {
-                    m.slo_burn_rate
-                        .with_label_values(&[name, b.windows.as_str(), window])
-                        .set(v);
-                }
-            }
-            if let Some(a) = f.apdex {
-                m.slo_apdex.with_label_values(&[name]).set(a);
-            }
-            m.slo_alert
-                .with_label_values(&[name])
-                .set(f.alert.is_some() as i64 as f64);
-        }
-        let st = &self.runner.store.stats;
-        m.store_buffered
-            .set(st.buffered.load(Ordering::Relaxed) as i64);
-        let ds = &self.dispatcher.stats;
-        m.outbox_pending.set(ds.pending.load(Ordering::Relaxed));
-        let oldest = ds.oldest_pending_at.load(Ordering::Relaxed);
-        m.outbox_oldest_age.set(if oldest > 0 {
-            ((crate::time::now_ms() - oldest).max(0) as f64) / 1000.0
-        } else {
-            0.0
-        });
-        m.alerts_paged_from_memory
-            .set(ds.paged_from_memory.load(Ordering::Relaxed) as i64);
-        let w = &self.watchdog;
-        for (via, result, n) in [
-            ("heartbeat", "ok", &w.heartbeats_ok),
-            ("heartbeat", "failed", &w.heartbeats_failed),
-            ("alertmanager", "ok", &w.watchdog_alerts_ok),
-            ("alertmanager", "failed", &w.watchdog_alerts_failed),
-        ] {
-            m.switch_sends
-                .with_label_values(&[via, result])
-                .set(n.load(Ordering::Relaxed) as i64);
-        }
-        m.store_queue_depth
-            .set(self.runner.store.queue_depth() as i64);
-        m.store_dropped
-            .set(st.dropped.load(Ordering::Relaxed) as i64);
-        m.store_written
-            .set(st.written.load(Ordering::Relaxed) as i64);
-        m.store_write_errors
-            .set(st.write_errors.load(Ordering::Relaxed) as i64);
-        let ds = &self.dispatcher.stats;
-        m.alerts_delivered
-            .set(ds.delivered.load(Ordering::Relaxed) as i64);
-        m.alert_attempts_failed
-            .set(ds.failed_attempts.load(Ordering::Relaxed) as i64);
-        m.alerts_undeliverable
-            .set(ds.given_up.load(Ordering::Relaxed) as i64);
-        for (name, streak) in ds.streaks.lock().unwrap().iter() {
-            m.notifier_failure_streak
-                .with_label_values(&[name.as_str()])
-                .set(*streak as i64);
-        }
+        let slo = entries
+            .iter()
+            .filter_map(|e| {
+                let f = e
+                    .live
+                    .lock()
+                    .unwrap()
+                    .slo
+                    .as_ref()
+                    .map(|t| t.figures(wall))?;
+                Some((e.cfg.name.clone(), f))
+            })
+            .collect();
         let mut counts: HashMap<State, i64> = HashMap::new();
-        for e in self.entries() {
+        for e in &entries {
             *counts
                 .entry(e.live.lock().unwrap().verdicts.state)
                 .or_default() += 1;
         }
-        for s in [
-            State::Pending,
-            State::Up,
-            State::Down,
-            State::Degraded,
-            State::Paused,
-        ] {
-            m.probes_by_state
-                .with_label_values(&[s.as_str()])
-                .set(counts.get(&s).copied().unwrap_or(0));
+        let st = &self.runner.store.stats;
+        let ds = &self.dispatcher.stats;
+        let oldest = ds.oldest_pending_at.load(Ordering::Relaxed);
+        let w = &self.watchdog;
+        Gauges {
+            checks: checks.into_iter().map(|c| (c.name, c.ok)).collect(),
+            probes_overdue: entries.iter().filter(|e| e.overdue(now)).count() as i64,
+            slo,
+            probes_by_state: [
+                State::Pending,
+                State::Up,
+                State::Down,
+                State::Degraded,
+                State::Paused,
+            ]
+            .into_iter()
+            .map(|s| (s.as_str(), counts.get(&s).copied().unwrap_or(0)))
+            .collect(),
+            store_buffered: st.buffered.load(Ordering::Relaxed) as i64,
+            store_queue_depth: self.runner.store.queue_depth() as i64,
+            store_dropped: st.dropped.load(Ordering::Relaxed) as i64,
+            store_written: st.written.load(Ordering::Relaxed) as i64,
+            store_write_errors: st.write_errors.load(Ordering::Relaxed) as i64,
+            outbox_pending: ds.pending.load(Ordering::Relaxed),
+            outbox_oldest_age: if oldest > 0 {
+                ((crate::time::now_ms() - oldest).max(0) as f64) / 1000.0
+            } else {
+                0.0
+            },
+            alerts_paged_from_memory: ds.paged_from_memory.load(Ordering::Relaxed) as i64,
+            alerts_delivered: ds.delivered.load(Ordering::Relaxed) as i64,
+            alert_attempts_failed: ds.failed_attempts.load(Ordering::Relaxed) as i64,
+            alerts_undeliverable: ds.given_up.load(Ordering::Relaxed) as i64,
+            notifier_failure_streaks: ds
+                .streaks
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(name, streak)| (name.clone(), *streak as i64))
+                .collect(),
+            switch_sends: [
+                ("heartbeat", "ok", &w.heartbeats_ok),
+                ("heartbeat", "failed", &w.heartbeats_failed),
+                ("alertmanager", "ok", &w.watchdog_alerts_ok),
+                ("alertmanager", "failed", &w.watchdog_alerts_failed),
+            ]
+            .into_iter()
+            .map(|(via, result, n)| (via, result, n.load(Ordering::Relaxed) as i64))
+            .collect(),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! What the outside world may see: the status page, its feeds, the Statuspage-style JSON and
-//! badges all render one [`View`], built here.
+//! badges all render one [`View`], built here from [`Sources`]: the live state the caller
+//! (the API) gathers from the running daemon (the config, each probe's status, the windows
+//! muting paging now), plus history and incidents read from the store.
 //!
 //! **Only probes with `public: true` appear**, and of them only what is safe by construction:
 //! the display name (`title`, else the name), `description`, `group`, a coarse status, times,
@@ -8,8 +10,9 @@
 //! so incident texts here are fixed sentences, not the probe's words.
 //!
 //! Long windows come from `rollups_daily` (one row per probe and day, kept 400 days) and the
-//! last day from `rollups_hourly`, never from raw results, and a built view is reused for [`CACHE_FOR`], so the page answers in
-//! about the same time with a year of history as with a day, and a burst of readers costs
+//! last day from `rollups_hourly`, never from raw results (the store's reads for the views,
+//! `src/store/views.rs`), and a built view is reused for [`CACHE_FOR`], so the page answers
+//! in about the same time with a year of history as with a day, and a burst of readers costs
 //! one build.
 
 pub mod badge;
@@ -21,10 +24,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
-
-use crate::daemon::Shared;
+use crate::config::{Config, Maintenance};
 use crate::evaluate::State;
+use crate::report::ProbeStatus;
+use crate::store::{Store, StoreError};
 
 /// How long a built view is served before it is rebuilt (and the `max-age` readers get).
 pub const CACHE_FOR: Duration = Duration::from_secs(10);
@@ -252,8 +255,13 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// The current view: the cached one while fresh, else a new one.
-    pub async fn get(&self, shared: &Shared) -> Result<Arc<View>, sqlx::Error> {
+    /// The current view: the cached one while fresh, else the one `build` makes (usually
+    /// [`build`] of the moment's [`Sources`]). `build` is only awaited when no fresh view is
+    /// at hand, so gathering its sources costs nothing while the cache serves.
+    pub async fn get(
+        &self,
+        build: impl Future<Output = Result<View, StoreError>>,
+    ) -> Result<Arc<View>, StoreError> {
         if let Some(v) = self.fresh() {
             return Ok(v);
         }
@@ -261,7 +269,7 @@ impl Cache {
         if let Some(v) = self.fresh() {
             return Ok(v);
         }
-        let v = Arc::new(build(shared).await?);
+        let v = Arc::new(build.await?);
         *self.last.lock().unwrap() = Some((Instant::now(), v.clone()));
         Ok(v)
     }
@@ -278,27 +286,37 @@ impl Cache {
 
 /// A stable short id (12 hex digits) for `what`.
 pub fn id_of(what: &str) -> String {
-    format!(
-        "{:012x}",
-        crate::schedule::stable_hash(what) & 0xffff_ffff_ffff
-    )
+    format!("{:012x}", crate::hash::stable_hash(what) & 0xffff_ffff_ffff)
 }
 
-/// Builds the view: live states from memory, history from the rollups, incidents from the
-/// store.
-pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
-    let cfg = shared.config.read().unwrap().clone();
+/// What a view is built from, gathered by the caller (the API) from the running daemon, so
+/// that this module reads live state as data and needs nothing above the store.
+pub struct Sources<'a> {
+    /// The running config: which probes are public, the page's options, the maintenance
+    /// windows it announces.
+    pub config: &'a Config,
+    /// The maintenance windows that mute paging now (the alert router's): a probe under one
+    /// is `under_maintenance`.
+    pub muting: &'a [Maintenance],
+    /// Every probe's live status, from memory (the status report's probes).
+    pub probes: &'a [ProbeStatus],
+    /// Each running probe's store id, by name.
+    pub ids: &'a HashMap<String, i64>,
+    /// When the daemon started, unix ms: the page's `updated_at` until something changes.
+    pub started_at: i64,
+    /// History (rollups) and incidents.
+    pub store: &'a Store,
+}
+
+/// Builds the view: live states from [`Sources::probes`], history from the rollups,
+/// incidents from the store.
+pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
+    let cfg = src.config;
     let opts = &cfg.status_page;
     let now = crate::clock::now_ms();
-    let router = shared.runner.router.read().unwrap().clone();
-    let report = crate::api::build_status(shared);
-    let states: HashMap<&str, &crate::api::model::ProbeStatus> =
-        report.probes.iter().map(|p| (p.name.as_str(), p)).collect();
-    let entries: HashMap<String, i64> = shared
-        .entries()
-        .iter()
-        .map(|e| (e.cfg.name.clone(), e.id))
-        .collect();
+    let states: HashMap<&str, &ProbeStatus> =
+        src.probes.iter().map(|p| (p.name.as_str(), p)).collect();
+    let entries = src.ids;
 
     // Components, in config order.
     let mut components = Vec::new();
@@ -308,7 +326,7 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
             continue;
         };
         let st = states.get(p.name.as_str());
-        let status = if router.maintenance(&p.name, now).is_some() {
+        let status = if src.muting.iter().any(|m| m.active(&p.name, now)) {
             Status::UnderMaintenance
         } else {
             match st.map(|s| s.state) {
@@ -347,60 +365,40 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
     let this_hour = now - now.rem_euclid(HOUR_MS);
     // From the daily rollups (one row per probe and day) for the bars and the 7- and 30-day
     // figures, and the hourly ones for the last 24 hours: a year of history costs no more.
-    let pool = shared.runner.store.read_pool();
-    let ids_in = |q: &mut sqlx::QueryBuilder<sqlx::Sqlite>| {
-        q.push(" AND probe_id IN (");
-        let mut sep = q.separated(", ");
-        for id in &ids {
-            sep.push_bind(*id);
-        }
-        q.push(")");
-    };
+    let store = src.store;
     let mut per_day: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
     let mut windows: HashMap<i64, [(u64, u64); 3]> = HashMap::new();
     let mut hourly: HashMap<i64, Vec<(u64, i64)>> = HashMap::new();
     let h24 = this_hour - 23 * HOUR_MS;
-    if !ids.is_empty() {
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT probe_id, day, runs, ok FROM rollups_daily WHERE day >= ",
-        );
-        q.push_bind(since.min(today - 29 * DAY_MS));
-        ids_in(&mut q);
-        for r in q.build().fetch_all(pool).await? {
-            let (id, day): (i64, i64) = (r.get("probe_id"), r.get("day"));
-            let (runs, ok) = (r.get::<i64, _>("runs") as u64, r.get::<i64, _>("ok") as u64);
-            if day >= since
-                && let Some(slot) = per_day
-                    .entry(id)
-                    .or_insert_with(|| vec![(0, 0); days as usize])
-                    .get_mut(((day - since) / DAY_MS) as usize)
-            {
-                *slot = (runs, ok);
-            }
-            let w = windows.entry(id).or_default();
-            for (i, n) in [7, 30].into_iter().enumerate() {
-                if day > today - n * DAY_MS {
-                    w[i + 1].0 += runs;
-                    w[i + 1].1 += ok;
-                }
+    for r in store
+        .daily_rollups(&ids, since.min(today - 29 * DAY_MS))
+        .await?
+    {
+        let (id, day, runs, ok) = (r.probe_id, r.day, r.runs, r.ok);
+        if day >= since
+            && let Some(slot) = per_day
+                .entry(id)
+                .or_insert_with(|| vec![(0, 0); days as usize])
+                .get_mut(((day - since) / DAY_MS) as usize)
+        {
+            *slot = (runs, ok);
+        }
+        let w = windows.entry(id).or_default();
+        for (i, n) in [7, 30].into_iter().enumerate() {
+            if day > today - n * DAY_MS {
+                w[i + 1].0 += runs;
+                w[i + 1].1 += ok;
             }
         }
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT probe_id, hour, runs, ok, sum_duration_us FROM rollups_hourly WHERE hour >= ",
-        );
-        q.push_bind(h24);
-        ids_in(&mut q);
-        for r in q.build().fetch_all(pool).await? {
-            let id: i64 = r.get("probe_id");
-            let age_h = (this_hour - r.get::<i64, _>("hour")) / HOUR_MS;
-            let (runs, ok) = (r.get::<i64, _>("runs") as u64, r.get::<i64, _>("ok") as u64);
-            let w = windows.entry(id).or_default();
-            w[0].0 += runs;
-            w[0].1 += ok;
-            let slot = hourly.entry(id).or_insert_with(|| vec![(0, 0); 24]);
-            if (0..24).contains(&age_h) {
-                slot[23 - age_h as usize] = (runs, r.get("sum_duration_us"));
-            }
+    }
+    for r in store.hourly_rollups(&ids, h24).await? {
+        let age_h = (this_hour - r.hour) / HOUR_MS;
+        let w = windows.entry(r.probe_id).or_default();
+        w[0].0 += r.runs;
+        w[0].1 += r.ok;
+        let slot = hourly.entry(r.probe_id).or_insert_with(|| vec![(0, 0); 24]);
+        if (0..24).contains(&age_h) {
+            slot[23 - age_h as usize] = (r.runs, r.sum_duration_us);
         }
     }
     let pct = |(runs, ok): (u64, u64)| (runs > 0).then(|| ok as f64 * 100.0 / runs as f64);
@@ -468,27 +466,22 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
         .enumerate()
         .map(|(i, c)| (c.probe.as_str(), i))
         .collect();
-    let rows = sqlx::query(
-        "SELECT id, probe, severity, opened_at, acknowledged_at, recovered_at, resolved_at, \
-         json_extract(alert, '$.state') AS opened_as FROM incidents WHERE resolved_at IS NULL OR opened_at >= ? ORDER BY opened_at DESC, id DESC",
-    )
-    .bind(since)
-    .fetch_all(shared.runner.store.read_pool())
-    .await?;
+    let rows = store.incident_history(since).await?;
     let mut open = Vec::new();
     let mut resolved = Vec::new();
     for r in rows {
-        let probe: String = r.get("probe");
-        let Some(&ci) = index.get(probe.as_str()) else {
+        let Some(&ci) = index.get(r.probe.as_str()) else {
             continue;
         };
         let name = components[ci].name.clone();
-        let opened: i64 = r.get("opened_at");
-        let acked: Option<i64> = r.get("acknowledged_at");
-        let recovered: Option<i64> = r.get("recovered_at");
-        let resolved_at: Option<i64> = r.get("resolved_at");
+        let (opened, acked, recovered, resolved_at) = (
+            r.opened_at,
+            r.acknowledged_at,
+            r.recovered_at,
+            r.resolved_at,
+        );
         // Opened as degraded (outside its objectives) or as down.
-        let degraded = r.get::<Option<String>, _>("opened_as").as_deref() == Some("degraded");
+        let degraded = r.opened_as.as_deref() == Some("degraded");
         let mut updates = vec![Update {
             status: IncidentStatus::Investigating,
             at: opened,
@@ -522,7 +515,7 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
         updates.sort_by_key(|u| u.at);
         let last = updates.last().expect("at least the opening");
         let inc = Incident {
-            id: r.get("id"),
+            id: r.id,
             component: ci,
             name: if degraded {
                 format!("{name} is degraded")
@@ -530,7 +523,7 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
                 format!("{name} is down")
             },
             status: last.status,
-            impact: match r.get::<String, _>("severity").as_str() {
+            impact: match r.severity.as_str() {
                 "critical" => "critical",
                 "warning" | "minor" | "info" => "minor",
                 _ => "major",
@@ -582,7 +575,7 @@ pub async fn build(shared: &Shared) -> Result<View, sqlx::Error> {
         .filter_map(|c| c.since)
         .chain(incidents.iter().map(|i| i.updated_at))
         .max()
-        .unwrap_or(shared.started_at);
+        .unwrap_or(src.started_at);
     let url = opts.url.clone().unwrap_or_else(|| match &cfg.external_url {
         Some(u) => format!("{u}/status"),
         None => format!("http://{}/status", cfg.listen),

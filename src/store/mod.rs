@@ -34,6 +34,8 @@ use crate::probe::Observation;
 mod clock;
 mod incidents;
 mod outbox;
+pub mod silences;
+pub mod views;
 pub use clock::ShiftedTimers;
 pub use incidents::{AckError, Delivery, Followups, IncidentRow, OpenIncident};
 pub use outbox::{AfterAttempt, Attempt, Backlog, DueDelivery};

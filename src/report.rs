@@ -1,5 +1,7 @@
-//! The JSON the API serves and `probectl` reads: one set of types for both sides, so they
-//! cannot drift apart.
+//! The status report: the JSON of `GET /api/v1/status` and `/healthz` that the API serves
+//! and `probectl` reads, one set of types for both sides so they cannot drift apart. Plain
+//! data below every module that fills or reads it: the API builds it, the watchdog's
+//! self-checks are [`HealthCheck`]s, the public views read each probe's [`ProbeStatus`].
 
 use serde::{Deserialize, Serialize};
 
