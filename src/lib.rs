@@ -19,7 +19,8 @@
 //! - [`api`]: axum routes: `/metrics`, `/healthz`, `/api/v1/...`.
 //! - [`daemon`]: wiring, reload and shutdown.
 //! - [`cli`]: the `probectl` subcommands.
-//! - [`watchdog`]: runtime pulse, systemd readiness and watchdog, outbound heartbeats.
+//! - [`watchdog`]: the running daemon's state ([`watchdog::Shared`]) and its self-checks
+//!   (`/healthz`); runtime pulse, systemd readiness and watchdog, outbound heartbeats.
 //! - [`units`], [`time`]: durations, sizes, secrets; wall-clock display helpers.
 //! - [`redact`]: every form a secret takes on the wire, blanked from what is shown or kept.
 //! - [`clock`]: wall-clock steps: detected, and pending timers shifted by as much.

@@ -143,6 +143,13 @@ impl ProbeEntry {
     }
 }
 
+/// A probe's running task: its entry (what the API and the self-checks read) and the token
+/// that stops it (on reload or shutdown).
+pub struct Running {
+    pub entry: Arc<ProbeEntry>,
+    pub cancel: CancellationToken,
+}
+
 /// What the daemon knows of a probe right now.
 #[derive(Debug, Clone, Default)]
 pub struct Live {

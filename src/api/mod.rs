@@ -9,7 +9,7 @@ pub mod server;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Path, Query, State as AxState};
+use axum::extract::{FromRef, Path, Query, State as AxState};
 use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,10 +17,27 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::daemon::Shared;
 use crate::evaluate::State;
 use crate::report::{DaemonStatus, ProbeStatus, StatusReport};
+use crate::watchdog::{Shared, problems_of};
 
+/// What the handlers share: the daemon's state, and the public view's cache (which only
+/// the public documents read). A handler extracts either as its `State`.
+#[derive(Clone)]
+struct ApiState {
+    shared: Arc<Shared>,
+    /// The public view (status page, feeds, Statuspage JSON, badges), rebuilt at most every
+    /// [`crate::public::CACHE_FOR`].
+    public: Arc<crate::public::Cache>,
+}
+
+impl FromRef<ApiState> for Arc<Shared> {
+    fn from_ref(s: &ApiState) -> Arc<Shared> {
+        s.shared.clone()
+    }
+}
+
+/// The API's routes over `shared`, with a public view cache of their own.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
@@ -54,7 +71,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/feed.rss", get(feed_rss))
         .route("/badge/{probe}/{file}", get(badge))
         .fallback(not_found)
-        .with_state(shared)
+        .with_state(ApiState {
+            shared,
+            public: Default::default(),
+        })
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, with the connection limits of
@@ -97,7 +117,7 @@ async fn metrics(AxState(s): AxState<Arc<Shared>>) -> Response {
 
 async fn healthz(AxState(s): AxState<Arc<Shared>>) -> Response {
     let checks = s.health();
-    let problems = crate::daemon::problems_of(&checks);
+    let problems = problems_of(&checks);
     let code = if problems.is_empty() {
         StatusCode::OK
     } else {
@@ -178,7 +198,7 @@ pub fn build_status(s: &Shared) -> StatusReport {
         });
     }
     let checks = s.health();
-    let problems = crate::daemon::problems_of(&checks);
+    let problems = problems_of(&checks);
     let st = &s.runner.store.stats;
     StatusReport {
         daemon: DaemonStatus {
@@ -531,7 +551,8 @@ const PUBLIC_CACHE_CONTROL: &str = "public, max-age=10";
 
 /// The public view, from the cache while fresh; else built from the daemon's state of this
 /// moment (the status report's probes, the router's maintenance windows, the store ids).
-async fn public_view(s: &Shared) -> Result<Arc<crate::public::View>, Response> {
+async fn public_view(a: &ApiState) -> Result<Arc<crate::public::View>, Response> {
+    let s = &*a.shared;
     let build = async {
         let config = s.config.read().unwrap().clone();
         let router = s.runner.router.read().unwrap().clone();
@@ -551,7 +572,7 @@ async fn public_view(s: &Shared) -> Result<Arc<crate::public::View>, Response> {
         })
         .await
     };
-    s.public.get(build).await.map_err(|e| {
+    a.public.get(build).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot build the public view");
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -563,7 +584,7 @@ async fn public_view(s: &Shared) -> Result<Arc<crate::public::View>, Response> {
 }
 
 async fn statuspage_json(
-    s: Arc<Shared>,
+    s: ApiState,
     f: impl FnOnce(&crate::public::View) -> serde_json::Value,
 ) -> Response {
     match public_view(&s).await {
@@ -572,45 +593,45 @@ async fn statuspage_json(
     }
 }
 
-async fn sp_summary(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn sp_summary(AxState(s): AxState<ApiState>) -> Response {
     statuspage_json(s, crate::public::statuspage::summary).await
 }
 
-async fn sp_status(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn sp_status(AxState(s): AxState<ApiState>) -> Response {
     statuspage_json(s, crate::public::statuspage::status_doc).await
 }
 
-async fn sp_components(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn sp_components(AxState(s): AxState<ApiState>) -> Response {
     statuspage_json(s, crate::public::statuspage::components_doc).await
 }
 
-async fn sp_incidents(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn sp_incidents(AxState(s): AxState<ApiState>) -> Response {
     statuspage_json(s, |v| crate::public::statuspage::incidents_doc(v, false)).await
 }
 
-async fn sp_unresolved(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn sp_unresolved(AxState(s): AxState<ApiState>) -> Response {
     statuspage_json(s, |v| crate::public::statuspage::incidents_doc(v, true)).await
 }
 
-async fn sp_maintenances(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn sp_maintenances(AxState(s): AxState<ApiState>) -> Response {
     statuspage_json(s, |v| crate::public::statuspage::maintenances_doc(v, None)).await
 }
 
-async fn sp_maintenances_upcoming(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn sp_maintenances_upcoming(AxState(s): AxState<ApiState>) -> Response {
     statuspage_json(s, |v| {
         crate::public::statuspage::maintenances_doc(v, Some(false))
     })
     .await
 }
 
-async fn sp_maintenances_active(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn sp_maintenances_active(AxState(s): AxState<ApiState>) -> Response {
     statuspage_json(s, |v| {
         crate::public::statuspage::maintenances_doc(v, Some(true))
     })
     .await
 }
 
-async fn feed_atom(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn feed_atom(AxState(s): AxState<ApiState>) -> Response {
     use crate::public::feed;
     match public_view(&s).await {
         Ok(v) => public_doc(feed::ATOM_CONTENT_TYPE, feed::atom(&v)),
@@ -618,7 +639,7 @@ async fn feed_atom(AxState(s): AxState<Arc<Shared>>) -> Response {
     }
 }
 
-async fn feed_rss(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn feed_rss(AxState(s): AxState<ApiState>) -> Response {
     use crate::public::feed;
     match public_view(&s).await {
         Ok(v) => public_doc(feed::RSS_CONTENT_TYPE, feed::rss(&v)),
@@ -629,7 +650,7 @@ async fn feed_rss(AxState(s): AxState<Arc<Shared>>) -> Response {
 /// A public probe's badge; any other probe (internal or unknown) is the plain 404, so
 /// badges do not tell which internal probes exist.
 async fn badge(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): AxState<ApiState>,
     Path((probe, file)): Path<(String, String)>,
 ) -> Response {
     use crate::public::badge;
@@ -643,7 +664,7 @@ async fn badge(
 }
 
 /// `GET /status`: the public status page (HTML), with an `ETag` and 304 to a match.
-async fn status_page(AxState(s): AxState<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn status_page(AxState(s): AxState<ApiState>, headers: HeaderMap) -> Response {
     match public_view(&s).await {
         // Rendering and gzipping hundreds of components takes milliseconds: off the workers
         // that run the probes' timers, as for /metrics.

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use crate::clock;
 use crate::store::{ShiftedTimers, StoreError};
+use crate::watchdog::Shared;
 
 /// How long a shift waits for the timers' readers before trying again at the next check.
 const GATE_WAIT: Duration = Duration::from_millis(100);

@@ -1,5 +1,8 @@
 //! The daemon's wiring: open the store, start the writer, the API and one task per probe;
-//! reload on demand (keeping each probe's state); shut down in order.
+//! reload on demand (keeping each probe's state); shut down in order. The state it starts
+//! and changes ([`Shared`]: the runner, the dispatcher, the config, the running probes) is
+//! defined by the watchdog, the lowest layer that reads it, and handed to the watchdog's
+//! tasks and the API.
 //!
 //! Shutdown order (SIGTERM): stop every probe at once (in-flight checks are dropped: their
 //! targets owe us nothing), then let the store writer drain what is queued within a grace
@@ -17,12 +20,11 @@ use tokio_util::task::TaskTracker;
 mod clock;
 
 use crate::config::{Config, ProbeConfig};
-use crate::evaluate::State;
-use crate::metrics::{Gauges, Metrics};
+use crate::metrics::Metrics;
 use crate::probe::Env;
-use crate::report::HealthCheck;
-use crate::schedule::{Live, ProbeEntry, Runner, UptimeWindow};
+use crate::schedule::{Live, ProbeEntry, Runner, Running, UptimeWindow};
 use crate::store::{Store, StoreError};
+use crate::watchdog::Shared;
 
 /// How long the writer may take to drain after SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -42,283 +44,13 @@ pub enum DaemonError {
     Env(String),
 }
 
-/// What the API and the probe tasks share.
-pub struct Shared {
-    pub runner: Arc<Runner>,
-    pub dispatcher: Arc<crate::alert::dispatch::Dispatcher>,
-    pub watchdog: Arc<crate::watchdog::WatchdogStats>,
-    pub build_cx: crate::alert::BuildCx,
-    pub config: RwLock<Arc<Config>>,
-    probes: RwLock<BTreeMap<String, Running>>,
-    /// Wall-clock start, unix ms.
-    pub started_at: i64,
-    pub last_reload_error: Mutex<Option<String>>,
-    /// The public view (status page, feeds, Statuspage JSON, badges), rebuilt at most every
-    /// few seconds.
-    pub public: crate::public::Cache,
-}
-
-struct Running {
-    entry: Arc<ProbeEntry>,
-    cancel: CancellationToken,
-}
-
-impl Shared {
-    /// Every probe entry, in name order.
-    pub fn entries(&self) -> Vec<Arc<ProbeEntry>> {
-        self.probes
-            .read()
-            .unwrap()
-            .values()
-            .map(|r| r.entry.clone())
-            .collect()
-    }
-
-    pub fn runs_skipped(&self) -> u64 {
-        self.runner.skipped_total.load(Ordering::Relaxed)
-    }
-
-    /// The daemon's self-checks, each passing or not, with what it measured.
-    pub fn health(&self) -> Vec<HealthCheck> {
-        use crate::units::format_duration as fd;
-        let cfg = self.config.read().unwrap().clone();
-        let limits = &cfg.watchdog;
-        let mut out = Vec::new();
-        let mut check = |name: &str, ok: bool, detail: String| {
-            out.push(HealthCheck {
-                name: name.to_owned(),
-                ok,
-                detail,
-            })
-        };
-        let pulse_age = crate::time::mono_ms() - self.watchdog.pulse_mono.load(Ordering::Relaxed);
-        check(
-            "runtime",
-            self.watchdog.alive(),
-            if self.watchdog.alive() {
-                "turning".into()
-            } else {
-                format!("pulse is stale ({pulse_age} ms old)")
-            },
-        );
-        let p99 = self.runner.metrics.recent_lag.p99();
-        check(
-            "scheduler lag",
-            p99.is_none_or(|l| l <= limits.max_lag),
-            match p99 {
-                Some(l) => format!(
-                    "start lag p99 {} over the last minute (limit {})",
-                    fd(l),
-                    fd(limits.max_lag)
-                ),
-                None => "no runs in the last minute".into(),
-            },
-        );
-        let now = crate::time::mono_ms();
-        let overdue: Vec<String> = self
-            .entries()
-            .iter()
-            .filter(|e| e.overdue(now))
-            .map(|e| e.cfg.name.clone())
-            .collect();
-        check(
-            "overdue probes",
-            overdue.is_empty(),
-            match overdue.len() {
-                0 => "none".into(),
-                n => format!(
-                    "{n} probe{} past due by more than their timeout plus {}: {}{}",
-                    if n == 1 { "" } else { "s" },
-                    fd(crate::schedule::OVERDUE_GRACE),
-                    overdue
-                        .iter()
-                        .take(5)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    if n > 5 { ", ..." } else { "" }
-                ),
-            },
-        );
-        let st = &self.runner.store.stats;
-        // The streak first (Acquire): the writer sets the reason before it.
-        let failing = st.failing_streak.load(Ordering::Acquire) > 0;
-        let buffered = st.buffered.load(Ordering::Relaxed);
-        let since = st.failing_since.load(Ordering::Relaxed);
-        let file_problem = self.runner.store.file_problem();
-        check(
-            "store",
-            !failing && file_problem.is_none(),
-            if let Some(p) = file_problem {
-                p
-            } else if !failing || since == 0 {
-                "writes work".into()
-            } else {
-                let e = st.last_error.lock().unwrap().clone().unwrap_or_default();
-                let for_ = Duration::from_millis((crate::time::now_ms() - since).max(0) as u64);
-                format!(
-                    "writes failing for {}: {e}; {buffered} results held in memory (of {}), {} dropped so far",
-                    fd(for_),
-                    cfg.store.buffer,
-                    st.dropped.load(Ordering::Relaxed)
-                )
-            },
-        );
-        let depth = self.runner.store.queue_depth();
-        let limit = cfg.store.queue;
-        check(
-            "store queue",
-            depth * 10 < limit * 9,
-            format!("{depth} of {limit} queued"),
-        );
-        let ds = &self.dispatcher.stats;
-        let oldest = ds.oldest_pending_at.load(Ordering::Relaxed);
-        let pending = ds.pending.load(Ordering::Relaxed);
-        let age = (oldest > 0)
-            .then(|| Duration::from_millis((crate::time::now_ms() - oldest).max(0) as u64));
-        check(
-            "alert delivery",
-            age.is_none_or(|a| a <= limits.max_undelivered_age),
-            match age {
-                None => "nothing undelivered".into(),
-                Some(a) => format!(
-                    "{pending} message{} pending, oldest undelivered for {} (limit {})",
-                    if pending == 1 { "" } else { "s" },
-                    fd(a),
-                    fd(limits.max_undelivered_age)
-                ),
-            },
-        );
-        let mut failing: Vec<String> = ds
-            .streaks
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, s)| **s >= 3)
-            .map(|(n, s)| format!("{n}: {s} failed delivery attempts in a row"))
-            .collect();
-        failing.sort();
-        check(
-            "notifiers",
-            failing.is_empty(),
-            if failing.is_empty() {
-                "no failure streaks".into()
-            } else {
-                failing.join("; ")
-            },
-        );
-        let reload = self.last_reload_error.lock().unwrap().clone();
-        check(
-            "config",
-            reload.is_none(),
-            match reload {
-                Some(e) => format!("last reload failed: {e}"),
-                None => "running the last loaded config".into(),
-            },
-        );
-        out
-    }
-
-    /// The daemon's failing self-checks, named with their reasons; empty when healthy.
-    pub fn problems(&self) -> Vec<String> {
-        problems_of(&self.health())
-    }
-
-    /// Updates the gauges that are computed rather than counted.
-    pub fn refresh_gauges(&self) {
-        self.runner.metrics.refresh(&self.gauges());
-    }
-
-    /// The computed gauges' values of this moment, from where each is kept.
-    pub fn gauges(&self) -> Gauges {
-        let checks = self.health();
-        let now = crate::time::mono_ms();
-        let entries = self.entries();
-        let wall = crate::clock::now_ms();
-        let slo = entries
-            .iter()
-            .filter_map(|e| {
-                let f = e
-                    .live
-                    .lock()
-                    .unwrap()
-                    .slo
-                    .as_ref()
-                    .map(|t| t.figures(wall))?;
-                Some((e.cfg.name.clone(), f))
-            })
-            .collect();
-        let mut counts: HashMap<State, i64> = HashMap::new();
-        for e in &entries {
-            *counts
-                .entry(e.live.lock().unwrap().verdicts.state)
-                .or_default() += 1;
-        }
-        let st = &self.runner.store.stats;
-        let ds = &self.dispatcher.stats;
-        let oldest = ds.oldest_pending_at.load(Ordering::Relaxed);
-        let w = &self.watchdog;
-        Gauges {
-            checks: checks.into_iter().map(|c| (c.name, c.ok)).collect(),
-            probes_overdue: entries.iter().filter(|e| e.overdue(now)).count() as i64,
-            slo,
-            probes_by_state: [
-                State::Pending,
-                State::Up,
-                State::Down,
-                State::Degraded,
-                State::Paused,
-            ]
-            .into_iter()
-            .map(|s| (s.as_str(), counts.get(&s).copied().unwrap_or(0)))
-            .collect(),
-            store_buffered: st.buffered.load(Ordering::Relaxed) as i64,
-            store_queue_depth: self.runner.store.queue_depth() as i64,
-            store_dropped: st.dropped.load(Ordering::Relaxed) as i64,
-            store_written: st.written.load(Ordering::Relaxed) as i64,
-            store_write_errors: st.write_errors.load(Ordering::Relaxed) as i64,
-            outbox_pending: ds.pending.load(Ordering::Relaxed),
-            outbox_oldest_age: if oldest > 0 {
-                ((crate::time::now_ms() - oldest).max(0) as f64) / 1000.0
-            } else {
-                0.0
-            },
-            alerts_paged_from_memory: ds.paged_from_memory.load(Ordering::Relaxed) as i64,
-            alerts_delivered: ds.delivered.load(Ordering::Relaxed) as i64,
-            alert_attempts_failed: ds.failed_attempts.load(Ordering::Relaxed) as i64,
-            alerts_undeliverable: ds.given_up.load(Ordering::Relaxed) as i64,
-            notifier_failure_streaks: ds
-                .streaks
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(name, streak)| (name.clone(), *streak as i64))
-                .collect(),
-            switch_sends: [
-                ("heartbeat", "ok", &w.heartbeats_ok),
-                ("heartbeat", "failed", &w.heartbeats_failed),
-                ("alertmanager", "ok", &w.watchdog_alerts_ok),
-                ("alertmanager", "failed", &w.watchdog_alerts_failed),
-            ]
-            .into_iter()
-            .map(|(via, result, n)| (via, result, n.load(Ordering::Relaxed) as i64))
-            .collect(),
-        }
-    }
-}
-
-/// The failing checks among `checks`, as `name: why`.
-pub fn problems_of(checks: &[HealthCheck]) -> Vec<String> {
-    checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect()
-}
-
 /// A running daemon.
 pub struct Daemon {
+    /// Its state, as the watchdog and the API read it (this module alone changes it).
     pub shared: Arc<Shared>,
+    /// What the notifiers are built with (a reload rebuilds them); its HTTP client also
+    /// sends the heartbeats.
+    build_cx: crate::alert::BuildCx,
     pub local_addr: std::net::SocketAddr,
     probes_cancel: CancellationToken,
     writer_cancel: CancellationToken,
@@ -382,12 +114,10 @@ impl Daemon {
             runner,
             dispatcher: dispatcher.clone(),
             watchdog: Default::default(),
-            build_cx,
             config: RwLock::new(Arc::new(config.clone())),
             probes: RwLock::new(BTreeMap::new()),
             started_at: crate::time::now_ms(),
             last_reload_error: Mutex::new(None),
-            public: Default::default(),
         });
         // Alive from the start: the first heartbeat may go out before the pulse task runs.
         shared
@@ -400,6 +130,7 @@ impl Daemon {
             .store(crate::time::mono_ms(), Ordering::Relaxed);
         let d = Daemon {
             shared: shared.clone(),
+            build_cx,
             local_addr,
             probes_cancel: CancellationToken::new(),
             writer_cancel: CancellationToken::new(),
@@ -477,6 +208,7 @@ impl Daemon {
         for (i, hb) in config.watchdog.heartbeats.iter().enumerate() {
             self.background.spawn(crate::watchdog::heartbeat(
                 self.shared.clone(),
+                self.build_cx.http.clone(),
                 hb.clone(),
                 i,
                 cancel.clone(),
@@ -502,7 +234,7 @@ impl Daemon {
         self.apply(&config).await?;
         *self.shared.runner.router.write().unwrap() =
             Arc::new(crate::alert::plan::Router::from_config(&config));
-        let (plan, errors) = crate::alert::dispatch::Plan::build(&config, &self.shared.build_cx);
+        let (plan, errors) = crate::alert::dispatch::Plan::build(&config, &self.build_cx);
         for e in errors {
             tracing::error!("{e}; its pages go to the fallback chain");
         }
