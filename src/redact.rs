@@ -306,7 +306,7 @@ fn aligned(s: &[u8], k: usize) -> String {
 
 /// Standard base64, padding optional (as clients send `Basic` credentials); `None` for
 /// anything else.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     const LENIENT: GeneralPurpose = GeneralPurpose::new(
         &alphabet::STANDARD,
         GeneralPurposeConfig::new()

@@ -773,21 +773,10 @@ pub(crate) mod fake {
     /// `Basic base64(user:password)`.
     fn parse_basic_auth(v: &str) -> Option<(String, String)> {
         let b64 = v.strip_prefix("Basic ")?.trim();
-        let raw = base64_decode(b64)?;
+        let raw = crate::redact::base64_decode(b64)?;
         let text = String::from_utf8(raw).ok()?;
         let (u, p) = text.split_once(':')?;
         Some((u.to_string(), p.to_string()))
-    }
-
-    /// Standard base64 with optional padding.
-    fn base64_decode(s: &str) -> Option<Vec<u8>> {
-        use base64::Engine as _;
-        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-        const LENIENT: GeneralPurpose = GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-        );
-        LENIENT.decode(s).ok()
     }
 
     /// `application/x-www-form-urlencoded` fields, in order.

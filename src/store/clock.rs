@@ -82,14 +82,14 @@ mod tests {
 
     async fn exec(s: &Store, sql: &str) {
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(s.write_pool())
+            .execute(&s.write)
             .await
             .unwrap();
     }
 
     async fn ints(s: &Store, sql: &str) -> Vec<Vec<Option<i64>>> {
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_all(s.read_pool())
+            .fetch_all(&s.read)
             .await
             .unwrap()
             .iter()

@@ -613,16 +613,6 @@ impl Store {
         Ok(push_state(&row))
     }
 
-    /// The write pool (one connection), for the alert path's short transactions.
-    pub fn write_pool(&self) -> &SqlitePool {
-        &self.write
-    }
-
-    /// The read pool.
-    pub fn read_pool(&self) -> &SqlitePool {
-        &self.read
-    }
-
     /// Closes both pools (after the writer has finished).
     pub async fn close(&self) {
         self.read.close().await;
@@ -1338,7 +1328,7 @@ mod tests {
         run.await.unwrap();
         // The newest were kept: the oldest 1000 went.
         let oldest: i64 = sqlx::query_scalar("SELECT min(at) FROM results")
-            .fetch_one(store.read_pool())
+            .fetch_one(&store.read)
             .await
             .unwrap();
         assert_eq!(oldest, 2_000);
@@ -1346,7 +1336,7 @@ mod tests {
             "SELECT o.status, o.last_error, json_extract(i.alert, '$.dedup_key') \
              FROM outbox o JOIN incidents i ON i.id = o.incident_id",
         )
-        .fetch_one(store.read_pool())
+        .fetch_one(&store.read)
         .await
         .unwrap();
         assert_eq!(status, "delivered", "recorded as sent, not sent again");
