@@ -28,6 +28,8 @@
 //! - [`report`]: the status report's wire types (`/api/v1/status`, `/healthz`), shared by
 //!   the API, `probectl`, the self-checks and the public views.
 //! - [`hash`]: a hash stable across builds, for the scheduler's phases and public ids.
+//! - [`text`]: [`text::FieldError`] (a spec's problem, reported by config validation for
+//!   probes and notifiers alike) and the words of reasons (I/O and TLS errors, causes).
 pub mod alert;
 pub mod api;
 pub mod cli;
@@ -48,6 +50,7 @@ pub mod report;
 pub mod schedule;
 pub mod slo;
 pub mod store;
+pub mod text;
 pub mod time;
 pub mod units;
 pub mod watchdog;

@@ -322,6 +322,49 @@ pub fn percent_decode(s: &str) -> String {
     percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
+// ---- the probes' second line of defence ----------------------------------------------------
+
+/// `a=1&b=2&flag` as `a=***&b=***&flag`.
+pub(crate) fn redact_query(q: &str) -> String {
+    q.split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{k}=***"),
+            None => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The texts to scrub reasons of: every form each secret takes on the wire (raw, base64,
+/// percent-encoded, JSON-escaped: this module), longest first, so a password inside a
+/// userinfo goes with it. Secrets shorter than 4 characters ("1", "on") are left: they
+/// would blank out ordinary words (they are never put into a message anyway, this list is a
+/// second line of defence). A header value's credentials (`Bearer abc...`, and what a
+/// `Basic` value decodes to) count on their own.
+pub(crate) fn secret_list(secrets: Vec<String>) -> Vec<String> {
+    let mut all = Secrets::new();
+    for s in secrets.iter().filter(|s| s.len() >= MIN_SECRET) {
+        all.header(s);
+    }
+    all.redactor().into_forms()
+}
+
+/// Shortest value [`scrub`] blanks out.
+const MIN_SECRET: usize = 4;
+
+/// Blanks out any secret that found its way into a message (a second line of defence:
+/// messages are built never to include them). `secrets` is a [`secret_list`]; values
+/// shorter than 4 characters are left.
+pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if s.len() >= MIN_SECRET && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), MASK);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. Keep in step with the README's codemap.
 const LAYERS: &[&[&str]] = &[
-    &["units", "hash"],
+    &["units", "hash", "text"],
     &["time", "redact"],
     &["clock", "lab"],
     &["probe"],

@@ -27,7 +27,7 @@ use super::http::{
     Scrub, check_timeout, deliver, no_answer, parse_base_url, parse_url, url_secrets,
 };
 use super::{Alert, BuildCx, Delivered, Event, SendError};
-use crate::probe::FieldError;
+use crate::text::FieldError;
 use crate::units::{Dur, format_duration};
 
 /// Settings of an `alertmanager` notifier.

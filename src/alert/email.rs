@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::http::{Scrub, check_timeout, error_chain, no_answer, within};
 use super::{Alert, BuildCx, Delivered, Event, SendError};
-use crate::probe::FieldError;
+use crate::text::FieldError;
 use crate::units::{Dur, Secret};
 
 /// Settings of an `email` notifier.

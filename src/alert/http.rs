@@ -450,7 +450,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 // Shared with the probes: one version of each.
-use crate::probe::net::{percent_decode, tidy};
+use crate::probe::net::percent_decode;
+use crate::text::tidy;
 
 #[cfg(test)]
 pub(crate) mod fake {
@@ -481,7 +482,7 @@ pub(crate) mod fake {
     use tokio::sync::watch;
 
     use crate::alert::{Delivered, SendError};
-    use crate::probe::FieldError;
+    use crate::text::FieldError;
 
     /// A response of a stand-in.
     pub type Resp = ::http::Response<Full<Bytes>>;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::paging::{Alert, Event};
-use crate::probe::FieldError;
+use crate::text::FieldError;
 
 /// A delivery the channel accepted, with what it said (`250 2.0.0 queued`, `202`, a SID).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use super::http::{
     within,
 };
 use super::{Alert, BuildCx, Delivered, Event, SendError};
-use crate::probe::FieldError;
+use crate::text::FieldError;
 use crate::units::{Dur, Secret};
 
 /// Where the Events API lives when `base_url` is not set.

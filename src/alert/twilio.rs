@@ -18,7 +18,7 @@ use super::http::{
     Scrub, check_timeout, exchange, parse_base_url, status_text, truncate_chars, url_secrets,
 };
 use super::{Alert, BuildCx, Delivered, Event, SendError};
-use crate::probe::FieldError;
+use crate::text::FieldError;
 use crate::units::{Dur, Secret, format_duration};
 
 /// Where the API lives when `base_url` is not set.

@@ -21,7 +21,7 @@ use super::http::{
     Scrub, check_timeout, deliver, header_text, origin, parse_url, url_secrets, within,
 };
 use super::{Alert, BuildCx, Delivered, SendError};
-use crate::probe::FieldError;
+use crate::text::FieldError;
 use crate::units::{Dur, Secret};
 
 /// Settings of a `webhook` notifier.

@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::net::io_text;
-use super::{CheckCx, FieldError, Observation, until};
+use super::{CheckCx, Observation, until};
+use crate::text::FieldError;
+use crate::text::io_text;
 use crate::units::{ByteSize, Dur, format_bytes};
 
 /// Most files a check lists; a pattern matching more fails the check (narrow it).

@@ -32,8 +32,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Row};
 use tokio::time::Instant;
 
-use super::net::{io_text, lower_first, password_secrets, redact_query, scrub, secret_list};
-use super::{CheckCx, FieldError, Observation, until};
+use super::net::password_secrets;
+use super::{CheckCx, Observation, until};
+use crate::redact::{redact_query, scrub, secret_list};
+use crate::text::FieldError;
+use crate::text::{io_text, lower_first};
 use crate::units::{Dur, Secret, format_duration};
 
 /// Default canary table.

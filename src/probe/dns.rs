@@ -17,8 +17,9 @@ use hickory_resolver::proto::rr::{Name, RecordType};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::net::{short, tidy};
-use super::{CheckCx, FieldError, Observation, until};
+use super::{CheckCx, Observation, until};
+use crate::text::FieldError;
+use crate::text::{short, tidy};
 use crate::units::{Dur, format_duration};
 
 /// Settings of a `dns` probe.

@@ -26,8 +26,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub use super::net::IpPreference;
-use super::net::{self, TlsClient, error_chain, json_eq, regex_error, short, tidy};
-use super::{CheckCx, Env, FieldError, Observation, until};
+use super::net::{self, TlsClient, json_eq};
+use super::{CheckCx, Env, Observation, until};
+use crate::text::FieldError;
+use crate::text::{error_chain, regex_error, short, tidy};
 use crate::units::{ByteSize, Dur, format_bytes, format_duration};
 
 /// Default cap on the response body read by a probe.
@@ -373,7 +375,7 @@ impl Spec {
                 headers.insert(header::AUTHORIZATION, auth);
             }
         }
-        let secrets = net::secret_list(secrets);
+        let secrets = crate::redact::secret_list(secrets);
 
         let expect = &self.expect;
         let body_regex = expect
@@ -593,7 +595,7 @@ impl Check {
     /// Blanks out any secret that found its way into a message (a second line of defence:
     /// messages are built never to include them).
     fn scrub(&self, reason: String) -> String {
-        net::scrub(&reason, &self.secrets)
+        crate::redact::scrub(&reason, &self.secrets)
     }
 
     /// Edge version skew: every address of the host, probed at once with the same Host and

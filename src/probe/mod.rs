@@ -30,24 +30,6 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-/// A problem with one field of a spec, found without any I/O. `path` is relative to the
-/// probe (dotted, e.g. `request.url` or `expect.status[2]`); the config loader turns it into
-/// `file:line:col`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
 /// What one check saw. Durations come from the monotonic clock.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observation {
@@ -224,7 +206,7 @@ macro_rules! kinds {
                 match self { $(ProbeSpec::$variant(_) => $name),* }
             }
             /// Every problem in the spec, found without I/O.
-            pub fn validate(&self) -> Vec<FieldError> {
+            pub fn validate(&self) -> Vec<crate::text::FieldError> {
                 match self { $(ProbeSpec::$variant(s) => s.validate()),* }
             }
             /// Makes relative file paths in the spec relative to `base` (the directory of the

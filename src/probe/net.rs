@@ -1,8 +1,9 @@
 //! Networking the probe kinds share: resolving a host with the env's resolver (honouring
 //! [`IpPreference`]) and connecting to each address in turn, the rustls client configs (ring
 //! provider, web PKI roots plus a `ca_file`, or an accept-anything verifier), the TLS
-//! handshake, certificate expiry, and the words of reasons: I/O errors, URLs without their
-//! userinfo, secrets blanked out.
+//! handshake, certificate expiry, URLs without their userinfo, and the secrets of a request
+//! (headers, userinfo) collected for scrubbing. The words of reasons (I/O and TLS errors)
+//! are [`crate::text`]'s; the scrubbing is [`crate::redact`]'s.
 //!
 //! Everything here is one version of a helper several kinds need; a kind keeps what is its
 //! own (its spec, its protocol, its verdict).
@@ -23,6 +24,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{CheckCx, Env, Observation, until};
+use crate::redact::redact_query;
+use crate::text::{io_text, short, tidy};
 
 // ---- hosts and addresses -------------------------------------------------------------------
 
@@ -583,17 +586,6 @@ impl UrlTarget {
     }
 }
 
-/// `a=1&b=2&flag` as `a=***&b=***&flag`.
-pub(crate) fn redact_query(q: &str) -> String {
-    q.split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) => format!("{k}=***"),
-            None => pair.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 // One version of each, shared with the notifiers.
 pub(crate) use crate::redact::{base64, percent_decode};
 
@@ -645,155 +637,6 @@ pub(crate) fn password_secrets(password: &str, secrets: &mut Vec<String>) {
     secrets.push(percent_decode(password));
 }
 
-/// The texts to scrub reasons of: every form each secret takes on the wire (raw, base64,
-/// percent-encoded, JSON-escaped: [`crate::redact`]), longest first, so a password inside a
-/// userinfo goes with it. Secrets shorter than 4 characters ("1", "on") are left: they
-/// would blank out ordinary words (they are never put into a message anyway, this list is a
-/// second line of defence). A header value's credentials (`Bearer abc...`, and what a
-/// `Basic` value decodes to) count on their own.
-pub(crate) fn secret_list(secrets: Vec<String>) -> Vec<String> {
-    let mut all = crate::redact::Secrets::new();
-    for s in secrets.iter().filter(|s| s.len() >= MIN_SECRET) {
-        all.header(s);
-    }
-    all.redactor().into_forms()
-}
-
-/// Shortest value [`scrub`] blanks out.
-const MIN_SECRET: usize = 4;
-
-/// Blanks out any secret that found its way into a message (a second line of defence:
-/// messages are built never to include them). `secrets` is a [`secret_list`]; values
-/// shorter than 4 characters are left.
-pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if s.len() >= MIN_SECRET && out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), crate::redact::MASK);
-        }
-    }
-    out
-}
-
-// ---- words ---------------------------------------------------------------------------------
-
-/// An I/O error in words: `connection refused`, not `Connection refused (os error 111)`; a
-/// wrapped error (rustls inside tokio-rustls) as itself, with its sources.
-pub(crate) fn io_text(e: &std::io::Error) -> String {
-    use std::io::ErrorKind as K;
-    if let Some(inner) = e.get_ref() {
-        return error_chain(inner);
-    }
-    match e.kind() {
-        K::ConnectionRefused => "connection refused".into(),
-        K::ConnectionReset => "connection reset by the server".into(),
-        K::ConnectionAborted => "connection aborted".into(),
-        K::UnexpectedEof => "connection closed by the server".into(),
-        K::BrokenPipe => "connection closed by the server (broken pipe)".into(),
-        K::TimedOut => "connection timed out".into(),
-        _ => tidy(&e.to_string()),
-    }
-}
-
-/// An error and its sources, joined with `: `, each tidied; a source already said is left.
-/// A rustls error is put in words ([`rustls_text`]).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let text = |e: &(dyn std::error::Error + 'static)| match e.downcast_ref::<rustls::Error>() {
-        Some(tls) => rustls_text(tls),
-        None => tidy(&e.to_string()),
-    };
-    let mut out = text(e);
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = text(s);
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// A rustls error in words: rustls shows some causes as Rust names
-/// (`invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`, `received fatal alert:
-/// HandshakeFailure`); they become `invalid peer certificate: a CA certificate is used as the
-/// server's certificate`, `received fatal alert: handshake failure`.
-pub(crate) fn rustls_text(e: &rustls::Error) -> String {
-    static OTHER: OnceLock<regex::Regex> = OnceLock::new();
-    static NAME: OnceLock<regex::Regex> = OnceLock::new();
-    let other = OTHER.get_or_init(|| regex::Regex::new(r"Other\(OtherError\((\w+)\)\)").unwrap());
-    let name =
-        NAME.get_or_init(|| regex::Regex::new(r"\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+\b").unwrap());
-    let text = e.to_string();
-    let text = other.replace_all(&text, "$1");
-    let text = name.replace_all(&text, |c: &regex::Captures<'_>| rust_name_words(&c[0]));
-    tidy(&text)
-}
-
-/// A rustls or webpki error name in words.
-fn rust_name_words(name: &str) -> String {
-    match name {
-        "UnknownIssuer" => "unknown issuer (not signed by a trusted root)".into(),
-        "CaUsedAsEndEntity" => "a CA certificate is used as the server's certificate".into(),
-        "EndEntityUsedAsCa" => "a server's certificate is used as a CA".into(),
-        "NotValidYet" => "not valid yet".into(),
-        "BadDer" | "BadEncoding" => "badly encoded".into(),
-        "UnsupportedCertVersion" => "unsupported certificate version".into(),
-        _ => {
-            let mut out = String::new();
-            for (i, c) in name.chars().enumerate() {
-                if c.is_uppercase() && i > 0 {
-                    out.push(' ');
-                }
-                out.extend(c.to_lowercase());
-            }
-            out
-        }
-    }
-}
-
-/// Drops ` (os error N)` and a trailing period, and lower-cases the first letter unless the
-/// first word is an acronym (`DNS`, `TLS`).
-pub(crate) fn tidy(s: &str) -> String {
-    let s = s.find(" (os error ").map_or(s, |i| &s[..i]);
-    lower_first(s.trim_end_matches('.'))
-}
-
-/// Lower-cases the first letter unless the first word is an acronym (`HTTP`, `TLS`).
-pub(crate) fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match (chars.next(), chars.next()) {
-        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
-            a.to_lowercase().chain(s[a.len_utf8()..].chars()).collect()
-        }
-        _ => s.to_string(),
-    }
-}
-
-/// At most 80 characters of `s`, for reasons.
-pub(crate) fn short(s: &str) -> String {
-    const MAX: usize = 80;
-    match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
-/// A regex compile error in one line (the regex crate's own message spans several).
-pub(crate) fn regex_error(e: &regex::Error) -> String {
-    let s = e.to_string();
-    let last = s
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    format!(
-        "invalid regular expression: {}",
-        last.trim().trim_start_matches("error: ")
-    )
-}
-
 /// The wall clock, unix seconds.
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -821,6 +664,7 @@ pub(crate) fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::{scrub, secret_list};
 
     #[test]
     fn base64_encodes_basic_credentials() {

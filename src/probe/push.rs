@@ -12,7 +12,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
-use super::{CheckCx, FieldError, Observation};
+use super::{CheckCx, Observation};
+use crate::text::FieldError;
 use crate::units::{Dur, Secret, format_duration};
 
 /// A push probe.

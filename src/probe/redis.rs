@@ -25,8 +25,11 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::net::{io_text, lower_first, password_secrets, scrub, secret_list, unix_now};
-use super::{CheckCx, FieldError, Observation, until};
+use super::net::{password_secrets, unix_now};
+use super::{CheckCx, Observation, until};
+use crate::redact::{scrub, secret_list};
+use crate::text::FieldError;
+use crate::text::{io_text, lower_first};
 use crate::units::{ByteSize, Dur, Secret, format_bytes, format_duration, parse_bytes};
 
 /// A Redis persistence and memory probe.

@@ -13,11 +13,11 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::net::{
-    self, IpPreference, check_host, host_key, io_text, regex_error, resolve_path, short,
-};
+use super::net::{self, IpPreference, check_host, host_key, resolve_path};
 use super::tls::PeerCheck;
-use super::{CheckCx, FieldError, Observation, until};
+use super::{CheckCx, Observation, until};
+use crate::text::FieldError;
+use crate::text::{io_text, regex_error, short};
 use crate::units::{ByteSize, format_bytes};
 
 /// Default cap on the bytes read while waiting for `expect`.

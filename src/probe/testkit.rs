@@ -19,7 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::net::unix_now;
-use super::{CheckCx, Env, FieldError, Observation};
+use super::{CheckCx, Env, Observation};
+use crate::text::FieldError;
 
 // ---- specs and checks ----------------------------------------------------------------------
 

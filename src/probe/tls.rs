@@ -22,7 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::net::{self, IpPreference, check_host, host_key, resolve_path};
-use super::{CheckCx, FieldError, Observation};
+use super::{CheckCx, Observation};
+use crate::text::FieldError;
 
 /// Settings of a `tls` probe.
 #[derive(Debug, Clone, Deserialize)]
@@ -290,7 +291,7 @@ impl PeerCheck {
             Ok(p) => p,
             Err(e) => {
                 return fail(
-                    format!("tls: {}", net::rustls_text(&e)),
+                    format!("tls: {}", crate::text::rustls_text(&e)),
                     Some(earliest(&certs)),
                 );
             }
@@ -305,7 +306,7 @@ impl PeerCheck {
                         span(now_s - c.not_after),
                         date(c.not_after)
                     ),
-                    None => format!("tls: {}", net::rustls_text(&e)),
+                    None => format!("tls: {}", crate::text::rustls_text(&e)),
                 };
                 return fail(reason, Some(earliest(&certs)));
             }
@@ -317,7 +318,10 @@ impl PeerCheck {
         if self.check_hostname
             && let Err(e) = rustls::client::verify_server_name(&parsed, &self.server_name)
         {
-            return fail(format!("tls: {}", net::rustls_text(&e)), Some(expiry));
+            return fail(
+                format!("tls: {}", crate::text::rustls_text(&e)),
+                Some(expiry),
+            );
         }
         // Without the chain check an expired certificate anywhere in the chain fails.
         if let Some((_, c)) = certs.iter().find(|(_, c)| c.not_after <= now_s) {

@@ -30,8 +30,10 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, Pro
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::net::{self, IpPreference, TlsClient, json_eq, lower_first, regex_error, short};
-use super::{CheckCx, Env, FieldError, Observation, until};
+use super::net::{self, IpPreference, TlsClient, json_eq};
+use super::{CheckCx, Env, Observation, until};
+use crate::text::FieldError;
+use crate::text::{lower_first, regex_error, short};
 use crate::units::{ByteSize, Dur, format_bytes, format_duration};
 
 /// Default cap on one incoming frame (and on one message made of fragments).
@@ -408,7 +410,7 @@ impl Spec {
         if let Some(px) = &self.phoenix {
             json_strings(&px.payload, &mut secrets);
         }
-        let secrets = net::secret_list(secrets);
+        let secrets = crate::redact::secret_list(secrets);
 
         if !headers.contains_key(header::HOST) {
             let host = HeaderValue::from_str(&target.authority())
@@ -670,7 +672,7 @@ impl Check {
     /// Blanks out any secret that found its way into a message (a second line of defence:
     /// messages are built never to include them).
     fn scrub(&self, reason: String) -> String {
-        net::scrub(&reason, &self.secrets)
+        crate::redact::scrub(&reason, &self.secrets)
     }
 
     async fn main(
@@ -1259,7 +1261,7 @@ fn ws_error_text(e: &WsError) -> String {
         WsError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             "connection closed by the server".into()
         }
-        WsError::Io(io) => net::io_text(io),
+        WsError::Io(io) => crate::text::io_text(io),
         WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => format!(
             "the server sent a frame of {}, over max_frame ({})",
             format_bytes(*size as u64),
