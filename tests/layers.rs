@@ -9,9 +9,6 @@
 //!
 //! And no `sqlx` outside `src/store/`, but for the probe of a target's own database and the
 //! fault lab.
-//!
-//! [`KNOWN`] and [`KNOWN_SQLX`] list what issue 13 has still to move; an entry that no longer
-//! occurs fails too, so the lists only shrink.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -35,14 +32,8 @@ const LAYERS: &[&[&str]] = &[
     &["cli", "fuzz"],
 ];
 
-/// Upward imports still to remove (issue 13), as `(from, to)` modules.
-const KNOWN: &[(&str, &str)] = &[("config", "alert")];
-
 /// Where `sqlx` may be used outside `src/store/`: a target's own database, the lab.
 const SQLX_ALLOWED: &[&str] = &["src/probe/db_write.rs", "src/lab/"];
-
-/// Files that still hold queries of the store's own database (issue 13).
-const KNOWN_SQLX: &[&str] = &[];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -238,16 +229,11 @@ fn every_module_has_a_layer() {
 fn no_import_points_up_or_sideways() {
     let s = scan();
     let mut bad = Vec::new();
-    let mut seen_known = BTreeSet::new();
     for ((from, to), at) in &s.edges {
         let (Some(lf), Some(lt)) = (layer(from), layer(to)) else {
             continue; // every_module_has_a_layer names it
         };
         if lt < lf {
-            continue;
-        }
-        if KNOWN.contains(&(from.as_str(), to.as_str())) {
-            seen_known.insert((from.as_str(), to.as_str()));
             continue;
         }
         let how = if lt == lf { "beside it" } else { "above it" };
@@ -262,11 +248,6 @@ fn no_import_points_up_or_sideways() {
         "imports against the layers; move the piece down instead:\n{}",
         bad.join("\n")
     );
-    let stale: Vec<_> = KNOWN.iter().filter(|k| !seen_known.contains(*k)).collect();
-    assert!(
-        stale.is_empty(),
-        "KNOWN lists upward imports that are gone; delete them from tests/layers.rs: {stale:?}"
-    );
 }
 
 #[test]
@@ -274,7 +255,7 @@ fn sqlx_only_in_the_store() {
     let s = scan();
     let mut bad = Vec::new();
     for (f, n) in &s.sqlx {
-        if SQLX_ALLOWED.iter().any(|a| f.starts_with(a)) || KNOWN_SQLX.contains(&f.as_str()) {
+        if SQLX_ALLOWED.iter().any(|a| f.starts_with(a)) {
             continue;
         }
         bad.push(format!(
@@ -282,14 +263,6 @@ fn sqlx_only_in_the_store() {
         ));
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
-    let stale: Vec<_> = KNOWN_SQLX
-        .iter()
-        .filter(|k| !s.sqlx.contains_key(**k))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "KNOWN_SQLX lists files that no longer use sqlx; delete them from tests/layers.rs: {stale:?}"
-    );
 }
 
 #[test]

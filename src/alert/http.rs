@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Delivered, SendError};
 use crate::redact::{Redactor, Secrets};
-use crate::units::{Dur, format_duration};
+use crate::units::format_duration;
 
 /// Longest `Retry-After` honoured; a longer one is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -40,48 +40,9 @@ const SNIPPET_CHARS: usize = 200;
 /// with its snippet), as stored, logged and shown.
 const MAX_MESSAGE_CHARS: usize = 1000;
 
-// ---- settings ------------------------------------------------------------------------------
+// ---- settings (checked by the config, which owns them) -------------------------------------
 
-/// Parses an `http`/`https` URL with a host and no fragment. Errors are lower-case and never
-/// repeat the URL (it may hold a password or a token).
-pub(crate) fn parse_url(s: &str) -> Result<Url, String> {
-    let url = Url::parse(s.trim()).map_err(|e| {
-        format!(
-            "invalid url ({}); write e.g. https://api.example.com",
-            e.to_string().to_lowercase()
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "unsupported url scheme {:?} (use http or https)",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("url has no host".into());
-    }
-    if url.fragment().is_some() {
-        return Err("url must not have a fragment (#...)".into());
-    }
-    Ok(url)
-}
-
-/// A base URL an API path is appended to: [`parse_url`], and no query either.
-pub(crate) fn parse_base_url(s: &str) -> Result<Url, String> {
-    let url = parse_url(s)?;
-    if url.query().is_some() {
-        return Err("url must not have a query (?...)".into());
-    }
-    Ok(url)
-}
-
-/// A zero `timeout` would fail every send.
-pub(crate) fn check_timeout(t: Option<Dur>) -> Option<&'static str> {
-    match t {
-        Some(Dur(d)) if d.is_zero() => Some("must be more than 0s"),
-        _ => None,
-    }
-}
+pub(crate) use crate::config::notify::{parse_base_url, parse_url};
 
 /// `scheme://host[:port]`: the URL without userinfo, path or query.
 pub(crate) fn origin(url: &Url) -> String {
@@ -450,7 +411,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 // Shared with the probes: one version of each.
-use crate::probe::net::percent_decode;
+use crate::redact::percent_decode;
 use crate::text::tidy;
 
 #[cfg(test)]
@@ -791,6 +752,8 @@ pub(crate) mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::notify::check_timeout;
+    use crate::units::Dur;
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

@@ -2,8 +2,10 @@
 //! send can fail ([`SendError`]). Incidents, the durable outbox and the dispatcher that
 //! delivers from it live in `alert/dispatch.rs`; the queries behind them in `store/`.
 //!
-//! Adding a notifier kind is one file (its `Spec` with `///` docs, a pure `validate`, a
-//! `build` into a [`Notifier`], and `send`) plus one line in the `kinds!` list below.
+//! Adding a notifier kind: its settings (`Spec`, with `///` docs and a pure `validate`) in
+//! `config/notify/`, where the config checks them, and one line in its `kinds!` list; here
+//! one file (a `build` of that `Spec` into a sender, and `send`) and one line in the
+//! `kinds!` list below.
 //!
 //! Invariant: a notifier never sees a probe's configuration, only the [`Alert`], whose text
 //! is built from names, states and the probe's own (already scrubbed) reason. Secrets in a
@@ -22,8 +24,8 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::config::notify::{KINDS, NotifierSpec};
 pub use crate::paging::{Alert, Event};
-use crate::text::FieldError;
 
 /// A delivery the channel accepted, with what it said (`250 2.0.0 queued`, `202`, a SID).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,39 +95,10 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 macro_rules! kinds {
     ($($name:literal => $variant:ident($module:ident)),* $(,)?) => {
-        /// A notifier's settings, by kind.
-        #[derive(Debug, Clone)]
-        pub enum NotifierSpec { $($variant($module::Spec)),* }
-
         /// A notifier ready to send.
         pub enum Notifier { $($variant($module::Sender)),* }
 
-        /// Every notifier kind name.
-        pub const KINDS: &[&str] = &[$($name),*];
-
         impl NotifierSpec {
-            /// Deserializes the kind-specific settings (everything but `kind`). `Err(())`
-            /// means `kind` names no kind.
-            #[allow(clippy::result_unit_err)]
-            pub fn from_value(kind: &str, v: serde_yaml::Value)
-                -> Result<Result<NotifierSpec, serde_path_to_error::Error<serde_yaml::Error>>, ()> {
-                match kind {
-                    $($name => Ok(serde_path_to_error::deserialize(v).map(NotifierSpec::$variant)),)*
-                    _ => Err(()),
-                }
-            }
-            pub fn kind(&self) -> &'static str {
-                match self { $(NotifierSpec::$variant(_) => $name),* }
-            }
-            /// Every problem in the settings, found without I/O.
-            pub fn validate(&self) -> Vec<FieldError> {
-                match self { $(NotifierSpec::$variant(s) => s.validate()),* }
-            }
-            /// Makes relative file paths in the settings relative to `base` (the config
-            /// file's directory).
-            pub fn resolve_paths(&mut self, base: &std::path::Path) {
-                match self { $(NotifierSpec::$variant(s) => s.resolve_paths(base)),* }
-            }
             /// Builds the sender (reads files such as a CA, prepares clients).
             pub fn build(&self, cx: &BuildCx) -> Result<Notifier, String> {
                 match self { $(NotifierSpec::$variant(s) => s.build(cx).map(Notifier::$variant)),* }

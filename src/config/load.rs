@@ -1027,7 +1027,7 @@ impl Loader<'_> {
             }
             let mut settings = nm.clone();
             settings.remove("kind");
-            let spec = match crate::alert::NotifierSpec::from_value(
+            let spec = match super::notify::NotifierSpec::from_value(
                 &kind,
                 Value::Mapping(settings.clone()),
             ) {

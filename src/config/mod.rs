@@ -11,6 +11,7 @@
 //! `password_file`) reads that key's value from a file, for secrets kept out of the YAML.
 
 mod load;
+pub mod notify;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -295,12 +296,12 @@ impl ProbeConfig {
 #[derive(Debug, Clone)]
 pub struct NotifierConfig {
     pub kind: String,
-    pub spec: crate::alert::NotifierSpec,
+    pub spec: notify::NotifierSpec,
     pub settings: serde_yaml::Value,
 }
 
 /// Notifier kinds known to the config.
-pub const NOTIFIER_KINDS: &[&str] = crate::alert::KINDS;
+pub const NOTIFIER_KINDS: &[&str] = notify::KINDS;
 
 /// A route: which alerts go to which notifiers, and what happens when nobody answers.
 /// The first route whose `match` holds applies.
