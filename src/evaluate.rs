@@ -1,16 +1,30 @@
-//! The per-probe state machine: `pending` until the first verdict, then `up` / `down`
-//! following `alert.after` consecutive failures and `alert.recover_after` consecutive
-//! successes. Pure: no I/O, no clock reads (times are passed in), so it is tested with tables
-//! and resumed exactly after a restart from what the store persisted.
+//! The per-probe state machine and the rules between a probe's objectives and its state.
 //!
-//! A state change is a [`Transition`]. It is the seam for paging: the store writes it in the
-//! same transaction as the result that caused it, and the alert path hangs off that write.
+//! The states ([`State`]): `pending` until the first verdict; then `up`, or `down` after
+//! `alert.after` consecutive failures, back to `up` after `alert.recover_after` consecutive
+//! successes; `degraded` when the probe works but is outside one of its objectives
+//! ([`crate::slo`]). [`Verdicts::observe`] moves between those four. Two more are shown, never
+//! kept: `unknown`, when there is no fresh data (the status report says it of a probe that
+//! missed two runs, rather than repeat an old verdict), and `paused` (not run on purpose;
+//! reserved, nothing pauses a probe yet).
+//! [`judge`] feeds one result through the objectives and the state machine: objectives count
+//! only the runs of a probe that is not down, start afresh when it goes down, and a change to
+//! `degraded` pages at the objective's severity.
+//!
+//! Pure: no I/O, no clock reads (times are passed in), so it is tested with tables and
+//! resumed exactly after a restart from what the store persisted.
+//!
+//! A state change is a [`Transition`]. It is the seam for paging: `alert::plan::page_for`
+//! decides what it pages, and the store writes both in the same transaction as the result
+//! that caused it.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::AlertSpec;
+use crate::slo::Tracker;
 
 /// A probe's state as users see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -163,6 +177,65 @@ impl Verdicts {
     }
 }
 
+/// A state change and the severity it pages at, when an objective's rule sets one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judged {
+    pub transition: Transition,
+    /// The objective's own severity (the workbook's slow burn is a ticket), for a change to
+    /// `degraded` only; `None`: the route's.
+    pub severity: Option<String>,
+}
+
+/// One result of a probe, through its objectives (`slo`, when it has `slo:`) and its state
+/// machine. The rules between the two:
+/// - objectives count the runs of a probe that is not down (a down probe's incident already
+///   covers them), and start afresh when it goes down;
+/// - a working probe outside an objective is `degraded`; the reason is worded only when the
+///   probe may become degraded now (it is the transition's), a probe already degraded stays
+///   so without it;
+/// - a change to `degraded` pages at the objective's severity, if its rule has one.
+///
+/// Pure, as [`Verdicts::observe`] is.
+pub fn judge(
+    verdicts: &mut Verdicts,
+    slo: Option<&mut Tracker>,
+    at: i64,
+    (ok, took): (bool, Duration),
+    reason: Option<&str>,
+    alert: &AlertSpec,
+) -> Option<Judged> {
+    let mut slo = slo;
+    let outside = slo.as_deref_mut().is_some_and(|slo| {
+        if verdicts.state != State::Down {
+            slo.add(at, ok, took);
+        }
+        slo.evaluate(at)
+    });
+    let breach = outside.then(|| {
+        (verdicts.state != State::Degraded)
+            .then(|| slo.as_deref().and_then(|s| s.reason(at)))
+            .flatten()
+            .unwrap_or_default()
+    });
+    let transition = verdicts.observe(ok, at, reason, alert, breach.as_deref())?;
+    if verdicts.state == State::Down
+        && let Some(slo) = slo.as_deref_mut()
+    {
+        slo.reset();
+    }
+    let severity = (transition.to == State::Degraded)
+        .then(|| {
+            slo.as_deref()
+                .and_then(Tracker::severity)
+                .map(str::to_owned)
+        })
+        .flatten();
+    Some(Judged {
+        transition,
+        severity,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +246,60 @@ mod tests {
             recover_after,
             ..AlertSpec::default()
         }
+    }
+
+    /// The rules between objectives and down, run by [`judge`] on a probe with an Apdex
+    /// objective (100 ms target, a ticket's severity) and `after: 2`.
+    #[test]
+    fn judge_degrades_pages_at_the_objectives_severity_and_down_resets_it() {
+        let spec: crate::slo::SloSpec = serde_yaml::from_str(
+            "apdex: { target: 100ms, min: 0.85, window: 2s, severity: warning }\nmin_runs: 5",
+        )
+        .unwrap();
+        let mut slo = Tracker::new(&spec);
+        let mut v = Verdicts::default();
+        let a = alert(2, 1);
+        let (fast, slow) = (Duration::from_millis(10), Duration::from_millis(900));
+        let at = std::cell::Cell::new(0);
+        let run = |v: &mut Verdicts, slo: &mut Tracker, ok: bool, took: Duration| {
+            at.set(at.get() + 100);
+            let reason = (!ok).then_some("status 503");
+            judge(v, Some(slo), at.get(), (ok, took), reason, &a)
+        };
+        // Working and fast: up, then nothing.
+        let up = run(&mut v, &mut slo, true, fast).expect("pending to up");
+        assert_eq!((up.transition.to, up.severity), (State::Up, None));
+        for _ in 0..5 {
+            assert_eq!(run(&mut v, &mut slo, true, fast), None);
+        }
+        // Working but slow: degraded, worded, at the objective's severity.
+        let d = (0..30)
+            .find_map(|_| run(&mut v, &mut slo, true, slow))
+            .expect("slow runs degrade the probe");
+        assert_eq!(d.transition.to, State::Degraded);
+        assert!(
+            d.transition
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("Apdex")),
+            "{d:?}"
+        );
+        assert_eq!(d.severity.as_deref(), Some("warning"));
+        // Failing: down, at the route's severity, and the objective starts afresh.
+        assert_eq!(run(&mut v, &mut slo, false, slow), None);
+        let down = run(&mut v, &mut slo, false, slow).expect("two failures: down");
+        assert_eq!((down.transition.to, down.severity), (State::Down, None));
+        assert_eq!(
+            slo.figures(at.get()).apdex,
+            None,
+            "no runs counted: reset when down"
+        );
+        // While down, runs do not count to the objective.
+        assert_eq!(run(&mut v, &mut slo, false, slow), None);
+        assert_eq!(slo.figures(at.get()).apdex, None);
+        // Back and fast: up, not degraded.
+        let back = run(&mut v, &mut slo, true, fast).expect("recovered");
+        assert_eq!((back.transition.to, back.severity), (State::Up, None));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - [`probe`]: the closed set of probe kinds ([`probe::ProbeSpec`]), what a check returns
 //!   ([`probe::Observation`]); one file per kind (`probe/http.rs`, ...).
 //! - [`schedule`]: one timer per probe: spread starts, deadlines, no overlap, caps.
-//! - [`evaluate`]: the per-probe state machine (`pending` / `up` / `down`).
+//! - [`evaluate`]: the per-probe state machine (`pending` / `up` / `down` / `degraded`) and
+//!   [`evaluate::judge`], the rules between objectives and down.
 //! - [`store`]: SQLite through sqlx, every query of probed's own database: one batching
 //!   writer (results, state, and in the same transaction incidents and their first page), a
 //!   read pool, retention, rollups, the outbox's deliveries.

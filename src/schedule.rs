@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ProbeConfig, Schedule};
-use crate::evaluate::{Transition, Verdicts};
+use crate::evaluate::Verdicts;
 use crate::hash::stable_hash;
 use crate::metrics::{Metrics, ProbeMetrics};
 use crate::probe::{CheckCx, Env, Observation, Probe};
@@ -425,38 +425,17 @@ pub fn record(
     obs: Observation,
 ) {
     let cfg = &entry.cfg;
-    let (transition, verdicts, severity): (Option<Transition>, Verdicts, Option<String>) = {
+    let (judged, verdicts) = {
         let mut guard = entry.live.lock().unwrap();
         let live = &mut *guard;
-        // Objectives count the runs of a probe that is not down (a down probe's incident
-        // already covers them), and start afresh when it goes down.
-        let outside = live.slo.as_mut().is_some_and(|slo| {
-            if live.verdicts.state != crate::evaluate::State::Down {
-                slo.add(at, obs.ok, obs.duration);
-            }
-            slo.evaluate(at)
-        });
-        // The reason is worded only when the probe may become degraded now (it is the
-        // transition's); a probe already degraded stays so without it.
-        let breach = outside.then(|| {
-            (live.verdicts.state != crate::evaluate::State::Degraded)
-                .then(|| live.slo.as_ref().and_then(|s| s.reason(at)))
-                .flatten()
-                .unwrap_or_default()
-        });
-        let t = live.verdicts.observe(
-            obs.ok,
+        let judged = crate::evaluate::judge(
+            &mut live.verdicts,
+            live.slo.as_mut(),
             at,
+            (obs.ok, obs.duration),
             obs.error.as_deref(),
             &cfg.alert,
-            breach.as_deref(),
         );
-        if live.verdicts.state == crate::evaluate::State::Down
-            && t.is_some()
-            && let Some(slo) = live.slo.as_mut()
-        {
-            slo.reset();
-        }
         live.last = Some(LastResult {
             at,
             ok: obs.ok,
@@ -465,15 +444,14 @@ pub fn record(
             status_code: obs.status_code,
         });
         live.window.add(at, obs.ok);
-        let severity = t
-            .as_ref()
-            .and(live.slo.as_ref())
-            .and_then(|s| s.severity())
-            .map(str::to_owned);
-        (t, live.verdicts.clone(), severity)
+        (judged, live.verdicts.clone())
     };
     runner.metrics.observe(metrics, &obs);
-    if let Some(t) = transition {
+    if let Some(crate::evaluate::Judged {
+        transition: t,
+        severity,
+    }) = judged
+    {
         match t.to {
             crate::evaluate::State::Down => tracing::warn!(
                 probe = %cfg.name, from = %t.from, reason = t.reason.as_deref().unwrap_or(""),
@@ -487,9 +465,6 @@ pub fn record(
                 tracing::info!(probe = %cfg.name, from = %t.from, to = %to, "probe state changed")
             }
         }
-        // An objective's rule may page at its own severity (the workbook's slow burn is a
-        // ticket).
-        let severity = severity.filter(|_| t.to == crate::evaluate::State::Degraded);
         let mut plan = runner.router.read().unwrap().plan_as(
             cfg,
             t.at,
