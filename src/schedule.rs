@@ -566,6 +566,17 @@ mod tests {
         (addr, now, max)
     }
 
+    /// On the paused clock: the wait lasted until `deadline`, not less, and ended there (tokio's
+    /// timer wheel rounds a deadline up to the next millisecond).
+    fn assert_waited_until(deadline: Instant) {
+        let now = Instant::now();
+        assert!(
+            now >= deadline && now <= deadline + Duration::from_millis(1),
+            "ended {:?} after the deadline",
+            now.checked_duration_since(deadline)
+        );
+    }
+
     #[tokio::test]
     async fn per_host_cap_full_until_the_deadline_is_down_saying_so() {
         let (runner, entry, probe, mut m, _dir, _stop) = setup(
@@ -574,6 +585,9 @@ mod tests {
             1,
         )
         .await;
+        // On tokio's paused clock (once the store is open): the wait for a slot ends at the
+        // deadline exactly, with no real time spent.
+        tokio::time::pause();
         // Another check holds the only slot for host 127.0.0.1.
         let held = runner.host_slot("127.0.0.1").acquire_owned().await.unwrap();
         let deadline = Instant::now() + Duration::from_millis(150);
@@ -586,6 +600,7 @@ mod tests {
             &mut m,
         )
         .await;
+        assert_waited_until(deadline);
         let last = entry.live.lock().unwrap().last.clone().unwrap();
         assert!(!last.ok);
         assert_eq!(
@@ -606,9 +621,11 @@ mod tests {
             8,
         )
         .await;
+        tokio::time::pause(); // as above: the wait ends at the deadline, in no real time
         let held = runner.global.clone().acquire_owned().await.unwrap();
         let deadline = Instant::now() + Duration::from_millis(100);
         run_once(&runner, &entry, &probe, None, deadline, &mut m).await;
+        assert_waited_until(deadline);
         assert!(
             entry.live.lock().unwrap().last.is_none(),
             "no observation recorded"
