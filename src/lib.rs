@@ -15,12 +15,20 @@
 //! - [`store`]: SQLite through sqlx, every query of probed's own database: one batching
 //!   writer (results, state, and in the same transaction incidents and their first page), a
 //!   read pool, retention, rollups, the outbox's deliveries.
+//! - [`slo`]: objectives: error-budget burn rates (multi-window), Apdex, when a working
+//!   probe is degraded.
 //! - [`metrics`]: Prometheus registry with the blackbox_exporter names.
+//! - [`alert`]: notifier senders, one file per kind; routes and maintenance
+//!   (`alert::plan`), the dispatcher that delivers from the outbox (escalation, reminders,
+//!   retries, fallbacks).
+//! - [`public`]: what the public sees: the status page, its Statuspage-compatible JSON,
+//!   feeds and badges, from one cached view.
 //! - [`paging`]: what a page is ([`paging::Alert`], [`paging::PagePlan`], [`paging::Page`]),
 //!   as data below the store that persists it and the alert path that sends it.
 //! - [`api`]: axum routes: `/metrics`, `/healthz`, `/api/v1/...`.
 //! - [`daemon`]: wiring, reload and shutdown.
 //! - [`cli`]: the `probectl` subcommands.
+//! - [`fuzz`]: the entry points the fuzz targets and their regression tests call.
 //! - [`watchdog`]: the running daemon's state ([`watchdog::Shared`]) and its self-checks
 //!   (`/healthz`); runtime pulse, systemd readiness and watchdog, outbound heartbeats.
 //! - [`units`], [`time`]: durations, sizes, secrets; wall-clock display helpers.

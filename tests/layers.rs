@@ -225,6 +225,40 @@ fn every_module_has_a_layer() {
     );
 }
 
+/// The README's codemap table is [`LAYERS`], row for row, and `lib.rs`'s layout names every
+/// module: the docs a newcomer reads first say what this test enforces.
+#[test]
+fn the_docs_name_the_layers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    let mut wrong = Vec::new();
+    for (i, layer) in LAYERS.iter().enumerate() {
+        let row = format!("| {} |", i + 1);
+        let Some(line) = readme.lines().find(|l| l.starts_with(&row)) else {
+            wrong.push(format!("README codemap has no row {row}"));
+            continue;
+        };
+        let cell = line.split('|').nth(2).unwrap_or_default();
+        let named: Vec<&str> = cell
+            .split(',')
+            .map(|m| m.trim().trim_matches('`'))
+            .collect();
+        if named != *layer {
+            wrong.push(format!(
+                "README codemap row {}: {named:?}, LAYERS: {layer:?}",
+                i + 1
+            ));
+        }
+    }
+    let lib = fs::read_to_string(src().join("lib.rs")).unwrap();
+    for m in scan().modules {
+        if !lib.contains(&format!("//! - [`{m}`]")) && !lib.contains(&format!(", [`{m}`]")) {
+            wrong.push(format!("src/lib.rs's layout does not list `{m}`"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn no_import_points_up_or_sideways() {
     let s = scan();
