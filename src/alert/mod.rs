@@ -3,9 +3,9 @@
 //! delivers from it live in `alert/dispatch.rs`; the queries behind them in `store/`.
 //!
 //! Adding a notifier kind: its settings (`Spec`, with `///` docs and a pure `validate`) in
-//! `config/notify/`, where the config checks them, and one line in its `kinds!` list; here
-//! one file (a `build` of that `Spec` into a sender, and `send`) and one line in the
-//! `kinds!` list below.
+//! `config/notify/`, where the config checks them, and one line in the list of
+//! `config::notify::for_each_kind`; here one file (a `build` of that `Spec` into a sender,
+//! and `send`) of the same name.
 //!
 //! Invariant: a notifier never sees a probe's configuration, only the [`Alert`], whose text
 //! is built from names, states and the probe's own (already scrubbed) reason. Secrets in a
@@ -125,13 +125,7 @@ macro_rules! kinds {
     };
 }
 
-kinds! {
-    "email" => Email(email),
-    "twilio" => Twilio(twilio),
-    "pagerduty" => Pagerduty(pagerduty),
-    "webhook" => Webhook(webhook),
-    "alertmanager" => Alertmanager(alertmanager),
-}
+crate::config::notify::for_each_kind!(kinds);
 
 #[cfg(test)]
 pub(crate) mod testing {

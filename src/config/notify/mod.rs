@@ -3,8 +3,8 @@
 //! config owns them so it can check them; `alert/` builds each into its sender
 //! (`NotifierSpec::build`) and sends.
 //!
-//! Adding a notifier kind: its `Spec` here, one line in the `kinds!` list below and in
-//! `alert/mod.rs`'s, its sender in `alert/`.
+//! Adding a notifier kind: its `Spec` in a file here, one line in [`for_each_kind`]'s list,
+//! its sender in `alert/`.
 
 pub mod alertmanager;
 pub mod email;
@@ -53,13 +53,23 @@ macro_rules! kinds {
     };
 }
 
-kinds! {
-    "email" => Email(email),
-    "twilio" => Twilio(twilio),
-    "pagerduty" => Pagerduty(pagerduty),
-    "webhook" => Webhook(webhook),
-    "alertmanager" => Alertmanager(alertmanager),
+/// The notifier kinds, once: hands the list to `$each!` (this module's `kinds!`, and
+/// `alert`'s, which builds the senders), as `"name" => Variant(module)`, `module` naming the
+/// kind's file both here and in `alert/`.
+macro_rules! for_each_kind {
+    ($each:ident) => {
+        $each! {
+            "email" => Email(email),
+            "twilio" => Twilio(twilio),
+            "pagerduty" => Pagerduty(pagerduty),
+            "webhook" => Webhook(webhook),
+            "alertmanager" => Alertmanager(alertmanager),
+        }
+    };
 }
+pub(crate) use for_each_kind;
+
+for_each_kind!(kinds);
 
 /// Parses an `http`/`https` URL with a host and no fragment. Errors are lower-case and never
 /// repeat the URL (it may hold a password or a token).
