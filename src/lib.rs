@@ -5,7 +5,8 @@
 //! # Layout
 //!
 //! - [`config`]: YAML into a validated [`config::Config`]; every error at once, as
-//!   `file:line:col: message`.
+//!   `file:line:col: message`. The loader (`config/load.rs`) reads each group of sections in
+//!   a file of its own: `load/probes.rs`, `load/alerting.rs`, `load/watchdog.rs`.
 //! - [`probe`]: the closed set of probe kinds ([`probe::ProbeSpec`]), what a check returns
 //!   ([`probe::Observation`]); one file per kind (`probe/http.rs`, ...).
 //! - [`schedule`]: one timer per probe: spread starts, deadlines, no overlap, caps.
