@@ -12,8 +12,8 @@
 //! - [`schedule`]: one timer per probe: spread starts, deadlines, no overlap, caps.
 //! - [`evaluate`]: the per-probe state machine (`pending` / `up` / `down`).
 //! - [`store`]: SQLite through sqlx, every query of probed's own database: one batching
-//!   writer (results, state, and in the same transaction incidents and their first page), a
-//!   read pool, retention, rollups, the outbox's deliveries.
+//!   writer (`store/writer.rs`: results, state, and in the same transaction incidents and
+//!   their first page), a read pool, retention, rollups, the outbox's deliveries.
 //! - [`metrics`]: Prometheus registry with the blackbox_exporter names.
 //! - [`paging`]: what a page is ([`paging::Alert`], [`paging::PagePlan`], [`paging::Page`]),
 //!   as data below the store that persists it and the alert path that sends it.
