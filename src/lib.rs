@@ -5,16 +5,18 @@
 //! # Layout
 //!
 //! - [`config`]: YAML into a validated [`config::Config`]; every error at once, as
-//!   `file:line:col: message`. The notifiers' settings are the config's
-//!   ([`config::notify`]); `alert` builds them into senders.
+//!   `file:line:col: message`. The loader (`config/load.rs`) reads each group of sections in
+//!   a file of its own: `load/probes.rs`, `load/alerting.rs`, `load/watchdog.rs`. The
+//!   notifiers' settings are the config's ([`config::notify`]); `alert` builds them into
+//!   senders.
 //! - [`probe`]: the closed set of probe kinds ([`probe::ProbeSpec`]), what a check returns
 //!   ([`probe::Observation`]); one file per kind (`probe/http.rs`, ...).
 //! - [`schedule`]: one timer per probe: spread starts, deadlines, no overlap, caps.
 //! - [`evaluate`]: the per-probe state machine (`pending` / `up` / `down` / `degraded`) and
 //!   [`evaluate::judge`], the rules between objectives and down.
 //! - [`store`]: SQLite through sqlx, every query of probed's own database: one batching
-//!   writer (results, state, and in the same transaction incidents and their first page), a
-//!   read pool, retention, rollups, the outbox's deliveries.
+//!   writer (`store/writer.rs`: results, state, and in the same transaction incidents and
+//!   their first page), a read pool, retention, rollups, the outbox's deliveries.
 //! - [`slo`]: objectives: error-budget burn rates (multi-window), Apdex, when a working
 //!   probe is degraded.
 //! - [`metrics`]: Prometheus registry with the blackbox_exporter names.

@@ -1,11 +1,13 @@
 //! Loader tests: configs as strings, a fake environment, files in a temporary folder.
 //! Expected messages are data: the full list of `file:line:col: message`, in order.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use super::interp::expand;
 use super::*;
+use crate::config::{AlertSpec, Defaults, Route, Schedule};
 
 /// A fake environment.
 fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
