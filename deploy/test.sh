@@ -66,7 +66,8 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 # Alertmanager: Debian's prometheus-alertmanager. The alertmanager notifier's tests start
-# their own instances on 127.0.0.1 with gossip off.
+# their own instances on 127.0.0.1 with gossip off; tests/alertmanager_ha.rs starts a pair
+# gossiping with each other.
 if ! command -v prometheus-alertmanager >/dev/null; then
   log "installing prometheus-alertmanager"
   apt_install prometheus-alertmanager
