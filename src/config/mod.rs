@@ -406,18 +406,66 @@ impl Maintenance {
 /// in practice: on a mismatch only the last `*` is retried, one character further (never
 /// the exponential backtracking of a naive matcher, which `*a*a*a*a*b` would trigger).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let p: Vec<char> = pattern.chars().collect();
+    glob_with(&p, name, |i, c| match p[i] {
+        '*' => None,
+        '?' => Some((1, true)),
+        l => Some((1, l == c)),
+    })
+}
+
+/// Whether a silence's `pattern` covers the probe `name`, by SQLite's `GLOB` rules (as
+/// silences have always matched): `*` any run of characters, `?` one character, `[abc]`,
+/// `[a-z]` and `[^abc]` a character of (or not of) a class, `]` first in a class a literal;
+/// case-sensitive, no escapes. The same on every backend, and linear as [`glob_match`].
+pub fn silence_glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    glob_with(&p, name, |i, c| match p[i] {
+        '*' => None,
+        '?' => Some((1, true)),
+        '[' => {
+            let mut k = i + 1;
+            let negated = p.get(k) == Some(&'^');
+            if negated {
+                k += 1;
+            }
+            let start = k;
+            let mut hit = false;
+            while k < p.len() && (p[k] != ']' || k == start) {
+                if k + 2 < p.len() && p[k + 1] == '-' && p[k + 2] != ']' {
+                    hit |= (p[k]..=p[k + 2]).contains(&c);
+                    k += 3;
+                } else {
+                    hit |= p[k] == c;
+                    k += 1;
+                }
+            }
+            if k >= p.len() {
+                // Never closed: SQLite matches nothing with it.
+                return Some((p.len() - i, false));
+            }
+            Some((k + 1 - i, hit != negated))
+        }
+        l => Some((1, l == c)),
+    })
+}
+
+/// The matching loop of both globs. `item(i, c)` reads the pattern item at `i` against the
+/// character `c`: `None` for a `*`, else how many pattern characters the item takes and
+/// whether `c` matches it. On a mismatch only the last `*` is retried, one character further.
+fn glob_with(p: &[char], name: &str, item: impl Fn(usize, char) -> Option<(usize, bool)>) -> bool {
+    let n: Vec<char> = name.chars().collect();
     let (mut i, mut j) = (0, 0);
     // The last `*` seen, and where in `name` its match currently ends.
     let mut star: Option<(usize, usize)> = None;
     while j < n.len() {
-        match p.get(i) {
-            Some(b'*') => {
+        match (i < p.len()).then(|| item(i, n[j])) {
+            Some(None) => {
                 star = Some((i, j));
                 i += 1;
             }
-            Some(&c) if c == b'?' || c == n[j] => {
-                i += 1;
+            Some(Some((len, true))) => {
+                i += len;
                 j += 1;
             }
             _ => match star {
@@ -430,7 +478,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
             },
         }
     }
-    p[i..].iter().all(|&c| c == b'*')
+    p[i..].iter().all(|&c| c == '*')
 }
 
 /// Why `pattern` is not a valid silence pattern (SQLite's `GLOB`: `*`, `?` and `[...]`
