@@ -499,7 +499,7 @@ async fn run(config: &Path, name: &str, json: bool) -> ExitCode {
         return ExitCode::from(3);
     };
     let env = match crate::probe::Env::new(&cfg.defaults.nameservers) {
-        Ok(e) => e,
+        Ok(e) => e.with_origin(&cfg.instance, &cfg.location),
         Err(e) => {
             eprintln!("probectl: {e}");
             return ExitCode::from(3);

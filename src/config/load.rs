@@ -50,10 +50,11 @@ const TOP_KEYS: &[&str] = &[
     "maintenance",
     "alerting",
     "instance",
+    "location",
     "external_url",
     "status_page",
 ];
-const STORE_KEYS: &[&str] = &["retention", "queue", "buffer"];
+const STORE_KEYS: &[&str] = &["url", "retention", "queue", "buffer"];
 /// The shortest interval a probe may run at.
 const MIN_EVERY: Duration = Duration::from_millis(100);
 /// The store's memory buffer holds at least one full batch.
@@ -203,6 +204,15 @@ impl Loader<'_> {
             Ok(Some(i)) if !i.trim().is_empty() => i,
             _ => hostname(),
         };
+        let location = match self.field::<String>(&doc, &[], &root, "location") {
+            Ok(Some(l)) => {
+                if let Some(msg) = check_name("location", &l) {
+                    self.err(&doc, &key(&[], "location"), At::Value, msg);
+                }
+                l
+            }
+            _ => instance.clone(),
+        };
         let external_url = match self.field::<String>(&doc, &[], &root, "external_url") {
             Ok(Some(u)) => match absolute_http(&u) {
                 true => Some(u.trim_end_matches('/').to_owned()),
@@ -220,6 +230,7 @@ impl Loader<'_> {
             maintenance,
             alerting,
             instance,
+            location,
             external_url,
             path: path.to_path_buf(),
             listen,
@@ -451,6 +462,12 @@ impl Loader<'_> {
             return s;
         };
         self.check_keys(doc, &base, m, STORE_KEYS);
+        if let Ok(Some(url)) = self.field::<String>(doc, &base, m, "url") {
+            match store_url_error(&url) {
+                Some(msg) => self.err(doc, &key(&base, "url"), At::Value, msg),
+                None => s.url = Some(Secret::new(url)),
+            }
+        }
         if let Ok(Some(Dur(r))) = self.field::<Dur>(doc, &base, m, "retention") {
             if r.is_zero() {
                 let msg = "retention must be greater than zero";
@@ -764,6 +781,29 @@ fn too_deep(text: &str, max: usize) -> Option<Pos> {
 /// asks, see `crate::fuzz`).
 pub(crate) fn nested_too_deep(text: &str) -> bool {
     too_deep(text, MAX_DEPTH).is_some()
+}
+
+/// Why `url` cannot be the shared store's address, if it cannot: it must be a PostgreSQL URL
+/// with a host and a database. Never repeats the URL (it holds a password).
+fn store_url_error(url: &str) -> Option<String> {
+    let u = match reqwest::Url::parse(url.trim()) {
+        Ok(u) => u,
+        Err(e) => return Some(format!("store.url is not a URL ({e})")),
+    };
+    if !matches!(u.scheme(), "postgres" | "postgresql") {
+        return Some(format!(
+            "store.url must be a PostgreSQL URL (postgres://user:password@host/database), \
+             not {:?}; leave it out for the embedded SQLite file under data_dir",
+            u.scheme()
+        ));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Some("store.url has no host".into());
+    }
+    if u.path().trim_start_matches('/').is_empty() {
+        return Some("store.url names no database (postgres://user:password@host/database)".into());
+    }
+    None
 }
 
 /// `http://host...` or `https://host...`, with a host that is not empty.

@@ -49,6 +49,10 @@ pub struct Config {
     pub alerting: AlertingOptions,
     /// This daemon's name in pages and dedup keys. Default: the host name.
     pub instance: String,
+    /// Where this daemon stands (`eu-west`): its results are tagged with it, probes may be
+    /// kept to some locations (`locations:`), and requests say it in their `User-Agent`.
+    /// Default: the instance name.
+    pub location: String,
     /// Base URL people reach this daemon at, for links in pages (e.g.
     /// `https://probed.example.com`). Default: none (no links).
     pub external_url: Option<String>,
@@ -154,6 +158,10 @@ impl Default for Defaults {
 /// `store:` options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreOptions {
+    /// `url`: a PostgreSQL database (`postgres://user:password@host/db`) several daemons
+    /// share. Absent: the embedded SQLite file under `data_dir`. It holds a password: never
+    /// shown but as `store::postgres::display_url` writes it.
+    pub url: Option<Secret>,
     /// How long raw results are kept. Default: 7 days.
     pub retention: Duration,
     /// Results waiting for the writer before new ones are dropped (and counted). Default: 65536.
@@ -167,6 +175,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
+            url: None,
             retention: Duration::from_secs(7 * 86400),
             queue: 65536,
             buffer: 200_000,
@@ -269,6 +278,8 @@ pub struct ProbeConfig {
     pub labels: BTreeMap<String, String>,
     /// Service-level objectives: burn-rate and Apdex alerts ([`crate::slo`]).
     pub slo: Option<crate::slo::SloSpec>,
+    /// The locations that run it (`locations: [eu-west, us-east]`). Empty: every location.
+    pub locations: Vec<String>,
     pub spec: ProbeSpec,
     /// Where it was defined (`file:line:col`), for messages.
     pub source: String,
@@ -277,6 +288,11 @@ pub struct ProbeConfig {
 }
 
 impl ProbeConfig {
+    /// Whether a daemon at `location` runs this probe.
+    pub fn runs_at(&self, location: &str) -> bool {
+        self.locations.is_empty() || self.locations.iter().any(|l| l == location)
+    }
+
     /// What people see it called: `title`, else the name.
     pub fn display_name(&self) -> &str {
         self.title.as_deref().unwrap_or(&self.name)

@@ -60,6 +60,8 @@ pub struct Daemon {
     background: TaskTracker,
     /// Stops the heartbeat and Watchdog alert tasks (replaced when a reload changes them).
     switch_cancel: Mutex<CancellationToken>,
+    /// Where this daemon stands, as it started (a change waits for a restart).
+    location: String,
 }
 
 impl Daemon {
@@ -67,8 +69,13 @@ impl Daemon {
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
         // Anchor the monotonic scale the self-checks compare on.
         crate::time::mono_ms();
-        let (store, writer) = Store::open(&config.data_dir, config.store.queue).await?;
-        let env = Env::new(&config.defaults.nameservers).map_err(DaemonError::Env)?;
+        let (store, writer) = match &config.store.url {
+            Some(url) => Store::open_postgres(url.expose(), config.store.queue).await?,
+            None => Store::open(&config.data_dir, config.store.queue).await?,
+        };
+        let env = Env::new(&config.defaults.nameservers)
+            .map_err(DaemonError::Env)?
+            .with_origin(&config.instance, &config.location);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -139,6 +146,7 @@ impl Daemon {
             probe_tasks: TaskTracker::new(),
             background: TaskTracker::new(),
             switch_cancel: Mutex::new(CancellationToken::new()),
+            location: config.location.clone(),
         };
         let writer = writer
             .with_buffer(config.store.buffer)
@@ -194,7 +202,9 @@ impl Daemon {
         tracing::info!(
             listen = %local_addr,
             probes = config.probes.len(),
-            data_dir = %config.data_dir.display(),
+            instance = %config.instance,
+            location = %config.location,
+            store = %store_text(&config),
             "probed started"
         );
         Ok(d)
@@ -273,8 +283,13 @@ impl Daemon {
 
     async fn apply(&self, config: &Config) -> Result<(), DaemonError> {
         let runner = &self.shared.runner;
-        let names: Vec<(String, &'static str)> = config
+        // Probes kept to other locations (`locations:`) are not run here.
+        let here: Vec<&ProbeConfig> = config
             .probes
+            .iter()
+            .filter(|p| p.runs_at(&self.location))
+            .collect();
+        let names: Vec<(String, &'static str)> = here
             .iter()
             .map(|p| (p.name.clone(), p.spec.kind()))
             .collect();
@@ -284,8 +299,7 @@ impl Daemon {
             .rollups_since(crate::time::now_ms() - 25 * 3_600_000)
             .await?;
         // Push probes: their ping clocks, from the store (a restart does not reset them).
-        let push_ids: Vec<(i64, String)> = config
-            .probes
+        let push_ids: Vec<(i64, String)> = here
             .iter()
             .filter_map(|p| match &p.spec {
                 crate::probe::ProbeSpec::Push(s) => saved
@@ -312,9 +326,8 @@ impl Daemon {
         // raises one afresh.
         let stale: Vec<&ProbeConfig> = {
             let probes = self.shared.probes.read().unwrap();
-            config
-                .probes
-                .iter()
+            here.iter()
+                .copied()
                 .filter(|pc| {
                     pc.slo.is_some()
                         && probes
@@ -349,7 +362,7 @@ impl Daemon {
         }
         let mut probes = self.shared.probes.write().unwrap();
         let wanted: HashMap<&str, &ProbeConfig> =
-            config.probes.iter().map(|p| (p.name.as_str(), p)).collect();
+            here.iter().map(|p| (p.name.as_str(), *p)).collect();
         // Stop removed probes.
         let removed: Vec<String> = probes
             .keys()
@@ -363,7 +376,7 @@ impl Daemon {
                 tracing::info!(probe = %name, "probe removed");
             }
         }
-        for pc in &config.probes {
+        for &pc in &here {
             let existing = probes.get(&pc.name);
             if let Some(r) = existing
                 && r.entry.cfg.same_as(pc)
@@ -462,6 +475,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<(&'static str, String
         old.data_dir.display().to_string(),
         new.data_dir.display().to_string(),
     );
+    diff("location", old.location.clone(), new.location.clone());
+    diff("store.url", store_text(old), store_text(new));
     diff(
         "store.queue",
         old.store.queue.to_string(),
@@ -483,4 +498,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<(&'static str, String
         new.defaults.max_per_host.to_string(),
     );
     out
+}
+
+/// The store as it may be logged: the SQLite file, or the PostgreSQL URL without its password.
+fn store_text(c: &Config) -> String {
+    match &c.store.url {
+        Some(u) => crate::store::postgres::display_url(u.expose()),
+        None => c.data_dir.join("probed.db").display().to_string(),
+    }
 }

@@ -230,9 +230,6 @@ impl std::fmt::Display for StatusPattern {
 /// Most redirects `max_redirects` may allow.
 const MAX_REDIRECTS_LIMIT: u32 = 30;
 
-/// Sent as `User-Agent` unless the probe sets its own.
-const USER_AGENT: &str = concat!("probed/", env!("CARGO_PKG_VERSION"));
-
 impl Spec {
     /// Every problem, without I/O (the CA file is read at build time). Messages never repeat
     /// the URL or a header value: either may hold a secret.
@@ -366,9 +363,6 @@ impl Spec {
         let mut secrets = Vec::new();
         let mut headers =
             net::sensitive_headers(&self.request.headers, "request.headers", &mut secrets)?;
-        if !headers.contains_key(header::USER_AGENT) {
-            headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-        }
         if let Some(userinfo) = &target.userinfo {
             let auth = net::userinfo_auth(userinfo, &mut secrets);
             if !headers.contains_key(header::AUTHORIZATION) {
@@ -495,8 +489,9 @@ pub struct Check {
     pub spec: Spec,
     target: Target,
     method: Method,
-    /// Request headers for the probe's own origin: the spec's, `User-Agent`, and
-    /// `Authorization` from the URL's userinfo. `Host` and `Connection` are added per request.
+    /// Request headers for the probe's own origin: the spec's and `Authorization` from the
+    /// URL's userinfo. `Host`, `Connection` and the env's `User-Agent` (unless the spec has
+    /// one) are added per request.
     headers: HeaderMap,
     body: Bytes,
     body_regex: Option<regex::Regex>,
@@ -853,7 +848,7 @@ impl Check {
         };
         let tcp = net::connect_any(cx, started, obs, &ips, target.port).await?;
 
-        let request = self.request(target, method, with_body)?;
+        let request = self.request(target, method, with_body, &cx.env.user_agent)?;
         if !target.secure {
             return self.exchange(cx, started, obs, tcp, request).await;
         }
@@ -891,6 +886,7 @@ impl Check {
         target: &Target,
         method: &Method,
         with_body: bool,
+        user_agent: &HeaderValue,
     ) -> Result<http::Request<Full<Bytes>>, String> {
         let body = if with_body {
             self.body.clone()
@@ -902,6 +898,9 @@ impl Check {
         *req.uri_mut() = http::Uri::from(target.path.clone());
         let headers = req.headers_mut();
         *headers = self.headers.clone();
+        if !headers.contains_key(header::USER_AGENT) {
+            headers.insert(header::USER_AGENT, user_agent.clone());
+        }
         let trusted = self.trusted(target);
         if !trusted {
             for h in [

@@ -121,6 +121,11 @@ pub struct Env {
     pub roots: Arc<rustls::RootCertStore>,
     /// Heartbeats pushed in by jobs, for `kind: push` (filled by the daemon).
     pub push: push::Board,
+    /// Sent as `User-Agent` by HTTP and websocket probes that do not set their own:
+    /// `probed/<version> (<instance>; <location>)`, so a target's owner can tell the
+    /// locations apart in their logs ([`Env::with_origin`]); `probed/<version>` alone until
+    /// it is set.
+    pub user_agent: ::http::HeaderValue,
 }
 
 impl Env {
@@ -165,7 +170,34 @@ impl Env {
             resolver,
             roots: Arc::new(roots),
             push: Default::default(),
+            user_agent: ::http::HeaderValue::from_static(concat!(
+                "probed/",
+                env!("CARGO_PKG_VERSION")
+            )),
         })
+    }
+
+    /// Says where requests come from: `User-Agent: probed/<version> (<instance>;
+    /// <location>)`. Characters a header cannot carry become `?`.
+    pub fn with_origin(mut self, instance: &str, location: &str) -> Env {
+        let ua = format!(
+            "probed/{} ({instance}; {location})",
+            env!("CARGO_PKG_VERSION")
+        );
+        let ua: String = ua
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(v) = ::http::HeaderValue::from_str(&ua) {
+            self.user_agent = v;
+        }
+        self
     }
 }
 

@@ -44,8 +44,6 @@ pub const MAX_FRAME_LIMIT: u64 = 64 << 20;
 pub const MAX_BURST: u32 = 200;
 /// How long a check waits for the server's reply to its Close (never past the deadline).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Sent as `User-Agent` unless the probe sets its own.
-const USER_AGENT: &str = concat!("probed/", env!("CARGO_PKG_VERSION"));
 
 /// A websocket probe.
 #[derive(Debug, Clone, Deserialize)]
@@ -428,9 +426,6 @@ impl Spec {
                 .map_err(|_| "subprotocols: invalid subprotocol".to_string())?;
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, offered);
         }
-        if !headers.contains_key(header::USER_AGENT) {
-            headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-        }
 
         let preset = if let Some(px) = &self.phoenix {
             let v2 = px.vsn == "2.0.0";
@@ -712,7 +707,7 @@ impl Check {
         };
 
         let t = Instant::now();
-        let request = self.request()?;
+        let request = self.request(&cx.env.user_agent)?;
         let max = usize::try_from(self.max_frame).unwrap_or(usize::MAX);
         let config = WebSocketConfig::default()
             .max_frame_size(Some(max))
@@ -771,11 +766,17 @@ impl Check {
         }
     }
 
-    /// The upgrade request: the prepared headers and a fresh key.
-    fn request(&self) -> Result<http::Request<()>, String> {
+    /// The upgrade request: the prepared headers, the env's `User-Agent` unless the spec
+    /// set one, and a fresh key.
+    fn request(&self, user_agent: &HeaderValue) -> Result<http::Request<()>, String> {
         let mut request = http::Request::new(());
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
+        if !request.headers().contains_key(header::USER_AGENT) {
+            request
+                .headers_mut()
+                .insert(header::USER_AGENT, user_agent.clone());
+        }
         let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
         let key = HeaderValue::from_str(&key).map_err(|_| "upgrade: bad key".to_string())?;
         request.headers_mut().insert(header::SEC_WEBSOCKET_KEY, key);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod pg;
 pub mod receiver;
 pub mod scenario;
 pub mod smtp;

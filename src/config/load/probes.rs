@@ -47,6 +47,7 @@ const PROBE_KEYS: &[&str] = &[
     "description",
     "title",
     "slo",
+    "locations",
 ];
 /// Most checks in flight at once, in all or against one host (each holds a socket).
 const MAX_CONCURRENT: u64 = 100_000;
@@ -348,6 +349,23 @@ impl Loader<'_> {
         let labels = self.field::<BTreeMap<String, String>>(doc, path, m, "labels");
         let description = self.field::<String>(doc, path, m, "description");
         let title = self.field::<String>(doc, path, m, "title");
+        let locations = self.field::<Vec<String>>(doc, path, m, "locations");
+        if let Ok(Some(list)) = &locations {
+            let at = key(path, "locations");
+            if list.is_empty() {
+                let msg = "locations is empty: the probe would run nowhere (leave it out to run \
+                           it everywhere)";
+                self.err(doc, &at, At::Value, msg);
+            }
+            for (i, l) in list.iter().enumerate() {
+                if let Some(msg) = check_name("location", l) {
+                    self.err(doc, &idx(&at, i), At::Value, msg);
+                } else if list[..i].contains(l) {
+                    let msg = format!("location {l:?} is listed twice");
+                    self.err(doc, &idx(&at, i), At::Value, msg);
+                }
+            }
+        }
         let slo = self.field::<crate::slo::SloSpec>(doc, path, m, "slo");
         if let Ok(Some(spec)) = &slo {
             let base = key(path, "slo");
@@ -414,6 +432,7 @@ impl Loader<'_> {
             description: description.ok()?.filter(|t| !t.trim().is_empty()),
             labels: labels.ok()?.unwrap_or_default(),
             slo: slo.ok()?,
+            locations: locations.ok()?.unwrap_or_default(),
             spec: spec?,
             source,
             raw: v.clone(),

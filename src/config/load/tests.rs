@@ -291,7 +291,7 @@ const CASES: &[Case] = &[
         files: &[],
         env: &[],
         want: &[
-            r#"probed.yaml:1:1: unknown key "foo" (valid keys: listen, data_dir, admin_token, probes, defaults, store, notifiers, routes, watchdog, maintenance, alerting, instance, external_url, status_page)"#,
+            r#"probed.yaml:1:1: unknown key "foo" (valid keys: listen, data_dir, admin_token, probes, defaults, store, notifiers, routes, watchdog, maintenance, alerting, instance, location, external_url, status_page)"#,
         ],
     },
     Case {
@@ -1150,4 +1150,57 @@ fn nesting_deeper_than_64_levels_is_an_error_at_once() {
     );
     let dashes = format!("x-a: {}a\n", "- ".repeat(200_000));
     assert_eq!(errors_of(&dashes, &[], &[]).len(), 1);
+}
+
+/// Several daemons, one store: `location` (default: the instance), `store.url` (a secret
+/// interpolated like any other, never shown in a message), and probes kept to locations.
+#[test]
+fn locations_and_a_shared_store() {
+    let c = ok(
+        "instance: probed-eu-1\nlocation: eu-west\nstore: { url: \"postgres://probed:${PG_PASSWORD}@db.internal/probed\" }\n\
+         probes:\n  - { name: api, kind: http, request: { url: \"http://a.example/\" }, locations: [eu-west, us-east] }\n  \
+         - { name: web, kind: http, request: { url: \"http://b.example/\" } }\n",
+        &[],
+        &[("PG_PASSWORD", "s3cret-pw")],
+    );
+    assert_eq!(
+        (c.instance.as_str(), c.location.as_str()),
+        ("probed-eu-1", "eu-west")
+    );
+    assert_eq!(
+        c.store.url.as_ref().map(|u| u.expose()),
+        Some("postgres://probed:s3cret-pw@db.internal/probed")
+    );
+    assert_eq!(c.probes[0].locations, ["eu-west", "us-east"]);
+    assert!(c.probes[0].runs_at("us-east") && !c.probes[0].runs_at("ap-south"));
+    assert!(c.probes[1].locations.is_empty() && c.probes[1].runs_at("ap-south"));
+    assert!(
+        !format!("{c:?}").contains("s3cret-pw"),
+        "the url is a secret"
+    );
+
+    let c = ok("instance: solo\n", &[], &[]);
+    assert_eq!(c.location, "solo", "default: the instance");
+    assert_eq!(c.store.url, None, "default: the SQLite file");
+
+    assert_eq!(
+        errors_of(
+            "location: \"eu west\"\nstore: { url: \"mysql://u:${PW}@h/db\" }\n\
+             probes:\n  - { name: a, kind: http, request: { url: \"http://a.example/\" }, locations: [] }\n  \
+             - { name: b, kind: http, request: { url: \"http://a.example/\" }, locations: [x, \"y z\", x] }\n",
+            &[],
+            &[("PW", "hunter2-secret")],
+        ),
+        [
+            "probed.yaml:1:11: invalid location name \"eu west\" (use letters, digits and _ . : -)",
+            "probed.yaml:2:15: store.url must be a PostgreSQL URL (postgres://user:password@host/database), not \"mysql\"; leave it out for the embedded SQLite file under data_dir",
+            "probed.yaml:4:78: locations is empty: the probe would run nowhere (leave it out to run it everywhere)",
+            "probed.yaml:5:82: invalid location name \"y z\" (use letters, digits and _ . : -)",
+            "probed.yaml:5:89: location \"x\" is listed twice",
+        ]
+    );
+    assert_eq!(
+        errors_of("store: { url: \"postgres://db.internal\" }\n", &[], &[]),
+        ["probed.yaml:1:15: store.url names no database (postgres://user:password@host/database)"]
+    );
 }

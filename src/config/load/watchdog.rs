@@ -244,6 +244,7 @@ impl Loader<'_> {
                 description: None,
                 labels,
                 slo: None,
+                locations: Vec::new(),
                 spec,
                 source,
                 raw: Value::Mapping(raw),

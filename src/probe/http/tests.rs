@@ -444,12 +444,43 @@ expect: {{ status: [200, 201], body_contains: '"ok":true' }}
     assert_eq!(h("content-length").as_deref(), Some("10"));
     assert_eq!(h("host"), Some(format!("127.0.0.1:{port}")));
     assert_eq!(h("connection").as_deref(), Some("close"));
-    assert_eq!(h("user-agent").as_deref(), Some(USER_AGENT));
-    assert!(USER_AGENT.starts_with("probed/"));
+    assert_eq!(
+        h("user-agent").as_deref(),
+        Some(concat!("probed/", env!("CARGO_PKG_VERSION")))
+    );
     // Userinfo goes as Basic credentials, percent-decoded: "probe:pa:ss".
     assert_eq!(
         h("authorization").as_deref(),
         Some(format!("Basic {}", base64(b"probe:pa:ss")).as_str())
+    );
+}
+
+/// A daemon says where it stands: `User-Agent: probed/<version> (<instance>; <location>)`,
+/// so a target's owner can tell the locations apart; a probe's own User-Agent still wins.
+#[tokio::test]
+async fn the_user_agent_names_the_instance_and_location() {
+    let (addr, mut seen) = http_server(|_| reply(200, "")).await;
+    let env = crate::probe::testkit::env().with_origin("probed-eu-1", "eu-west");
+    let s: Spec = spec(&format!("request: {{ url: 'http://{addr}/' }}"));
+    assert_up(&crate::probe::testkit::run_in(&s, &env, Duration::from_secs(5)).await);
+    let req = seen.recv().await.unwrap();
+    assert_eq!(
+        req.headers["user-agent"],
+        format!(
+            "probed/{} (probed-eu-1; eu-west)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let mine: Spec = spec(&format!(
+        "request: {{ url: 'http://{addr}/', headers: {{ user-agent: mine }} }}"
+    ));
+    assert_up(&crate::probe::testkit::run_in(&mine, &env, Duration::from_secs(5)).await);
+    assert_eq!(seen.recv().await.unwrap().headers["user-agent"], "mine");
+    // A character a header cannot carry does not lose the header.
+    let odd = crate::probe::testkit::env().with_origin("naïve\n", "eu");
+    assert_eq!(
+        odd.user_agent.to_str().unwrap(),
+        format!("probed/{} (na?ve?; eu)", env!("CARGO_PKG_VERSION"))
     );
 }
 
@@ -897,13 +928,22 @@ async fn credentials_are_not_sent_to_another_host() {
         .build()
         .unwrap();
     let downgrade = parse_target("http://a.example/y").unwrap();
-    let req = https.request(&downgrade, &Method::GET, true).unwrap();
+    let req = https
+        .request(
+            &downgrade,
+            &Method::GET,
+            true,
+            &HeaderValue::from_static("t"),
+        )
+        .unwrap();
     assert!(!req.headers().contains_key("authorization"));
     let upgrade = parse_target("https://a.example/y").unwrap();
     let http = spec("request: { url: 'http://u:p@a.example/x' }")
         .build()
         .unwrap();
-    let req = http.request(&upgrade, &Method::GET, true).unwrap();
+    let req = http
+        .request(&upgrade, &Method::GET, true, &HeaderValue::from_static("t"))
+        .unwrap();
     assert!(req.headers().contains_key("authorization"));
 }
 

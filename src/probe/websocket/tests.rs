@@ -472,6 +472,25 @@ async fn plain_upgrade_records_phases_and_sends_headers() {
     assert!(h("user-agent").unwrap().starts_with("probed/"));
 }
 
+/// The upgrade says where the daemon stands, as HTTP probes do.
+#[tokio::test]
+async fn the_user_agent_names_the_instance_and_location() {
+    let (addr, mut seen) = ws_server(None, |mut ws| async move {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    let env = crate::probe::testkit::env().with_origin("probed-us-1", "us-east");
+    let s: Spec = spec(&format!("url: 'ws://{addr}/'"));
+    assert_up(&crate::probe::testkit::run_in(&s, &env, Duration::from_secs(5)).await);
+    assert_eq!(
+        seen.recv().await.unwrap().headers["user-agent"],
+        format!(
+            "probed/{} (probed-us-1; us-east)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
 /// A tiny DNS server on UDP 127.0.0.1:0: `rt.test` has an A record (127.0.0.1) and no
 /// AAAA; every other name is NXDOMAIN.
 async fn dns_server() -> SocketAddr {
