@@ -23,14 +23,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::AlertSpec;
+use crate::config::{AlertSpec, Quorum};
 use crate::slo::Tracker;
 
 /// A probe's state as users see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// No verdict yet (just added, or never run).
+    #[default]
     Pending,
     Up,
     Down,
@@ -236,6 +237,120 @@ pub fn judge(
     })
 }
 
+/// One location's say on a probe: its own verdict, judged on its own runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vote {
+    pub location: String,
+    pub state: State,
+    /// Its latest result, unix ms (`None`: it has none).
+    pub checked_at: Option<i64>,
+    /// Why it failed, when it sees the probe down or degraded.
+    pub reason: Option<String>,
+}
+
+/// The locations' votes on one probe, counted: what a quorum of them says, and who said
+/// what.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// What the quorum says; `None` when no state has enough locations behind it (a split,
+    /// or nobody reporting): the probe keeps the state it has.
+    pub state: Option<State>,
+    /// Reporting locations, by what they see.
+    pub down: Vec<String>,
+    pub degraded: Vec<String>,
+    pub up: Vec<String>,
+    /// Locations with no result within `stale_after_ms`: they count neither way.
+    pub stale: Vec<String>,
+    /// Locations needed to agree (of those reporting).
+    pub needed: usize,
+}
+
+impl Tally {
+    /// Locations reporting.
+    pub fn reporting(&self) -> usize {
+        self.down.len() + self.degraded.len() + self.up.len()
+    }
+
+    /// Who sees what, when more than one location has a say: `from eu-west, us-east (2 of
+    /// 3); ap-south sees it up`. `None` for a lone location (its pages read as they always
+    /// have).
+    pub fn describe(&self, state: State) -> Option<String> {
+        if self.reporting() + self.stale.len() <= 1 {
+            return None;
+        }
+        let seeing = match state {
+            State::Down => self.down.clone(),
+            State::Degraded => [self.down.as_slice(), self.degraded.as_slice()].concat(),
+            _ => [self.up.as_slice(), self.degraded.as_slice()].concat(),
+        };
+        let mut s = format!(
+            "from {} ({} of {})",
+            seeing.join(", "),
+            seeing.len(),
+            self.reporting()
+        );
+        let others: Vec<(&str, &[String])> = match state {
+            State::Down => vec![("up", &self.up), ("degraded", &self.degraded)],
+            State::Degraded => vec![("up", &self.up)],
+            _ => vec![("down", &self.down)],
+        };
+        for (what, who) in others {
+            if !who.is_empty() {
+                let verb = if who.len() == 1 { "sees" } else { "see" };
+                s.push_str(&format!("; {} {verb} it {what}", who.join(", ")));
+            }
+        }
+        if !self.stale.is_empty() {
+            s.push_str(&format!(
+                "; no recent result from {}",
+                self.stale.join(", ")
+            ));
+        }
+        Some(s)
+    }
+}
+
+/// Counts `votes` under `rule` (`alert.locations`; `None`: a majority of those reporting).
+/// A vote counts when its result is at most `stale_after_ms` old at `now` and it is a
+/// verdict (`up`, `degraded`, `down`; not `pending`). The probe is `down` when `needed` of
+/// the reporting locations see it down; else `degraded` when `needed` see it down or
+/// degraded; else `up` when `needed` see it working. Otherwise nothing is decided, so a
+/// location that drops out or disagrees never flips the probe by itself: going down and
+/// coming back both take a quorum. Pure.
+pub fn tally(votes: &[Vote], rule: Option<Quorum>, now: i64, stale_after_ms: i64) -> Tally {
+    let mut t = Tally::default();
+    for v in votes {
+        let fresh = v.checked_at.is_some_and(|at| now - at <= stale_after_ms);
+        let slot = match v.state {
+            _ if !fresh => &mut t.stale,
+            State::Down => &mut t.down,
+            State::Degraded => &mut t.degraded,
+            State::Up => &mut t.up,
+            _ => continue,
+        };
+        slot.push(v.location.clone());
+    }
+    for l in [&mut t.down, &mut t.degraded, &mut t.up, &mut t.stale] {
+        l.sort();
+    }
+    let reporting = t.reporting();
+    t.needed = Quorum::needed(rule, reporting);
+    if reporting == 0 {
+        return t;
+    }
+    let (down, degraded, up) = (t.down.len(), t.degraded.len(), t.up.len());
+    t.state = if down >= t.needed {
+        Some(State::Down)
+    } else if down + degraded >= t.needed {
+        Some(State::Degraded)
+    } else if up + degraded >= t.needed {
+        Some(State::Up)
+    } else {
+        None
+    };
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,5 +532,142 @@ mod tests {
         for (seq, want) in cases {
             assert_eq!(run(seq, &a), want, "sequence {seq}");
         }
+    }
+
+    fn vote(location: &str, state: State, at: i64) -> Vote {
+        Vote {
+            location: location.into(),
+            state,
+            checked_at: Some(at),
+            reason: None,
+        }
+    }
+
+    /// The quorum over the locations that report: a lone location decides alone, one
+    /// place cut off pages no one, two of three page, a split keeps the state, a stale
+    /// location counts neither way, and the rule caps at those reporting.
+    #[test]
+    fn quorums() {
+        use State::*;
+        let (now, stale) = (100_000, 10_000);
+        let fresh = now - 1_000;
+        let old = now - 20_000;
+        let q = |votes: &[(&str, State, i64)], rule| {
+            let v: Vec<Vote> = votes.iter().map(|(l, s, at)| vote(l, *s, *at)).collect();
+            tally(&v, rule, now, stale)
+        };
+        for (votes, rule, want, needed) in [
+            (vec![("eu", Down, fresh)], None, Some(Down), 1),
+            (vec![("eu", Up, fresh)], None, Some(Up), 1),
+            (vec![("eu", Degraded, fresh)], None, Some(Degraded), 1),
+            (vec![("eu", Pending, fresh)], None, None, 1),
+            (vec![("eu", Down, old)], None, None, 1),
+            (
+                vec![("eu", Down, fresh), ("us", Up, fresh), ("ap", Up, fresh)],
+                None,
+                Some(Up),
+                2,
+            ),
+            (
+                vec![("eu", Down, fresh), ("us", Down, fresh), ("ap", Up, fresh)],
+                None,
+                Some(Down),
+                2,
+            ),
+            // One of three gone: a split of the other two decides nothing.
+            (
+                vec![("eu", Down, fresh), ("us", Up, fresh), ("ap", Down, old)],
+                None,
+                None,
+                2,
+            ),
+            // Two of three gone: the survivor decides (never more than report).
+            (
+                vec![("eu", Down, fresh), ("us", Up, old), ("ap", Up, old)],
+                Some(Quorum::Count(2)),
+                Some(Down),
+                1,
+            ),
+            (
+                vec![("eu", Down, fresh), ("us", Up, fresh), ("ap", Up, fresh)],
+                Some(Quorum::Count(1)),
+                Some(Down),
+                1,
+            ),
+            (
+                vec![("eu", Down, fresh), ("us", Up, fresh), ("ap", Up, fresh)],
+                Some(Quorum::Percent(50)),
+                Some(Up),
+                2,
+            ),
+            (
+                vec![("eu", Down, fresh), ("us", Up, fresh)],
+                Some(Quorum::Percent(50)),
+                Some(Down),
+                1,
+            ),
+            (
+                vec![
+                    ("eu", Down, fresh),
+                    ("us", Degraded, fresh),
+                    ("ap", Up, fresh),
+                ],
+                None,
+                Some(Degraded),
+                2,
+            ),
+            (
+                vec![
+                    ("eu", Degraded, fresh),
+                    ("us", Up, fresh),
+                    ("ap", Up, fresh),
+                ],
+                None,
+                Some(Up),
+                2,
+            ),
+        ] {
+            let t = q(&votes, rule);
+            assert_eq!((t.state, t.needed), (want, needed), "{votes:?} {rule:?}");
+        }
+    }
+
+    #[test]
+    fn who_sees_what() {
+        let now = 100_000;
+        let t = tally(
+            &[
+                vote("us-east", State::Down, now),
+                vote("eu-west", State::Down, now),
+                vote("ap-south", State::Up, now),
+            ],
+            None,
+            now,
+            10_000,
+        );
+        assert_eq!(
+            t.describe(State::Down).as_deref(),
+            Some("from eu-west, us-east (2 of 3); ap-south sees it up")
+        );
+        let t = tally(
+            &[
+                vote("us-east", State::Up, now),
+                vote("eu-west", State::Up, now),
+                vote("ap-south", State::Down, now - 60_000),
+            ],
+            None,
+            now,
+            10_000,
+        );
+        assert_eq!(
+            t.describe(State::Up).as_deref(),
+            Some("from eu-west, us-east (2 of 2); no recent result from ap-south")
+        );
+        let lone = tally(&[vote("eu", State::Down, now)], None, now, 10_000);
+        assert_eq!(
+            lone.describe(State::Down),
+            None,
+            "a lone location reads as before"
+        );
     }
 }

@@ -73,6 +73,11 @@ pub struct Alert {
     pub link: Option<String>,
     /// Which daemon sent it (`instance` in the config, else the host name).
     pub source: String,
+    /// Who sees what, when several locations share a store: `from eu-west, us-east (2 of
+    /// 3); ap-south sees it up` (for a resolve, who sees it up again). `None` for a lone
+    /// location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<String>,
 }
 
 impl Alert {
@@ -86,6 +91,13 @@ impl Alert {
             _ => "DOWN",
         };
         let mut s = format!("[probed] {what} {}", self.probe);
+        if let Some(l) = &self.locations {
+            s.push(' ');
+            if self.event == Event::Resolve {
+                s.push_str("up ");
+            }
+            s.push_str(l);
+        }
         if self.event.firing()
             && let Some(r) = &self.reason
         {
@@ -157,6 +169,10 @@ pub enum Page {
     /// Down, or outside its objectives: an incident opens with its first page (or the open
     /// one goes on, a flap during its resolve hold).
     Open(Box<PagePlan>),
-    /// Recovered: the open incident starts its resolve hold, `hold_ms` long.
-    Recover { hold_ms: i64 },
+    /// Recovered: the open incident starts its resolve hold, `hold_ms` long; `locations`
+    /// says who sees it up (several locations), for the resolve notice.
+    Recover {
+        hold_ms: i64,
+        locations: Option<String>,
+    },
 }

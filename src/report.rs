@@ -71,4 +71,20 @@ pub struct ProbeStatus {
     /// Its objectives' figures (burn rates, Apdex, the alert that is on), with `slo:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<crate::slo::Figures>,
+    /// Each location's own verdict, when several share a store (`probectl status
+    /// --locations`); the probe's `state` is their quorum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationStatus>,
+}
+
+/// One location's verdict on a probe.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LocationStatus {
+    pub location: String,
+    pub state: State,
+    /// Its latest result (RFC 3339).
+    pub last_checked_at: Option<String>,
+    pub last_error: Option<String>,
+    /// No result for two intervals: it counts toward no quorum.
+    pub stale: bool,
 }

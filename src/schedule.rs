@@ -25,7 +25,7 @@
 //!   finds no global slot before its deadline is skipped and counted (it is the daemon's own
 //!   limit, not the target's fault), never reported as the target being down.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ use crate::evaluate::Verdicts;
 use crate::hash::stable_hash;
 use crate::metrics::{Metrics, ProbeMetrics};
 use crate::probe::{CheckCx, Env, Observation, Probe};
-use crate::store::{HourRollup, LastResult, Record, StateChange, Store};
+use crate::store::{HourRollup, LastResult, Overall, Record, StateChange, Store};
 
 /// Hard stop after a check's own deadline, should the check overrun it.
 const BACKSTOP: Duration = Duration::from_millis(250);
@@ -61,6 +61,12 @@ pub struct Runner {
     /// Runs skipped, all probes together (overlap or no global slot).
     pub skipped_total: std::sync::atomic::AtomicU64,
     hosts: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    /// Where this daemon stands (`location`).
+    pub location: String,
+    /// The other locations' latest verdicts, by probe id (a shared store; [`Runner::sync`]).
+    pub votes: std::sync::RwLock<HashMap<i64, Vec<crate::evaluate::Vote>>>,
+    /// Why this daemon cannot see, while it is blind.
+    pub blind: Mutex<Option<String>>,
 }
 
 impl Runner {
@@ -81,7 +87,16 @@ impl Runner {
             skipped_total: Default::default(),
             router: Default::default(),
             hosts: Default::default(),
+            location: String::new(),
+            votes: Default::default(),
+            blind: Default::default(),
         }
+    }
+
+    /// Says where this daemon stands.
+    pub fn at_location(mut self, location: &str) -> Runner {
+        self.location = location.to_owned();
+        self
     }
 
     /// The per-host semaphore for `host`, shared by every probe of that host.
@@ -153,7 +168,14 @@ pub struct Running {
 /// What the daemon knows of a probe right now.
 #[derive(Debug, Clone, Default)]
 pub struct Live {
+    /// This location's verdicts.
     pub verdicts: Verdicts,
+    /// Why this location's verdict last changed (its failure, or the objective breached).
+    pub local_reason: Option<String>,
+    /// The probe's own state: the quorum of its locations (this one alone, without a shared
+    /// store), and since when.
+    pub overall: crate::evaluate::State,
+    pub overall_since: Option<i64>,
     pub last: Option<LastResult>,
     pub window: UptimeWindow,
     /// The probe's objectives and their windows, when it has `slo:`.
@@ -417,6 +439,13 @@ pub(crate) async fn run_once(
 }
 
 /// Feeds an observation to the state machine, the metrics and the store. Never waits.
+///
+/// Two states come out of it. This location's own verdict (`alert.after`, `within`,
+/// `recover_after`, objectives: [`crate::evaluate::judge`]) changes with its own runs and is
+/// recorded, never paged by itself. The probe's state is the quorum of the locations
+/// ([`Runner::overall_change`]): a lone daemon is its own quorum, so both change together;
+/// with several sharing a store, the others' verdicts count too, and only a change of the
+/// probe's state opens or resolves its incident.
 pub fn record(
     runner: &Runner,
     entry: &ProbeEntry,
@@ -425,7 +454,7 @@ pub fn record(
     obs: Observation,
 ) {
     let cfg = &entry.cfg;
-    let (judged, verdicts) = {
+    let (judged, verdicts, overall) = {
         let mut guard = entry.live.lock().unwrap();
         let live = &mut *guard;
         let judged = crate::evaluate::judge(
@@ -444,41 +473,28 @@ pub fn record(
             status_code: obs.status_code,
         });
         live.window.add(at, obs.ok);
-        (judged, live.verdicts.clone())
+        if let Some(j) = &judged {
+            live.local_reason = j.transition.reason.clone();
+        }
+        let severity = judged.as_ref().and_then(|j| j.severity.clone());
+        let overall = runner.overall_change(entry, live, at, severity.as_deref());
+        (judged, live.verdicts.clone(), overall)
     };
     runner.metrics.observe(metrics, &obs);
-    if let Some(crate::evaluate::Judged {
-        transition: t,
-        severity,
-    }) = judged
+    if let Some(t) = judged.as_ref().map(|j| &j.transition)
+        && runner.shared_store()
     {
-        match t.to {
-            crate::evaluate::State::Down => tracing::warn!(
-                probe = %cfg.name, from = %t.from, reason = t.reason.as_deref().unwrap_or(""),
-                "probe is down"
-            ),
-            crate::evaluate::State::Degraded => tracing::warn!(
-                probe = %cfg.name, from = %t.from, reason = t.reason.as_deref().unwrap_or(""),
-                "probe is outside its objectives"
-            ),
-            to => {
-                tracing::info!(probe = %cfg.name, from = %t.from, to = %to, "probe state changed")
-            }
-        }
-        let mut plan = runner.router.read().unwrap().plan_as(
-            cfg,
-            t.at,
-            t.reason.as_deref(),
-            severity.as_deref(),
-        );
-        if t.to == crate::evaluate::State::Degraded {
-            plan.alert.state = "degraded".into();
-        }
+        tracing::info!(probe = %cfg.name, from = %t.from, to = %t.to, reason = t.reason.as_deref().unwrap_or(""), "this location's verdict changed");
+    }
+    if let Some(o) = &overall {
+        log_overall(cfg, &o.transition);
+    }
+    if judged.is_some() || overall.is_some() {
         runner.store.state_change(StateChange {
             probe_id: entry.id,
-            page: crate::alert::plan::page_for(&t, plan),
-            transition: t,
-            verdicts: verdicts.clone(),
+            verdicts: judged.is_some().then(|| verdicts.clone()),
+            local: judged.map(|j| j.transition),
+            overall,
         });
     }
     runner.store.record(Record {
@@ -487,6 +503,181 @@ pub fn record(
         obs,
         verdicts,
     });
+}
+
+fn log_overall(cfg: &ProbeConfig, t: &crate::evaluate::Transition) {
+    use crate::evaluate::State;
+    let reason = t.reason.as_deref().unwrap_or("");
+    match t.to {
+        State::Down => tracing::warn!(probe = %cfg.name, from = %t.from, reason, "probe is down"),
+        State::Degraded => tracing::warn!(
+            probe = %cfg.name, from = %t.from, reason, "probe is outside its objectives"
+        ),
+        to => tracing::info!(probe = %cfg.name, from = %t.from, to = %to, "probe state changed"),
+    }
+}
+
+impl Runner {
+    /// Whether the store is shared with other daemons (PostgreSQL): then the other
+    /// locations' verdicts count, and [`Runner::sync`] brings them in.
+    pub fn shared_store(&self) -> bool {
+        self.store.backend() == "postgres"
+    }
+
+    /// Why this daemon cannot see, while it is blind: its own verdicts then count toward no
+    /// quorum.
+    pub fn blind(&self) -> Option<String> {
+        self.blind.lock().unwrap().clone()
+    }
+
+    /// The probe's state as the quorum of its locations says it now: this location's
+    /// verdict (unless blind) and the other locations' latest (from [`Runner::sync`]),
+    /// counted by [`crate::evaluate::tally`] under `alert.locations`. When it differs from
+    /// the state the probe has, the change and what it pages (the route's plan, with who
+    /// sees what); `None` otherwise. `severity` is an objective's own, for a change this
+    /// location's verdict made.
+    pub fn overall_change(
+        &self,
+        entry: &ProbeEntry,
+        live: &mut Live,
+        now: i64,
+        severity: Option<&str>,
+    ) -> Option<Overall> {
+        use crate::evaluate::{State, Transition, Vote};
+        let cfg = &entry.cfg;
+        let mut votes: Vec<Vote> = self
+            .votes
+            .read()
+            .unwrap()
+            .get(&entry.id)
+            .cloned()
+            .unwrap_or_default();
+        if self.blind.lock().unwrap().is_none() {
+            votes.push(Vote {
+                location: self.location.clone(),
+                state: live.verdicts.state,
+                checked_at: live.last.as_ref().map(|l| l.at),
+                reason: live.local_reason.clone(),
+            });
+        }
+        let tally = crate::evaluate::tally(&votes, cfg.alert.locations, now, entry.stale_after_ms);
+        let to = tally.state?;
+        if to == live.overall {
+            return None;
+        }
+        // The reason of a location that sees it so: this one's first.
+        let reason = (to != State::Up)
+            .then(|| {
+                let mine = votes
+                    .iter()
+                    .rev()
+                    .filter(|v| v.state == to && v.reason.is_some());
+                mine.map(|v| v.reason.clone()).next().flatten()
+            })
+            .flatten();
+        let t = Transition {
+            from: live.overall,
+            to,
+            at: now,
+            reason,
+        };
+        live.overall = to;
+        live.overall_since = Some(now);
+        let mut plan = self.router.read().unwrap().plan_as(
+            cfg,
+            t.at,
+            t.reason.as_deref(),
+            severity.filter(|_| to == State::Degraded),
+        );
+        if to == State::Degraded {
+            plan.alert.state = "degraded".into();
+        }
+        plan.alert.locations = tally.describe(to);
+        Some(Overall {
+            page: crate::alert::plan::page_for(&t, plan),
+            transition: t,
+        })
+    }
+
+    /// One pass with the other daemons of a shared store: says this one is alive (and
+    /// whether it is blind), reads the other locations' verdicts that changed since the
+    /// last pass and every probe's state (another daemon may have changed it), and judges
+    /// each running probe again, so a probe tips when another location's verdict, or a
+    /// location falling silent, makes the quorum move. `me` is this daemon's row.
+    pub async fn sync(
+        &self,
+        entries: &[Arc<ProbeEntry>],
+        me: &crate::store::DaemonRow,
+        last: &mut Option<i64>,
+    ) -> Result<(), crate::store::StoreError> {
+        use crate::evaluate::Vote;
+        let now = crate::clock::now_ms();
+        self.store.daemon_seen(me).await?;
+        // Results of other daemons land a little late (their writer lingers) and clocks
+        // differ: look back a minute past the last pass; the first pass reads ten minutes.
+        let since = last.map_or(now - 600_000, |l| l - 60_000);
+        let remote = self.store.remote_votes(since).await?;
+        let blind: std::collections::HashSet<String> = self
+            .store
+            .daemons()
+            .await?
+            .into_iter()
+            .filter(|d| d.blind.is_some() && now - d.seen_at < 60_000)
+            .map(|d| d.location)
+            .collect();
+        {
+            let mut votes = self.votes.write().unwrap();
+            for r in remote {
+                let list = votes.entry(r.probe_id).or_default();
+                list.retain(|v| v.location != r.location);
+                // A blind location's verdicts count toward no quorum.
+                if blind.contains(&r.location) {
+                    continue;
+                }
+                list.push(Vote {
+                    location: r.location,
+                    state: r.state,
+                    checked_at: r.checked_at,
+                    reason: r.error,
+                });
+            }
+            for b in &blind {
+                for list in votes.values_mut() {
+                    list.retain(|v| &v.location != b);
+                }
+            }
+        }
+        let overall: HashMap<i64, (crate::evaluate::State, Option<i64>)> = self
+            .store
+            .overall_changes(i64::MIN)
+            .await?
+            .into_iter()
+            .map(|(id, s, since)| (id, (s, since)))
+            .collect();
+        for e in entries {
+            let change = {
+                let mut live = e.live.lock().unwrap();
+                if let Some((s, since)) = overall.get(&e.id)
+                    && *s != live.overall
+                {
+                    live.overall = *s;
+                    live.overall_since = *since;
+                }
+                self.overall_change(e, &mut live, now, None)
+            };
+            if let Some(o) = change {
+                log_overall(&e.cfg, &o.transition);
+                self.store.state_change(StateChange {
+                    probe_id: e.id,
+                    verdicts: None,
+                    local: None,
+                    overall: Some(o),
+                });
+            }
+        }
+        *last = Some(now);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

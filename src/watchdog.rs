@@ -267,9 +267,7 @@ impl Shared {
             .collect();
         let mut counts: HashMap<State, i64> = HashMap::new();
         for e in &entries {
-            *counts
-                .entry(e.live.lock().unwrap().verdicts.state)
-                .or_default() += 1;
+            *counts.entry(e.live.lock().unwrap().overall).or_default() += 1;
         }
         let st = &self.runner.store.stats;
         let ds = &self.dispatcher.stats;
@@ -403,7 +401,7 @@ pub fn status_line(shared: &Shared) -> String {
     let entries = shared.entries();
     let down = entries
         .iter()
-        .filter(|e| e.live.lock().unwrap().verdicts.state == State::Down)
+        .filter(|e| e.live.lock().unwrap().overall == State::Down)
         .count();
     let problems = shared.problems();
     format!(

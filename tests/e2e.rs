@@ -72,16 +72,26 @@ async fn target_off_and_on_goes_up_down_up() {
         ok >= 2 && failed >= after as i64,
         "ok {ok}, failed {failed}"
     );
-    let changes: Vec<(String, String)> =
-        sqlx::query_as("SELECT from_state, to_state FROM state_changes ORDER BY id")
-            .fetch_all(&db)
-            .await
-            .unwrap();
-    let changes: Vec<String> = changes
-        .into_iter()
-        .map(|(a, b)| format!("{a}->{b}"))
-        .collect();
-    assert_eq!(changes, ["pending->up", "up->down", "down->up"]);
+    // The probe's own changes (loc -1) and this location's verdict's (a lone daemon: the
+    // same).
+    for loc in [-1, 0] {
+        let changes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT from_state, to_state FROM state_changes WHERE loc = ? ORDER BY id",
+        )
+        .bind(loc)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        let changes: Vec<String> = changes
+            .into_iter()
+            .map(|(a, b)| format!("{a}->{b}"))
+            .collect();
+        assert_eq!(
+            changes,
+            ["pending->up", "up->down", "down->up"],
+            "loc {loc}"
+        );
+    }
 }
 
 async fn sqlite(path: &std::path::Path) -> sqlx::SqlitePool {

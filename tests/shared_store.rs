@@ -112,3 +112,163 @@ fn an_unreachable_store_at_start_is_a_clear_error() {
     assert!(!err.contains("pw-9f8e7d"), "{err}");
     d.child = None;
 }
+
+/// Three daemons, three locations, one store: each probes `api` from where it stands (here,
+/// each through a target of its own, so one place can lose it while the others keep it).
+struct Three {
+    daemons: Vec<Daemon>,
+    targets: Vec<Target>,
+    hook: Receiver,
+    _db: ScratchDb,
+}
+
+const LOCATIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
+
+impl Three {
+    async fn start() -> Three {
+        let db = ScratchDb::create();
+        let hook = Receiver::webhook(vec![]).await;
+        let mut targets = Vec::new();
+        let mut daemons = Vec::new();
+        for loc in LOCATIONS {
+            let target = Target::start().await;
+            let mut d = Daemon::new(
+                &format!(
+                    "probes:\n  - name: api\n    kind: http\n    every: 500ms\n    timeout: 400ms\n    \
+                     request: {{ url: \"{}\" }}\n    alert: {{ after: 2, resolve_hold: 0s }}\n",
+                    target.url("/")
+                ),
+                &format!(
+                    "admin_token: {ADMIN}\ninstance: probed-{loc}\nlocation: {loc}\n\
+                     store: {{ url: \"{}\" }}\n\
+                     notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n",
+                    db.url,
+                    hook.url()
+                ),
+            );
+            d.start();
+            targets.push(target);
+            daemons.push(d);
+        }
+        Three {
+            daemons,
+            targets,
+            hook,
+            _db: db,
+        }
+    }
+
+    /// Waits until every daemon says location `loc` sees `api` as `state`.
+    fn wait_location(&self, loc: &str, state: &str) {
+        for d in &self.daemons {
+            support::wait_for(
+                Duration::from_secs(20),
+                &format!("{loc} seen {state} at {}", d.url()),
+                || {
+                    let (v, _) = d.status();
+                    v["probes"][0]["locations"].as_array().is_some_and(|ls| {
+                        ls.iter()
+                            .any(|l| l["location"] == loc && l["state"] == state)
+                    })
+                },
+            );
+        }
+    }
+
+    fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.hook
+            .requests()
+            .into_iter()
+            .filter(|r| r.body["event"] == event)
+            .map(|r| r.body)
+            .collect()
+    }
+}
+
+/// One place that cannot reach a target pages no one; two of three page once, saying who
+/// sees what; healing resolves once; every daemon tells the same state, with a row per
+/// location. Killing one daemon, the other two carry on and page once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_locations_page_once_and_one_alone_pages_no_one() {
+    let mut three = Three::start().await;
+    for d in &three.daemons {
+        d.wait_state("api", "up", Duration::from_secs(20));
+    }
+    three.wait_location("ap-south", "up");
+
+    // eu-west alone loses it: every daemon sees eu-west's verdict, the probe stays up.
+    three.targets[0].off();
+    three.wait_location("eu-west", "down");
+    for d in &three.daemons {
+        assert_eq!(d.probe_state("api"), "up", "one location of three");
+    }
+
+    // us-east too: two of three.
+    three.targets[1].off();
+    let (got, _) = three
+        .hook
+        .wait_accepted(Duration::from_secs(20), "the trigger", |r| {
+            r.iter().any(|r| r.body["event"] == "trigger")
+        });
+    let trigger = got.iter().find(|r| r.body["event"] == "trigger").unwrap();
+    assert_eq!(
+        trigger.body["locations"], "from eu-west, us-east (2 of 3); ap-south sees it up",
+        "{}",
+        trigger.body
+    );
+    assert!(
+        trigger.body["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("DOWN api from eu-west, us-east (2 of 3); ap-south sees it up"),
+        "{}",
+        trigger.body
+    );
+    for d in &three.daemons {
+        d.wait_state("api", "down", Duration::from_secs(10));
+    }
+    // The table with a row per location.
+    let table =
+        String::from_utf8_lossy(&three.daemons[2].probectl(&["status", "--locations"]).stdout)
+            .into_owned();
+    for want in ["@eu-west", "@us-east", "@ap-south"] {
+        assert!(table.contains(want), "{table}");
+    }
+
+    three.targets[0].on().await;
+    three.targets[1].on().await;
+    three
+        .hook
+        .wait_accepted(Duration::from_secs(20), "the resolve", |r| {
+            r.iter().any(|r| r.body["event"] == "resolve")
+        });
+    for d in &three.daemons {
+        d.wait_state("api", "up", Duration::from_secs(10));
+    }
+    let triggers = three.events("trigger");
+    assert_eq!(triggers.len(), 1, "one page: {triggers:?}");
+    let resolves = three.events("resolve");
+    assert_eq!(resolves.len(), 1, "one resolve: {resolves:?}");
+
+    // ap-south's daemon dies; eu-west and us-east lose the target: they page, once.
+    three.daemons[2].kill9();
+    three.targets[0].off();
+    three.targets[1].off();
+    three
+        .hook
+        .wait_accepted(Duration::from_secs(20), "the second trigger", |r| {
+            r.iter().filter(|r| r.body["event"] == "trigger").count() == 2
+        });
+    three.targets[0].on().await;
+    three.targets[1].on().await;
+    three
+        .hook
+        .wait_accepted(Duration::from_secs(30), "the second resolve", |r| {
+            r.iter().filter(|r| r.body["event"] == "resolve").count() == 2
+        });
+    let out = three.daemons[0].probectl(&["incidents", "--all", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let incidents = v["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 2, "{v}");
+    assert_eq!(three.events("trigger").len(), 2);
+}

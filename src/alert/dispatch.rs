@@ -43,6 +43,23 @@ pub struct Plan {
     pub router: Arc<Router>,
     pub probes: HashMap<String, ProbeConfig>,
     pub options: AlertingOptions,
+    /// Whose claim a delivery is (`instance`), when several daemons share the outbox.
+    pub claimer: String,
+}
+
+impl Plan {
+    /// How long a claim on a delivery lasts: the slowest notifier's deadline, the send's
+    /// backstop, and slack. A daemon that dies mid-send leaves its claim for this long,
+    /// then another sends.
+    pub fn lease(&self) -> Duration {
+        let slowest = self
+            .notifiers
+            .values()
+            .map(|n| n.timeout())
+            .max()
+            .unwrap_or_default();
+        slowest + SEND_BACKSTOP + Duration::from_secs(5)
+    }
 }
 
 impl Plan {
@@ -69,6 +86,7 @@ impl Plan {
                     .map(|p| (p.name.clone(), p.clone()))
                     .collect(),
                 options: config.alerting.clone(),
+                claimer: config.instance.clone(),
             },
             errors,
         )
@@ -268,6 +286,7 @@ impl Dispatcher {
                     )
                 }),
                 remind: reminder.map(|route| (route.notify.as_slice(), route.fallback.as_slice())),
+                last_reminder_at: r.last_reminder_at,
                 refresh: &refresh,
             };
             self.store
@@ -281,7 +300,9 @@ impl Dispatcher {
     }
 
     async fn send_due(self: &Arc<Self>, now: i64, sends: &TaskTracker) -> Result<(), StoreError> {
-        for job in self.store.due_deliveries(now).await? {
+        let plan = self.plan();
+        let lease = plan.lease().as_millis() as i64;
+        for job in self.store.due_deliveries(now, &plan.claimer, lease).await? {
             if !self.in_flight.lock().unwrap().insert(job.id) {
                 continue;
             }

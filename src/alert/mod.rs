@@ -155,6 +155,7 @@ pub(crate) mod testing {
             group: Some("API".into()),
             link: Some("http://probed.example/status#api-write".into()),
             source: "probed-test".into(),
+            locations: None,
         }
     }
 }

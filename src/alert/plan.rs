@@ -28,6 +28,7 @@ pub fn page_for(t: &Transition, plan: PagePlan) -> Option<Page> {
         }
         (State::Down | State::Degraded, State::Up) => Some(Page::Recover {
             hold_ms: plan.resolve_hold_ms,
+            locations: plan.alert.locations,
         }),
         _ => None,
     }
@@ -129,6 +130,7 @@ impl Router {
                 group: p.group.clone(),
                 link: self.link(&p.name),
                 source: self.instance.clone(),
+                locations: None,
             },
             notify: route.map(|r| r.notify.clone()).unwrap_or_default(),
             fallback: route.map(|r| r.fallback.clone()).unwrap_or_default(),

@@ -159,7 +159,7 @@ pub fn build_status(s: &Shared) -> StatusReport {
     for e in &probes {
         let cfg = &e.cfg;
         // Copy out what is needed under the lock; format after releasing it.
-        let (verdicts, last, uptime_24h, slo) = {
+        let (verdicts, (overall, overall_since), last, uptime_24h, slo, locations) = {
             let live = e.live.lock().unwrap();
             let last = live.last.as_ref().map(|l| {
                 (
@@ -170,12 +170,14 @@ pub fn build_status(s: &Shared) -> StatusReport {
             });
             (
                 live.verdicts.clone(),
+                (live.overall, live.overall_since),
                 last,
                 live.window.uptime_24h(now),
                 live.slo.as_ref().map(|t| t.figures(now)),
+                locations_of(s, e, &live, now),
             )
         };
-        let mut state = verdicts.state;
+        let mut state = overall;
         // Stale: the probe should have run twice since its last result. Say so rather than
         // repeat an old verdict.
         let last_at = last.as_ref().map(|l| l.0).unwrap_or(started);
@@ -186,7 +188,7 @@ pub fn build_status(s: &Shared) -> StatusReport {
             name: cfg.name.clone(),
             kind: cfg.spec.kind().to_owned(),
             state,
-            since: verdicts.since.map(crate::time::rfc3339),
+            since: overall_since.map(crate::time::rfc3339),
             last_checked_at: last.as_ref().map(|l| crate::time::rfc3339(l.0)),
             last_latency_ms: last.as_ref().map(|l| l.1 as f64 / 1000.0),
             last_error: last.and_then(|l| l.2),
@@ -195,6 +197,7 @@ pub fn build_status(s: &Shared) -> StatusReport {
             schedule: e.schedule_text.clone(),
             group: cfg.group.clone(),
             slo,
+            locations,
         });
     }
     let checks = s.health();
@@ -218,6 +221,48 @@ pub fn build_status(s: &Shared) -> StatusReport {
         },
         probes: out,
     }
+}
+
+/// Each location's verdict on `e`, with a shared store: this one's and the others' as last
+/// read (none for a lone daemon).
+fn locations_of(
+    s: &Shared,
+    e: &crate::schedule::ProbeEntry,
+    live: &crate::schedule::Live,
+    now: i64,
+) -> Vec<crate::report::LocationStatus> {
+    if !s.runner.shared_store() {
+        return Vec::new();
+    }
+    let mut votes = s
+        .runner
+        .votes
+        .read()
+        .unwrap()
+        .get(&e.id)
+        .cloned()
+        .unwrap_or_default();
+    votes.push(crate::evaluate::Vote {
+        location: s.runner.location.clone(),
+        state: live.verdicts.state,
+        checked_at: live.last.as_ref().map(|l| l.at),
+        reason: live
+            .last
+            .as_ref()
+            .filter(|l| !l.ok)
+            .and_then(|l| l.error.clone()),
+    });
+    votes.sort_by(|a, b| a.location.cmp(&b.location));
+    votes
+        .into_iter()
+        .map(|v| crate::report::LocationStatus {
+            stale: v.checked_at.is_none_or(|at| now - at > e.stale_after_ms),
+            last_checked_at: v.checked_at.map(crate::time::rfc3339),
+            last_error: v.reason.filter(|_| v.state != State::Up),
+            state: v.state,
+            location: v.location,
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::evaluate::State;
-use crate::report::{DaemonStatus, ProbeStatus, StatusReport};
+use crate::report::{DaemonStatus, StatusReport};
 
 /// The command line for probed: check a config, read the daemon's status and history,
 /// run a probe once by hand.
@@ -51,6 +51,10 @@ enum Command {
         /// Print the JSON of /api/v1/status instead of a table.
         #[arg(long)]
         json: bool,
+        /// Under each probe, a row per location with its own verdict (several daemons
+        /// sharing a store; the probe's state is their quorum).
+        #[arg(long)]
+        locations: bool,
     },
     /// Run one probe now, without the daemon, and print its phases and verdict.
     /// Exit 0 when up, 2 when down, 3 when it cannot run.
@@ -128,7 +132,7 @@ pub fn main() -> ExitCode {
     rt.block_on(async {
         match &cli.command {
             Command::CheckConfig => check_config(&cli.config),
-            Command::Status { json } => status(&api_base(&cli), *json).await,
+            Command::Status { json, locations } => status(&api_base(&cli), *json, *locations).await,
             Command::Run { probe, json } => run(&cli.config, probe, *json).await,
             Command::History { probe, limit, json } => {
                 history(&api_base(&cli), probe, *limit, *json).await
@@ -262,7 +266,7 @@ fn exit_for(alive: bool, healthy: bool, states: impl Iterator<Item = State>) -> 
     }
 }
 
-async fn status(base: &str, json: bool) -> ExitCode {
+async fn status(base: &str, json: bool, locations: bool) -> ExitCode {
     let body = match client::get(base, "/api/v1/status", Duration::from_secs(5)).await {
         Ok(body) => body,
         Err(e) => return print_unreachable(e.to_string(), json),
@@ -279,7 +283,10 @@ async fn status(base: &str, json: bool) -> ExitCode {
     }
     match serde_json::from_slice::<StatusReport>(&body) {
         Ok(report) => {
-            print!("{}", render_status(&report, crate::time::now_ms()));
+            print!(
+                "{}",
+                render_status(&report, crate::time::now_ms(), locations)
+            );
             ExitCode::from(status_exit(&report))
         }
         Err(e) => print_unreachable(format!("unreadable answer from {base}: {e}"), false),
@@ -349,8 +356,8 @@ fn unreachable_report(error: String) -> StatusReport {
     }
 }
 
-/// The status table.
-pub fn render_status(r: &StatusReport, now: i64) -> String {
+/// The status table; with `locations`, a row per location under each probe.
+pub fn render_status(r: &StatusReport, now: i64, locations: bool) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let d = &r.daemon;
@@ -398,39 +405,55 @@ pub fn render_status(r: &StatusReport, now: i64) -> String {
         );
     }
     let _ = writeln!(out);
-    let rows: Vec<[String; 6]> = r
-        .probes
-        .iter()
-        .map(|p: &ProbeStatus| {
-            [
-                p.name.clone(),
-                p.state.to_string().to_uppercase(),
-                p.last_latency_ms
-                    .map(|ms| {
-                        if ms < 10.0 {
-                            format!("{ms:.1}ms")
-                        } else {
-                            format!("{ms:.0}ms")
-                        }
-                    })
-                    .unwrap_or_else(|| "-".into()),
-                p.uptime_24h
-                    .map(|u| format!("{u:.2}%"))
-                    .unwrap_or_else(|| "-".into()),
-                p.last_checked_at
-                    .as_deref()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| crate::time::ago(t.timestamp_millis(), now))
-                    .unwrap_or_else(|| "never".into()),
-                // A degraded probe's runs pass: say which objective it is outside.
-                p.last_error
-                    .as_deref()
-                    .or(p.slo.as_ref().and_then(|s| s.alert.as_deref()))
-                    .map(|e| one_line(e, 80))
-                    .unwrap_or_default(),
-            ]
-        })
-        .collect();
+    let latency = |ms: f64| {
+        if ms < 10.0 {
+            format!("{ms:.1}ms")
+        } else {
+            format!("{ms:.0}ms")
+        }
+    };
+    let checked = |t: Option<&str>| {
+        t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| crate::time::ago(t.timestamp_millis(), now))
+            .unwrap_or_else(|| "never".into())
+    };
+    let mut rows: Vec<[String; 6]> = Vec::with_capacity(r.probes.len());
+    for p in &r.probes {
+        rows.push([
+            p.name.clone(),
+            p.state.to_string().to_uppercase(),
+            p.last_latency_ms.map(latency).unwrap_or_else(|| "-".into()),
+            p.uptime_24h
+                .map(|u| format!("{u:.2}%"))
+                .unwrap_or_else(|| "-".into()),
+            checked(p.last_checked_at.as_deref()),
+            // A degraded probe's runs pass: say which objective it is outside.
+            p.last_error
+                .as_deref()
+                .or(p.slo.as_ref().and_then(|s| s.alert.as_deref()))
+                .map(|e| one_line(e, 80))
+                .unwrap_or_default(),
+        ]);
+        if locations {
+            for l in &p.locations {
+                rows.push([
+                    format!("  @{}", l.location),
+                    if l.stale {
+                        format!("{} (stale)", l.state)
+                    } else {
+                        l.state.to_string()
+                    },
+                    String::new(),
+                    String::new(),
+                    checked(l.last_checked_at.as_deref()),
+                    l.last_error
+                        .as_deref()
+                        .map(|e| one_line(e, 80))
+                        .unwrap_or_default(),
+                ]);
+            }
+        }
+    }
     let head = [
         "PROBE",
         "STATE",
@@ -836,6 +859,7 @@ async fn test_alert(config: &Path, name: &str) -> ExitCode {
         group: None,
         link: None,
         source: cfg.instance.clone(),
+        locations: None,
     };
     let deadline = notifier.timeout() + Duration::from_secs(2);
     match tokio::time::timeout(deadline, notifier.send(&alert)).await {

@@ -199,6 +199,41 @@ pub struct AlertSpec {
     pub recover_after: u32,
     /// Severity label for routing. Default: `critical`.
     pub severity: String,
+    /// How many locations must see a probe down for it to be down (and up again for it to
+    /// recover), when several share a store: `2`, or `50%` of those reporting. Default: a
+    /// majority of the locations reporting. Never more than report: a lone survivor still
+    /// pages.
+    pub locations: Option<Quorum>,
+}
+
+/// `alert.locations`: a number of locations, or a share of those reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    Count(u32),
+    /// 1 to 100.
+    Percent(u32),
+}
+
+impl Quorum {
+    /// Locations needed out of `reporting` (at least 1, at most `reporting`); `None` is a
+    /// majority.
+    pub fn needed(rule: Option<Quorum>, reporting: usize) -> usize {
+        let n = match rule {
+            None => reporting / 2 + 1,
+            Some(Quorum::Count(c)) => c as usize,
+            Some(Quorum::Percent(p)) => (p as usize * reporting).div_ceil(100),
+        };
+        n.clamp(1, reporting.max(1))
+    }
+}
+
+impl fmt::Display for Quorum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quorum::Count(n) => write!(f, "{n}"),
+            Quorum::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 impl Default for AlertSpec {
@@ -209,6 +244,7 @@ impl Default for AlertSpec {
             resolve_hold: None,
             recover_after: 1,
             severity: "critical".into(),
+            locations: None,
         }
     }
 }

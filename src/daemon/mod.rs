@@ -73,6 +73,7 @@ impl Daemon {
             Some(url) => Store::open_postgres(url.expose(), config.store.queue).await?,
             None => Store::open(&config.data_dir, config.store.queue).await?,
         };
+        store.set_location(&config.location).await?;
         let env = Env::new(&config.defaults.nameservers)
             .map_err(DaemonError::Env)?
             .with_origin(&config.instance, &config.location);
@@ -102,13 +103,16 @@ impl Daemon {
                  refused, but status, incidents, results and metrics are open to the network"
             );
         }
-        let runner = Arc::new(Runner::new(
-            env,
-            store.clone(),
-            Metrics::new(),
-            config.defaults.max_concurrent,
-            config.defaults.max_per_host,
-        ));
+        let runner = Arc::new(
+            Runner::new(
+                env,
+                store.clone(),
+                Metrics::new(),
+                config.defaults.max_concurrent,
+                config.defaults.max_per_host,
+            )
+            .at_location(&config.location),
+        );
         *runner.router.write().unwrap() =
             Arc::new(crate::alert::plan::Router::from_config(&config));
         let build_cx = crate::alert::BuildCx::new().map_err(DaemonError::Env)?;
@@ -198,6 +202,14 @@ impl Daemon {
         d.background
             .spawn(clock::watch(shared.clone(), d.probes_cancel.clone()));
         d.start_dead_mans_switch(&config);
+        if shared.runner.shared_store() {
+            d.background.spawn(sync_locations(
+                shared.clone(),
+                config.instance.clone(),
+                config.location.clone(),
+                d.probes_cancel.clone(),
+            ));
+        }
         crate::watchdog::notify_ready(&format!("{} probes", config.probes.len()));
         tracing::info!(
             listen = %local_addr,
@@ -400,6 +412,11 @@ impl Daemon {
                     let s = saved.get(&pc.name);
                     Live {
                         verdicts: s.map(|s| s.verdicts.clone()).unwrap_or_default(),
+                        local_reason: s
+                            .and_then(|s| s.last.as_ref())
+                            .and_then(|l| l.error.clone()),
+                        overall: s.map(|s| s.overall.0).unwrap_or_default(),
+                        overall_since: s.and_then(|s| s.overall.1),
                         last: s.and_then(|s| s.last.clone()),
                         window: s
                             .and_then(|s| rollups.remove(&s.id))
@@ -456,6 +473,45 @@ impl Daemon {
         }
         self.shared.runner.store.close().await;
         tracing::info!("probed stopped");
+    }
+}
+
+/// How often a daemon on a shared store says it is alive and reads the other locations.
+const SYNC_EVERY: Duration = Duration::from_secs(2);
+
+/// With a shared store: every [`SYNC_EVERY`], a [`Runner::sync`](crate::schedule::Runner::sync)
+/// pass (this daemon's heartbeat in the store, the other locations' verdicts in, every probe
+/// judged again), until `cancel`.
+async fn sync_locations(
+    shared: Arc<Shared>,
+    instance: String,
+    location: String,
+    cancel: CancellationToken,
+) {
+    let mut last = None;
+    let mut failures = 0u64;
+    loop {
+        let me = crate::store::DaemonRow {
+            instance: instance.clone(),
+            location: location.clone(),
+            started_at: shared.started_at,
+            seen_at: crate::time::now_ms(),
+            blind: shared.runner.blind(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        match shared.runner.sync(&shared.entries(), &me, &mut last).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!(error = %e, failures, "cannot read the other locations from the store; judging on this one's verdicts");
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(SYNC_EVERY) => {}
+        }
     }
 }
 

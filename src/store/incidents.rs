@@ -70,6 +70,9 @@ pub struct Followups<'a> {
     pub escalate: Option<(i64, &'a [String], &'a [String])>,
     /// The route's notifiers and fallback chain.
     pub remind: Option<(&'a [String], &'a [String])>,
+    /// The incident's last reminder as the reminder was decided on (it is queued only if
+    /// no one else has reminded meanwhile).
+    pub last_reminder_at: Option<i64>,
     /// Notifiers re-sent to while the incident fires (receivers that forget: Alertmanager).
     pub refresh: &'a [String],
 }

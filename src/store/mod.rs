@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::evaluate::{Transition, Verdicts};
+use crate::evaluate::{State, Transition, Verdicts};
 use crate::probe::Observation;
 
 /// Runs `$e` with `$db` bound to the queries of `$backend` (a `&Backend`: the same code,
@@ -89,15 +89,35 @@ pub struct Record {
     pub verdicts: Verdicts,
 }
 
-/// A state change on its way to the writer (never dropped).
+/// A state change on its way to the writer (never dropped): this location's own verdict,
+/// the probe's state (the quorum of the locations), or both.
 #[derive(Debug)]
 pub struct StateChange {
     pub probe_id: i64,
+    /// This location's verdicts after the change, persisted so a restart resumes them.
+    pub verdicts: Option<Verdicts>,
+    /// This location's own verdict changed: recorded, never pages by itself.
+    pub local: Option<Transition>,
+    /// The probe's state changed.
+    pub overall: Option<Overall>,
+}
+
+/// A change of the probe's own state, the quorum of its locations. Applied only if the
+/// store still holds `transition.from`: when several daemons see the same change, whoever
+/// writes first makes it (and opens the incident), the others find it made.
+#[derive(Debug)]
+pub struct Overall {
     pub transition: Transition,
-    pub verdicts: Verdicts,
     /// What the change does to the probe's incident (open it with its first page, or start
     /// its resolve hold), decided above the store when it happened.
     pub page: Option<crate::paging::Page>,
+}
+
+impl StateChange {
+    /// The change's page, if it opens or recovers an incident.
+    pub fn page_mut(&mut self) -> Option<&mut crate::paging::Page> {
+        self.overall.as_mut().and_then(|o| o.page.as_mut())
+    }
 }
 
 /// Counters the writer keeps, read by `/metrics` and the status API.
@@ -138,15 +158,47 @@ pub struct Store {
     file: Option<Arc<sqlite::FileId>>,
     /// Drawn once with the schema (`meta.store_id`); part of every dedup key.
     pub id: Arc<str>,
+    /// This daemon's location's id ([`Store::set_location`]; 0, the first location, until
+    /// set), shared with the writer, which tags results with it.
+    loc: Arc<AtomicI64>,
 }
 
 /// A probe's persisted state, read at start to resume.
 #[derive(Debug, Clone)]
 pub struct SavedProbe {
     pub id: i64,
+    /// This location's verdicts.
     pub verdicts: Verdicts,
+    /// The probe's own state (the quorum's) and since when.
+    pub overall: (State, Option<i64>),
+    /// This location's latest result.
     pub last: Option<LastResult>,
 }
+
+/// A location's latest verdict on a probe, as another location reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteVote {
+    pub probe_id: i64,
+    pub location: String,
+    pub state: State,
+    pub checked_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// A daemon writing to this store, as it last said it was alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonRow {
+    pub instance: String,
+    pub location: String,
+    pub started_at: i64,
+    pub seen_at: i64,
+    /// Why it cannot see, while it is blind.
+    pub blind: Option<String>,
+    pub version: String,
+}
+
+/// The id `state_changes.loc` gives a change of the probe's own state (the quorum's).
+pub const OVERALL: i64 = -1;
 
 /// The latest result of a probe.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,8 +262,10 @@ impl Store {
         let (ctx, crx) = mpsc::unbounded_channel();
         let stats = Arc::new(StoreStats::default());
         let alerts_queued = Arc::new(tokio::sync::Notify::new());
+        let loc = Arc::new(AtomicI64::new(0));
         Ok((
             Store {
+                loc: loc.clone(),
                 db: db.clone(),
                 results: rtx,
                 changes: ctx,
@@ -223,6 +277,7 @@ impl Store {
             },
             Writer {
                 db,
+                loc,
                 results: rrx,
                 changes: crx,
                 stats,
@@ -284,12 +339,51 @@ impl Store {
         self.queue_capacity - self.results.capacity()
     }
 
-    /// Makes sure every probe has a row; returns each one's id and saved state.
+    /// Says where this daemon stands: registers the location (the first ever gets id 0,
+    /// which rows from before locations carry) and returns its id; results and verdicts are
+    /// written under it from now on. A location new to the store starts its verdicts from
+    /// the probes' states.
+    pub async fn set_location(&self, name: &str) -> Result<i64, StoreError> {
+        let id = on_db!(&self.db, db => db.location_id(name).await)?;
+        self.loc.store(id, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// This daemon's location id.
+    pub fn location(&self) -> i64 {
+        self.loc.load(Ordering::Relaxed)
+    }
+
+    /// Makes sure every probe has a row; returns each one's id and saved state (this
+    /// location's verdicts, the probe's own state).
     pub async fn register(
         &self,
         probes: &[(String, &'static str)],
     ) -> Result<HashMap<String, SavedProbe>, StoreError> {
-        on_db!(&self.db, db => db.register(probes).await)
+        on_db!(&self.db, db => db.register(probes, self.location()).await)
+    }
+
+    /// The other locations' verdicts with a result since `since_ms`.
+    pub async fn remote_votes(&self, since_ms: i64) -> Result<Vec<RemoteVote>, StoreError> {
+        on_db!(&self.db, db => db.remote_votes(self.location(), since_ms).await)
+    }
+
+    /// The probes' own states (id, state, since) that changed since `since_ms`.
+    pub async fn overall_changes(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, State, Option<i64>)>, StoreError> {
+        on_db!(&self.db, db => db.overall_changes(since_ms).await)
+    }
+
+    /// Says this daemon is alive (and whether it is blind).
+    pub async fn daemon_seen(&self, d: &DaemonRow) -> Result<(), StoreError> {
+        on_db!(&self.db, db => db.daemon_seen(d).await)
+    }
+
+    /// Every daemon that ever wrote to this store, as it last said it was.
+    pub async fn daemons(&self) -> Result<Vec<DaemonRow>, StoreError> {
+        on_db!(&self.db, db => db.daemons().await)
     }
 
     /// Hourly rollups since `since_ms`, by probe id (oldest first).
@@ -308,7 +402,7 @@ impl Store {
         probe_id: i64,
         since_ms: i64,
     ) -> Result<Vec<(i64, bool, Duration)>, StoreError> {
-        on_db!(&self.db, db => db.slo_history(probe_id, since_ms).await)
+        on_db!(&self.db, db => db.slo_history(probe_id, self.location(), since_ms).await)
     }
 
     /// The newest results of a probe (newest first), at most `limit`, before `before_ms`.

@@ -59,9 +59,17 @@ pub enum AfterAttempt<'a> {
 }
 
 impl Store {
-    /// Pending rows due by `now`, the most overdue first (at most 256 per pass).
-    pub async fn due_deliveries(&self, now: i64) -> Result<Vec<DueDelivery>, StoreError> {
-        on_db!(&self.db, db => db.due_deliveries(now).await)
+    /// Pending rows due by `now`, the most overdue first (at most 256 per pass), claimed
+    /// for `claimer` (this daemon's instance) until `now + lease_ms`: rows another daemon
+    /// holds a live claim on are left to it; a claim that ran out (its daemon died mid-send)
+    /// is taken over. A daemon's own claims are its own again after a restart.
+    pub async fn due_deliveries(
+        &self,
+        now: i64,
+        claimer: &str,
+        lease_ms: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        on_db!(&self.db, db => db.due_deliveries(now, claimer, lease_ms).await)
     }
 
     /// The backlog, the rows `in_flight` left out of its next due time.

@@ -160,7 +160,7 @@ mod tests {
     use std::sync::atomic::AtomicU64;
 
     use crate::store::Failover;
-    use crate::store::sqlite::sql::tests::{page_plan, rec, until};
+    use crate::store::sqlite::sql::tests::{both, page_plan, rec, until};
     use crate::store::writer::MAX_BATCH;
     use crate::store::{StateChange, Store};
 
@@ -174,7 +174,7 @@ mod tests {
     impl Failover for Handed {
         fn unwritten(&self, change: &mut StateChange) {
             self.unwritten.lock().unwrap().push(change.probe_id);
-            if let Some(Page::Open(p)) = change.page.as_mut() {
+            if let Some(Page::Open(p)) = change.page_mut() {
                 p.paged_from_memory = true;
                 p.alert.dedup_key = "paged-from-memory".into();
             }
@@ -218,17 +218,17 @@ mod tests {
                 "the queue never fills"
             );
         }
-        store.state_change(StateChange {
-            probe_id: id,
-            transition: Transition {
-                from: State::Up,
+        store.state_change(both(
+            id,
+            Transition {
+                from: State::Pending,
                 to: State::Down,
                 at: 1_000 + total,
                 reason: Some("status 503".into()),
             },
-            verdicts: rec(id, 1_000 + total, false).verdicts,
-            page: Some(Page::Open(Box::new(page_plan("a")))),
-        });
+            rec(id, 1_000 + total, false).verdicts,
+            Some(Page::Open(Box::new(page_plan("a")))),
+        ));
         let st = store.stats.clone();
         until("the commit to fail and the buffer to fill", || {
             st.failing_streak.load(Ordering::Relaxed) > 0

@@ -15,6 +15,8 @@ use super::{Backend, Record, StateChange, StoreStats};
 /// The writer task's half. Run it with [`Writer::run`].
 pub struct Writer {
     pub(super) db: Backend,
+    /// This daemon's location id (see `Store::set_location`).
+    pub(super) loc: Arc<std::sync::atomic::AtomicI64>,
     pub(super) results: mpsc::Receiver<Record>,
     pub(super) changes: mpsc::UnboundedReceiver<StateChange>,
     pub(super) stats: Arc<StoreStats>,
@@ -233,10 +235,11 @@ impl Writer {
     /// failover take over, as for a full disk. SQLite answers or fails on its own (its busy
     /// timeout).
     async fn commit(&self, results: &[Record], changes: &[StateChange]) -> Result<(), sqlx::Error> {
+        let loc = self.loc.load(Ordering::Relaxed);
         match &self.db {
-            Backend::Sqlite(db) => db.commit(results, changes).await,
+            Backend::Sqlite(db) => db.commit(results, changes, loc).await,
             Backend::Postgres(db) => {
-                tokio::time::timeout(COMMIT_DEADLINE, db.commit(results, changes))
+                tokio::time::timeout(COMMIT_DEADLINE, db.commit(results, changes, loc))
                     .await
                     .unwrap_or_else(|_| {
                         Err(sqlx::Error::Io(std::io::Error::new(

@@ -46,22 +46,23 @@ pub struct MemoryPager(pub Arc<Dispatcher>);
 impl Failover for MemoryPager {
     fn unwritten(&self, change: &mut StateChange) {
         // Only a change that opens an incident pages.
-        let Some(Page::Open(plan)) = change.page.as_mut() else {
+        let Some(at) = change.overall.as_ref().map(|o| o.transition.at) else {
+            return;
+        };
+        let probe_id = change.probe_id;
+        let Some(Page::Open(plan)) = change.page_mut() else {
             return;
         };
         if plan.muted.is_some() || plan.notify.is_empty() || plan.paged_from_memory {
             return;
         }
-        if !self.0.memory.lock().unwrap().paged.insert(change.probe_id) {
+        if !self.0.memory.lock().unwrap().paged.insert(probe_id) {
             return;
         }
         plan.paged_from_memory = true;
-        plan.alert.dedup_key = format!(
-            "probed-{}-{}-{}",
-            plan.alert.source, change.probe_id, change.transition.at
-        );
+        plan.alert.dedup_key = format!("probed-{}-{}-{}", plan.alert.source, probe_id, at);
         let d = self.0.clone();
-        let (probe_id, plan) = (change.probe_id, plan.clone());
+        let plan = plan.clone();
         tokio::spawn(async move { d.page_from_memory(probe_id, plan).await });
     }
 

@@ -31,6 +31,7 @@ const ALERT_KEYS: &[&str] = &[
     "recover_after",
     "severity",
     "resolve_hold",
+    "locations",
 ];
 const MAINTENANCE_KEYS: &[&str] = &["name", "probes", "cron", "duration", "start", "end"];
 /// Keys every probe may have; the rest belongs to its kind.
@@ -140,6 +141,12 @@ impl Loader<'_> {
         }
         if let Ok(Some(Dur(h))) = self.field::<Dur>(doc, path, m, "resolve_hold") {
             a.resolve_hold = Some(h);
+        }
+        if let Some(v) = m.get("locations").filter(|v| !v.is_null()) {
+            match parse_quorum(v) {
+                Ok(q) => a.locations = Some(q),
+                Err(msg) => self.err(doc, &key(path, "locations"), At::Value, msg),
+            }
         }
         match self.field::<String>(doc, path, m, "severity") {
             Ok(Some(s)) if s.trim().is_empty() => {
@@ -573,5 +580,30 @@ fn fmt_dur(d: Duration) -> String {
         "0s".into()
     } else {
         format_duration(d)
+    }
+}
+
+/// `alert.locations`: a whole number of locations (1 to 1000), or a share of those reporting
+/// (`50%`, 1% to 100%).
+fn parse_quorum(v: &Value) -> Result<crate::config::Quorum, String> {
+    use crate::config::Quorum;
+    let bad = || {
+        "alert.locations must be a number of locations (e.g. 2) or a share of those \
+         reporting (e.g. 50%)"
+            .to_string()
+    };
+    match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(n @ 1..=1000) => Ok(Quorum::Count(n as u32)),
+            _ => Err("alert.locations must be a whole number from 1 to 1000".into()),
+        },
+        Value::String(s) => {
+            let p = s.trim().strip_suffix('%').ok_or_else(bad)?;
+            match p.trim().parse::<u32>() {
+                Ok(p @ 1..=100) => Ok(Quorum::Percent(p)),
+                _ => Err("alert.locations as a share must be from 1% to 100%".into()),
+            }
+        }
+        _ => Err(bad()),
     }
 }

@@ -1204,3 +1204,37 @@ fn locations_and_a_shared_store() {
         ["probed.yaml:1:15: store.url names no database (postgres://user:password@host/database)"]
     );
 }
+
+/// `alert.locations`: a number, or a share of those reporting.
+#[test]
+fn alert_locations() {
+    let c = ok(
+        "defaults: { alert: { locations: 2 } }\nprobes:\n  - { name: a, kind: http, request: { url: \"http://a.example/\" } }\n  \
+         - { name: b, kind: http, request: { url: \"http://a.example/\" }, alert: { locations: 50% } }\n",
+        &[],
+        &[],
+    );
+    use crate::config::Quorum;
+    assert_eq!(c.probes[0].alert.locations, Some(Quorum::Count(2)));
+    assert_eq!(c.probes[1].alert.locations, Some(Quorum::Percent(50)));
+    assert_eq!(Quorum::needed(Some(Quorum::Percent(50)), 3), 2);
+    assert_eq!(
+        Quorum::needed(Some(Quorum::Count(2)), 1),
+        1,
+        "capped at those reporting"
+    );
+    assert_eq!(Quorum::needed(None, 4), 3, "a majority");
+    assert_eq!(
+        errors_of(
+            "defaults: { alert: { locations: 0 } }\nprobes:\n  - { name: a, kind: http, request: { url: \"http://a.example/\" }, alert: { locations: 150% } }\n  \
+             - { name: b, kind: http, request: { url: \"http://a.example/\" }, alert: { locations: most } }\n",
+            &[],
+            &[],
+        ),
+        [
+            "probed.yaml:1:33: alert.locations must be a whole number from 1 to 1000",
+            "probed.yaml:3:87: alert.locations as a share must be from 1% to 100%",
+            "probed.yaml:4:87: alert.locations must be a number of locations (e.g. 2) or a share of those reporting (e.g. 50%)",
+        ]
+    );
+}

@@ -28,7 +28,7 @@ pub(crate) async fn open_incident(
         let id: i64 = row.get("id");
         let recovering = row.get::<Option<i64>, _>("recovered_at").is_some();
         sqlx::query(
-            "UPDATE incidents SET recovered_at = NULL, resolve_due_at = NULL, \
+            "UPDATE incidents SET recovered_at = NULL, resolve_due_at = NULL, recovered_from = NULL, \
              flaps = flaps + $1 WHERE id = $2",
         )
         .bind(recovering as i64)
@@ -104,19 +104,22 @@ pub(crate) async fn open_incident(
     Ok(())
 }
 
-/// The probe recovered: the open incident starts its resolve hold.
+/// The probe recovered: the open incident starts its resolve hold. `locations` says who
+/// sees it up, for the resolve notice.
 pub(crate) async fn recover_incident(
     conn: &mut Conn,
     probe_id: i64,
     at: i64,
     hold_ms: i64,
+    locations: &Option<String>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE incidents SET recovered_at = $1, resolve_due_at = $2 \
-         WHERE probe_id = $3 AND resolved_at IS NULL",
+        "UPDATE incidents SET recovered_at = $1, resolve_due_at = $2, recovered_from = $3 \
+         WHERE probe_id = $4 AND resolved_at IS NULL",
     )
     .bind(at)
     .bind(at + hold_ms)
+    .bind(locations)
     .bind(probe_id)
     .execute(&mut *conn)
     .await?;
@@ -217,7 +220,7 @@ pub(crate) async fn cancel_pending_pages(
 pub(crate) async fn resolve(conn: &mut Conn, incident: i64, now: i64) -> Result<(), sqlx::Error> {
     let row = sqlx::query(
         "UPDATE incidents SET resolved_at = recovered_at WHERE id = $1 AND resolved_at IS NULL \
-         RETURNING alert, recovered_at, send_resolve",
+         RETURNING alert, recovered_at, send_resolve, recovered_from",
     )
     .bind(incident)
     .fetch_optional(&mut *conn)
@@ -232,6 +235,7 @@ pub(crate) async fn resolve(conn: &mut Conn, incident: i64, now: i64) -> Result<
     };
     alert.state = "up".into();
     alert.resolved_at = row.get("recovered_at");
+    alert.locations = row.get("recovered_from");
     let to = paged_notifiers(conn, incident).await?;
     enqueue(conn, &alert, Event::Resolve, &to, &[], now).await?;
     Ok(())
@@ -472,13 +476,17 @@ impl Db {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
-        if let Some((notify, fallback)) = route {
+        // Once, whoever gets here first (several daemons may share the store).
+        let first =
+            sqlx::query("UPDATE incidents SET paged = 1, muted = NULL WHERE id = $1 AND paged = 0")
+                .bind(incident)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+        if let (true, Some((notify, fallback))) = (first, route) {
             enqueue(&mut tx, alert, Event::Trigger, notify, fallback, now).await?;
         }
-        sqlx::query("UPDATE incidents SET paged = 1, muted = NULL WHERE id = $1")
-            .bind(incident)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -507,21 +515,39 @@ impl Db {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
+        // Each step and reminder is taken from the state it was decided on: when several
+        // daemons share the store and decide the same, the first to write it queues it, the
+        // others find it taken.
         if let Some((step, notify, fallback)) = f.escalate {
-            enqueue(&mut tx, alert, Event::Escalation, notify, fallback, now).await?;
-            sqlx::query("UPDATE incidents SET escalation_step = $1 WHERE id = $2")
-                .bind(step)
-                .bind(incident)
-                .execute(&mut *tx)
-                .await?;
+            let won = sqlx::query(
+                "UPDATE incidents SET escalation_step = $1 WHERE id = $2 AND escalation_step = $3",
+            )
+            .bind(step)
+            .bind(incident)
+            .bind(step - 1)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            if won {
+                enqueue(&mut tx, alert, Event::Escalation, notify, fallback, now).await?;
+            }
         }
         if let Some((notify, fallback)) = f.remind {
-            enqueue(&mut tx, alert, Event::Reminder, notify, fallback, now).await?;
-            sqlx::query("UPDATE incidents SET last_reminder_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(incident)
-                .execute(&mut *tx)
-                .await?;
+            let won = sqlx::query(
+                "UPDATE incidents SET last_reminder_at = $1 WHERE id = $2 \
+                 AND COALESCE(last_reminder_at, -1) = COALESCE($3, -1)",
+            )
+            .bind(now)
+            .bind(incident)
+            .bind(f.last_reminder_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            if won {
+                enqueue(&mut tx, alert, Event::Reminder, notify, fallback, now).await?;
+            }
         }
         for name in f.refresh {
             enqueue(

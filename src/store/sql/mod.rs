@@ -18,7 +18,10 @@ use sqlx::{QueryBuilder, Row};
 
 use super::{Database, PG};
 use crate::evaluate::{State, Verdicts};
-use crate::store::{DAY_MS, HOUR_MS, HourRollup, LastResult, ResultRow, SavedProbe, StoreError};
+use crate::store::{
+    DAY_MS, DaemonRow, HOUR_MS, HourRollup, LastResult, RemoteVote, ResultRow, SavedProbe,
+    StoreError,
+};
 
 mod clock;
 pub(super) mod incidents;
@@ -55,9 +58,60 @@ impl Db {
             .await
     }
 
+    /// The id of location `name`, registering it if new: ids count from 0, the location
+    /// every row written before locations existed carries. A new location's verdicts start
+    /// from the probes' own states.
+    pub(crate) async fn location_id(&self, name: &str) -> Result<i64, StoreError> {
+        // Two daemons registering new locations at once may draw the same id: the loser's
+        // insert fails on the key, and it draws again.
+        for _ in 0..10 {
+            if let Some(id) =
+                sqlx::query_scalar::<_, i64>("SELECT id FROM locations WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.write)
+                    .await?
+            {
+                return Ok(id);
+            }
+            let mut tx = self.write.begin().await?;
+            let inserted = sqlx::query_scalar::<_, i64>(
+                "INSERT INTO locations (id, name) \
+                 SELECT COALESCE(max(id) + 1, 0), $1 FROM locations WHERE true \
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await;
+            let id = match inserted {
+                Ok(Some(id)) => id,
+                // Someone else took the id or the name meanwhile: look again.
+                Ok(None) => continue,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            sqlx::query(
+                "INSERT INTO probe_locations (probe_id, loc, state, state_since, \
+                 consecutive_failures, consecutive_successes, recent, checked_at, ok, \
+                 duration_us, error) \
+                 SELECT id, $1, state, state_since, consecutive_failures, \
+                 consecutive_successes, recent, last_checked_at, last_ok, last_duration_us, \
+                 last_error FROM probes WHERE true ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(id);
+        }
+        Err(StoreError::Query(sqlx::Error::Protocol(format!(
+            "cannot register location {name:?}: its id kept being taken"
+        ))))
+    }
+
     pub(crate) async fn register(
         &self,
         probes: &[(String, &'static str)],
+        loc: i64,
     ) -> Result<HashMap<String, SavedProbe>, StoreError> {
         let mut tx = self.write.begin().await?;
         for chunk in probes.chunks(400) {
@@ -71,39 +125,136 @@ impl Db {
         }
         tx.commit().await?;
         let rows = sqlx::query(
-            "SELECT id, name, state, state_since, consecutive_failures, consecutive_successes, \
-             recent, last_checked_at, last_ok, last_duration_us, last_error FROM probes",
+            "SELECT p.id, p.name, p.state AS overall, p.state_since AS overall_since, \
+             l.state, l.state_since, l.consecutive_failures, l.consecutive_successes, \
+             l.recent, l.checked_at, l.ok, l.duration_us, l.error \
+             FROM probes p LEFT JOIN probe_locations l ON l.probe_id = p.id AND l.loc = $1",
         )
+        .bind(loc)
         .fetch_all(&self.write)
         .await?;
         let mut out = HashMap::with_capacity(rows.len());
         for r in rows {
             let name: String = r.get("name");
-            let last = r
-                .get::<Option<i64>, _>("last_checked_at")
-                .map(|at| LastResult {
-                    at,
-                    ok: r.get::<Option<i64>, _>("last_ok") == Some(1),
-                    duration_us: r.get::<Option<i64>, _>("last_duration_us").unwrap_or(0),
-                    error: r.get("last_error"),
-                    status_code: None,
-                });
+            let last = r.get::<Option<i64>, _>("checked_at").map(|at| LastResult {
+                at,
+                ok: r.get::<Option<i64>, _>("ok") == Some(1),
+                duration_us: r.get::<Option<i64>, _>("duration_us").unwrap_or(0),
+                error: r.get("error"),
+                status_code: None,
+            });
+            let state = r.get::<Option<String>, _>("state");
             out.insert(
                 name,
                 SavedProbe {
                     id: r.get("id"),
                     verdicts: Verdicts {
-                        state: State::parse(r.get("state")).unwrap_or(State::Pending),
+                        state: state
+                            .as_deref()
+                            .and_then(State::parse)
+                            .unwrap_or(State::Pending),
                         since: r.get("state_since"),
-                        consecutive_failures: r.get::<i64, _>("consecutive_failures") as u32,
-                        consecutive_successes: r.get::<i64, _>("consecutive_successes") as u32,
-                        recent: r.get::<i64, _>("recent") as u64,
+                        consecutive_failures: r
+                            .get::<Option<i64>, _>("consecutive_failures")
+                            .unwrap_or(0) as u32,
+                        consecutive_successes: r
+                            .get::<Option<i64>, _>("consecutive_successes")
+                            .unwrap_or(0) as u32,
+                        recent: r.get::<Option<i64>, _>("recent").unwrap_or(0) as u64,
                     },
+                    overall: (
+                        State::parse(r.get("overall")).unwrap_or(State::Pending),
+                        r.get("overall_since"),
+                    ),
                     last,
                 },
             );
         }
         Ok(out)
+    }
+
+    pub(crate) async fn remote_votes(
+        &self,
+        loc: i64,
+        since_ms: i64,
+    ) -> Result<Vec<RemoteVote>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT pl.probe_id, l.name, pl.state, pl.checked_at, pl.error \
+             FROM probe_locations pl JOIN locations l ON l.id = pl.loc \
+             WHERE pl.loc != $1 AND pl.checked_at >= $2",
+        )
+        .bind(loc)
+        .bind(since_ms)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RemoteVote {
+                probe_id: r.get("probe_id"),
+                location: r.get("name"),
+                state: State::parse(r.get("state")).unwrap_or(State::Pending),
+                checked_at: r.get("checked_at"),
+                error: r.get("error"),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn overall_changes(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, State, Option<i64>)>, StoreError> {
+        let rows = sqlx::query("SELECT id, state, state_since FROM probes WHERE state_since >= $1")
+            .bind(since_ms)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("id"),
+                    State::parse(r.get("state")).unwrap_or(State::Pending),
+                    r.get("state_since"),
+                )
+            })
+            .collect())
+    }
+
+    pub(crate) async fn daemon_seen(&self, d: &DaemonRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO daemons (instance, location, started_at, seen_at, blind, version) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (instance) DO UPDATE SET \
+             location = excluded.location, started_at = excluded.started_at, \
+             seen_at = excluded.seen_at, blind = excluded.blind, version = excluded.version",
+        )
+        .bind(&d.instance)
+        .bind(&d.location)
+        .bind(d.started_at)
+        .bind(d.seen_at)
+        .bind(&d.blind)
+        .bind(&d.version)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn daemons(&self) -> Result<Vec<DaemonRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, location, started_at, seen_at, blind, version FROM daemons \
+             ORDER BY instance",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DaemonRow {
+                instance: r.get("instance"),
+                location: r.get("location"),
+                started_at: r.get("started_at"),
+                seen_at: r.get("seen_at"),
+                blind: r.get("blind"),
+                version: r.get("version"),
+            })
+            .collect())
     }
 
     pub(crate) async fn rollups_since(
@@ -128,17 +279,21 @@ impl Db {
         Ok(out)
     }
 
+    /// This location's runs (`loc`) after its own verdict last recovered from down.
     pub(crate) async fn slo_history(
         &self,
         probe_id: i64,
+        loc: i64,
         since_ms: i64,
     ) -> Result<Vec<(i64, bool, Duration)>, StoreError> {
         let row = sqlx::query(
-            "SELECT (SELECT max(at) FROM state_changes WHERE probe_id = $1 AND to_state = 'down') \
-             AS went, (SELECT max(at) FROM state_changes WHERE probe_id = $1 AND from_state = 'down') \
-             AS back",
+            "SELECT (SELECT max(at) FROM state_changes WHERE probe_id = $1 AND loc = $2 \
+             AND to_state = 'down') AS went, \
+             (SELECT max(at) FROM state_changes WHERE probe_id = $1 AND loc = $2 \
+             AND from_state = 'down') AS back",
         )
         .bind(probe_id)
+        .bind(loc)
         .fetch_one(&self.read)
         .await?;
         let (went, back): (Option<i64>, Option<i64>) = (row.get("went"), row.get("back"));
@@ -148,9 +303,11 @@ impl Db {
             _ => since_ms,
         };
         let rows = sqlx::query(
-            "SELECT at, ok, duration_us FROM results WHERE probe_id = $1 AND at >= $2 ORDER BY at",
+            "SELECT at, ok, duration_us FROM results WHERE probe_id = $1 AND loc = $2 \
+             AND at >= $3 ORDER BY at",
         )
         .bind(probe_id)
+        .bind(loc)
         .bind(from)
         .fetch_all(&self.read)
         .await?;

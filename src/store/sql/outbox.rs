@@ -3,8 +3,8 @@
 
 use sqlx::Row;
 
-use super::Db;
 use super::incidents::enqueue;
+use super::{Db, PG};
 use crate::paging::Alert;
 use crate::store::{AfterAttempt, Attempt, Backlog, DueDelivery, StoreError};
 
@@ -12,16 +12,36 @@ use crate::store::{AfterAttempt, Attempt, Backlog, DueDelivery, StoreError};
 const DUE_PER_PASS: i64 = 256;
 
 impl Db {
-    /// Pending rows due by `now`, the most overdue first (at most 256 per pass).
-    pub(crate) async fn due_deliveries(&self, now: i64) -> Result<Vec<DueDelivery>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, notifier, alert, attempts, fallback FROM outbox \
-             WHERE status = 'pending' AND due_at <= $1 ORDER BY due_at, id LIMIT $2",
-        )
+    /// Pending rows due by `now` that no one else holds a claim on, claimed for `claimer`
+    /// until `now + lease_ms`, the most overdue first (at most 256 per pass).
+    pub(crate) async fn due_deliveries(
+        &self,
+        now: i64,
+        claimer: &str,
+        lease_ms: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        // PostgreSQL: rows another daemon is claiming this very moment are skipped, not
+        // waited for. SQLite has one writer: nothing to skip.
+        let mut rows = sqlx::query(if PG {
+            "UPDATE outbox SET claimed_by = $1, claim_until = $2 WHERE id IN \
+             (SELECT id FROM outbox WHERE status = 'pending' AND due_at <= $3 \
+             AND (claim_until IS NULL OR claim_until <= $3 OR claimed_by = $1) \
+             ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, notifier, alert, attempts, fallback, due_at"
+        } else {
+            "UPDATE outbox SET claimed_by = $1, claim_until = $2 WHERE id IN \
+             (SELECT id FROM outbox WHERE status = 'pending' AND due_at <= $3 \
+             AND (claim_until IS NULL OR claim_until <= $3 OR claimed_by = $1) \
+             ORDER BY due_at, id LIMIT $4) \
+             RETURNING id, notifier, alert, attempts, fallback, due_at"
+        })
+        .bind(claimer)
+        .bind(now + lease_ms)
         .bind(now)
         .bind(DUE_PER_PASS)
         .fetch_all(&self.write)
         .await?;
+        rows.sort_by_key(|r| (r.get::<i64, _>("due_at"), r.get::<i64, _>("id")));
         Ok(rows
             .into_iter()
             .map(|r| DueDelivery {
@@ -94,8 +114,8 @@ impl Db {
             }
             AfterAttempt::Retry { due_at } => {
                 sqlx::query(
-                    "UPDATE outbox SET attempts = $1, last_error = $2, due_at = $3 \
-                     WHERE id = $4 AND status = 'pending'",
+                    "UPDATE outbox SET attempts = $1, last_error = $2, due_at = $3, \
+                     claimed_by = NULL, claim_until = NULL WHERE id = $4 AND status = 'pending'",
                 )
                 .bind(a.attempts as i64)
                 .bind(a.detail)

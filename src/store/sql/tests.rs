@@ -76,17 +76,17 @@ async fn results_state_rollups_retention_and_resume() {
         store.record(rec(a, *at, i != 2));
     }
     store.record(rec(b, now, false));
-    store.state_change(StateChange {
-        probe_id: b,
-        transition: Transition {
+    store.state_change(both(
+        b,
+        Transition {
             from: State::Pending,
             to: State::Down,
             at: now,
             reason: Some("status 503, expected 2xx".into()),
         },
-        verdicts: rec(b, now, false).verdicts,
-        page: None,
-    });
+        rec(b, now, false).verdicts,
+        None,
+    ));
     let stop = CancellationToken::new();
     stop.cancel();
     writer.run(stop, Duration::from_secs(1)).await;
@@ -177,12 +177,8 @@ async fn degraded_opens_one_incident_through_down_and_back_and_replays_after_rec
             at,
             reason: Some("burning".into()),
         };
-        StateChange {
-            probe_id: id,
-            page: crate::alert::plan::page_for(&transition, plan.clone()),
-            transition,
-            verdicts: rec(id, at, true).verdicts,
-        }
+        let page = crate::alert::plan::page_for(&transition, plan.clone());
+        both(id, transition, rec(id, at, true).verdicts, page)
     };
     let incidents = async || store.incidents(false, 10).await.unwrap();
     let settle = async || {
@@ -195,6 +191,7 @@ async fn degraded_opens_one_incident_through_down_and_back_and_replays_after_rec
     for (i, at) in (1_000..1_010).enumerate() {
         store.record(rec(id, at, i != 3));
     }
+    store.state_change(change(State::Pending, State::Up, 1_000));
     store.state_change(change(State::Up, State::Degraded, 1_010));
     store.record(rec(id, 1_010, true));
     settle().await;
@@ -541,19 +538,35 @@ async fn a_shift_moves_live_timers_only() {
     );
 }
 
-/// A change of probe `id` to down that opens its incident with `plan`.
-fn down(id: i64, at: i64, plan: crate::alert::plan::PagePlan) -> StateChange {
+/// A change of a lone location's verdict that is also the probe's: both, as one daemon on
+/// its own sends it.
+pub(crate) fn both(
+    id: i64,
+    transition: Transition,
+    verdicts: Verdicts,
+    page: Option<crate::paging::Page>,
+) -> StateChange {
     StateChange {
         probe_id: id,
-        transition: Transition {
-            from: State::Up,
+        verdicts: Some(verdicts),
+        local: Some(transition.clone()),
+        overall: Some(crate::store::Overall { transition, page }),
+    }
+}
+
+/// A new probe (pending) of `id` going down, opening its incident with `plan`.
+fn down(id: i64, at: i64, plan: crate::alert::plan::PagePlan) -> StateChange {
+    both(
+        id,
+        Transition {
+            from: State::Pending,
             to: State::Down,
             at,
             reason: Some("status 503".into()),
         },
-        verdicts: rec(id, at, false).verdicts,
-        page: Some(crate::paging::Page::Open(Box::new(plan))),
-    }
+        rec(id, at, false).verdicts,
+        Some(crate::paging::Page::Open(Box::new(plan))),
+    )
 }
 
 /// Runs a writer until what was queued so far is committed, then stops it.
@@ -584,7 +597,7 @@ async fn an_incident_from_open_to_resolved() {
         alert.dedup_key,
         format!("probed-probed-test-{}-{inc}", store.id)
     );
-    let due = store.due_deliveries(1_000).await.unwrap();
+    let due = store.due_deliveries(1_000, "me", 60_000).await.unwrap();
     assert_eq!(
         due.iter().map(|d| d.notifier.as_str()).collect::<Vec<_>>(),
         ["mail", "sms"]
@@ -619,7 +632,7 @@ async fn an_incident_from_open_to_resolved() {
         )
         .await
         .unwrap();
-    let due = store.due_deliveries(2_000).await.unwrap();
+    let due = store.due_deliveries(2_000, "me", 60_000).await.unwrap();
     assert_eq!(
         due.iter().map(|d| d.notifier.as_str()).collect::<Vec<_>>(),
         ["hook"],
@@ -741,6 +754,7 @@ async fn followups_and_a_mute_that_ends() {
             &crate::store::Followups {
                 escalate: Some((1, &sms, &hook)),
                 remind: Some((&hook, &[])),
+                last_reminder_at: None,
                 refresh: &am,
             },
             5_000,
@@ -754,7 +768,7 @@ async fn followups_and_a_mute_that_ends() {
         (1, Some(5_000))
     );
     let mut queued: Vec<String> = store
-        .due_deliveries(5_000)
+        .due_deliveries(5_000, "me", 60_000)
         .await
         .unwrap()
         .into_iter()
@@ -845,4 +859,163 @@ async fn push_pings_are_kept() {
     let again = store.push_states(&[id], 9_000).await.unwrap();
     assert_eq!(again[&id].first_seen_at, 1_000, "not restarted");
     assert_eq!(again[&id].pings, 3);
+}
+
+/// Locations: ids from 0 (what rows from before locations carry), each location's verdict
+/// kept apart, the probe's own state changed only from the state it has (the second of two
+/// daemons making the same change finds it made, and opens nothing), the others' verdicts
+/// read back, daemons' heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locations_keep_their_verdicts_and_the_probe_changes_once() {
+    let (eu, weu, db) = test_store(10).await;
+    let (us, wus) = db.reopen(10).await;
+    assert_eq!(eu.set_location("eu-west").await.unwrap(), 0);
+    assert_eq!(us.set_location("us-east").await.unwrap(), 1);
+    assert_eq!(
+        eu.set_location("eu-west").await.unwrap(),
+        0,
+        "the same again"
+    );
+    let id = eu.register(&[("api".into(), "http")]).await.unwrap()["api"].id;
+    let saved = us.register(&[("api".into(), "http")]).await.unwrap();
+    assert_eq!(saved["api"].overall.0, State::Pending);
+
+    // eu sees it down and makes the probe down; us makes the same change after it.
+    eu.record(rec(id, 1_000, false));
+    eu.state_change(down(id, 1_000, page_plan("api")));
+    drain(weu).await;
+    us.record(rec(id, 1_001, false));
+    us.state_change(down(id, 1_001, page_plan("api")));
+    drain(wus).await;
+    let open = eu.incidents(true, 10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].deliveries.len(), 1, "one page: {open:?}");
+    assert_eq!(
+        eu.ints_raw(&format!(
+            "SELECT loc FROM state_changes WHERE probe_id = {id} ORDER BY loc"
+        ))
+        .await,
+        [[Some(-1)], [Some(0)], [Some(1)]],
+        "both locations' verdicts, and the probe's one change"
+    );
+    assert_eq!(
+        eu.ints_raw("SELECT loc FROM results ORDER BY loc").await,
+        [[Some(0)], [Some(1)]]
+    );
+
+    // Each reads the other's verdict.
+    let seen_by_eu = eu.remote_votes(0).await.unwrap();
+    assert_eq!(seen_by_eu.len(), 1, "{seen_by_eu:?}");
+    assert_eq!(
+        (
+            seen_by_eu[0].location.as_str(),
+            seen_by_eu[0].state,
+            seen_by_eu[0].checked_at
+        ),
+        ("us-east", State::Down, Some(1_001))
+    );
+    assert!(
+        eu.remote_votes(2_000).await.unwrap().is_empty(),
+        "nothing newer"
+    );
+    assert_eq!(
+        us.overall_changes(0).await.unwrap(),
+        [(id, State::Down, Some(1_000))]
+    );
+    // A restart resumes each location's own verdict, and the probe's state.
+    let again = us.register(&[("api".into(), "http")]).await.unwrap();
+    assert_eq!(again["api"].verdicts.state, State::Down);
+    assert_eq!(again["api"].last.as_ref().unwrap().at, 1_001);
+    assert_eq!(again["api"].overall, (State::Down, Some(1_000)));
+
+    // A third location joins: its verdicts start from the probe's state, with no result.
+    let (ap, _wap) = db.reopen(10).await;
+    assert_eq!(ap.set_location("ap-south").await.unwrap(), 2);
+    let ap_saved = ap.register(&[("api".into(), "http")]).await.unwrap();
+    assert_eq!(ap_saved["api"].verdicts.state, State::Down);
+    assert!(ap_saved["api"].last.is_none(), "no result of its own yet");
+
+    let row = |instance: &str, blind: Option<&str>, seen| crate::store::DaemonRow {
+        instance: instance.into(),
+        location: "eu-west".into(),
+        started_at: 10,
+        seen_at: seen,
+        blind: blind.map(str::to_owned),
+        version: "0.1.0".into(),
+    };
+    eu.daemon_seen(&row("probed-eu-1", None, 100))
+        .await
+        .unwrap();
+    eu.daemon_seen(&row("probed-eu-1", Some("48 of 50 probes failed"), 200))
+        .await
+        .unwrap();
+    assert_eq!(
+        us.daemons().await.unwrap(),
+        [row("probed-eu-1", Some("48 of 50 probes failed"), 200)]
+    );
+}
+
+/// Deliveries are claimed: while one daemon's claim lasts the others leave the row alone; a
+/// claim that ran out (its daemon died mid-send) is taken over; a daemon's own claim is its
+/// own again (a restart). A retry gives the claim up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_are_claimed_once_and_taken_over_when_a_claim_runs_out() {
+    let (a, wa, db) = test_store(10).await;
+    let (b, _wb) = db.reopen(10).await;
+    let id = a.register(&[("api".into(), "http")]).await.unwrap()["api"].id;
+    a.state_change(down(id, 1_000, page_plan("api")));
+    drain(wa).await;
+    let got = a.due_deliveries(1_000, "probed-a", 10_000).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(
+        b.due_deliveries(1_000, "probed-b", 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        b.due_deliveries(10_999, "probed-b", 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        a.due_deliveries(5_000, "probed-a", 10_000)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "its own claim, extended"
+    );
+    // a dies: its claim runs out at 15 000, and b takes the row over.
+    let taken = b.due_deliveries(15_000, "probed-b", 10_000).await.unwrap();
+    assert_eq!(taken.iter().map(|d| d.id).collect::<Vec<_>>(), [got[0].id]);
+    assert!(
+        a.due_deliveries(16_000, "probed-a", 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // b's try fails and is retried later: the claim goes with it.
+    b.record_attempt(
+        &crate::store::Attempt {
+            outbox_id: got[0].id,
+            notifier: "pager",
+            at: 16_000,
+            ok: false,
+            detail: "http 503",
+            took_us: 1,
+            attempts: 1,
+        },
+        crate::store::AfterAttempt::Retry { due_at: 17_000 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        a.due_deliveries(17_000, "probed-a", 10_000)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

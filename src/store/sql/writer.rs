@@ -5,34 +5,38 @@ use std::collections::HashMap;
 
 use sqlx::QueryBuilder;
 
-use super::{Database, Db, GREATEST, PG, incidents};
+use super::{Conn, Database, Db, GREATEST, PG, incidents};
+use crate::evaluate::Transition;
 use crate::paging::Page;
 use crate::probe::Observation;
-use crate::store::{DAY_MS, HOUR_MS, Record, StateChange};
+use crate::store::{DAY_MS, HOUR_MS, OVERALL, Record, StateChange};
 
 /// Rows per INSERT statement (10 parameters each, well under either backend's limit).
 const ROWS_PER_INSERT: usize = 200;
 
 impl Db {
     /// Commits one batch in one transaction.
+    /// `loc` is this daemon's location: its results and verdicts are written under it.
     pub(crate) async fn commit(
         &self,
         results: &[Record],
         changes: &[StateChange],
+        loc: i64,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.write.begin().await?;
         for chunk in results.chunks(ROWS_PER_INSERT) {
             let mut q: QueryBuilder<Database> = QueryBuilder::new(if PG {
-                "INSERT INTO results \
-                 (probe_id, at, ok, duration_us, status_code, error, phases, ip, cert_expiry, size) "
+                "INSERT INTO results (probe_id, at, loc, ok, duration_us, status_code, error, \
+                 phases, ip, cert_expiry, size) "
             } else {
-                "INSERT OR REPLACE INTO results \
-                 (probe_id, at, ok, duration_us, status_code, error, phases, ip, cert_expiry, size) "
+                "INSERT OR REPLACE INTO results (probe_id, at, loc, ok, duration_us, status_code, \
+                 error, phases, ip, cert_expiry, size) "
             });
             q.push_values(chunk, |mut b, r| {
                 let o = &r.obs;
                 b.push_bind(r.probe_id)
                     .push_bind(r.at)
+                    .push_bind(loc)
                     .push_bind(o.ok as i64)
                     .push_bind(o.duration.as_micros() as i64)
                     .push_bind(o.status_code.map(i64::from))
@@ -45,7 +49,7 @@ impl Db {
             if PG {
                 // A result replaces one of the same probe and time, as SQLite's OR REPLACE.
                 q.push(
-                    " ON CONFLICT (probe_id, at) DO UPDATE SET ok = excluded.ok, \
+                    " ON CONFLICT (probe_id, at, loc) DO UPDATE SET ok = excluded.ok, \
                      duration_us = excluded.duration_us, status_code = excluded.status_code, \
                      error = excluded.error, phases = excluded.phases, ip = excluded.ip, \
                      cert_expiry = excluded.cert_expiry, size = excluded.size",
@@ -97,7 +101,8 @@ impl Db {
                 q.build().execute(&mut *tx).await?;
             }
         }
-        // Probe state: the latest result of each probe in this batch.
+        // This location's verdict on each probe: its state after the latest result of the
+        // batch, and that result.
         let mut latest: HashMap<i64, &Record> = HashMap::new();
         for r in results {
             latest
@@ -112,58 +117,86 @@ impl Db {
         let latest: Vec<&Record> = latest.into_values().collect();
         for chunk in latest.chunks(ROWS_PER_INSERT) {
             let mut q: QueryBuilder<Database> = QueryBuilder::new(
-                "UPDATE probes SET state = v.column2, state_since = v.column3, \
-                 consecutive_failures = v.column4, consecutive_successes = v.column5, \
-                 last_checked_at = v.column6, last_ok = v.column7, last_duration_us = v.column8, \
-                 last_error = v.column9, recent = v.column10 FROM (",
+                "INSERT INTO probe_locations (probe_id, loc, state, state_since, \
+                 consecutive_failures, consecutive_successes, recent, checked_at, ok, \
+                 duration_us, error) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.probe_id)
+                    .push_bind(loc)
                     .push_bind(r.verdicts.state.as_str())
                     .push_bind(r.verdicts.since)
                     .push_bind(r.verdicts.consecutive_failures as i64)
                     .push_bind(r.verdicts.consecutive_successes as i64)
+                    .push_bind(r.verdicts.recent as i64)
                     .push_bind(r.at)
                     .push_bind(r.obs.ok as i64)
                     .push_bind(r.obs.duration.as_micros() as i64)
-                    .push_bind(r.obs.error.clone())
-                    .push_bind(r.verdicts.recent as i64);
+                    .push_bind(r.obs.error.clone());
             });
-            q.push(") AS v WHERE probes.id = v.column1");
+            q.push(
+                " ON CONFLICT (probe_id, loc) DO UPDATE SET state = excluded.state, \
+                 state_since = excluded.state_since, \
+                 consecutive_failures = excluded.consecutive_failures, \
+                 consecutive_successes = excluded.consecutive_successes, \
+                 recent = excluded.recent, checked_at = excluded.checked_at, ok = excluded.ok, \
+                 duration_us = excluded.duration_us, error = excluded.error",
+            );
             q.build().execute(&mut *tx).await?;
         }
         for c in changes {
-            sqlx::query(
-                "INSERT INTO state_changes (probe_id, at, from_state, to_state, reason) \
-                 VALUES ($1, $2, $3, $4, $5)",
+            if let Some(v) = &c.verdicts {
+                sqlx::query(
+                    "INSERT INTO probe_locations (probe_id, loc, state, state_since, \
+                     consecutive_failures, consecutive_successes, recent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (probe_id, loc) DO UPDATE SET state = excluded.state, \
+                     state_since = excluded.state_since, \
+                     consecutive_failures = excluded.consecutive_failures, \
+                     consecutive_successes = excluded.consecutive_successes, \
+                     recent = excluded.recent",
+                )
+                .bind(c.probe_id)
+                .bind(loc)
+                .bind(v.state.as_str())
+                .bind(v.since)
+                .bind(v.consecutive_failures as i64)
+                .bind(v.consecutive_successes as i64)
+                .bind(v.recent as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(t) = &c.local {
+                record_change(&mut tx, c.probe_id, loc, t).await?;
+            }
+            let Some(o) = &c.overall else { continue };
+            let t = &o.transition;
+            // Only from the state this daemon saw: when another location's daemon made the
+            // same change first, there is nothing left to do (it opened the incident).
+            let made = sqlx::query(
+                "UPDATE probes SET state = $1, state_since = $2 WHERE id = $3 AND state = $4",
             )
+            .bind(t.to.as_str())
+            .bind(t.at)
             .bind(c.probe_id)
-            .bind(c.transition.at)
-            .bind(c.transition.from.as_str())
-            .bind(c.transition.to.as_str())
-            .bind(c.transition.reason.clone())
+            .bind(t.from.as_str())
             .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE probes SET state = $1, state_since = $2, consecutive_failures = $3, \
-                 consecutive_successes = $4, recent = $5 WHERE id = $6",
-            )
-            .bind(c.verdicts.state.as_str())
-            .bind(c.verdicts.since)
-            .bind(c.verdicts.consecutive_failures as i64)
-            .bind(c.verdicts.consecutive_successes as i64)
-            .bind(c.verdicts.recent as i64)
-            .bind(c.probe_id)
-            .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected()
+                > 0;
+            if !made {
+                tracing::debug!(probe_id = c.probe_id, from = %t.from, to = %t.to, "state already changed elsewhere");
+                continue;
+            }
+            record_change(&mut tx, c.probe_id, OVERALL, t).await?;
             // The incident and its first page, in this same transaction: durable before any
             // send is tried.
-            match &c.page {
+            match &o.page {
                 Some(Page::Open(plan)) => {
-                    incidents::open_incident(&mut tx, c.probe_id, c.transition.at, plan).await?
+                    incidents::open_incident(&mut tx, c.probe_id, t.at, plan).await?
                 }
-                Some(Page::Recover { hold_ms }) => {
-                    incidents::recover_incident(&mut tx, c.probe_id, c.transition.at, *hold_ms)
+                Some(Page::Recover { hold_ms, locations }) => {
+                    incidents::recover_incident(&mut tx, c.probe_id, t.at, *hold_ms, locations)
                         .await?
                 }
                 None => {}
@@ -171,6 +204,28 @@ impl Db {
         }
         tx.commit().await
     }
+}
+
+/// A row of `state_changes`: `loc` is the location whose verdict changed, or [`OVERALL`].
+async fn record_change(
+    conn: &mut Conn,
+    probe_id: i64,
+    loc: i64,
+    t: &Transition,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO state_changes (probe_id, at, from_state, to_state, reason, loc) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(probe_id)
+    .bind(t.at)
+    .bind(t.from.as_str())
+    .bind(t.to.as_str())
+    .bind(t.reason.clone())
+    .bind(loc)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn phases_json(o: &Observation) -> Option<String> {
