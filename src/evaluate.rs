@@ -246,6 +246,8 @@ pub struct Vote {
     pub checked_at: Option<i64>,
     /// Why it failed, when it sees the probe down or degraded.
     pub reason: Option<String>,
+    /// Its location says it is blind: its verdicts on targets count toward no quorum.
+    pub blind: bool,
 }
 
 /// The locations' votes on one probe, counted: what a quorum of them says, and who said
@@ -540,6 +542,7 @@ mod tests {
             state,
             checked_at: Some(at),
             reason: None,
+            blind: false,
         }
     }
 

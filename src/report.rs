@@ -87,4 +87,7 @@ pub struct LocationStatus {
     pub last_error: Option<String>,
     /// No result for two intervals: it counts toward no quorum.
     pub stale: bool,
+    /// Its daemon says it cannot see: its verdicts on targets count toward no quorum.
+    #[serde(default)]
+    pub blind: bool,
 }

@@ -67,6 +67,18 @@ pub struct Runner {
     pub votes: std::sync::RwLock<HashMap<i64, Vec<crate::evaluate::Vote>>>,
     /// Why this daemon cannot see, while it is blind.
     pub blind: Mutex<Option<String>>,
+    /// What the blind judgment reads besides the probes: references, the store.
+    pub sight: Mutex<SightState>,
+    /// This daemon has been blind since it started.
+    ever_blind: std::sync::atomic::AtomicBool,
+    /// When this daemon last stopped being blind (unix ms): its verdicts from before then
+    /// are blind ones.
+    blind_ended_at: std::sync::atomic::AtomicI64,
+    /// When each other location was last seen blind: its verdicts from before then are
+    /// blind ones.
+    remote_blind_at: Mutex<HashMap<String, i64>>,
+    /// The running probes and `watchdog.blind`, for [`Runner::judge_sight_now`].
+    sight_input: std::sync::RwLock<(Vec<Arc<ProbeEntry>>, crate::config::BlindOptions)>,
 }
 
 impl Runner {
@@ -90,12 +102,18 @@ impl Runner {
             location: String::new(),
             votes: Default::default(),
             blind: Default::default(),
+            sight: Default::default(),
+            ever_blind: Default::default(),
+            blind_ended_at: Default::default(),
+            remote_blind_at: Default::default(),
+            sight_input: Default::default(),
         }
     }
 
     /// Says where this daemon stands.
     pub fn at_location(mut self, location: &str) -> Runner {
         self.location = location.to_owned();
+        self.env.locations.set_own(location);
         self
     }
 
@@ -454,7 +472,7 @@ pub fn record(
     obs: Observation,
 ) {
     let cfg = &entry.cfg;
-    let (judged, verdicts, overall) = {
+    let judged = {
         let mut guard = entry.live.lock().unwrap();
         let live = &mut *guard;
         let judged = crate::evaluate::judge(
@@ -476,9 +494,23 @@ pub fn record(
         if let Some(j) = &judged {
             live.local_reason = j.transition.reason.clone();
         }
+        judged
+    };
+    // A verdict turning bad may be the daemon going blind rather than the target going
+    // down: judge that first (the half-second judgment may not have run yet).
+    if judged.as_ref().is_some_and(|j| {
+        matches!(
+            j.transition.to,
+            crate::evaluate::State::Down | crate::evaluate::State::Degraded
+        )
+    }) {
+        runner.judge_sight_now(at);
+    }
+    let (verdicts, overall) = {
+        let mut live = entry.live.lock().unwrap();
         let severity = judged.as_ref().and_then(|j| j.severity.clone());
-        let overall = runner.overall_change(entry, live, at, severity.as_deref());
-        (judged, live.verdicts.clone(), overall)
+        let overall = runner.overall_change(entry, &mut live, at, severity.as_deref());
+        (live.verdicts.clone(), overall)
     };
     runner.metrics.observe(metrics, &obs);
     if let Some(t) = judged.as_ref().map(|j| &j.transition)
@@ -498,6 +530,7 @@ pub fn record(
         });
     }
     runner.store.record(Record {
+        keep: !matches!(cfg.spec, crate::probe::ProbeSpec::Location(_)),
         probe_id: entry.id,
         at,
         obs,
@@ -517,6 +550,108 @@ fn log_overall(cfg: &ProbeConfig, t: &crate::evaluate::Transition) {
     }
 }
 
+/// Whether this daemon can see, judged every half second ([`Runner::judge_sight`]).
+#[derive(Debug, Default)]
+pub struct SightState {
+    /// Every reference check failed at its last round (`Some(why)`), or at least one
+    /// answered (`Some` of nothing is not used: `references_ok` says it).
+    pub references_failing: Option<String>,
+    /// At least one reference answered at the last round.
+    pub references_ok: bool,
+    /// The shared store could not be read at the last sync.
+    pub store_unreachable: bool,
+}
+
+impl Runner {
+    /// The probes and options the blind judgment reads (set by the daemon as it applies a
+    /// config).
+    pub fn set_sight_input(
+        &self,
+        entries: Vec<Arc<ProbeEntry>>,
+        opts: crate::config::BlindOptions,
+    ) {
+        *self.sight_input.write().unwrap() = (entries, opts);
+    }
+
+    /// [`Runner::judge_sight`] on the probes and options last set.
+    pub fn judge_sight_now(&self, now: i64) -> Option<String> {
+        let (entries, opts) = self.sight_input.read().unwrap().clone();
+        self.judge_sight(&entries, &opts, now)
+    }
+
+    /// Judges whether this daemon is blind (`watchdog.blind`, `watchdog.reference`): its
+    /// network probes' latest results within `within`, `failing` or more of at least
+    /// `min_probes` failed, unless a reference answers; or every reference fails (and the
+    /// shared store, if any, cannot be reached). Sets [`Runner::blind`] and the sight board
+    /// the `location` probes read, logs the change, and returns the reason while blind.
+    /// Probes that reach nothing (push, backup, location) do not count.
+    pub fn judge_sight(
+        &self,
+        entries: &[Arc<ProbeEntry>],
+        opts: &crate::config::BlindOptions,
+        now: i64,
+    ) -> Option<String> {
+        // Per host: probes with a recent result, and how many of them failed.
+        let mut hosts: HashMap<String, (usize, usize)> = HashMap::new();
+        for e in entries {
+            let Some(host) = e.cfg.spec.target_host() else {
+                continue;
+            };
+            let live = e.live.lock().unwrap();
+            if let Some(l) = live.last.as_ref()
+                && now - l.at <= opts.within.as_millis() as i64
+            {
+                let h = hosts.entry(host).or_default();
+                h.0 += 1;
+                h.1 += !l.ok as usize;
+            }
+        }
+        let counted: usize = hosts.values().map(|h| h.0).sum();
+        let failed: usize = hosts.values().map(|h| h.1).sum();
+        let hosts_down = hosts.values().filter(|h| h.0 == h.1).count();
+        let sight = self.sight.lock().unwrap();
+        let mostly_failing = hosts.len() >= opts.min_hosts
+            && hosts_down * 100 >= opts.failing as usize * hosts.len()
+            && !sight.references_ok;
+        let why = if let Some(r) = sight
+            .references_failing
+            .as_ref()
+            .filter(|_| !self.shared_store() || sight.store_unreachable)
+        {
+            Some(r.clone())
+        } else if mostly_failing {
+            Some(format!(
+                "{failed} of {counted} probes failed within {} ({hosts_down} of {} hosts)",
+                crate::units::format_duration(opts.within),
+                hosts.len()
+            ))
+        } else {
+            None
+        };
+        drop(sight);
+        let mut blind = self.blind.lock().unwrap();
+        match (&*blind, &why) {
+            (None, Some(w)) => {
+                tracing::error!(why = %w, "this daemon cannot see: its failures count toward no quorum, its probes page no one, location:{} pages once", self.location)
+            }
+            (Some(_), None) => {
+                self.blind_ended_at
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!("this daemon sees again; each probe counts again from its next run")
+            }
+            _ => {}
+        }
+        blind.clone_from(&why);
+        drop(blind);
+        if why.is_some() {
+            self.ever_blind
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.env.locations.set_blind(why.clone());
+        why
+    }
+}
+
 impl Runner {
     /// Whether the store is shared with other daemons (PostgreSQL): then the other
     /// locations' verdicts count, and [`Runner::sync`] brings them in.
@@ -528,6 +663,11 @@ impl Runner {
     /// quorum.
     pub fn blind(&self) -> Option<String> {
         self.blind.lock().unwrap().clone()
+    }
+
+    /// Whether this daemon has been blind since it started.
+    pub fn ever_blind(&self) -> bool {
+        self.ever_blind.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The probe's state as the quorum of its locations says it now: this location's
@@ -545,19 +685,36 @@ impl Runner {
     ) -> Option<Overall> {
         use crate::evaluate::{State, Transition, Vote};
         let cfg = &entry.cfg;
+        // A blind location's verdicts count toward no quorum, but for its say on the
+        // locations themselves (blindness included).
+        let location_probe = matches!(cfg.spec, crate::probe::ProbeSpec::Location(_));
         let mut votes: Vec<Vote> = self
             .votes
             .read()
             .unwrap()
             .get(&entry.id)
-            .cloned()
+            .map(|vs| {
+                vs.iter()
+                    .filter(|v| location_probe || !v.blind)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
-        if self.blind.lock().unwrap().is_none() {
+        // A verdict from before sight came back is a blind one still: it waits for the
+        // probe's next run.
+        let sees = self.blind.lock().unwrap().is_none()
+            && live.last.as_ref().is_some_and(|l| {
+                l.at > self
+                    .blind_ended_at
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            });
+        if location_probe || sees {
             votes.push(Vote {
                 location: self.location.clone(),
                 state: live.verdicts.state,
                 checked_at: live.last.as_ref().map(|l| l.at),
                 reason: live.local_reason.clone(),
+                blind: false,
             });
         }
         let tally = crate::evaluate::tally(&votes, cfg.alert.locations, now, entry.stale_after_ms);
@@ -604,12 +761,14 @@ impl Runner {
     /// last pass and every probe's state (another daemon may have changed it), and judges
     /// each running probe again, so a probe tips when another location's verdict, or a
     /// location falling silent, makes the quorum move. `me` is this daemon's row.
+    ///
+    /// Returns the locations heard of for the first time (the daemon starts watching them).
     pub async fn sync(
         &self,
         entries: &[Arc<ProbeEntry>],
         me: &crate::store::DaemonRow,
         last: &mut Option<i64>,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<Vec<String>, crate::store::StoreError> {
         use crate::evaluate::Vote;
         let now = crate::clock::now_ms();
         self.store.daemon_seen(me).await?;
@@ -617,33 +776,58 @@ impl Runner {
         // differ: look back a minute past the last pass; the first pass reads ten minutes.
         let since = last.map_or(now - 600_000, |l| l - 60_000);
         let remote = self.store.remote_votes(since).await?;
-        let blind: std::collections::HashSet<String> = self
-            .store
-            .daemons()
-            .await?
-            .into_iter()
+        let daemons = self.store.daemons().await?;
+        let blind: std::collections::HashSet<String> = daemons
+            .iter()
             .filter(|d| d.blind.is_some() && now - d.seen_at < 60_000)
-            .map(|d| d.location)
+            .map(|d| d.location.clone())
             .collect();
+        // Each location as its most recent daemon last said.
+        let mut seen: HashMap<String, crate::probe::location::Seen> = HashMap::new();
+        for d in daemons {
+            if seen.get(&d.location).is_none_or(|s| s.seen_at < d.seen_at) {
+                seen.insert(
+                    d.location.clone(),
+                    crate::probe::location::Seen {
+                        instance: d.instance,
+                        seen_at: d.seen_at,
+                        blind: d.blind,
+                    },
+                );
+            }
+        }
+        let new = self.env.locations.set_others(seen, now);
+        let blind_at = {
+            let mut at = self.remote_blind_at.lock().unwrap();
+            for b in &blind {
+                at.insert(b.clone(), now);
+            }
+            at.clone()
+        };
+        // Blind now, or a verdict from before the location was last seen blind.
+        let was_blind = |loc: &str, checked: Option<i64>| {
+            blind.contains(loc)
+                || blind_at
+                    .get(loc)
+                    .is_some_and(|b| checked.is_none_or(|c| c <= *b))
+        };
         {
             let mut votes = self.votes.write().unwrap();
             for r in remote {
                 let list = votes.entry(r.probe_id).or_default();
                 list.retain(|v| v.location != r.location);
-                // A blind location's verdicts count toward no quorum.
-                if blind.contains(&r.location) {
-                    continue;
-                }
                 list.push(Vote {
+                    blind: was_blind(&r.location, r.checked_at),
                     location: r.location,
                     state: r.state,
                     checked_at: r.checked_at,
                     reason: r.error,
                 });
             }
-            for b in &blind {
-                for list in votes.values_mut() {
-                    list.retain(|v| &v.location != b);
+            // Blindness changes without a new verdict: mark every vote as it is now.
+            for list in votes.values_mut() {
+                for v in list.iter_mut() {
+                    v.blind = was_blind(&v.location, v.checked_at);
                 }
             }
         }
@@ -676,7 +860,7 @@ impl Runner {
             }
         }
         *last = Some(now);
-        Ok(())
+        Ok(new)
     }
 }
 
@@ -977,6 +1161,114 @@ mod tests {
         w.add(t0 + 30 * HOUR_MS, true);
         assert_eq!(w.uptime_24h(t0 + 30 * HOUR_MS), Some(100.0));
         assert_eq!(UptimeWindow::default().uptime_24h(t0), None);
+    }
+
+    /// Blind by hosts, not probes: every probe of one host failing is that host's outage;
+    /// most hosts failing is blindness, unless a reference answers; every reference
+    /// failing is blindness. Blind, this location's verdicts count toward no quorum.
+    #[tokio::test]
+    async fn blindness_counts_hosts_and_listens_to_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml: String = [
+            ("a1", "10.0.0.1"),
+            ("a2", "10.0.0.1"),
+            ("b", "10.0.0.2"),
+            ("c", "10.0.0.3"),
+            ("d", "10.0.0.4"),
+        ]
+        .iter()
+        .map(|(n, h)| format!("  - {{ name: {n}, kind: tcp, host: {h}, port: 1 }}\n"))
+        .collect();
+        let cfg = crate::config::load_str(
+            &format!("probes:\n{yaml}"),
+            &dir.path().join("probed.yaml"),
+            &|_| None,
+        )
+        .unwrap();
+        let (store, _w) = Store::open(&dir.path().join("data"), 10).await.unwrap();
+        let runner =
+            Runner::new(Env::new(&[]).unwrap(), store, Metrics::new(), 10, 10).at_location("here");
+        let entries: Vec<Arc<ProbeEntry>> = cfg
+            .probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Arc::new(ProbeEntry::new(
+                    Arc::new(p.clone()),
+                    i as i64,
+                    Live::default(),
+                ))
+            })
+            .collect();
+        let now = 1_000_000;
+        let set = |name: &str, ok: bool| {
+            let e = entries.iter().find(|e| e.cfg.name == name).unwrap();
+            e.live.lock().unwrap().last = Some(LastResult {
+                at: now - 1_000,
+                ok,
+                duration_us: 1,
+                error: None,
+                status_code: None,
+            });
+        };
+        let opts = crate::config::BlindOptions {
+            failing: 75,
+            min_hosts: 3,
+            within: Duration::from_secs(60),
+        };
+        for n in ["a1", "a2", "b", "c", "d"] {
+            set(n, true);
+        }
+        // One host's every probe down: its outage, not blindness.
+        set("a1", false);
+        set("a2", false);
+        assert_eq!(runner.judge_sight(&entries, &opts, now), None);
+        // Three of four hosts down: blind.
+        set("b", false);
+        set("c", false);
+        let why = runner.judge_sight(&entries, &opts, now).unwrap();
+        assert_eq!(why, "4 of 5 probes failed within 1m (3 of 4 hosts)");
+        assert_eq!(runner.blind().as_deref(), Some(why.as_str()));
+        // Blind, its verdict on a target counts for nothing: no change of the probe.
+        let e = &entries[2];
+        {
+            let mut live = e.live.lock().unwrap();
+            live.verdicts.state = crate::evaluate::State::Down;
+            live.overall = crate::evaluate::State::Up;
+            assert!(runner.overall_change(e, &mut live, now, None).is_none());
+        }
+        // A reference answers: the network works, the targets are down.
+        runner.sight.lock().unwrap().references_ok = true;
+        assert_eq!(runner.judge_sight(&entries, &opts, now), None);
+        // Its verdicts from before it saw again still count for nothing.
+        {
+            let mut live = e.live.lock().unwrap();
+            assert!(runner.overall_change(e, &mut live, now, None).is_none());
+        }
+        // Every reference failing is blindness, whatever the probes say.
+        for n in ["a1", "a2", "b", "c"] {
+            set(n, true);
+        }
+        {
+            let mut s = runner.sight.lock().unwrap();
+            s.references_ok = false;
+            s.references_failing =
+                Some("every reference check fails (a.example: no answer)".into());
+        }
+        assert_eq!(
+            runner.judge_sight(&entries, &opts, now).as_deref(),
+            Some("every reference check fails (a.example: no answer)")
+        );
+        // Too few hosts to tell.
+        runner.sight.lock().unwrap().references_failing = None;
+        let few = crate::config::BlindOptions {
+            min_hosts: 10,
+            ..opts
+        };
+        for n in ["a1", "a2", "b", "c", "d"] {
+            set(n, false);
+        }
+        assert_eq!(runner.judge_sight(&entries, &few, now), None);
     }
 }
 #[cfg(test)]

@@ -77,6 +77,8 @@ pub struct Shared {
     pub started_at: i64,
     /// Why the last reload failed, until one succeeds (the `config` self-check).
     pub last_reload_error: Mutex<Option<String>>,
+    /// Woken when the shared store tells of a location not watched yet.
+    pub rewatch: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -231,6 +233,19 @@ impl Shared {
             match reload {
                 Some(e) => format!("last reload failed: {e}"),
                 None => "running the last loaded config".into(),
+            },
+        );
+        let blind = self.runner.blind();
+        check(
+            "sight",
+            blind.is_none(),
+            match blind {
+                Some(why) => format!(
+                    "blind: {why}; its verdicts count toward no quorum and its probes page \
+                     no one (location:{} pages instead)",
+                    self.runner.location
+                ),
+                None => format!("sees from {}", self.runner.location),
             },
         );
         out

@@ -140,6 +140,7 @@ impl Three {
                 ),
                 &format!(
                     "admin_token: {ADMIN}\ninstance: probed-{loc}\nlocation: {loc}\n\
+                     watchdog: {{ lost_after: 4s }}\n\
                      store: {{ url: \"{}\" }}\n\
                      notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n",
                     db.url,
@@ -175,11 +176,12 @@ impl Three {
         }
     }
 
-    fn events(&self, event: &str) -> Vec<serde_json::Value> {
+    /// The webhook's messages of `event` about `probe`.
+    fn events(&self, event: &str, probe: &str) -> Vec<serde_json::Value> {
         self.hook
             .requests()
             .into_iter()
-            .filter(|r| r.body["event"] == event)
+            .filter(|r| r.body["event"] == event && r.body["probe"] == probe)
             .map(|r| r.body)
             .collect()
     }
@@ -245,30 +247,138 @@ async fn two_of_three_locations_page_once_and_one_alone_pages_no_one() {
     for d in &three.daemons {
         d.wait_state("api", "up", Duration::from_secs(10));
     }
-    let triggers = three.events("trigger");
+    let triggers = three.events("trigger", "api");
     assert_eq!(triggers.len(), 1, "one page: {triggers:?}");
-    let resolves = three.events("resolve");
+    let resolves = three.events("resolve", "api");
     assert_eq!(resolves.len(), 1, "one resolve: {resolves:?}");
 
-    // ap-south's daemon dies; eu-west and us-east lose the target: they page, once.
+    // ap-south's daemon dies: the loss is paged once, by the other two between them.
     three.daemons[2].kill9();
+    let (got, _) = three
+        .hook
+        .wait_accepted(Duration::from_secs(20), "the location page", |r| {
+            r.iter()
+                .any(|r| r.body["event"] == "trigger" && r.body["probe"] == "location:ap-south")
+        });
+    let lost = got
+        .iter()
+        .find(|r| r.body["probe"] == "location:ap-south")
+        .unwrap();
+    let reason = lost.body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("no daemon at ap-south has written to the store for"),
+        "{}",
+        lost.body
+    );
+    // eu-west and us-east lose the target: they carry on, and page once.
     three.targets[0].off();
     three.targets[1].off();
     three
         .hook
         .wait_accepted(Duration::from_secs(20), "the second trigger", |r| {
-            r.iter().filter(|r| r.body["event"] == "trigger").count() == 2
+            r.iter()
+                .filter(|r| r.body["event"] == "trigger" && r.body["probe"] == "api")
+                .count()
+                == 2
         });
     three.targets[0].on().await;
     three.targets[1].on().await;
     three
         .hook
         .wait_accepted(Duration::from_secs(30), "the second resolve", |r| {
-            r.iter().filter(|r| r.body["event"] == "resolve").count() == 2
+            r.iter()
+                .filter(|r| r.body["event"] == "resolve" && r.body["probe"] == "api")
+                .count()
+                == 2
         });
-    let out = three.daemons[0].probectl(&["incidents", "--all", "--json"]);
+    assert_eq!(three.events("trigger", "api").len(), 2);
+    assert_eq!(
+        three.events("trigger", "location:ap-south").len(),
+        1,
+        "the lost location paged once"
+    );
+    for loc in ["eu-west", "us-east"] {
+        let pages = three.events("trigger", &format!("location:{loc}"));
+        assert!(pages.is_empty(), "{loc} was never lost: {pages:?}");
+    }
+}
+
+/// A lone daemon that loses every host at once is blind: its probes page no one, and one
+/// grouped page says why (`location:<name>`); when it sees again it resolves that page, and
+/// its probes, back up, never paged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blind_lone_daemon_pages_once_not_per_probe() {
+    let mut targets = Vec::new();
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        targets.push(Target::start_on(ip).await);
+    }
+    let hook = Receiver::webhook(vec![]).await;
+    let probes: String = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                "  - name: p{i}\n    kind: http\n    every: 1s\n    timeout: 800ms\n    \
+                 request: {{ url: \"{}\" }}\n    alert: {{ after: 2, resolve_hold: 0s }}\n",
+                t.url("/")
+            )
+        })
+        .collect();
+    let mut d = Daemon::new(
+        &format!("probes:\n{probes}"),
+        &format!(
+            "instance: solo\nlocation: here\nwatchdog: {{ blind: {{ failing: 100%, min_hosts: 3, within: 3s }} }}\n\
+             notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\" }}\nroutes:\n  - notify: [hook]\n",
+            hook.url()
+        ),
+    );
+    d.start();
+    for i in 0..3 {
+        d.wait_state(&format!("p{i}"), "up", Duration::from_secs(15));
+    }
+    for t in &mut targets {
+        t.off();
+    }
+    let (got, _) = hook.wait_accepted(Duration::from_secs(20), "the blind page", |r| {
+        r.iter().any(|r| r.body["event"] == "trigger")
+    });
+    let page = &got
+        .iter()
+        .find(|r| r.body["event"] == "trigger")
+        .unwrap()
+        .body;
+    assert_eq!(page["probe"], "location:here", "{page}");
+    let reason = page["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("probed at here cannot see: ") && reason.contains("(3 of 3 hosts)"),
+        "{reason}"
+    );
+    let (v, _) = d.status();
+    let sight = v["daemon"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sight")
+        .unwrap()
+        .clone();
+    assert_eq!(sight["ok"], false, "{sight}");
+    for t in &mut targets {
+        t.on().await;
+    }
+    hook.wait_accepted(Duration::from_secs(20), "the resolve", |r| {
+        r.iter().any(|r| r.body["event"] == "resolve")
+    });
+    for i in 0..3 {
+        d.wait_state(&format!("p{i}"), "up", Duration::from_secs(15));
+    }
+    let pages: Vec<String> = hook
+        .requests()
+        .iter()
+        .filter(|r| r.body["event"] == "trigger")
+        .map(|r| r.body["probe"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(pages, ["location:here"], "one grouped page, none per probe");
+    let out = d.probectl(&["incidents", "--all", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let incidents = v["incidents"].as_array().unwrap();
-    assert_eq!(incidents.len(), 2, "{v}");
-    assert_eq!(three.events("trigger").len(), 2);
+    assert_eq!(v["incidents"].as_array().unwrap().len(), 1, "{v}");
 }

@@ -244,6 +244,7 @@ fn locations_of(
         .unwrap_or_default();
     votes.push(crate::evaluate::Vote {
         location: s.runner.location.clone(),
+        blind: s.runner.blind().is_some(),
         state: live.verdicts.state,
         checked_at: live.last.as_ref().map(|l| l.at),
         reason: live
@@ -257,6 +258,7 @@ fn locations_of(
         .into_iter()
         .map(|v| crate::report::LocationStatus {
             stale: v.checked_at.is_none_or(|at| now - at > e.stale_after_ms),
+            blind: v.blind,
             last_checked_at: v.checked_at.map(crate::time::rfc3339),
             last_error: v.reason.filter(|_| v.state != State::Up),
             state: v.state,

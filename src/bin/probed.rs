@@ -104,6 +104,11 @@ async fn run(path: PathBuf, config: probed::config::Config) -> anyhow::Result<()
                     }
                 }
             }
+            _ = daemon.rewatch_due() => {
+                if let Err(e) = daemon.rewatch().await {
+                    tracing::error!(error = %e, "cannot start watching the new locations");
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -438,10 +438,10 @@ pub fn render_status(r: &StatusReport, now: i64, locations: bool) -> String {
             for l in &p.locations {
                 rows.push([
                     format!("  @{}", l.location),
-                    if l.stale {
-                        format!("{} (stale)", l.state)
-                    } else {
-                        l.state.to_string()
+                    match (l.stale, l.blind) {
+                        (true, _) => format!("{} (stale)", l.state),
+                        (_, true) => format!("{} (blind)", l.state),
+                        _ => l.state.to_string(),
                     },
                     String::new(),
                     String::new(),

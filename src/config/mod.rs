@@ -63,6 +63,51 @@ pub struct Config {
     pub status_page: StatusPageOptions,
 }
 
+impl Config {
+    /// The config with a `location:<name>` probe ([`crate::probe::location`]) for each of
+    /// `locations` it does not watch itself (a probe of that name): every daemon watches
+    /// every location it knows, its own included.
+    pub fn with_location_probes(mut self, locations: &[String]) -> Config {
+        for loc in locations {
+            let name = format!("location:{loc}");
+            if self.probes.iter().any(|p| p.name == name) {
+                continue;
+            }
+            let mut raw = serde_yaml::Mapping::new();
+            raw.insert("name".into(), name.clone().into());
+            raw.insert("kind".into(), "location".into());
+            raw.insert("location".into(), loc.clone().into());
+            self.probes.push(ProbeConfig {
+                name,
+                schedule: Schedule::Every(Duration::from_secs(2)),
+                timeout: Duration::from_secs(1),
+                alert: AlertSpec {
+                    after: 1,
+                    recover_after: 1,
+                    within: None,
+                    resolve_hold: None,
+                    severity: self.defaults.alert.severity.clone(),
+                    locations: None,
+                },
+                group: Some("probed".into()),
+                public: false,
+                title: None,
+                description: Some(format!("whether probed at {loc} can see")),
+                labels: [("location".to_string(), loc.clone())].into(),
+                slo: None,
+                locations: Vec::new(),
+                spec: ProbeSpec::Location(crate::probe::location::Spec {
+                    location: loc.clone(),
+                    lost_after: Some(crate::units::Dur(self.watchdog.lost_after)),
+                }),
+                source: "built in (every location is watched)".into(),
+                raw: serde_yaml::Value::Mapping(raw),
+            });
+        }
+        self
+    }
+}
+
 /// `status_page:` options. What appears there is every probe with `public: true`, grouped by
 /// `group`, under its `title`.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +136,15 @@ pub struct WatchdogOptions {
     pub max_undelivered_age: Duration,
     /// An always-firing `Watchdog` alert to Alertmanager while the daemon is healthy.
     pub alertmanager: Option<WatchdogAlert>,
+    /// When this daemon counts as blind: most of its probes failing at once.
+    pub blind: BlindOptions,
+    /// `reference`: addresses that should always answer (any HTTP answer counts). When every
+    /// one fails (and the shared store, if any, cannot be reached either), this daemon is
+    /// blind. Default: none.
+    pub reference: Vec<String>,
+    /// A location silent in the shared store this long is lost (`location:<name>` goes
+    /// down). Default: 1m.
+    pub lost_after: Duration,
 }
 
 impl Default for WatchdogOptions {
@@ -100,6 +154,36 @@ impl Default for WatchdogOptions {
             max_lag: Duration::from_secs(1),
             max_undelivered_age: Duration::from_secs(300),
             alertmanager: None,
+            blind: BlindOptions::default(),
+            reference: Vec::new(),
+            lost_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `watchdog.blind`: a daemon whose probes fail at once against most of the hosts it
+/// watches cannot tell its targets are down from being cut off itself. Blind, its failures
+/// count toward no quorum, its own probes page no one, and `location:<its location>` pages
+/// once instead. Hosts, not probes, are counted: fifty probes of one host that is down are
+/// that host's outage, not blindness.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlindOptions {
+    /// Share of the hosts (with a result within `within`) whose every probe failed.
+    /// Default: 80%.
+    pub failing: u32,
+    /// Fewest hosts with a result within `within` for the share to mean anything.
+    /// Default: 3.
+    pub min_hosts: usize,
+    /// How recent a result must be to count. Default: 1m.
+    pub within: Duration,
+}
+
+impl Default for BlindOptions {
+    fn default() -> Self {
+        BlindOptions {
+            failing: 80,
+            min_hosts: 3,
+            within: Duration::from_secs(60),
         }
     }
 }

@@ -113,6 +113,9 @@ impl Daemon {
             )
             .at_location(&config.location),
         );
+        // Sharing a store, every daemon watches every location it hears of, its own included
+        // (see `rewatch`); a lone one watches its own once it has been blind.
+        let config = config.with_location_probes(&watched_locations(&runner));
         *runner.router.write().unwrap() =
             Arc::new(crate::alert::plan::Router::from_config(&config));
         let build_cx = crate::alert::BuildCx::new().map_err(DaemonError::Env)?;
@@ -129,6 +132,7 @@ impl Daemon {
             probes: RwLock::new(BTreeMap::new()),
             started_at: crate::time::now_ms(),
             last_reload_error: Mutex::new(None),
+            rewatch: Default::default(),
         });
         // Alive from the start: the first heartbeat may go out before the pulse task runs.
         shared
@@ -202,6 +206,13 @@ impl Daemon {
         d.background
             .spawn(clock::watch(shared.clone(), d.probes_cancel.clone()));
         d.start_dead_mans_switch(&config);
+        d.background
+            .spawn(judge_sight(shared.clone(), d.probes_cancel.clone()));
+        d.background.spawn(check_references(
+            shared.clone(),
+            d.build_cx.http.clone(),
+            d.probes_cancel.clone(),
+        ));
         if shared.runner.shared_store() {
             d.background.spawn(sync_locations(
                 shared.clone(),
@@ -249,6 +260,7 @@ impl Daemon {
     /// Replaces the running config: probes that did not change keep running untouched;
     /// changed ones restart with their state; removed ones stop; new ones start pending.
     pub async fn reload(&self, config: Config) -> Result<(), DaemonError> {
+        let config = config.with_location_probes(&watched_locations(&self.shared.runner));
         let old = self.shared.config.read().unwrap().clone();
         for (setting, was, now) in restart_only_changes(&old, &config) {
             tracing::warn!(setting, old = %was, new = %now, "this setting changes only with a restart; keeping the old value");
@@ -280,6 +292,23 @@ impl Daemon {
             .with_label_values(&["success"])
             .inc();
         Ok(())
+    }
+
+    /// Starts watching the locations heard of since the config was applied (`location:<name>`
+    /// probes), keeping everything else as it runs.
+    pub async fn rewatch(&self) -> Result<(), DaemonError> {
+        let current = (*self.shared.config.read().unwrap().clone()).clone();
+        let config = current.with_location_probes(&watched_locations(&self.shared.runner));
+        self.apply(&config).await?;
+        let (plan, _) = crate::alert::dispatch::Plan::build(&config, &self.build_cx);
+        self.shared.dispatcher.set_plan(plan);
+        *self.shared.config.write().unwrap() = Arc::new(config);
+        Ok(())
+    }
+
+    /// Resolves when [`Daemon::rewatch`] is due: the store told of a new location.
+    pub async fn rewatch_due(&self) {
+        self.shared.rewatch.notified().await
     }
 
     /// Records a failed reload (the last good config keeps running).
@@ -500,8 +529,16 @@ async fn sync_locations(
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         match shared.runner.sync(&shared.entries(), &me, &mut last).await {
-            Ok(()) => failures = 0,
+            Ok(new) => {
+                failures = 0;
+                shared.runner.sight.lock().unwrap().store_unreachable = false;
+                if !new.is_empty() {
+                    tracing::info!(locations = ?new, "new locations in the store: watching them");
+                    shared.rewatch.notify_one();
+                }
+            }
             Err(e) => {
+                shared.runner.sight.lock().unwrap().store_unreachable = true;
                 failures += 1;
                 if failures.is_power_of_two() {
                     tracing::warn!(error = %e, failures, "cannot read the other locations from the store; judging on this one's verdicts");
@@ -511,6 +548,79 @@ async fn sync_locations(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(SYNC_EVERY) => {}
+        }
+    }
+}
+
+/// How often the daemon judges whether it can see.
+const SIGHT_EVERY: Duration = Duration::from_millis(500);
+/// How often the reference checks run, and each one's deadline.
+const REFERENCE_EVERY: Duration = Duration::from_secs(10);
+const REFERENCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The locations whose `location:<name>` probe this daemon runs: sharing a store, every one
+/// it knows, its own first; alone, its own once it has been blind (a lone daemon that always
+/// saw has nothing to say about it).
+fn watched_locations(runner: &Runner) -> Vec<String> {
+    if runner.shared_store() || runner.ever_blind() {
+        runner.env.locations.locations()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Every [`SIGHT_EVERY`], whether this daemon can see (`watchdog.blind`, the references).
+/// The first blindness of a lone daemon starts its `location:<name>` probe, which pages it.
+async fn judge_sight(shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let opts = shared.config.read().unwrap().watchdog.blind;
+        shared.runner.set_sight_input(shared.entries(), opts);
+        let blind = shared.runner.judge_sight_now(crate::clock::now_ms());
+        let own = format!("location:{}", shared.runner.location);
+        if blind.is_some() && !shared.probes.read().unwrap().contains_key(&own) {
+            shared.rewatch.notify_one();
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(SIGHT_EVERY) => {}
+        }
+    }
+}
+
+/// Every [`REFERENCE_EVERY`], each `watchdog.reference`: any HTTP answer means the network
+/// works from here. Only their hosts are ever logged or shown (a URL may hold a token).
+async fn check_references(shared: Arc<Shared>, http: reqwest::Client, cancel: CancellationToken) {
+    loop {
+        let urls = shared.config.read().unwrap().watchdog.reference.clone();
+        let mut failures = Vec::new();
+        for u in &urls {
+            let host = reqwest::Url::parse(u)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "?".into());
+            match http.get(u).timeout(REFERENCE_TIMEOUT).send().await {
+                Ok(_) => {}
+                Err(e) => failures.push(format!(
+                    "{host}: {}",
+                    if e.is_timeout() {
+                        "no answer".to_string()
+                    } else if e.is_connect() {
+                        "cannot connect".to_string()
+                    } else {
+                        "failed".to_string()
+                    }
+                )),
+            }
+        }
+        {
+            let mut sight = shared.runner.sight.lock().unwrap();
+            sight.references_ok = !urls.is_empty() && failures.len() < urls.len();
+            sight.references_failing = (!urls.is_empty() && failures.len() == urls.len())
+                .then(|| format!("every reference check fails ({})", failures.join("; ")));
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(REFERENCE_EVERY) => {}
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod backup;
 pub mod db_write;
 pub mod dns;
 pub mod http;
+pub mod location;
 pub(crate) mod net;
 pub mod push;
 pub mod redis;
@@ -121,6 +122,9 @@ pub struct Env {
     pub roots: Arc<rustls::RootCertStore>,
     /// Heartbeats pushed in by jobs, for `kind: push` (filled by the daemon).
     pub push: push::Board,
+    /// Whether this daemon is blind, and the other locations' heartbeats, for
+    /// `kind: location` (filled by the daemon).
+    pub locations: location::Board,
     /// Sent as `User-Agent` by HTTP and websocket probes that do not set their own:
     /// `probed/<version> (<instance>; <location>)`, so a target's owner can tell the
     /// locations apart in their logs ([`Env::with_origin`]); `probed/<version>` alone until
@@ -170,6 +174,7 @@ impl Env {
             resolver,
             roots: Arc::new(roots),
             push: Default::default(),
+            locations: Default::default(),
             user_agent: ::http::HeaderValue::from_static(concat!(
                 "probed/",
                 env!("CARGO_PKG_VERSION")
@@ -275,6 +280,7 @@ kinds! {
     "tls" => Tls(tls),
     "dns" => Dns(dns),
     "push" => Push(push),
+    "location" => Location(location),
 }
 
 /// Timeout helper for checks: runs `fut` until the check's deadline. On expiry the error

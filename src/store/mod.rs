@@ -87,6 +87,9 @@ pub struct Record {
     pub obs: Observation,
     /// The probe's state after this result, persisted so a restart resumes it.
     pub verdicts: Verdicts,
+    /// Keep the result itself (a row of `results`, rollups). `false` for the daemon's own
+    /// `location` probes, which run every 2 s: only their verdict is kept.
+    pub keep: bool,
 }
 
 /// A state change on its way to the writer (never dropped): this location's own verdict,

@@ -45,7 +45,12 @@ pub struct Target {
 
 impl Target {
     pub async fn start() -> Target {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Target::start_on("127.0.0.1").await
+    }
+
+    /// On another loopback address (`127.0.0.2`: another host, as far as probed can tell).
+    pub async fn start_on(ip: &str) -> Target {
+        let l = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = l.local_addr().unwrap();
         let mut t = Target {
             addr,

@@ -1238,3 +1238,36 @@ fn alert_locations() {
         ]
     );
 }
+
+/// `watchdog.blind`, `watchdog.reference`, `watchdog.lost_after`.
+#[test]
+fn sight_options() {
+    let c = ok(
+        "watchdog:\n  blind: { failing: 90%, min_hosts: 5, within: 30s }\n  \
+         reference: [\"https://www.example.com/\"]\n  lost_after: 45s\n",
+        &[],
+        &[],
+    );
+    let w = &c.watchdog;
+    assert_eq!(
+        (w.blind.failing, w.blind.min_hosts, w.blind.within),
+        (90, 5, Duration::from_secs(30))
+    );
+    assert_eq!(w.reference, ["https://www.example.com/"]);
+    assert_eq!(w.lost_after, Duration::from_secs(45));
+    let d = ok("", &[], &[]).watchdog;
+    assert_eq!((d.blind.failing, d.blind.min_hosts), (80, 3));
+    assert_eq!(d.lost_after, Duration::from_secs(60));
+    assert_eq!(
+        errors_of(
+            "watchdog:\n  blind: { failing: lots }\n  reference: [\"not a url\"]\n  lost_after: 1s\n",
+            &[],
+            &[],
+        ),
+        [
+            "probed.yaml:2:21: blind.failing must be a share from 1% to 100% (e.g. 80%)",
+            "probed.yaml:3:15: a reference must be an absolute http(s) URL",
+            "probed.yaml:4:15: lost_after must be at least 2s (daemons write every 2s)",
+        ]
+    );
+}

@@ -22,7 +22,11 @@ const WATCHDOG_KEYS: &[&str] = &[
     "max_lag",
     "max_undelivered_age",
     "alertmanager",
+    "blind",
+    "reference",
+    "lost_after",
 ];
+const BLIND_KEYS: &[&str] = &["failing", "min_hosts", "within"];
 const WATCHDOG_ALERT_KEYS: &[&str] = &["notify", "every"];
 const PEER_KEYS: &[&str] = &["name", "url", "after", "every", "severity", "labels"];
 
@@ -49,6 +53,49 @@ impl Loader<'_> {
         }
         if let Ok(Some(Dur(d))) = self.field::<Dur>(doc, &base, m, "max_undelivered_age") {
             w.max_undelivered_age = d.max(Duration::from_secs(1));
+        }
+        if let Ok(Some(Dur(d))) = self.field::<Dur>(doc, &base, m, "lost_after") {
+            if d < Duration::from_secs(2) {
+                let msg = "lost_after must be at least 2s (daemons write every 2s)";
+                self.err(doc, &key(&base, "lost_after"), At::Value, msg);
+            } else {
+                w.lost_after = d;
+            }
+        }
+        let bpath = key(&base, "blind");
+        if let Some(b) = m.get("blind").filter(|v| !v.is_null())
+            && let Some(bm) = self.mapping(doc, &bpath, b)
+        {
+            self.check_keys(doc, &bpath, bm, BLIND_KEYS);
+            if let Ok(Some(s)) = self.field::<String>(doc, &bpath, bm, "failing") {
+                match s
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                {
+                    Some(p @ 1..=100) => w.blind.failing = p,
+                    _ => {
+                        let msg = "blind.failing must be a share from 1% to 100% (e.g. 80%)";
+                        self.err(doc, &key(&bpath, "failing"), At::Value, msg);
+                    }
+                }
+            }
+            if let Ok(Some(n)) = self.count(doc, &bpath, bm, "min_hosts", 1..=1_000_000) {
+                w.blind.min_hosts = n as usize;
+            }
+            if let Ok(Some(Dur(d))) = self.field::<Dur>(doc, &bpath, bm, "within") {
+                w.blind.within = d.max(Duration::from_secs(1));
+            }
+        }
+        if let Ok(Some(urls)) = self.field::<Vec<String>>(doc, &base, m, "reference") {
+            for (i, u) in urls.iter().enumerate() {
+                if absolute_http(u) {
+                    w.reference.push(u.clone());
+                } else {
+                    let msg = "a reference must be an absolute http(s) URL";
+                    self.err(doc, &idx(&key(&base, "reference"), i), At::Value, msg);
+                }
+            }
         }
         let path = key(&base, "alertmanager");
         if let Some(a) = m.get("alertmanager").filter(|v| !v.is_null())

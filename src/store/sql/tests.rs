@@ -17,6 +17,7 @@ const H: i64 = HOUR_MS;
 
 pub(crate) fn rec(id: i64, at: i64, ok: bool) -> Record {
     Record {
+        keep: true,
         probe_id: id,
         at,
         obs: Observation {

@@ -24,7 +24,8 @@ impl Db {
         loc: i64,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.write.begin().await?;
-        for chunk in results.chunks(ROWS_PER_INSERT) {
+        let kept: Vec<&Record> = results.iter().filter(|r| r.keep).collect();
+        for chunk in kept.chunks(ROWS_PER_INSERT) {
             let mut q: QueryBuilder<Database> = QueryBuilder::new(if PG {
                 "INSERT INTO results (probe_id, at, loc, ok, duration_us, status_code, error, \
                  phases, ip, cert_expiry, size) "
@@ -63,7 +64,7 @@ impl Db {
             (DAY_MS, "rollups_daily", "day"),
         ] {
             let mut spans: HashMap<(i64, i64), (i64, i64, i64, i64)> = HashMap::new();
-            for r in results {
+            for r in &kept {
                 let e = spans
                     .entry((r.probe_id, r.at - r.at.rem_euclid(span)))
                     .or_default();
