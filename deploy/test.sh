@@ -80,6 +80,18 @@ if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   apt_install faketime
 fi
 
+# Network namespaces: tests/netns.rs runs three daemons in namespaces of its own (iproute2,
+# as root; CI runs as root). Namespaces a killed run left behind go first.
+if ! command -v ip >/dev/null; then
+  log "installing iproute2"
+  apt_install iproute2
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^p14[cl][0-9a-f]{4}' || true); do
+    ip netns del "$ns" 2>/dev/null || true
+  done
+fi
+
 # PostgreSQL, MariaDB, Redis: the machine's own servers on loopback, used by the db_write
 # probe's tests (PostgreSQL 127.0.0.1:5432, trust auth, database `test`; MariaDB
 # 127.0.0.1:3306, root without a password, database `test`) and beside the redis probe's

@@ -77,6 +77,8 @@ pub struct Runner {
     /// When each other location was last seen blind: its verdicts from before then are
     /// blind ones.
     remote_blind_at: Mutex<HashMap<String, i64>>,
+    /// When the other locations were last read from the shared store (unix ms; 0: never).
+    last_read_ok: std::sync::atomic::AtomicI64,
     /// The running probes and `watchdog.blind`, for [`Runner::judge_sight_now`].
     sight_input: std::sync::RwLock<(Vec<Arc<ProbeEntry>>, crate::config::BlindOptions)>,
 }
@@ -107,6 +109,7 @@ impl Runner {
             blind_ended_at: Default::default(),
             remote_blind_at: Default::default(),
             sight_input: Default::default(),
+            last_read_ok: Default::default(),
         }
     }
 
@@ -519,7 +522,7 @@ pub fn record(
         tracing::info!(probe = %cfg.name, from = %t.from, to = %t.to, reason = t.reason.as_deref().unwrap_or(""), "this location's verdict changed");
     }
     if let Some(o) = &overall {
-        log_overall(cfg, &o.transition);
+        log_overall(cfg, o);
     }
     if judged.is_some() || overall.is_some() {
         runner.store.state_change(StateChange {
@@ -538,15 +541,27 @@ pub fn record(
     });
 }
 
-fn log_overall(cfg: &ProbeConfig, t: &crate::evaluate::Transition) {
+fn log_overall(cfg: &ProbeConfig, o: &Overall) {
     use crate::evaluate::State;
+    let t = &o.transition;
     let reason = t.reason.as_deref().unwrap_or("");
+    // Who sees what, with several locations.
+    let seen = match &o.page {
+        Some(crate::paging::Page::Open(p)) => p.alert.locations.clone(),
+        Some(crate::paging::Page::Recover { locations, .. }) => locations.clone(),
+        None => None,
+    }
+    .unwrap_or_default();
     match t.to {
-        State::Down => tracing::warn!(probe = %cfg.name, from = %t.from, reason, "probe is down"),
+        State::Down => {
+            tracing::warn!(probe = %cfg.name, from = %t.from, reason, seen, "probe is down")
+        }
         State::Degraded => tracing::warn!(
-            probe = %cfg.name, from = %t.from, reason, "probe is outside its objectives"
+            probe = %cfg.name, from = %t.from, reason, seen, "probe is outside its objectives"
         ),
-        to => tracing::info!(probe = %cfg.name, from = %t.from, to = %to, "probe state changed"),
+        to => {
+            tracing::info!(probe = %cfg.name, from = %t.from, to = %to, seen, "probe state changed")
+        }
     }
 }
 
@@ -561,6 +576,16 @@ pub struct SightState {
     /// The shared store could not be read at the last sync.
     pub store_unreachable: bool,
 }
+
+/// The other locations are read every 2 s: no read for longer than this, and the store
+/// counts as out of reach for the votes (a pass may hang before it fails).
+const READ_OVERDUE_MS: i64 = 3_000;
+
+/// While the shared store cannot be read, the other locations' last verdicts keep counting
+/// for this long (from the last read) before they age: time to tell whether the store went away (then this
+/// daemon judges alone, and pages from memory) or this daemon was cut off (then it is
+/// blind, and pages no one).
+pub const FREEZE_VOTES_MS: i64 = 15_000;
 
 impl Runner {
     /// The probes and options the blind judgment reads (set by the daemon as it applies a
@@ -717,6 +742,20 @@ impl Runner {
                 blind: false,
             });
         }
+        // The store out of reach for a moment (no read for longer than a pass takes): the
+        // others' last verdicts stand as they were at the last read (see FREEZE_VOTES_MS).
+        let last_read = self.last_read_ok.load(std::sync::atomic::Ordering::Relaxed);
+        let frozen_at = (last_read > 0
+            && now - last_read > READ_OVERDUE_MS
+            && now - last_read < FREEZE_VOTES_MS)
+            .then_some(last_read);
+        if let Some(t) = frozen_at {
+            for v in votes.iter_mut().filter(|v| v.location != self.location) {
+                if v.checked_at.is_some_and(|c| t - c <= entry.stale_after_ms) {
+                    v.checked_at = Some(now);
+                }
+            }
+        }
         let tally = crate::evaluate::tally(&votes, cfg.alert.locations, now, entry.stale_after_ms);
         let to = tally.state?;
         if to == live.overall {
@@ -850,7 +889,7 @@ impl Runner {
                 self.overall_change(e, &mut live, now, None)
             };
             if let Some(o) = change {
-                log_overall(&e.cfg, &o.transition);
+                log_overall(&e.cfg, &o);
                 self.store.state_change(StateChange {
                     probe_id: e.id,
                     verdicts: None,
@@ -860,6 +899,8 @@ impl Runner {
             }
         }
         *last = Some(now);
+        self.last_read_ok
+            .store(now, std::sync::atomic::Ordering::Relaxed);
         Ok(new)
     }
 }

@@ -382,3 +382,83 @@ async fn a_blind_lone_daemon_pages_once_not_per_probe() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["incidents"].as_array().unwrap().len(), 1, "{v}");
 }
+
+/// Two daemons share the outbox. The one that claims the page stalls mid-send (the receiver
+/// reads and never answers) and is killed (`kill -9`): its claim runs out and the other
+/// sends, under the same dedup key; the page is accepted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_mid_send_leaves_its_page_to_the_other() {
+    use support::receiver::Reply;
+    let db = ScratchDb::create();
+    let mut target = Target::start().await;
+    let hook = Receiver::webhook(vec![Reply::Hang]).await;
+    let mut daemons: Vec<Daemon> = ["eu-west", "us-east"]
+        .iter()
+        .map(|loc| {
+            let mut d = Daemon::new(
+                &format!(
+                    "probes:\n  - name: api\n    kind: http\n    every: 500ms\n    timeout: 400ms\n    \
+                     request: {{ url: \"{}\" }}\n    alert: {{ after: 2, resolve_hold: 0s }}\n",
+                    target.url("/")
+                ),
+                &format!(
+                    "instance: probed-{loc}\nlocation: {loc}\nstore: {{ url: \"{}\" }}\n\
+                     notifiers:\n  hook: {{ kind: webhook, url: \"{}/hook\", timeout: 3s }}\n\
+                     routes:\n  - notify: [hook]\n",
+                    db.url,
+                    hook.url()
+                ),
+            );
+            d.start();
+            d
+        })
+        .collect();
+    for d in &daemons {
+        d.wait_state("api", "up", Duration::from_secs(20));
+    }
+    target.off();
+    // The first send reaches the receiver, which holds it.
+    support::wait_for(Duration::from_secs(20), "the stalled send", || {
+        hook.requests().iter().any(|r| r.body["event"] == "trigger")
+    });
+    let holder = db.rows("SELECT claimed_by FROM outbox WHERE event = 'trigger'");
+    let holder = holder[0][0].clone().expect("claimed");
+    let (killed, other) = if holder == "probed-eu-west" {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    daemons[killed].kill9();
+    let (got, _) = hook.wait_accepted(Duration::from_secs(30), "the page, sent again", |r| {
+        r.iter().any(|r| r.body["event"] == "trigger")
+    });
+    let triggers: Vec<_> = hook
+        .requests()
+        .into_iter()
+        .filter(|r| r.body["event"] == "trigger")
+        .collect();
+    assert_eq!(triggers.len(), 2, "the stalled try and the one after it");
+    assert_eq!(
+        triggers[0].body["dedup_key"], triggers[1].body["dedup_key"],
+        "one key: a pager folds them"
+    );
+    assert_eq!(
+        got.iter().filter(|r| r.body["event"] == "trigger").count(),
+        1
+    );
+    let sent_by = db.rows("SELECT claimed_by, status FROM outbox WHERE event = 'trigger'");
+    assert_eq!(
+        sent_by[0][1].as_deref(),
+        Some("delivered"),
+        "recorded once: {sent_by:?}"
+    );
+    assert_eq!(
+        sent_by[0][0].as_deref(),
+        Some(if other == 0 {
+            "probed-eu-west"
+        } else {
+            "probed-us-east"
+        }),
+        "the survivor took the claim over"
+    );
+}

@@ -120,9 +120,29 @@ pub struct Dispatcher {
     in_flight: Mutex<HashSet<i64>>,
     slots: Arc<Semaphore>,
     pub stats: DispatchStats,
+    /// Whether a probe (by id) still pages as things stand now: down or degraded, and seen
+    /// by a daemon that can see. Asked before each retry of a page from memory, which may
+    /// wait out a long outage; set by the daemon (until then: always).
+    still_firing: RwLock<Option<StillFiring>>,
 }
 
+/// See [`Dispatcher::set_still_firing`].
+pub type StillFiring = Arc<dyn Fn(i64) -> bool + Send + Sync>;
+
 impl Dispatcher {
+    /// What a page from memory asks before each retry: does the probe still page?
+    pub fn set_still_firing(&self, f: StillFiring) {
+        *self.still_firing.write().unwrap() = Some(f);
+    }
+
+    fn still_firing(&self, probe_id: i64) -> bool {
+        self.still_firing
+            .read()
+            .unwrap()
+            .as_ref()
+            .is_none_or(|f| f(probe_id))
+    }
+
     /// Delivers the outbox of `store`, woken by its commits that queue alerts.
     pub fn new(store: Store, plan: Plan) -> Arc<Dispatcher> {
         let wake = store.alerts_queued.clone();
@@ -134,6 +154,7 @@ impl Dispatcher {
             in_flight: Mutex::new(HashSet::new()),
             slots: Arc::new(Semaphore::new(MAX_PARALLEL_SENDS)),
             stats: DispatchStats::default(),
+            still_firing: RwLock::new(None),
         })
     }
 

@@ -143,6 +143,24 @@ impl Daemon {
             .watchdog
             .pulse_mono
             .store(crate::time::mono_ms(), Ordering::Relaxed);
+        // A page from memory waiting out an outage goes out only while its probe still
+        // pages: down or degraded, from a daemon that can see (its own location's probe
+        // aside, which pages precisely because it cannot).
+        let weak = Arc::downgrade(&shared);
+        dispatcher.set_still_firing(Arc::new(move |id| {
+            let Some(s) = weak.upgrade() else {
+                return true;
+            };
+            let blind = s.runner.blind().is_some();
+            s.entries().iter().find(|e| e.id == id).is_none_or(|e| {
+                let location = matches!(e.cfg.spec, crate::probe::ProbeSpec::Location(_));
+                let state = e.live.lock().unwrap().overall;
+                matches!(
+                    state,
+                    crate::evaluate::State::Down | crate::evaluate::State::Degraded
+                ) && (location || !blind)
+            })
+        }));
         let d = Daemon {
             shared: shared.clone(),
             build_cx,
@@ -507,6 +525,8 @@ impl Daemon {
 
 /// How often a daemon on a shared store says it is alive and reads the other locations.
 const SYNC_EVERY: Duration = Duration::from_secs(2);
+/// Longest one such pass may take before the store counts as out of reach.
+const SYNC_DEADLINE: Duration = Duration::from_secs(5);
 
 /// With a shared store: every [`SYNC_EVERY`], a [`Runner::sync`](crate::schedule::Runner::sync)
 /// pass (this daemon's heartbeat in the store, the other locations' verdicts in, every probe
@@ -528,8 +548,23 @@ async fn sync_locations(
             blind: shared.runner.blind(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        match shared.runner.sync(&shared.entries(), &me, &mut last).await {
+        // A cut network leaves the pool's sockets open for minutes: the pass has a deadline.
+        let pass = tokio::time::timeout(
+            SYNC_DEADLINE,
+            shared.runner.sync(&shared.entries(), &me, &mut last),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::store::StoreError::Unanswered(format!(
+                "the store did not answer within {}",
+                crate::units::format_duration(SYNC_DEADLINE)
+            )))
+        });
+        match pass {
             Ok(new) => {
+                if failures > 0 {
+                    tracing::info!(failures, "the store answers again");
+                }
                 failures = 0;
                 shared.runner.sight.lock().unwrap().store_unreachable = false;
                 if !new.is_empty() {
@@ -539,6 +574,9 @@ async fn sync_locations(
             }
             Err(e) => {
                 shared.runner.sight.lock().unwrap().store_unreachable = true;
+                // Whether it is cut off, not only the store: judged now, not in half a
+                // second.
+                shared.runner.judge_sight_now(crate::clock::now_ms());
                 failures += 1;
                 if failures.is_power_of_two() {
                     tracing::warn!(error = %e, failures, "cannot read the other locations from the store; judging on this one's verdicts");
@@ -555,8 +593,8 @@ async fn sync_locations(
 /// How often the daemon judges whether it can see.
 const SIGHT_EVERY: Duration = Duration::from_millis(500);
 /// How often the reference checks run, and each one's deadline.
-const REFERENCE_EVERY: Duration = Duration::from_secs(10);
-const REFERENCE_TIMEOUT: Duration = Duration::from_secs(5);
+const REFERENCE_EVERY: Duration = Duration::from_secs(5);
+const REFERENCE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The locations whose `location:<name>` probe this daemon runs: sharing a store, every one
 /// it knows, its own first; alone, its own once it has been blind (a lone daemon that always

@@ -100,7 +100,14 @@ struct Sight {
     others: HashMap<String, Seen>,
     /// When the others were last read from the store (unix ms); `None`: never.
     read_at: Option<i64>,
+    /// Since when reads have gone on without a gap (unix ms): silence before it is not
+    /// counted (after a restart or an outage of the store, every location gets `lost_after`
+    /// to be heard from again).
+    reading_since: i64,
 }
+
+/// A pause between two reads of the store longer than this starts reading afresh.
+const READ_GAP_MS: i64 = 6_000;
 
 impl SightBoard {
     pub fn set_own(&self, location: &str) {
@@ -122,6 +129,9 @@ impl SightBoard {
             .cloned()
             .collect();
         s.others = seen;
+        if s.read_at.is_none_or(|r| now - r > READ_GAP_MS) {
+            s.reading_since = now;
+        }
         s.read_at = Some(now);
         new
     }
@@ -171,16 +181,18 @@ pub fn verdict(spec: &Spec, board: &SightBoard, now: i64, obs: Observation) -> O
             None => obs,
         };
     }
-    let fresh = |t: i64| now - t <= lost_after.as_millis() as i64;
-    if !s.read_at.is_some_and(fresh) {
+    let lost_ms = lost_after.as_millis() as i64;
+    let Some(read_at) = s.read_at.filter(|r| now - r <= lost_ms) else {
         return obs;
-    }
+    };
+    // Silence as of the last read, counted while this daemon could read: while reads fail,
+    // and until they have gone on for `lost_after`, no location falls silent for it.
     match s.others.get(&spec.location) {
         None => obs.fail(format!(
             "no daemon at {} has ever written to the store",
             spec.location
         )),
-        Some(seen) if !fresh(seen.seen_at) => obs.fail(format!(
+        Some(seen) if read_at - seen.seen_at.max(s.reading_since) > lost_ms => obs.fail(format!(
             "no daemon at {} has written to the store for {} (last: {})",
             spec.location,
             format_duration(Duration::from_millis(
@@ -235,6 +247,11 @@ mod tests {
             seen_at: at,
             blind: blind.map(str::to_owned),
         };
+        // Reading since well before: a location silent for 45 s is lost.
+        b.set_others(HashMap::new(), now - 60_000);
+        for t in (now - 60_000..now).step_by(2_000) {
+            b.set_others(HashMap::new(), t);
+        }
         let new = b.set_others(
             [
                 ("us-east".to_string(), seen(now - 45_000, None)),
@@ -261,9 +278,27 @@ mod tests {
             !verdict(&spec("nowhere"), &b, now, ok()).ok,
             "a location no daemon ever wrote from"
         );
-        // The store unreachable from here for longer than lost_after: no verdict on others.
+        // The store unreachable from here: silence counts as of the last read, and past
+        // lost_after there is no verdict on the others at all.
+        b.set_others(
+            [("us-east".to_string(), seen(now - 1_000, None))].into(),
+            now,
+        );
+        assert!(
+            verdict(&spec("us-east"), &b, now + 20_000, ok()).ok,
+            "as of the last read"
+        );
         assert!(verdict(&spec("us-east"), &b, now + 40_000, ok()).ok);
         assert!(b.set_others(HashMap::new(), now).is_empty());
+        // After a gap in the reads (an outage of the store), silence counts afresh.
+        b.set_others(
+            [("us-east".to_string(), seen(now - 1_000, None))].into(),
+            now + 60_000,
+        );
+        assert!(
+            verdict(&spec("us-east"), &b, now + 60_000, ok()).ok,
+            "61 s silent, but only heard of again just now"
+        );
     }
 
     #[test]

@@ -138,6 +138,16 @@ impl Store {
         on_db!(&self.db, db => db.open_incident_or_silence(probe_id, probe, now).await)
     }
 
+    /// The dedup keys of the probe's incidents open at or since `since` (unix ms): still
+    /// open, or resolved since (read on the read pool).
+    pub async fn incident_keys_since(
+        &self,
+        probe_id: i64,
+        since: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        on_db!(&self.db, db => db.incident_keys_since(probe_id, since).await)
+    }
+
     /// The mute of an incident ended: its first page goes to `route` (notifiers, fallback
     /// chain; none when no route matches any more) and the incident counts as paged.
     pub async fn page_after_mute(

@@ -76,6 +76,9 @@ pub enum StoreError {
     },
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// It did not answer in time (a cut network leaves sockets open for minutes).
+    #[error("{0}")]
+    Unanswered(String),
 }
 
 /// One result on its way to the writer.

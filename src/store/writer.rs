@@ -146,9 +146,15 @@ impl Writer {
             }
             let n = pending.len().min(MAX_BATCH);
             let s = self.stats.clone();
-            match self.commit(&pending.make_contiguous()[..n], &changes).await {
+            // Newest first: after an outage the store learns each probe's latest verdict with
+            // the first commit, not after the whole buffer (other locations read it).
+            let from = pending.len() - n;
+            match self
+                .commit(&pending.make_contiguous()[from..], &changes)
+                .await
+            {
                 Ok(()) => {
-                    pending.drain(..n);
+                    pending.truncate(from);
                     s.written.fetch_add(n as u64, Ordering::Relaxed);
                     s.batches.fetch_add(1, Ordering::Relaxed);
                     s.buffered.store(pending.len() as u64, Ordering::Relaxed);

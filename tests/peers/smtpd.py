@@ -2,9 +2,9 @@
 """A real SMTP server for the email notifier's tests: aiosmtpd storing each message in a
 Maildir, optionally with STARTTLS (required), implicit TLS and AUTH (required).
 
-    smtpd.py --port 0 --maildir DIR [--cert C --key K [--implicit-tls]] [--auth USER:PASSWORD]
+    smtpd.py [--host IP] --port 0 --maildir DIR [--cert C --key K [--implicit-tls]] [--auth USER:PASSWORD]
 
-Binds 127.0.0.1 (port 0: any free port), then prints `ready PORT` on stdout and serves
+Binds 127.0.0.1, or --host (port 0: any free port), then prints `ready PORT` on stdout and serves
 until killed or until stdin closes (so it never outlives the test that started it).
 """
 
@@ -29,6 +29,7 @@ class AnyPortController(Controller):
 
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--maildir", required=True)
     p.add_argument("--cert")
@@ -71,7 +72,7 @@ def main():
 
     controller = AnyPortController(
         Mailbox(args.maildir),
-        hostname="127.0.0.1",
+        hostname=args.host,
         port=args.port,
         ssl_context=ssl_context,
         # A fixed name: the default asks DNS for this host's FQDN, slow on a closed network.

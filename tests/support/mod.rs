@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod netns;
 pub mod pg;
 pub mod receiver;
 pub mod scenario;
@@ -141,6 +142,8 @@ pub struct Daemon {
     pub config: PathBuf,
     pub port: u16,
     pub child: Option<Child>,
+    /// The network namespace it runs in (its API is reachable only from there).
+    pub netns: Option<String>,
 }
 
 impl Daemon {
@@ -160,7 +163,18 @@ impl Daemon {
             config,
             port,
             child: None,
+            netns: None,
         }
+    }
+
+    /// Starts the binary inside network namespace `ns` and waits until its API answers
+    /// there.
+    pub fn start_in(&mut self, ns: &str) {
+        self.netns = Some(ns.to_owned());
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_probed")])
+            .env("RUST_LOG", "info");
+        self.spawn(cmd);
     }
 
     /// Appends to `probed.yaml` (e.g. a section naming another daemon's port).
@@ -231,7 +245,13 @@ impl Daemon {
             {
                 panic!("probed exited early with {st}:\n{}", self.log());
             }
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            match &self.netns {
+                None => std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+                Some(_) => self
+                    .probectl(&["status", "--json"])
+                    .stdout
+                    .starts_with(b"{\"daemon\":"),
+            }
         });
     }
 
@@ -273,9 +293,18 @@ impl Daemon {
         }
     }
 
-    /// Runs `probectl` with this daemon's config.
+    /// Runs `probectl` with this daemon's config (in its namespace, if it runs in one).
     pub fn probectl(&self, args: &[&str]) -> Output {
-        probectl(&self.config, args)
+        match &self.netns {
+            None => probectl(&self.config, args),
+            Some(ns) => Command::new("ip")
+                .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_probectl"), "-c"])
+                .arg(&self.config)
+                .args(args)
+                .env_remove("PROBED_URL")
+                .output()
+                .expect("run probectl"),
+        }
     }
 
     /// `probectl status --json`, parsed, with its exit code.

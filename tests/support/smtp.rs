@@ -22,12 +22,23 @@ impl Drop for Smtp {
 
 impl Smtp {
     pub fn start() -> Smtp {
+        Smtp::start_with(Command::new("python3"), "127.0.0.1")
+    }
+
+    /// In network namespace `ns`, on `host` there (the Maildir is on this machine's disk).
+    pub fn start_in(ns: &str, host: &str) -> Smtp {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, "python3"]);
+        Smtp::start_with(cmd, host)
+    }
+
+    fn start_with(mut cmd: Command, host: &str) -> Smtp {
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("Maildir");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtpd.py");
-        let mut child = Command::new("python3")
+        let mut child = cmd
             .arg(script)
-            .args(["--port", "0", "--maildir"])
+            .args(["--host", host, "--port", "0", "--maildir"])
             .arg(&maildir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -109,14 +109,14 @@ impl Dispatcher {
             let mut chain = vec![name.clone()];
             chain.extend(plan.fallback.iter().filter(|f| *f != name).cloned());
             let (me, alert) = (self.clone(), alert.clone());
-            chains.spawn(async move { me.send_chain(&alert, &chain).await });
+            chains.spawn(async move { me.send_chain(probe_id, &alert, &chain).await });
         }
         while chains.join_next().await.is_some() {}
         self.memory.lock().unwrap().sending.remove(&seq);
     }
 
     /// Tries each notifier of `chain` in turn (with its retries) until one accepts.
-    async fn send_chain(&self, alert: &Alert, chain: &[String]) {
+    async fn send_chain(&self, probe_id: i64, alert: &Alert, chain: &[String]) {
         for (i, name) in chain.iter().enumerate() {
             let plan = self.plan();
             let Some(n) = plan.notifiers.get(name).cloned() else {
@@ -146,6 +146,13 @@ impl Dispatcher {
                         let wait = retry_wait(&plan.options, attempt, &e);
                         tracing::warn!(notifier = %name, attempts = attempt, error = %e, "alert delivery from memory failed; retrying");
                         tokio::time::sleep(wait).await;
+                        if self.covered_elsewhere(probe_id, alert).await {
+                            return;
+                        }
+                        if !self.still_firing(probe_id) {
+                            tracing::info!(probe = %alert.probe, "no longer paging (it recovered, or this daemon cannot see); not paging from memory");
+                            return;
+                        }
                     }
                 }
             };
@@ -158,6 +165,25 @@ impl Dispatcher {
                     tracing::error!(notifier = %name, probe = %alert.probe, error = %error, "alert could not be delivered and no fallback is left");
                 }
             }
+        }
+    }
+
+    /// Whether a page from memory has become one too many while it was being retried: the
+    /// store can be read again, and an incident of the probe open since this page's began
+    /// (still open, or resolved since) has another key: a daemon sharing the store opened it
+    /// and paged it through the outbox. An incident under this page's own key is this
+    /// page's, written since: it still goes out.
+    async fn covered_elsewhere(&self, probe_id: i64, alert: &Alert) -> bool {
+        match self
+            .store
+            .incident_keys_since(probe_id, alert.opened_at)
+            .await
+        {
+            Ok(keys) if keys.iter().any(|k| *k != alert.dedup_key) => {
+                tracing::info!(probe = %alert.probe, "an incident opened elsewhere covers this page; not paging from memory");
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -466,6 +466,26 @@ impl Db {
         Ok(active_silence(&mut conn, probe, now).await?)
     }
 
+    pub(crate) async fn incident_keys_since(
+        &self,
+        probe_id: i64,
+        since: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let alerts: Vec<String> = sqlx::query_scalar(
+            "SELECT alert FROM incidents WHERE probe_id = $1 \
+             AND (resolved_at IS NULL OR resolved_at >= $2)",
+        )
+        .bind(probe_id)
+        .bind(since)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(alerts
+            .iter()
+            .filter_map(|a| serde_json::from_str::<Alert>(a).ok())
+            .map(|a| a.dedup_key)
+            .collect())
+    }
+
     /// The mute of an incident ended: its first page goes to `route` (notifiers, fallback
     /// chain; none when no route matches any more) and the incident counts as paged.
     pub(crate) async fn page_after_mute(

@@ -102,6 +102,30 @@ impl Db {
                 q.build().execute(&mut *tx).await?;
             }
         }
+        // The verdicts a change carries first: a newer result of the batch (below) wins.
+        for c in changes {
+            if let Some(v) = &c.verdicts {
+                sqlx::query(
+                    "INSERT INTO probe_locations (probe_id, loc, state, state_since, \
+                     consecutive_failures, consecutive_successes, recent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (probe_id, loc) DO UPDATE SET state = excluded.state, \
+                     state_since = excluded.state_since, \
+                     consecutive_failures = excluded.consecutive_failures, \
+                     consecutive_successes = excluded.consecutive_successes, \
+                     recent = excluded.recent",
+                )
+                .bind(c.probe_id)
+                .bind(loc)
+                .bind(v.state.as_str())
+                .bind(v.since)
+                .bind(v.consecutive_failures as i64)
+                .bind(v.consecutive_successes as i64)
+                .bind(v.recent as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         // This location's verdict on each probe: its state after the latest result of the
         // batch, and that result.
         let mut latest: HashMap<i64, &Record> = HashMap::new();
@@ -141,32 +165,13 @@ impl Db {
                  consecutive_failures = excluded.consecutive_failures, \
                  consecutive_successes = excluded.consecutive_successes, \
                  recent = excluded.recent, checked_at = excluded.checked_at, ok = excluded.ok, \
-                 duration_us = excluded.duration_us, error = excluded.error",
+                 duration_us = excluded.duration_us, error = excluded.error \
+                 WHERE probe_locations.checked_at IS NULL \
+                 OR excluded.checked_at >= probe_locations.checked_at",
             );
             q.build().execute(&mut *tx).await?;
         }
         for c in changes {
-            if let Some(v) = &c.verdicts {
-                sqlx::query(
-                    "INSERT INTO probe_locations (probe_id, loc, state, state_since, \
-                     consecutive_failures, consecutive_successes, recent) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (probe_id, loc) DO UPDATE SET state = excluded.state, \
-                     state_since = excluded.state_since, \
-                     consecutive_failures = excluded.consecutive_failures, \
-                     consecutive_successes = excluded.consecutive_successes, \
-                     recent = excluded.recent",
-                )
-                .bind(c.probe_id)
-                .bind(loc)
-                .bind(v.state.as_str())
-                .bind(v.since)
-                .bind(v.consecutive_failures as i64)
-                .bind(v.consecutive_successes as i64)
-                .bind(v.recent as i64)
-                .execute(&mut *tx)
-                .await?;
-            }
             if let Some(t) = &c.local {
                 record_change(&mut tx, c.probe_id, loc, t).await?;
             }
