@@ -2,13 +2,15 @@
 # Benchmark of the spine: N HTTP probes every INTERVAL against one local nginx, run by the
 # release probed. Prints start jitter (p50/p99/max from probed_schedule_lag_seconds), CPU per
 # probe, RSS, `probectl status` latency, and store growth per probe per day.
-# Usage: benches/spine.sh            (env: N=2000 INTERVAL=10 WARM=15 MEASURE=30)
+# Usage: benches/spine.sh     (env: N=2000 INTERVAL=10 WARM=15 MEASURE=30 BIN=target/release,
+# BIN naming another build's folder to compare builds)
 # Needs Debian's nginx; everything on 127.0.0.1; every process stopped by PID.
 set -u
 cd "$(dirname "$0")/.."
 N=${N:-2000} INTERVAL=${INTERVAL:-10} WARM=${WARM:-15} MEASURE=${MEASURE:-30}
+BIN=${BIN:-target/release}
 command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx)" >&2; exit 1; }
-[ -x target/release/probed ] || cargo build --release -q
+[ -x "$BIN/probed" ] || cargo build --release -q
 W=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null; done; sleep 0.5; rm -rf "$W"; }
 trap cleanup EXIT
@@ -29,7 +31,7 @@ nginx -p "$W/ngx" -c "$W/ngx/nginx.conf" -g 'daemon off;' & PIDS+=($!)
 { echo "probes:"; for i in $(seq 0 $((N-1))); do
   echo "  - { name: p$i, kind: http, every: ${INTERVAL}s, timeout: 5s, request: { url: \"http://127.0.0.1:$NP/?i=$i\" } }"; done; } >"$W/probes.yaml"
 printf 'listen: 127.0.0.1:%s\ndata_dir: %s/data\nprobes: %s/probes.yaml\n' "$LP" "$W" "$W" >"$W/probed.yaml"
-target/release/probed -c "$W/probed.yaml" --log warn >"$W/probed.log" 2>&1 & P=$!; PIDS+=($P)
+"$BIN/probed" -c "$W/probed.yaml" --log warn >"$W/probed.log" 2>&1 & P=$!; PIDS+=($P)
 sleep "$WARM"; [ -n "${PERF:-}" ] && (perf record -F 999 -g -p $P -o /tmp/perf.data -- sleep 20 >/dev/null 2>&1 &)
 metric() { curl -s "http://127.0.0.1:$LP/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 lag_hist() { curl -s "http://127.0.0.1:$LP/metrics" | grep '^probed_schedule_lag_seconds_'; }
@@ -38,7 +40,7 @@ sleep "$MEASURE"
 lag_hist >"$W/lag1"; c1=$(cpu_ticks $P); w1=$(metric probed_store_written_total); t1=$(date +%s.%N)
 rss=$(awk '/VmRSS/{print $2}' /proc/$P/status)
 # probectl status: median of 10 runs
-st=$(for i in $(seq 10); do s=$(date +%s%N); target/release/probectl --url "http://127.0.0.1:$LP" status --json >/dev/null; e=$(date +%s%N); echo $(( (e-s)/1000 )); done | sort -n | sed -n 5p)
+st=$(for i in $(seq 10); do s=$(date +%s%N); "$BIN/probectl" --url "http://127.0.0.1:$LP" status --json >/dev/null; e=$(date +%s%N); echo $(( (e-s)/1000 )); done | sort -n | sed -n 5p)
 dropped=$(metric probed_store_dropped_total); skipped=$(curl -s "http://127.0.0.1:$LP/metrics" | awk '/^probed_runs_skipped_total/ {s+=$2} END {print s+0}')
 kill -TERM $P; wait $P 2>/dev/null
 db=$W/data/probed.db

@@ -713,6 +713,25 @@ impl Runner {
         // A blind location's verdicts count toward no quorum, but for its say on the
         // locations themselves (blindness included).
         let location_probe = matches!(cfg.spec, crate::probe::ProbeSpec::Location(_));
+        let sees = || {
+            self.blind.lock().unwrap().is_none()
+                && live.last.as_ref().is_some_and(|l| {
+                    l.at > self
+                        .blind_ended_at
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                })
+        };
+        // A lone location (no other verdict known): with its own vote matching the state,
+        // or no vote at all, there is nothing to tally. The common case, kept cheap.
+        let alone = self
+            .votes
+            .read()
+            .unwrap()
+            .get(&entry.id)
+            .is_none_or(|vs| vs.is_empty());
+        if alone && (live.verdicts.state == live.overall || !(location_probe || sees())) {
+            return None;
+        }
         let mut votes: Vec<Vote> = self
             .votes
             .read()
@@ -727,13 +746,7 @@ impl Runner {
             .unwrap_or_default();
         // A verdict from before sight came back is a blind one still: it waits for the
         // probe's next run.
-        let sees = self.blind.lock().unwrap().is_none()
-            && live.last.as_ref().is_some_and(|l| {
-                l.at > self
-                    .blind_ended_at
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            });
-        if location_probe || sees {
+        if location_probe || sees() {
             votes.push(Vote {
                 location: self.location.clone(),
                 state: live.verdicts.state,
@@ -805,6 +818,7 @@ impl Runner {
     pub async fn sync(
         &self,
         entries: &[Arc<ProbeEntry>],
+        elsewhere: &[Arc<ProbeEntry>],
         me: &crate::store::DaemonRow,
         last: &mut Option<i64>,
     ) -> Result<Vec<String>, crate::store::StoreError> {
@@ -877,6 +891,14 @@ impl Runner {
             .into_iter()
             .map(|(id, s, since)| (id, (s, since)))
             .collect();
+        // Probes kept to other locations: their state as the store has it, judged there.
+        for e in elsewhere {
+            let mut live = e.live.lock().unwrap();
+            if let Some((s, since)) = overall.get(&e.id) {
+                live.overall = *s;
+                live.overall_since = *since;
+            }
+        }
         for e in entries {
             let change = {
                 let mut live = e.live.lock().unwrap();
@@ -896,6 +918,17 @@ impl Runner {
                     local: None,
                     overall: Some(o),
                 });
+            }
+        }
+        // Every minute, the day's uptime from every location's runs (as the store has them).
+        if last.is_none_or(|l| now / 60_000 != l / 60_000) {
+            let mut rollups = self.store.rollups_since(now - 25 * HOUR_MS).await?;
+            for e in entries.iter().chain(elsewhere) {
+                let window = rollups
+                    .remove(&e.id)
+                    .map(UptimeWindow::from_rollups)
+                    .unwrap_or_default();
+                e.live.lock().unwrap().window = window;
             }
         }
         *last = Some(now);

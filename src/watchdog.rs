@@ -73,6 +73,10 @@ pub struct Shared {
     pub config: RwLock<Arc<Config>>,
     /// The running probes, by name: the daemon starts, restarts and stops them.
     pub probes: RwLock<BTreeMap<String, Running>>,
+    /// With a shared store, the probes kept to other locations (`locations:`), by name: not
+    /// run here, but shown, their state and verdicts read from the store, so that every
+    /// daemon reports the same probes.
+    pub elsewhere: RwLock<BTreeMap<String, Arc<ProbeEntry>>>,
     /// Wall-clock start, unix ms.
     pub started_at: i64,
     /// Why the last reload failed, until one succeeds (the `config` self-check).
@@ -90,6 +94,23 @@ impl Shared {
             .values()
             .map(|r| r.entry.clone())
             .collect()
+    }
+
+    /// Every probe to report, in name order: those running here and those kept to other
+    /// locations.
+    pub fn reported_entries(&self) -> Vec<Arc<ProbeEntry>> {
+        let mut all = self.entries();
+        let elsewhere = self.elsewhere.read().unwrap();
+        if !elsewhere.is_empty() {
+            all.extend(elsewhere.values().cloned());
+            all.sort_by(|a, b| a.cfg.name.cmp(&b.cfg.name));
+        }
+        all
+    }
+
+    /// The probes kept to other locations (see [`Shared::elsewhere`]).
+    pub fn elsewhere_entries(&self) -> Vec<Arc<ProbeEntry>> {
+        self.elsewhere.read().unwrap().values().cloned().collect()
     }
 
     /// Runs skipped so far, all probes together (overlap or no global slot).

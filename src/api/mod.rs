@@ -150,7 +150,7 @@ async fn status(AxState(s): AxState<Arc<Shared>>) -> Response {
 pub fn build_status(s: &Shared) -> StatusReport {
     // The timers' clock: staleness compares it with each probe's last result.
     let now = crate::clock::now_ms();
-    let probes = s.entries();
+    let probes = s.reported_entries();
     // Measured on the monotonic clock (anchored when the daemon started), so a clock step
     // neither stretches the uptime nor hides a stale probe behind a start "in the future".
     let uptime_ms = crate::time::mono_ms();
@@ -161,20 +161,31 @@ pub fn build_status(s: &Shared) -> StatusReport {
         // Copy out what is needed under the lock; format after releasing it.
         let (verdicts, (overall, overall_since), last, uptime_24h, slo, locations) = {
             let live = e.live.lock().unwrap();
-            let last = live.last.as_ref().map(|l| {
-                (
+            let locations = locations_of(s, e, &live, now);
+            let last = match &live.last {
+                Some(l) => Some((
                     l.at,
-                    l.duration_us,
+                    Some(l.duration_us),
                     if l.ok { None } else { l.error.clone() },
-                )
-            });
+                )),
+                // A probe kept to other locations: their latest verdict.
+                None => s.runner.votes.read().unwrap().get(&e.id).and_then(|vs| {
+                    vs.iter()
+                        .filter_map(|v| Some((v.checked_at?, v)))
+                        .max_by_key(|(at, _)| *at)
+                        .map(|(at, v)| {
+                            let error = v.reason.clone().filter(|_| v.state != State::Up);
+                            (at, None, error)
+                        })
+                }),
+            };
             (
                 live.verdicts.clone(),
                 (live.overall, live.overall_since),
                 last,
                 live.window.uptime_24h(now),
                 live.slo.as_ref().map(|t| t.figures(now)),
-                locations_of(s, e, &live, now),
+                locations,
             )
         };
         let mut state = overall;
@@ -190,7 +201,7 @@ pub fn build_status(s: &Shared) -> StatusReport {
             state,
             since: overall_since.map(crate::time::rfc3339),
             last_checked_at: last.as_ref().map(|l| crate::time::rfc3339(l.0)),
-            last_latency_ms: last.as_ref().map(|l| l.1 as f64 / 1000.0),
+            last_latency_ms: last.as_ref().and_then(|l| l.1).map(|us| us as f64 / 1000.0),
             last_error: last.and_then(|l| l.2),
             uptime_24h,
             consecutive_failures: verdicts.consecutive_failures,
@@ -242,17 +253,21 @@ fn locations_of(
         .get(&e.id)
         .cloned()
         .unwrap_or_default();
-    votes.push(crate::evaluate::Vote {
-        location: s.runner.location.clone(),
-        blind: s.runner.blind().is_some(),
-        state: live.verdicts.state,
-        checked_at: live.last.as_ref().map(|l| l.at),
-        reason: live
-            .last
-            .as_ref()
-            .filter(|l| !l.ok)
-            .and_then(|l| l.error.clone()),
-    });
+    // Not this location's to judge when the probe is kept to others.
+    let here = e.cfg.runs_at(&s.runner.location);
+    votes.extend(here.then(|| {
+        crate::evaluate::Vote {
+            location: s.runner.location.clone(),
+            blind: s.runner.blind().is_some(),
+            state: live.verdicts.state,
+            checked_at: live.last.as_ref().map(|l| l.at),
+            reason: live
+                .last
+                .as_ref()
+                .filter(|l| !l.ok)
+                .and_then(|l| l.error.clone()),
+        }
+    }));
     votes.sort_by(|a, b| a.location.cmp(&b.location));
     votes
         .into_iter()
@@ -605,7 +620,7 @@ async fn public_view(a: &ApiState) -> Result<Arc<crate::public::View>, Response>
         let router = s.runner.router.read().unwrap().clone();
         let report = build_status(s);
         let ids = s
-            .entries()
+            .reported_entries()
             .iter()
             .map(|e| (e.cfg.name.clone(), e.id))
             .collect();

@@ -130,6 +130,7 @@ impl Daemon {
             watchdog: Default::default(),
             config: RwLock::new(Arc::new(config.clone())),
             probes: RwLock::new(BTreeMap::new()),
+            elsewhere: RwLock::new(BTreeMap::new()),
             started_at: crate::time::now_ms(),
             last_reload_error: Mutex::new(None),
             rewatch: Default::default(),
@@ -348,8 +349,19 @@ impl Daemon {
             .iter()
             .filter(|p| p.runs_at(&self.location))
             .collect();
+        // With a shared store, the others are registered and shown all the same.
+        let elsewhere: Vec<&ProbeConfig> = if runner.shared_store() {
+            config
+                .probes
+                .iter()
+                .filter(|p| !p.runs_at(&self.location))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let names: Vec<(String, &'static str)> = here
             .iter()
+            .chain(&elsewhere)
             .map(|p| (p.name.clone(), p.spec.kind()))
             .collect();
         let saved = runner.store.register(&names).await?;
@@ -357,6 +369,35 @@ impl Daemon {
             .store
             .rollups_since(crate::time::now_ms() - 25 * 3_600_000)
             .await?;
+        {
+            let mut shown = self.shared.elsewhere.write().unwrap();
+            let mut kept = BTreeMap::new();
+            for pc in elsewhere {
+                let Some(sp) = saved.get(&pc.name) else {
+                    continue;
+                };
+                let entry = match shown.remove(&pc.name) {
+                    Some(e) if e.cfg.same_as(pc) => e,
+                    old => {
+                        let live = match old {
+                            Some(e) => e.live.lock().unwrap().clone(),
+                            None => Live {
+                                overall: sp.overall.0,
+                                overall_since: sp.overall.1,
+                                window: rollups
+                                    .remove(&sp.id)
+                                    .map(UptimeWindow::from_rollups)
+                                    .unwrap_or_default(),
+                                ..Live::default()
+                            },
+                        };
+                        Arc::new(ProbeEntry::new(Arc::new(pc.clone()), sp.id, live))
+                    }
+                };
+                kept.insert(pc.name.clone(), entry);
+            }
+            *shown = kept;
+        }
         // Push probes: their ping clocks, from the store (a restart does not reset them).
         let push_ids: Vec<(i64, String)> = here
             .iter()
@@ -551,7 +592,12 @@ async fn sync_locations(
         // A cut network leaves the pool's sockets open for minutes: the pass has a deadline.
         let pass = tokio::time::timeout(
             SYNC_DEADLINE,
-            shared.runner.sync(&shared.entries(), &me, &mut last),
+            shared.runner.sync(
+                &shared.entries(),
+                &shared.elsewhere_entries(),
+                &me,
+                &mut last,
+            ),
         )
         .await
         .unwrap_or_else(|_| {
