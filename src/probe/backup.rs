@@ -197,6 +197,11 @@ impl Spec {
         None
     }
 
+    /// The dumps' path (pattern), as written.
+    pub fn instance(&self) -> Option<String> {
+        Some(self.path.trim().to_owned())
+    }
+
     pub fn build(&self) -> Result<Check, String> {
         if let Some(e) = self.validate().into_iter().next() {
             return Err(format!("{}: {}", e.path, e.message));

@@ -173,6 +173,24 @@ impl Spec {
         parse_dsn(self.dsn.expose()).ok().and_then(|d| d.host)
     }
 
+    /// `host:port` of the database server, or the SQLite file's path (never the DSN: it
+    /// holds the password).
+    pub fn instance(&self) -> Option<String> {
+        let raw = self.dsn.expose().trim();
+        let url = reqwest::Url::parse(raw).ok()?;
+        let port = match url.scheme() {
+            "postgres" | "postgresql" => 5432,
+            "mysql" | "mariadb" => 3306,
+            _ => return Some(url.path().to_owned()).filter(|p| !p.is_empty()),
+        };
+        Some(crate::probe::net::host_port_instance(
+            url.host_str()
+                .filter(|h| !h.is_empty())
+                .unwrap_or("localhost"),
+            url.port().unwrap_or(port),
+        ))
+    }
+
     /// Parses the DSNs into connect options and prepares the statements.
     pub fn build(&self) -> Result<Check, String> {
         if let Some(e) = self.validate().into_iter().next() {

@@ -240,6 +240,15 @@ impl Spec {
         Some(ns.ip().to_string())
     }
 
+    /// The first nameserver asked (`ip:port`), as blackbox_exporter's dns target; the name
+    /// queried when the system's resolver answers.
+    pub fn instance(&self) -> Option<String> {
+        match self.nameservers.first() {
+            Some(ns) => parse_nameserver(ns).ok().map(|a| a.to_string()),
+            None => Some(self.query_name.clone()),
+        }
+    }
+
     pub fn build(&self) -> Result<Check, String> {
         if let Some(e) = self.validate().into_iter().next() {
             return Err(format!("{}: {}", e.path, e.message));

@@ -351,6 +351,10 @@ impl Spec {
         parse_target(&self.request.url).ok().map(|t| t.host)
     }
 
+    pub fn instance(&self) -> Option<String> {
+        net::url_instance(&self.request.url, None)
+    }
+
     /// Compiles regexes, reads the CA file, builds the TLS config.
     pub fn build(&self) -> Result<Check, String> {
         if let Some(e) = self.validate().into_iter().next() {

@@ -70,6 +70,10 @@ impl Spec {
         None
     }
 
+    pub fn instance(&self) -> Option<String> {
+        None
+    }
+
     pub fn build(&self) -> Result<Check, String> {
         Ok(Check { spec: self.clone() })
     }

@@ -255,6 +255,12 @@ macro_rules! kinds {
             pub fn target_host(&self) -> Option<String> {
                 match self { $(ProbeSpec::$variant(s) => s.target_host()),* }
             }
+            /// What the probe targets, as Prometheus' `instance` label names it: a URL
+            /// without userinfo, query or fragment (they can hold secrets), `host:port`, a
+            /// path. `None` for kinds with no target of their own (push, location).
+            pub fn instance(&self) -> Option<String> {
+                match self { $(ProbeSpec::$variant(s) => s.instance()),* }
+            }
             /// Compiles the spec into a runnable probe. Only fails on what `validate` reports.
             pub fn build(&self) -> Result<Probe, String> {
                 match self { $(ProbeSpec::$variant(s) => s.build().map(Probe::$variant)),* }

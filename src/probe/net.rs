@@ -666,6 +666,52 @@ mod tests {
     use super::*;
     use crate::redact::{scrub, secret_list};
 
+    /// The target as `instance` shows it never carries userinfo, query or fragment.
+    #[test]
+    fn instance_of_a_url_keeps_no_secret() {
+        let i = |u| url_instance(u, None);
+        assert_eq!(
+            i("https://user:pw-1@api.example.com:8443/health?token=t-2#frag").as_deref(),
+            Some("https://api.example.com:8443/health")
+        );
+        assert_eq!(
+            i("http://api.example.com").as_deref(),
+            Some("http://api.example.com/")
+        );
+        assert_eq!(
+            i("wss://[::1]:9000/socket?vsn=2").as_deref(),
+            Some("wss://[::1]:9000/socket")
+        );
+        assert_eq!(i("not a url"), None);
+        assert_eq!(host_port_instance("::1", 53), "[::1]:53");
+        assert_eq!(host_port_instance("db.internal", 5432), "db.internal:5432");
+        let spec = |y: &str| {
+            crate::config::load_str(
+                &format!("probes:\n  - {y}\n"),
+                std::path::Path::new("/tmp/p.yaml"),
+                &|_| None,
+            )
+            .unwrap()
+            .probes[0]
+                .spec
+                .instance()
+        };
+        assert_eq!(
+            spec("{ name: d, kind: db_write, dsn: \"postgres://u:pw-3@db.internal/app\" }")
+                .as_deref(),
+            Some("db.internal:5432")
+        );
+        assert_eq!(
+            spec("{ name: r, kind: redis, url: \"redis://:pw-4@cache:6380/0\" }").as_deref(),
+            Some("cache:6380")
+        );
+        assert_eq!(
+            spec("{ name: n, kind: dns, query_name: example.com, nameservers: [\"127.0.0.1\"] }")
+                .as_deref(),
+            Some("127.0.0.1:53")
+        );
+    }
+
     #[test]
     fn base64_encodes_basic_credentials() {
         for (input, want) in [
@@ -706,5 +752,36 @@ mod tests {
         assert!(json_eq(&json!({"a": [1, 2.0]}), &json!({"a": [1.0, 2]})));
         assert!(!json_eq(&json!(1), &json!("1")));
         assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+    }
+}
+
+/// A URL as Prometheus' `instance` label shows a target: scheme, host, port and path, without
+/// userinfo, query or fragment (they can hold secrets). `default_port` is added when the
+/// URL has none and the scheme has no well-known one (`None`: leave it out). What does not
+/// parse as a URL yields nothing rather than the raw text.
+pub fn url_instance(raw: &str, default_port: Option<u16>) -> Option<String> {
+    let url = reqwest::Url::parse(raw.trim()).ok()?;
+    let host = url.host_str().filter(|h| !h.is_empty());
+    let mut out = format!("{}://", url.scheme());
+    if let Some(h) = host {
+        out.push_str(h);
+        if let Some(p) = url
+            .port()
+            .or(default_port.filter(|_| url.port_or_known_default().is_none()))
+        {
+            out.push_str(&format!(":{p}"));
+        }
+    }
+    out.push_str(url.path());
+    Some(out)
+}
+
+/// `host:port` as Prometheus' `instance` label shows it (an IPv6 host in brackets).
+pub fn host_port_instance(host: &str, port: u16) -> String {
+    let h = host.trim();
+    if h.contains(':') && !h.starts_with('[') {
+        format!("[{h}]:{port}")
+    } else {
+        format!("{h}:{port}")
     }
 }

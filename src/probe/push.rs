@@ -62,6 +62,10 @@ impl Spec {
         None
     }
 
+    pub fn instance(&self) -> Option<String> {
+        None
+    }
+
     pub fn grace(&self) -> std::time::Duration {
         self.grace
             .map(|g| g.0)

@@ -180,6 +180,15 @@ impl Spec {
         parse_url(self.url.expose()).ok().map(|t| t.host)
     }
 
+    /// `host:port` of the server (never the URL: its userinfo is the password).
+    pub fn instance(&self) -> Option<String> {
+        let url = Url::parse(self.url.expose().trim()).ok()?;
+        Some(crate::probe::net::host_port_instance(
+            url.host_str()?,
+            url.port().unwrap_or(6379),
+        ))
+    }
+
     pub fn build(&self) -> Result<Check, String> {
         if let Some(e) = self.validate().into_iter().next() {
             return Err(format!("{}: {}", e.path, e.message));

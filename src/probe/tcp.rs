@@ -170,6 +170,10 @@ impl Spec {
         Some(host_key(&self.host))
     }
 
+    pub fn instance(&self) -> Option<String> {
+        Some(crate::probe::net::host_port_instance(&self.host, self.port))
+    }
+
     /// Compiles the regex, reads the CA file.
     pub fn build(&self) -> Result<Check, String> {
         if let Some(e) = self.validate().into_iter().next() {

@@ -111,6 +111,10 @@ impl Spec {
         Some(host_key(&self.host))
     }
 
+    pub fn instance(&self) -> Option<String> {
+        Some(crate::probe::net::host_port_instance(&self.host, self.port))
+    }
+
     /// Reads the CA file and readies the chain judgement.
     pub fn build(&self) -> Result<Check, String> {
         if let Some(e) = self.validate().into_iter().next() {

@@ -329,6 +329,10 @@ impl Spec {
         parse_target(&self.url).ok().map(|t| t.host)
     }
 
+    pub fn instance(&self) -> Option<String> {
+        crate::probe::net::url_instance(&self.url, None)
+    }
+
     /// The path and query to upgrade, after the preset's additions: `vsn=` for Phoenix; the
     /// `/socket.io/` path, `EIO=4` and `transport=websocket` for Socket.IO.
     fn session_path(&self, target: &Target) -> Result<String, String> {
