@@ -352,7 +352,7 @@ impl Spec {
     }
 
     pub fn instance(&self) -> Option<String> {
-        net::url_instance(&self.request.url, None)
+        net::url_instance(&self.request.url)
     }
 
     /// Compiles regexes, reads the CA file, builds the TLS config.

@@ -661,6 +661,33 @@ pub(crate) fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     }
 }
 
+/// A URL as Prometheus' `instance` label shows a target: scheme, host, port and path, without
+/// userinfo, query or fragment (they can hold secrets). What does not parse as a URL
+/// yields nothing rather than the raw text.
+pub fn url_instance(raw: &str) -> Option<String> {
+    let url = reqwest::Url::parse(raw.trim()).ok()?;
+    let host = url.host_str().filter(|h| !h.is_empty());
+    let mut out = format!("{}://", url.scheme());
+    if let Some(h) = host {
+        out.push_str(h);
+        if let Some(p) = url.port() {
+            out.push_str(&format!(":{p}"));
+        }
+    }
+    out.push_str(url.path());
+    Some(out)
+}
+
+/// `host:port` as Prometheus' `instance` label shows it (an IPv6 host in brackets).
+pub fn host_port_instance(host: &str, port: u16) -> String {
+    let h = host.trim();
+    if h.contains(':') && !h.starts_with('[') {
+        format!("[{h}]:{port}")
+    } else {
+        format!("{h}:{port}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -669,7 +696,7 @@ mod tests {
     /// The target as `instance` shows it never carries userinfo, query or fragment.
     #[test]
     fn instance_of_a_url_keeps_no_secret() {
-        let i = |u| url_instance(u, None);
+        let i = url_instance;
         assert_eq!(
             i("https://user:pw-1@api.example.com:8443/health?token=t-2#frag").as_deref(),
             Some("https://api.example.com:8443/health")
@@ -752,36 +779,5 @@ mod tests {
         assert!(json_eq(&json!({"a": [1, 2.0]}), &json!({"a": [1.0, 2]})));
         assert!(!json_eq(&json!(1), &json!("1")));
         assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
-    }
-}
-
-/// A URL as Prometheus' `instance` label shows a target: scheme, host, port and path, without
-/// userinfo, query or fragment (they can hold secrets). `default_port` is added when the
-/// URL has none and the scheme has no well-known one (`None`: leave it out). What does not
-/// parse as a URL yields nothing rather than the raw text.
-pub fn url_instance(raw: &str, default_port: Option<u16>) -> Option<String> {
-    let url = reqwest::Url::parse(raw.trim()).ok()?;
-    let host = url.host_str().filter(|h| !h.is_empty());
-    let mut out = format!("{}://", url.scheme());
-    if let Some(h) = host {
-        out.push_str(h);
-        if let Some(p) = url
-            .port()
-            .or(default_port.filter(|_| url.port_or_known_default().is_none()))
-        {
-            out.push_str(&format!(":{p}"));
-        }
-    }
-    out.push_str(url.path());
-    Some(out)
-}
-
-/// `host:port` as Prometheus' `instance` label shows it (an IPv6 host in brackets).
-pub fn host_port_instance(host: &str, port: u16) -> String {
-    let h = host.trim();
-    if h.contains(':') && !h.starts_with('[') {
-        format!("[{h}]:{port}")
-    } else {
-        format!("{h}:{port}")
     }
 }

@@ -330,7 +330,7 @@ impl Spec {
     }
 
     pub fn instance(&self) -> Option<String> {
-        crate::probe::net::url_instance(&self.url, None)
+        crate::probe::net::url_instance(&self.url)
     }
 
     /// The path and query to upgrade, after the preset's additions: `vsn=` for Phoenix; the
