@@ -1,39 +1,47 @@
-//! Prometheus metrics. Probe metrics carry the blackbox_exporter names (`probe_success`,
-//! `probe_duration_seconds`, `probe_http_status_code`, `probe_http_duration_seconds{phase}`,
-//! `probe_ssl_earliest_cert_expiry`, ...) with a `probe` label, so existing dashboards and
-//! alert rules work unchanged. `probed_*` metrics describe the daemon itself.
+//! Prometheus metrics, in two parts.
 //!
-//! Each probe task holds its own label-resolved handles ([`ProbeMetrics`]), so recording an
-//! observation is a handful of atomic stores, not a hash lookup per metric.
+//! * **Probe series**, rendered by hand from each probe's compact state ([`ProbeSeries`]):
+//!   blackbox_exporter's families with its names, labels and units (`probe_success`,
+//!   `probe_duration_seconds`, `probe_http_duration_seconds{phase}`,
+//!   `probe_ssl_earliest_cert_expiry`, `probe_tls_version_info`, ...), so existing dashboards
+//!   and alert rules work unchanged, plus probed's own (`probed_probe_state`, the run
+//!   counters, push pings, objectives). Every series of a probe carries `probe` (its name),
+//!   `instance` (its target: a URL without userinfo, query or fragment, or `host:port`), and
+//!   the probe's own `labels:`, so a scrape with `honor_labels: true` keeps the target in
+//!   `instance` as a blackbox scrape does. Each probe's labels differ, which a registry of
+//!   fixed label names cannot express; and rendering from one small struct per probe costs
+//!   less than a registry child per series.
+//! * **The daemon's own** (`probed_*`), in a `prometheus` registry: counters as counters,
+//!   gauges as gauges. The ones computed rather than counted (self-health, objectives, probes
+//!   by state, the store's and the dispatcher's figures) are set at each scrape by
+//!   [`Metrics::refresh`] from a plain-data [`Gauges`] the caller gathers, since what they
+//!   measure lives in modules above this one; totals kept elsewhere as atomics advance their
+//!   counters by the difference.
 //!
-//! The gauges that are computed rather than counted (self-health, objectives, probes by
-//! state, the store's and the dispatcher's figures) are set at each scrape by
-//! [`Metrics::refresh`] from a plain-data [`Gauges`] the caller gathers, since what they
-//! measure lives in modules above this one.
+//! Each probe task holds its [`ProbeMetrics`], so recording an observation is one lock and a
+//! copy, not a lookup per metric.
 
-use std::sync::atomic::AtomicU64;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU8, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::config::ProbeConfig;
 use crate::probe::Observation;
 
 /// Every metric the daemon exports.
 pub struct Metrics {
     pub registry: Registry,
-    probe_success: GaugeVec,
-    probe_duration: GaugeVec,
-    probe_http_status: GaugeVec,
-    probe_http_phase: GaugeVec,
-    probe_http_redirects: GaugeVec,
-    probe_http_body_len: GaugeVec,
-    probe_ssl_expiry: GaugeVec,
-    probe_ip_protocol: GaugeVec,
-    runs: IntCounterVec,
-    skipped: IntCounterVec,
+    /// Every probe's series, by probe name.
+    probes: RwLock<BTreeMap<String, Arc<ProbeSeries>>>,
+    /// The objectives' figures of the last refresh, by probe name.
+    slo: Mutex<Vec<(String, crate::slo::Figures)>>,
     /// Start lag: how late a run started against its schedule.
     pub schedule_lag: Histogram,
     /// The same lag over the last minute, for the self-check.
@@ -41,37 +49,26 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub probes_by_state: IntGaugeVec,
     pub store_queue_depth: IntGauge,
-    pub store_dropped: IntGauge,
-    pub store_written: IntGauge,
-    pub store_write_errors: IntGauge,
+    store_dropped: IntCounter,
+    store_written: IntCounter,
+    store_write_errors: IntCounter,
     pub reloads: IntCounterVec,
-    /// Phase timings of the kinds blackbox_exporter has no names for (tcp, tls, dns,
-    /// websocket, db_write, redis, backup).
-    probe_phase: GaugeVec,
-    /// Phase series created per probe, so `forget` removes them all.
-    phase_series: std::sync::Mutex<std::collections::HashMap<String, Vec<&'static str>>>,
-    pub alerts_delivered: IntGauge,
-    pub alert_attempts_failed: IntGauge,
-    pub alerts_undeliverable: IntGauge,
+    alerts_delivered: IntCounter,
+    alert_attempts_failed: IntCounter,
+    alerts_undeliverable: IntCounter,
+    alerts_paged_from_memory: IntCounter,
     pub notifier_failure_streak: IntGaugeVec,
     pub check_duration: HistogramVec,
     /// The self-checks of `/healthz`: 1 passing, 0 failing, by check.
     pub health_check: IntGaugeVec,
-    /// Objectives: burn rate by probe, rule (`1h/5m`) and window (`long`, `short`).
-    pub slo_burn_rate: GaugeVec,
-    /// Objectives: Apdex score by probe.
-    pub slo_apdex: GaugeVec,
-    /// Objectives: 1 while the probe is outside them (degraded), by probe.
-    pub slo_alert: GaugeVec,
     pub healthy: IntGauge,
     pub lag_p99: Gauge,
     pub probes_overdue: IntGauge,
     pub store_buffered: IntGauge,
     pub outbox_pending: IntGauge,
     pub outbox_oldest_age: Gauge,
-    pub alerts_paged_from_memory: IntGauge,
     /// Heartbeat pings and Watchdog alerts sent, by `via` and `result`.
-    pub switch_sends: IntGaugeVec,
+    switch_sends: IntCounterVec,
     /// Wall-clock steps detected ([`crate::clock`]).
     pub clock_steps: IntCounter,
     /// The last step, signed seconds (0 before any).
@@ -80,8 +77,33 @@ pub struct Metrics {
 
 const HTTP_PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+/// The states of `probed_probe_state`, in the order of [`ProbeSeries::state`].
+pub const STATES: [&str; 6] = ["pending", "up", "down", "degraded", "paused", "unknown"];
+
+/// Label names a probe's own `labels:` may not take: the series' own labels win, and a
+/// probe label of that name is exported as `exported_<name>` (Prometheus' own rule for a
+/// clash, and what the Alertmanager notifier does).
+const RESERVED_LABELS: &[&str] = &[
+    "probe",
+    "instance",
+    "job",
+    "phase",
+    "state",
+    "result",
+    "reason",
+    "rule",
+    "window",
+    "version",
+    "fingerprint_sha256",
+    "subject",
+    "issuer",
+    "subjectalternative",
+    "le",
+    "quantile",
+];
+
+fn gauge_vec_int(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
 }
@@ -92,26 +114,31 @@ fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
-fn clock_metrics(r: &Registry) -> (IntCounter, Gauge) {
-    let steps = IntCounter::new(
-        "probed_clock_steps_total",
-        "Wall-clock steps (changes of more than 1 s against the monotonic clock) detected",
-    )
-    .expect("valid metric");
-    r.register(Box::new(steps.clone())).expect("unique metric");
-    let last = Gauge::new(
-        "probed_clock_last_step_seconds",
-        "Size of the last wall-clock step, signed (0 before any)",
-    )
-    .expect("valid metric");
-    r.register(Box::new(last.clone())).expect("unique metric");
-    (steps, last)
+fn gauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
+}
+
+/// Moves counter `c` up to `total`, a count kept elsewhere that only grows.
+fn advance(c: &IntCounter, total: i64) {
+    let total = total.max(0) as u64;
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
 }
 
 impl Default for Metrics {
@@ -123,7 +150,6 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let p = &["probe"];
         let lag = Histogram::with_opts(
             HistogramOpts::new(
                 "probed_schedule_lag_seconds",
@@ -148,90 +174,49 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(check_duration.clone()))
             .expect("unique metric");
-        let build = IntGaugeVec::new(
-            Opts::new("probed_build_info", "Version of the running probed"),
+        let build = gauge_vec_int(
+            &r,
+            "probed_build_info",
+            "Version of the running probed",
             &["version"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(build.clone())).expect("unique metric");
+        );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let by_state = IntGaugeVec::new(
-            Opts::new("probed_probes", "Configured probes by current state"),
-            &["state"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(by_state.clone()))
-            .expect("unique metric");
-        let streak = IntGaugeVec::new(
-            Opts::new(
-                "probed_notifier_failure_streak",
-                "Consecutive failed delivery attempts per notifier (0 after a success)",
+        Metrics {
+            probes: RwLock::new(BTreeMap::new()),
+            slo: Mutex::new(Vec::new()),
+            clock_steps: counter(
+                &r,
+                "probed_clock_steps_total",
+                "Wall-clock steps (changes of more than 1 s against the monotonic clock) detected",
             ),
-            &["notifier"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(streak.clone())).expect("unique metric");
-        let health_check = IntGaugeVec::new(
-            Opts::new(
-                "probed_health_check",
-                "The daemon's self-checks (as in /healthz): 1 passing, 0 failing",
+            clock_last_step: gauge(
+                &r,
+                "probed_clock_last_step_seconds",
+                "Size of the last wall-clock step, signed (0 before any)",
             ),
-            &["check"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(health_check.clone()))
-            .expect("unique metric");
-        let lag_p99 = Gauge::new(
-            "probed_schedule_lag_p99_seconds",
-            "99th percentile of scheduler start lag over the last minute",
-        )
-        .expect("valid metric");
-        r.register(Box::new(lag_p99.clone()))
-            .expect("unique metric");
-        let outbox_oldest_age = Gauge::new(
-            "probed_outbox_oldest_undelivered_age_seconds",
-            "Age of the oldest alert message not yet delivered (0 when none)",
-        )
-        .expect("valid metric");
-        r.register(Box::new(outbox_oldest_age.clone()))
-            .expect("unique metric");
-        let switch_sends = IntGaugeVec::new(
-            Opts::new(
+            switch_sends: counter_vec(
+                &r,
                 "probed_dead_mans_switch_sends_total",
                 "Heartbeat pings (via=heartbeat) and Watchdog alerts (via=alertmanager) sent, by result",
+                &["via", "result"],
             ),
-            &["via", "result"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(switch_sends.clone()))
-            .expect("unique metric");
-        let (clock_steps, clock_last_step) = clock_metrics(&r);
-        Metrics {
-            slo_burn_rate: gauge_vec(
+            health_check: gauge_vec_int(
                 &r,
-                "probed_slo_burn_rate",
-                "Error budget burn rate of a probe with an objective, by rule and window",
-                &["probe", "rule", "window"],
+                "probed_health_check",
+                "The daemon's self-checks (as in /healthz): 1 passing, 0 failing",
+                &["check"],
             ),
-            slo_apdex: gauge_vec(
-                &r,
-                "probed_slo_apdex",
-                "Apdex score of a probe over its window",
-                &["probe"],
-            ),
-            slo_alert: gauge_vec(
-                &r,
-                "probed_slo_alert",
-                "1 while a probe is outside its objectives",
-                &["probe"],
-            ),
-            clock_steps,
-            clock_last_step,
-            switch_sends,
-            health_check,
             healthy: int_gauge(&r, "probed_healthy", "1 when every self-check passes"),
-            lag_p99,
-            outbox_oldest_age,
+            lag_p99: gauge(
+                &r,
+                "probed_schedule_lag_p99_seconds",
+                "99th percentile of scheduler start lag over the last minute",
+            ),
+            outbox_oldest_age: gauge(
+                &r,
+                "probed_outbox_oldest_undelivered_age_seconds",
+                "Age of the oldest alert message not yet delivered (0 when none)",
+            ),
             probes_overdue: int_gauge(
                 &r,
                 "probed_probes_overdue",
@@ -247,109 +232,57 @@ impl Metrics {
                 "probed_outbox_pending",
                 "Alert messages waiting in the outbox",
             ),
-            alerts_paged_from_memory: int_gauge(
+            alerts_paged_from_memory: counter(
                 &r,
                 "probed_alerts_paged_from_memory_total",
                 "Alert messages delivered from memory while the store could not be written",
             ),
-            probe_phase: gauge_vec(
-                &r,
-                "probed_phase_duration_seconds",
-                "Duration of each phase of the last check, for probe kinds other than http",
-                &["probe", "phase"],
-            ),
-            phase_series: Default::default(),
-            alerts_delivered: int_gauge(
+            alerts_delivered: counter(
                 &r,
                 "probed_alerts_delivered_total",
                 "Alert messages accepted by a notifier",
             ),
-            alert_attempts_failed: int_gauge(
+            alert_attempts_failed: counter(
                 &r,
                 "probed_alert_attempts_failed_total",
                 "Failed delivery attempts (each retried or handed to the fallback)",
             ),
-            alerts_undeliverable: int_gauge(
+            alerts_undeliverable: counter(
                 &r,
                 "probed_alerts_undeliverable_total",
                 "Alert messages that failed on their channel with no fallback left",
             ),
-            notifier_failure_streak: streak,
-            probe_success: gauge_vec(&r, "probe_success", "Whether the probe succeeded", p),
-            probe_duration: gauge_vec(
+            notifier_failure_streak: gauge_vec_int(
                 &r,
-                "probe_duration_seconds",
-                "How long the probe took to complete in seconds",
-                p,
-            ),
-            probe_http_status: gauge_vec(
-                &r,
-                "probe_http_status_code",
-                "Response HTTP status code",
-                p,
-            ),
-            probe_http_phase: gauge_vec(
-                &r,
-                "probe_http_duration_seconds",
-                "Duration of http request by phase, summed over all redirects",
-                &["probe", "phase"],
-            ),
-            probe_http_redirects: gauge_vec(
-                &r,
-                "probe_http_redirects",
-                "The number of redirects",
-                p,
-            ),
-            probe_http_body_len: gauge_vec(
-                &r,
-                "probe_http_uncompressed_body_length",
-                "Length of uncompressed response body",
-                p,
-            ),
-            probe_ssl_expiry: gauge_vec(
-                &r,
-                "probe_ssl_earliest_cert_expiry",
-                "Returns last SSL chain expiry in unixtime",
-                p,
-            ),
-            probe_ip_protocol: gauge_vec(
-                &r,
-                "probe_ip_protocol",
-                "Specifies whether probe ip protocol is IP4 or IP6",
-                p,
-            ),
-            runs: counter_vec(
-                &r,
-                "probed_runs_total",
-                "Probe runs by result (success or failure)",
-                &["probe", "result"],
-            ),
-            skipped: counter_vec(
-                &r,
-                "probed_runs_skipped_total",
-                "Scheduled runs skipped because the previous run was still going or no slot was free",
-                &["probe", "reason"],
+                "probed_notifier_failure_streak",
+                "Consecutive failed delivery attempts per notifier (0 after a success)",
+                &["notifier"],
             ),
             schedule_lag: lag,
             recent_lag: LagWindow::default(),
             in_flight: int_gauge(&r, "probed_checks_in_flight", "Probe checks running now"),
-            probes_by_state: by_state,
+            probes_by_state: gauge_vec_int(
+                &r,
+                "probed_probes",
+                "Configured probes by current state",
+                &["state"],
+            ),
             store_queue_depth: int_gauge(
                 &r,
                 "probed_store_queue_depth",
                 "Results waiting for the store writer",
             ),
-            store_dropped: int_gauge(
+            store_dropped: counter(
                 &r,
                 "probed_store_dropped_total",
                 "Results dropped: the store queue was full, or the memory buffer overflowed while the store could not be written",
             ),
-            store_written: int_gauge(
+            store_written: counter(
                 &r,
                 "probed_store_written_total",
                 "Results written to the store",
             ),
-            store_write_errors: int_gauge(
+            store_write_errors: counter(
                 &r,
                 "probed_store_write_errors_total",
                 "Failed store commits (each retried)",
@@ -365,27 +298,34 @@ impl Metrics {
         }
     }
 
-    /// Resolves the label values of one probe once.
-    pub fn probe(&self, name: &str, kind: &'static str) -> ProbeMetrics {
-        let l = &[name];
+    /// The series of probe `cfg`, created (or, for a probe reconfigured, relabelled with its
+    /// counters kept) and handed to its task.
+    pub fn probe(&self, cfg: &ProbeConfig) -> ProbeMetrics {
+        let kind = cfg.spec.kind();
+        let labels = series_labels(&cfg.name, cfg.spec.instance().as_deref(), &cfg.labels);
+        let mut probes = self.probes.write().unwrap();
+        let series = match probes.get(&cfg.name) {
+            Some(s) if s.kind == kind && s.labels == labels => s.clone(),
+            old => {
+                let s = Arc::new(ProbeSeries::new(kind, labels));
+                if let Some(old) = old {
+                    for (a, b) in [
+                        (&s.runs_ok, &old.runs_ok),
+                        (&s.runs_failed, &old.runs_failed),
+                        (&s.skipped_overlap, &old.skipped_overlap),
+                        (&s.skipped_capacity, &old.skipped_capacity),
+                    ] {
+                        a.store(b.load(Relaxed), Relaxed);
+                    }
+                    s.state.store(old.state.load(Relaxed), Relaxed);
+                }
+                probes.insert(cfg.name.clone(), s.clone());
+                s
+            }
+        };
         ProbeMetrics {
-            name: name.to_owned(),
             kind,
-            success: self.probe_success.with_label_values(l),
-            duration: self.probe_duration.with_label_values(l),
-            http: (kind == "http").then(|| HttpMetrics {
-                status: self.probe_http_status.with_label_values(l),
-                phases: HTTP_PHASES.map(|ph| self.probe_http_phase.with_label_values(&[name, ph])),
-                redirects: self.probe_http_redirects.with_label_values(l),
-                body_len: self.probe_http_body_len.with_label_values(l),
-            }),
-            phases: Vec::new(),
-            ssl_expiry: None,
-            ip_protocol: self.probe_ip_protocol.with_label_values(l),
-            runs_ok: self.runs.with_label_values(&[name, "success"]),
-            runs_failed: self.runs.with_label_values(&[name, "failure"]),
-            skipped_overlap: self.skipped.with_label_values(&[name, "overlap"]),
-            skipped_capacity: self.skipped.with_label_values(&[name, "capacity"]),
+            series,
             check_ok: self.check_duration.with_label_values(&[kind, "success"]),
             check_failed: self.check_duration.with_label_values(&[kind, "failure"]),
         }
@@ -393,96 +333,56 @@ impl Metrics {
 
     /// Records an observation for a probe.
     pub fn observe(&self, m: &mut ProbeMetrics, o: &Observation) {
-        m.success.set(if o.ok { 1.0 } else { 0.0 });
         let secs = o.duration.as_secs_f64();
-        m.duration.set(secs);
         if o.ok {
-            m.runs_ok.inc();
+            m.series.runs_ok.fetch_add(1, Relaxed);
             m.check_ok.observe(secs);
         } else {
-            m.runs_failed.inc();
+            m.series.runs_failed.fetch_add(1, Relaxed);
             m.check_failed.observe(secs);
         }
-        if let Some(h) = &m.http {
-            h.status.set(o.status_code.map(f64::from).unwrap_or(0.0));
-            for (i, ph) in HTTP_PHASES.iter().enumerate() {
-                let v = o
-                    .phases
-                    .iter()
-                    .find(|(n, _)| n == ph)
-                    .map(|(_, d)| d.as_secs_f64())
-                    .unwrap_or(0.0);
-                h.phases[i].set(v);
+        // The reason is for people, not for series: kept out of memory here.
+        let mut last = m.series.last.lock().unwrap();
+        match last.as_mut() {
+            Some(l) => {
+                l.ok = o.ok;
+                l.duration = o.duration;
+                l.phases.clone_from(&o.phases);
+                l.status_code = o.status_code;
+                l.ip = o.ip;
+                l.cert_expiry = o.cert_expiry;
+                l.size = o.size;
+                l.redirects = o.redirects;
+                l.tls.clone_from(&o.tls);
+                l.http = o.http;
+                l.failed_due_to_regex = o.failed_due_to_regex;
+                l.dns = o.dns;
+                l.push = o.push;
             }
-            h.redirects.set(o.redirects as f64);
-            h.body_len.set(o.size.unwrap_or(0) as f64);
-        }
-        if m.http.is_none() {
-            for (phase, d) in &o.phases {
-                let g = match m.phases.iter().find(|(n, _)| n == phase) {
-                    Some((_, g)) => g.clone(),
-                    None => {
-                        let g = self
-                            .probe_phase
-                            .with_label_values(&[m.name.as_str(), phase]);
-                        m.phases.push((phase, g.clone()));
-                        self.phase_series
-                            .lock()
-                            .unwrap()
-                            .entry(m.name.clone())
-                            .or_default()
-                            .push(phase);
-                        g
-                    }
-                };
-                g.set(d.as_secs_f64());
+            None => {
+                *last = Some(Observation {
+                    error: None,
+                    ..o.clone()
+                })
             }
-        }
-        if let Some(ip) = o.ip {
-            m.ip_protocol.set(if ip.is_ipv4() { 4.0 } else { 6.0 });
-        }
-        if let Some(exp) = o.cert_expiry {
-            let g = m
-                .ssl_expiry
-                .get_or_insert_with(|| self.probe_ssl_expiry.with_label_values(&[m.name.as_str()]));
-            g.set(exp as f64);
         }
     }
 
     /// Removes a probe's series (it was removed from the config).
     pub fn forget(&self, name: &str) {
-        let l = &[name];
-        let _ = self.probe_success.remove_label_values(l);
-        let _ = self.probe_duration.remove_label_values(l);
-        let _ = self.probe_http_status.remove_label_values(l);
-        let _ = self.probe_http_redirects.remove_label_values(l);
-        let _ = self.probe_http_body_len.remove_label_values(l);
-        let _ = self.probe_ssl_expiry.remove_label_values(l);
-        let _ = self.probe_ip_protocol.remove_label_values(l);
-        for ph in HTTP_PHASES {
-            let _ = self.probe_http_phase.remove_label_values(&[name, ph]);
-        }
-        for r in ["success", "failure"] {
-            let _ = self.runs.remove_label_values(&[name, r]);
-        }
-        for r in ["overlap", "capacity"] {
-            let _ = self.skipped.remove_label_values(&[name, r]);
-        }
-        if let Some(phases) = self.phase_series.lock().unwrap().remove(name) {
-            for ph in phases {
-                let _ = self.probe_phase.remove_label_values(&[name, ph]);
-            }
-        }
+        self.probes.write().unwrap().remove(name);
     }
 
-    /// The exposition text.
+    /// The exposition text: the daemon's registry, then every probe's series.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let enc = TextEncoder::new();
         if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
-        String::from_utf8(buf).unwrap_or_default()
+        let mut out = String::from_utf8(buf).unwrap_or_default();
+        self.render_probes(&mut out, crate::time::now_ms());
+        out
     }
 
     /// Sets the gauges that are computed rather than counted (self-health, objectives,
@@ -499,40 +399,31 @@ impl Metrics {
             .set(self.recent_lag.p99().map_or(0.0, |d| d.as_secs_f64()));
         self.probes_overdue.set(g.probes_overdue);
         // Objectives: rebuilt whole, so removed probes leave no series behind.
-        self.slo_burn_rate.reset();
-        self.slo_apdex.reset();
-        self.slo_alert.reset();
-        for (name, f) in &g.slo {
-            let name = name.as_str();
-            for b in &f.burn_rates {
-                for (window, v) in [("long", b.long), ("short", b.short)] {
-                    self.slo_burn_rate
-                        .with_label_values(&[name, b.windows.as_str(), window])
-                        .set(v);
+        *self.slo.lock().unwrap() = g.slo.clone();
+        if !g.probe_states.is_empty() {
+            let probes = self.probes.read().unwrap();
+            for (name, state) in &g.probe_states {
+                if let (Some(s), Some(i)) =
+                    (probes.get(name), STATES.iter().position(|x| x == state))
+                {
+                    s.state.store(i as u8, Relaxed);
                 }
             }
-            if let Some(a) = f.apdex {
-                self.slo_apdex.with_label_values(&[name]).set(a);
-            }
-            self.slo_alert
-                .with_label_values(&[name])
-                .set(f.alert.is_some() as i64 as f64);
         }
         self.store_buffered.set(g.store_buffered);
         self.outbox_pending.set(g.outbox_pending);
         self.outbox_oldest_age.set(g.outbox_oldest_age);
-        self.alerts_paged_from_memory
-            .set(g.alerts_paged_from_memory);
+        advance(&self.alerts_paged_from_memory, g.alerts_paged_from_memory);
         for (via, result, n) in &g.switch_sends {
-            self.switch_sends.with_label_values(&[via, result]).set(*n);
+            advance(&self.switch_sends.with_label_values(&[via, result]), *n);
         }
         self.store_queue_depth.set(g.store_queue_depth);
-        self.store_dropped.set(g.store_dropped);
-        self.store_written.set(g.store_written);
-        self.store_write_errors.set(g.store_write_errors);
-        self.alerts_delivered.set(g.alerts_delivered);
-        self.alert_attempts_failed.set(g.alert_attempts_failed);
-        self.alerts_undeliverable.set(g.alerts_undeliverable);
+        advance(&self.store_dropped, g.store_dropped);
+        advance(&self.store_written, g.store_written);
+        advance(&self.store_write_errors, g.store_write_errors);
+        advance(&self.alerts_delivered, g.alerts_delivered);
+        advance(&self.alert_attempts_failed, g.alert_attempts_failed);
+        advance(&self.alerts_undeliverable, g.alerts_undeliverable);
         for (name, streak) in &g.notifier_failure_streaks {
             self.notifier_failure_streak
                 .with_label_values(&[name.as_str()])
@@ -542,6 +433,475 @@ impl Metrics {
             self.probes_by_state.with_label_values(&[state]).set(*n);
         }
     }
+
+    /// Appends every probe's series to `out`, family by family (each family's samples
+    /// together, as the exposition format requires), at `now_ms` (for ages).
+    fn render_probes(&self, out: &mut String, now_ms: i64) {
+        let series: Vec<(String, Arc<ProbeSeries>)> = self
+            .probes
+            .read()
+            .unwrap()
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let mut fams: Vec<String> = vec![String::new(); FAMILIES.len()];
+        for (_, s) in &series {
+            s.render(&mut fams, now_ms);
+        }
+        // Objectives, from the last refresh.
+        let slo = self.slo.lock().unwrap();
+        for (name, f) in slo.iter() {
+            let labels = series
+                .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .ok()
+                .map(|i| series[i].1.labels.clone())
+                .unwrap_or_else(|| series_labels(name, None, &BTreeMap::new()));
+            for b in &f.burn_rates {
+                for (window, v) in [("long", b.long), ("short", b.short)] {
+                    sample(
+                        &mut fams[F::SloBurnRate as usize],
+                        &labels,
+                        &[("rule", &b.windows), ("window", window)],
+                        v,
+                    );
+                }
+            }
+            if let Some(a) = f.apdex {
+                sample(&mut fams[F::SloApdex as usize], &labels, &[], a);
+            }
+            let alert = f.alert.is_some() as u8 as f64;
+            sample(&mut fams[F::SloAlert as usize], &labels, &[], alert);
+        }
+        for (i, (name, kind, help)) in FAMILIES.iter().enumerate() {
+            if fams[i].is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for line in fams[i].lines() {
+                out.push_str(name);
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// The families of the probe series, in exposition order: (name, type, help).
+const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "probe_success",
+        "gauge",
+        "Displays whether or not the probe was a success",
+    ),
+    (
+        "probe_duration_seconds",
+        "gauge",
+        "Returns how long the probe took to complete in seconds",
+    ),
+    (
+        "probe_dns_lookup_time_seconds",
+        "gauge",
+        "Returns the time taken for probe dns lookup in seconds",
+    ),
+    (
+        "probe_ip_protocol",
+        "gauge",
+        "Specifies whether probe ip protocol is IP4 or IP6",
+    ),
+    (
+        "probe_ip_addr_hash",
+        "gauge",
+        "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+    ),
+    (
+        "probe_http_status_code",
+        "gauge",
+        "Response HTTP status code",
+    ),
+    (
+        "probe_http_content_length",
+        "gauge",
+        "Length of http content response",
+    ),
+    (
+        "probe_http_uncompressed_body_length",
+        "gauge",
+        "Length of uncompressed response body",
+    ),
+    ("probe_http_redirects", "gauge", "The number of redirects"),
+    (
+        "probe_http_ssl",
+        "gauge",
+        "Indicates if SSL was used for the final redirect",
+    ),
+    (
+        "probe_http_version",
+        "gauge",
+        "Returns the version of HTTP of the probe response",
+    ),
+    (
+        "probe_http_duration_seconds",
+        "gauge",
+        "Duration of http request by phase, summed over all redirects",
+    ),
+    (
+        "probe_failed_due_to_regex",
+        "gauge",
+        "Indicates if probe failed due to regex",
+    ),
+    (
+        "probe_ssl_earliest_cert_expiry",
+        "gauge",
+        "Returns last SSL chain expiry in unixtime",
+    ),
+    (
+        "probe_ssl_last_chain_expiry_timestamp_seconds",
+        "gauge",
+        "Returns last SSL chain expiry in timestamp",
+    ),
+    (
+        "probe_ssl_last_chain_info",
+        "gauge",
+        "Contains SSL leaf certificate information",
+    ),
+    (
+        "probe_tls_version_info",
+        "gauge",
+        "Returns the TLS version used or NaN when unknown",
+    ),
+    (
+        "probe_dns_answer_rrs",
+        "gauge",
+        "Returns number of entries in the answer resource record list",
+    ),
+    (
+        "probe_dns_query_succeeded",
+        "gauge",
+        "Displays whether or not the query was executed successfully",
+    ),
+    (
+        "probe_dns_serial",
+        "gauge",
+        "Returns the serial number of the zone",
+    ),
+    (
+        "probed_phase_duration_seconds",
+        "gauge",
+        "Duration of each phase of the last check, for probe kinds other than http",
+    ),
+    (
+        "probed_push_last_ping_timestamp_seconds",
+        "gauge",
+        "When a push probe's job last pinged, unix seconds",
+    ),
+    (
+        "probed_push_last_ping_age_seconds",
+        "gauge",
+        "Seconds since a push probe's job last pinged",
+    ),
+    (
+        "probed_push_last_exit_status",
+        "gauge",
+        "The exit status a push probe's job last reported",
+    ),
+    (
+        "probed_probe_state",
+        "gauge",
+        "The probe's state: 1 for the state it is in, 0 for the others",
+    ),
+    (
+        "probed_runs_total",
+        "counter",
+        "Probe runs by result (success or failure)",
+    ),
+    (
+        "probed_runs_skipped_total",
+        "counter",
+        "Scheduled runs skipped because the previous run was still going or no slot was free",
+    ),
+    (
+        "probed_slo_burn_rate",
+        "gauge",
+        "Error budget burn rate of a probe with an objective, by rule and window",
+    ),
+    (
+        "probed_slo_apdex",
+        "gauge",
+        "Apdex score of a probe over its window",
+    ),
+    (
+        "probed_slo_alert",
+        "gauge",
+        "1 while a probe is outside its objectives",
+    ),
+];
+
+/// Index of each family in [`FAMILIES`].
+#[derive(Clone, Copy)]
+enum F {
+    Success,
+    Duration,
+    DnsLookup,
+    IpProtocol,
+    IpHash,
+    HttpStatus,
+    HttpContentLength,
+    HttpBodyLength,
+    HttpRedirects,
+    HttpSsl,
+    HttpVersion,
+    HttpPhase,
+    FailedRegex,
+    SslEarliest,
+    SslChainExpiry,
+    SslChainInfo,
+    TlsVersion,
+    DnsAnswer,
+    DnsSucceeded,
+    DnsSerial,
+    Phase,
+    PushLast,
+    PushAge,
+    PushExit,
+    State,
+    Runs,
+    Skipped,
+    SloBurnRate,
+    SloApdex,
+    SloAlert,
+}
+
+/// One probe's series: its labels, rendered once, and what its last observation showed.
+pub struct ProbeSeries {
+    kind: &'static str,
+    /// `probe="…",instance="…",team="core"`: the labels every series of the probe carries.
+    labels: String,
+    /// The last observation (its reason left out).
+    last: Mutex<Option<Observation>>,
+    runs_ok: AtomicU64,
+    runs_failed: AtomicU64,
+    skipped_overlap: AtomicU64,
+    skipped_capacity: AtomicU64,
+    /// Index of its state in [`STATES`] (set at each scrape's refresh).
+    state: AtomicU8,
+}
+
+impl ProbeSeries {
+    fn new(kind: &'static str, labels: String) -> ProbeSeries {
+        ProbeSeries {
+            kind,
+            labels,
+            last: Mutex::new(None),
+            runs_ok: AtomicU64::new(0),
+            runs_failed: AtomicU64::new(0),
+            skipped_overlap: AtomicU64::new(0),
+            skipped_capacity: AtomicU64::new(0),
+            state: AtomicU8::new(0),
+        }
+    }
+
+    /// Appends this probe's samples to the families' buffers (each line without the
+    /// family's name, which the caller puts first).
+    fn render(&self, fams: &mut [String], now_ms: i64) {
+        let l = self.labels.as_str();
+        let mut put =
+            |f: F, extra: &[(&str, &str)], v: f64| sample(&mut fams[f as usize], l, extra, v);
+        let state = self.state.load(Relaxed) as usize;
+        for (i, s) in STATES.iter().enumerate() {
+            put(F::State, &[("state", s)], (i == state) as u8 as f64);
+        }
+        put(
+            F::Runs,
+            &[("result", "success")],
+            self.runs_ok.load(Relaxed) as f64,
+        );
+        put(
+            F::Runs,
+            &[("result", "failure")],
+            self.runs_failed.load(Relaxed) as f64,
+        );
+        put(
+            F::Skipped,
+            &[("reason", "overlap")],
+            self.skipped_overlap.load(Relaxed) as f64,
+        );
+        put(
+            F::Skipped,
+            &[("reason", "capacity")],
+            self.skipped_capacity.load(Relaxed) as f64,
+        );
+        let last = self.last.lock().unwrap();
+        let Some(o) = last.as_ref() else {
+            return;
+        };
+        put(F::Success, &[], o.ok as u8 as f64);
+        if let Some(p) = &o.push {
+            // A push has no duration or address of its own: its pings say what it knows.
+            if let Some(at) = p.last_ping_at {
+                put(F::PushLast, &[], at as f64 / 1000.0);
+                put(F::PushAge, &[], ((now_ms - at).max(0)) as f64 / 1000.0);
+            }
+            if let Some(code) = p.exit_status {
+                put(F::PushExit, &[], code as f64);
+            }
+            return;
+        }
+        put(F::Duration, &[], o.duration.as_secs_f64());
+        let phase = |name: &str| {
+            o.phases
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, d)| d.as_secs_f64())
+        };
+        if let Some(r) = phase("resolve") {
+            put(F::DnsLookup, &[], r);
+        }
+        if let Some(ip) = o.ip {
+            put(F::IpProtocol, &[], if ip.is_ipv4() { 4.0 } else { 6.0 });
+            put(F::IpHash, &[], fnv32a(ip.to_string().as_bytes()) as f64);
+        }
+        if self.kind == "http" {
+            put(F::HttpStatus, &[], o.status_code.map_or(0.0, f64::from));
+            let h = o.http.unwrap_or_default();
+            put(
+                F::HttpContentLength,
+                &[],
+                if o.http.is_some() {
+                    h.content_length as f64
+                } else {
+                    0.0
+                },
+            );
+            put(F::HttpBodyLength, &[], o.size.unwrap_or(0) as f64);
+            put(F::HttpRedirects, &[], o.redirects as f64);
+            put(F::HttpSsl, &[], h.ssl as u8 as f64);
+            put(F::HttpVersion, &[], h.version);
+            for ph in HTTP_PHASES {
+                put(F::HttpPhase, &[("phase", ph)], phase(ph).unwrap_or(0.0));
+            }
+        } else {
+            for (name, d) in &o.phases {
+                put(F::Phase, &[("phase", name)], d.as_secs_f64());
+            }
+        }
+        if let Some(failed) = o.failed_due_to_regex {
+            put(F::FailedRegex, &[], failed as u8 as f64);
+        }
+        if let Some(exp) = o.cert_expiry {
+            put(F::SslEarliest, &[], exp as f64);
+        }
+        if let Some(t) = &o.tls {
+            if let Some(exp) = t.chain_expiry {
+                put(F::SslChainExpiry, &[], exp as f64);
+            }
+            if !t.fingerprint_sha256.is_empty() {
+                put(
+                    F::SslChainInfo,
+                    &[
+                        ("fingerprint_sha256", &t.fingerprint_sha256),
+                        ("subject", &t.subject),
+                        ("issuer", &t.issuer),
+                        ("subjectalternative", &t.sans),
+                    ],
+                    1.0,
+                );
+            }
+            put(F::TlsVersion, &[("version", t.version)], 1.0);
+        }
+        if self.kind == "dns" {
+            put(F::DnsSucceeded, &[], o.dns.is_some() as u8 as f64);
+            if let Some(d) = o.dns {
+                put(F::DnsAnswer, &[], d.answer as f64);
+                if let Some(serial) = d.serial {
+                    put(F::DnsSerial, &[], serial as f64);
+                }
+            }
+        }
+    }
+}
+
+/// One sample line, without the family name: `{labels,extra="…"} value`.
+fn sample(buf: &mut String, labels: &str, extra: &[(&str, &str)], v: f64) {
+    buf.push('{');
+    buf.push_str(labels);
+    for (k, val) in extra {
+        buf.push(',');
+        buf.push_str(k);
+        buf.push_str("=\"");
+        escape_into(buf, val);
+        buf.push('"');
+    }
+    buf.push_str("} ");
+    if v.is_nan() {
+        buf.push_str("NaN");
+    } else if v.is_infinite() {
+        buf.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(buf, "{v}");
+    }
+    buf.push('\n');
+}
+
+/// A label value escaped for the text format: `\`, `"` and newlines.
+fn escape_into(buf: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '"' => buf.push_str("\\\""),
+            '\n' => buf.push_str("\\n"),
+            c => buf.push(c),
+        }
+    }
+}
+
+/// `probe="…",instance="…"` and the probe's own labels: names made valid
+/// (`[a-zA-Z_][a-zA-Z0-9_]*`, anything else `_`), a reserved name as `exported_<name>`,
+/// `__` prefixes left out.
+/// `instance` is the probe name when the probe has no target of its own.
+fn series_labels(name: &str, instance: Option<&str>, own: &BTreeMap<String, String>) -> String {
+    let mut s = String::from("probe=\"");
+    escape_into(&mut s, name);
+    s.push_str("\",instance=\"");
+    escape_into(&mut s, instance.unwrap_or(name));
+    s.push('"');
+    for (k, v) in own {
+        let mut key: String = k
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if key.starts_with(|c: char| c.is_ascii_digit()) {
+            key.insert(0, '_');
+        }
+        if key.is_empty() || key.starts_with("__") {
+            continue;
+        }
+        if RESERVED_LABELS.contains(&key.as_str()) {
+            key.insert_str(0, "exported_");
+        }
+        s.push(',');
+        s.push_str(&key);
+        s.push_str("=\"");
+        escape_into(&mut s, v);
+        s.push('"');
+    }
+    s
+}
+
+/// 32-bit FNV-1a, as blackbox_exporter hashes the address for `probe_ip_addr_hash`.
+fn fnv32a(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= *b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
 }
 
 /// The values of the computed gauges at one moment, as plain data: what they measure lives
@@ -556,6 +916,8 @@ pub struct Gauges {
     pub slo: Vec<(String, crate::slo::Figures)>,
     /// Probes by state name, every state (zeros too).
     pub probes_by_state: Vec<(&'static str, i64)>,
+    /// Each probe's state (one of [`STATES`]), by probe name.
+    pub probe_states: Vec<(String, &'static str)>,
     pub store_buffered: i64,
     pub store_queue_depth: i64,
     pub store_dropped: i64,
@@ -574,30 +936,24 @@ pub struct Gauges {
     pub switch_sends: Vec<(&'static str, &'static str, i64)>,
 }
 
-/// One probe's resolved metric handles.
+/// One probe's handle on its series, held by its task.
 pub struct ProbeMetrics {
-    name: String,
     pub kind: &'static str,
-    success: Gauge,
-    duration: Gauge,
-    http: Option<HttpMetrics>,
-    /// Phase gauges of non-http kinds, created on first sight.
-    phases: Vec<(&'static str, Gauge)>,
-    ssl_expiry: Option<Gauge>,
-    ip_protocol: Gauge,
-    runs_ok: IntCounter,
-    runs_failed: IntCounter,
-    pub skipped_overlap: IntCounter,
-    pub skipped_capacity: IntCounter,
+    series: Arc<ProbeSeries>,
     check_ok: Histogram,
     check_failed: Histogram,
 }
 
-struct HttpMetrics {
-    status: Gauge,
-    phases: [Gauge; 5],
-    redirects: Gauge,
-    body_len: Gauge,
+impl ProbeMetrics {
+    /// `n` scheduled runs skipped: the previous run was still going.
+    pub fn skipped_overlap(&self, n: u64) {
+        self.series.skipped_overlap.fetch_add(n, Relaxed);
+    }
+
+    /// A scheduled run skipped: no slot was free.
+    pub fn skipped_capacity(&self) {
+        self.series.skipped_capacity.fetch_add(1, Relaxed);
+    }
 }
 
 /// Upper bounds of the [`LagWindow`] buckets, ms.
@@ -745,9 +1101,9 @@ mod tests {
             "probed_health_check{check=\"runtime\"} 1",
             "probed_health_check{check=\"store_queue\"} 0",
             "probed_probes_overdue 2",
-            "probed_slo_burn_rate{probe=\"api\",rule=\"1h/5m\",window=\"long\"} 2.5",
-            "probed_slo_apdex{probe=\"api\"} 0.75",
-            "probed_slo_alert{probe=\"api\"} 0",
+            "probed_slo_burn_rate{probe=\"api\",instance=\"api\",rule=\"1h/5m\",window=\"long\"} 2.5",
+            "probed_slo_apdex{probe=\"api\",instance=\"api\"} 0.75",
+            "probed_slo_alert{probe=\"api\",instance=\"api\"} 0",
             "probed_probes{state=\"up\"} 3",
             "probed_store_queue_depth 7",
             "probed_outbox_oldest_undelivered_age_seconds 1.5",
@@ -759,5 +1115,111 @@ mod tests {
         g.slo.clear();
         m.refresh(&g);
         assert!(!m.render().contains("probed_slo_apdex{"));
+        // Totals kept elsewhere are counters that follow them.
+        g.store_written = 5;
+        m.refresh(&g);
+        g.store_written = 12;
+        m.refresh(&g);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE probed_store_written_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("probed_store_written_total 12"), "{text}");
+    }
+
+    /// A probe's series carry its target as `instance` (no userinfo, no query) and its own
+    /// labels, blackbox's families for what it saw, and its state one-hot; a push probe
+    /// exports its pings, not zeros.
+    #[test]
+    fn probe_series_carry_target_labels_and_blackbox_families() {
+        let cfg = crate::config::load_str(
+            "probes:\n  - name: api\n    kind: http\n    \
+             request: { url: \"https://u:pw-5@api.example.com:8443/health?token=t-6\" }\n    \
+             labels: { team: core, instance: clash, my-tier: \"1\" }\n  \
+             - { name: job, kind: push, token: tok-123456789012, period: 1h }\n",
+            std::path::Path::new("/tmp/p.yaml"),
+            &|_| None,
+        )
+        .unwrap();
+        let m = Metrics::new();
+        let mut api = m.probe(&cfg.probes[0]);
+        let mut job = m.probe(&cfg.probes[1]);
+        let obs = Observation {
+            ok: true,
+            duration: std::time::Duration::from_millis(250),
+            phases: vec![("resolve", std::time::Duration::from_micros(15))],
+            status_code: Some(200),
+            ip: Some("127.0.0.1".parse().unwrap()),
+            cert_expiry: Some(1_900_000_000),
+            size: Some(42),
+            tls: Some(Box::new(crate::probe::TlsSeen {
+                version: "TLS 1.3",
+                chain_expiry: Some(1_900_000_000),
+                fingerprint_sha256: "ab12".into(),
+                subject: "CN=api.example.com".into(),
+                issuer: "CN=Test \"CA\"".into(),
+                sans: "api.example.com".into(),
+            })),
+            http: Some(crate::probe::HttpSeen {
+                version: 2.0,
+                content_length: 42,
+                ssl: true,
+            }),
+            failed_due_to_regex: Some(false),
+            ..Default::default()
+        };
+        m.observe(&mut api, &obs);
+        let ping = Observation {
+            ok: true,
+            push: Some(crate::probe::PushSeen {
+                last_ping_at: Some(1_000_000),
+                exit_status: Some(0),
+            }),
+            ..Default::default()
+        };
+        m.observe(&mut job, &ping);
+        m.refresh(&Gauges {
+            probe_states: vec![("api".into(), "degraded")],
+            ..Default::default()
+        });
+        let mut text = String::new();
+        m.render_probes(&mut text, 1_030_000);
+        let l = "probe=\"api\",instance=\"https://api.example.com:8443/health\",exported_instance=\"clash\",my_tier=\"1\",team=\"core\"";
+        for line in [
+            format!("probe_success{{{l}}} 1"),
+            format!("probe_duration_seconds{{{l}}} 0.25"),
+            format!("probe_dns_lookup_time_seconds{{{l}}} 0.000015"),
+            format!("probe_http_version{{{l}}} 2"),
+            format!("probe_http_ssl{{{l}}} 1"),
+            format!("probe_http_content_length{{{l}}} 42"),
+            format!("probe_failed_due_to_regex{{{l}}} 0"),
+            format!("probe_tls_version_info{{{l},version=\"TLS 1.3\"}} 1"),
+            format!(
+                "probe_ssl_last_chain_info{{{l},fingerprint_sha256=\"ab12\",subject=\"CN=api.example.com\",issuer=\"CN=Test \\\"CA\\\"\",subjectalternative=\"api.example.com\"}} 1"
+            ),
+            format!("probe_ip_addr_hash{{{l}}} {}", fnv32a(b"127.0.0.1")),
+            format!("probed_probe_state{{{l},state=\"degraded\"}} 1"),
+            format!("probed_probe_state{{{l},state=\"up\"}} 0"),
+            format!("probed_runs_total{{{l},result=\"success\"}} 1"),
+            "probed_push_last_ping_age_seconds{probe=\"job\",instance=\"job\"} 30".to_string(),
+            "probed_push_last_exit_status{probe=\"job\",instance=\"job\"} 0".to_string(),
+        ] {
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("pw-5") && !text.contains("t-6"), "{text}");
+        assert!(
+            !text.contains(",instance=\"clash\""),
+            "a probe label may not replace instance: {text}"
+        );
+        assert!(
+            !text.contains("probe_duration_seconds{probe=\"job\""),
+            "a push has no duration: {text}"
+        );
+        // Each family once, its samples together.
+        for f in ["probe_success", "probed_probe_state"] {
+            assert_eq!(text.matches(&format!("# TYPE {f} ")).count(), 1, "{text}");
+        }
+        assert!(text.contains("# TYPE probed_runs_total counter"));
     }
 }

@@ -353,7 +353,7 @@ async fn probe_loop(
                 let grace = LATE_START.min(cfg.timeout / 4);
                 if n + grace < now {
                     let behind = now.duration_since(n).as_nanos() / iv.as_nanos().max(1) + 1;
-                    metrics.skipped_overlap.inc_by(behind as u64);
+                    metrics.skipped_overlap(behind as u64);
                     runner
                         .skipped_total
                         .fetch_add(behind as u64, std::sync::atomic::Ordering::Relaxed);
@@ -405,7 +405,7 @@ pub(crate) async fn run_once(
             match tokio::time::timeout_at(deadline, runner.global.clone().acquire_owned()).await {
                 Ok(Ok(p)) => p,
                 _ => {
-                    metrics.skipped_capacity.inc();
+                    metrics.skipped_capacity();
                     runner
                         .skipped_total
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -978,7 +978,7 @@ mod tests {
             max_concurrent,
             max_per_host,
         ));
-        let metrics = runner.metrics.probe(&pc.name, pc.spec.kind());
+        let metrics = runner.metrics.probe(&pc);
         let probe = pc.spec.build().unwrap();
         let entry = Arc::new(ProbeEntry::new(
             Arc::new(pc.clone()),
@@ -1364,7 +1364,7 @@ async fn tests_setup_for_size(
         4,
         4,
     ));
-    let m = runner.metrics.probe("x", "http");
+    let m = runner.metrics.probe(&pc);
     let probe = pc.spec.build().unwrap();
     let e = Arc::new(ProbeEntry::new(Arc::new(pc), 1, Live::default()));
     (runner, e, probe, m, (), ())

@@ -302,8 +302,11 @@ impl Shared {
             })
             .collect();
         let mut counts: HashMap<State, i64> = HashMap::new();
+        let mut probe_states = Vec::with_capacity(entries.len());
         for e in &entries {
-            *counts.entry(e.live.lock().unwrap().overall).or_default() += 1;
+            let state = e.live.lock().unwrap().overall;
+            *counts.entry(state).or_default() += 1;
+            probe_states.push((e.cfg.name.clone(), state.as_str()));
         }
         let st = &self.runner.store.stats;
         let ds = &self.dispatcher.stats;
@@ -313,6 +316,7 @@ impl Shared {
             checks: checks.into_iter().map(|c| (c.name, c.ok)).collect(),
             probes_overdue: entries.iter().filter(|e| e.overdue(now)).count() as i64,
             slo,
+            probe_states,
             probes_by_state: [
                 State::Pending,
                 State::Up,

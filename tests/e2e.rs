@@ -321,7 +321,8 @@ async fn probectl_run_prints_phases_and_verdict() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean \"web\""));
 }
 
-/// /metrics speaks the blackbox_exporter names with a `probe` label, plus probed_* metrics.
+/// /metrics speaks the blackbox_exporter names with a `probe` label and the target as
+/// `instance`, plus probed_* metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_use_blackbox_names() {
     let target = Target::start().await;
@@ -335,19 +336,28 @@ async fn metrics_use_blackbox_names() {
     d.wait_state("web", "up", Duration::from_secs(10));
     d.wait_state("port", "up", Duration::from_secs(10));
     let text = http_get(&format!("{}/metrics", d.url())).await;
+    let port = format!(
+        "probe=\"port\",instance=\"127.0.0.1:{}\"",
+        target.addr.port()
+    );
+    let web = format!("probe=\"web\",instance=\"{}\"", target.url("/"));
     for want in [
-        "probe_success{probe=\"port\"} 1",
-        "probed_phase_duration_seconds{phase=\"connect\",probe=\"port\"}",
-        "probe_success{probe=\"web\"} 1",
-        "probe_http_status_code{probe=\"web\"} 200",
-        "probe_http_duration_seconds{phase=\"connect\",probe=\"web\"}",
-        "probe_duration_seconds{probe=\"web\"}",
-        "probed_runs_total{probe=\"web\",result=\"success\"}",
-        "probed_schedule_lag_seconds_bucket",
-        "probed_store_queue_depth",
-        "probed_store_dropped_total 0",
+        format!("probe_success{{{port}}} 1"),
+        format!("probed_phase_duration_seconds{{{port},phase=\"connect\"}}"),
+        format!("probe_success{{{web}}} 1"),
+        format!("probe_http_status_code{{{web}}} 200"),
+        format!("probe_http_duration_seconds{{{web},phase=\"connect\"}}"),
+        format!("probe_duration_seconds{{{web}}}"),
+        format!("probed_runs_total{{{web},result=\"success\"}}"),
+        format!("probed_probe_state{{{web},state=\"up\"}} 1"),
+        "probed_schedule_lag_seconds_bucket".into(),
+        "probed_store_queue_depth".into(),
+        "probed_store_dropped_total 0".into(),
     ] {
-        assert!(text.contains(want), "{want} missing from /metrics:\n{text}");
+        assert!(
+            text.contains(&want),
+            "{want} missing from /metrics:\n{text}"
+        );
     }
     let health = http_get(&format!("{}/healthz", d.url())).await;
     assert!(health.contains("\"status\":\"ok\""), "{health}");

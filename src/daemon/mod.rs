@@ -525,7 +525,7 @@ impl Daemon {
             };
             let entry = Arc::new(ProbeEntry::new(Arc::new(pc.clone()), id, live));
             let cancel = self.probes_cancel.child_token();
-            let metrics = runner.metrics.probe(&pc.name, pc.spec.kind());
+            let metrics = runner.metrics.probe(pc);
             self.probe_tasks.spawn(crate::schedule::run_probe(
                 runner.clone(),
                 entry.clone(),

@@ -339,7 +339,7 @@ impl Check {
     pub async fn check(&self, cx: &CheckCx<'_>) -> Observation {
         let started = Instant::now();
         let mut obs = Observation::default();
-        let answered = self.query(cx, started).await;
+        let answered = self.query(cx, started, &mut obs).await;
         obs.phase("resolve", started.elapsed());
         obs.ip = self.nameservers.first().map(SocketAddr::ip);
         obs.duration = started.elapsed();
@@ -356,10 +356,12 @@ impl Check {
     }
 
     /// The response code and the answers of the asked type, as text.
+    /// Records the answer's size (and a SOA's serial) in `obs.dns`.
     async fn query(
         &self,
         cx: &CheckCx<'_>,
         started: Instant,
+        obs: &mut Observation,
     ) -> Result<(ResponseCode, Vec<String>), String> {
         let own;
         let (resolver, via) = if self.nameservers.is_empty() {
@@ -379,6 +381,14 @@ impl Check {
         .await?;
         match lookup {
             Ok(lookup) => {
+                obs.dns = Some(crate::probe::DnsSeen {
+                    answer: lookup.answers().len() as u32,
+                    serial: lookup.answers().iter().find_map(|r| match &r.data {
+                        hickory_resolver::proto::rr::RData::SOA(soa) => Some(soa.serial),
+                        _ => None,
+                    }),
+                    ..Default::default()
+                });
                 let answers = lookup
                     .answers()
                     .iter()
@@ -388,6 +398,7 @@ impl Check {
                 Ok((ResponseCode::NoError, answers))
             }
             Err(NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. }))) => {
+                obs.dns = Some(crate::probe::DnsSeen::default());
                 Ok((response_code, Vec::new()))
             }
             Err(NetError::Dns(DnsError::ResponseCode(code))) => Ok((code, Vec::new())),
@@ -806,7 +817,10 @@ mod tests {
                 env: &env,
                 deadline: Instant::now() + Duration::from_secs(5),
             };
-            let (_, seen) = check.query(&cx, Instant::now()).await.unwrap();
+            let (_, seen) = check
+                .query(&cx, Instant::now(), &mut Observation::default())
+                .await
+                .unwrap();
             assert_eq!(seen.len() as u64, *answers, "{yaml}: {seen:?}");
             assert_eq!(obs.phases.len(), 1);
             assert_eq!(obs.phases[0].0, "resolve");

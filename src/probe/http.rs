@@ -582,7 +582,13 @@ impl Check {
         let mut obs = Observation::default();
         let fetched = self.fetch(cx, started, &mut obs, None).await;
         obs.duration = started.elapsed();
-        match fetched.and_then(|resp| self.verdict(&resp, obs.duration)) {
+        let judged = fetched.and_then(|resp| {
+            let v = self.verdict(&resp, obs.duration);
+            obs.failed_due_to_regex = Some(v.is_err() && self.regex_fails(&resp));
+            v
+        });
+        obs.failed_due_to_regex.get_or_insert(false);
+        match judged {
             Ok(()) => {
                 obs.ok = true;
                 obs
@@ -860,8 +866,12 @@ impl Check {
         let tls = self.tls_handshake(cx, started, target, tcp).await;
         obs.phase("tls", t.elapsed());
         let tls = tls?;
-        net::record_expiry(obs, tls.get_ref().1.peer_certificates());
-        self.exchange(cx, started, obs, tls, request).await
+        net::record_tls(obs, tls.get_ref().1);
+        let hop = self.exchange(cx, started, obs, tls, request).await;
+        if let Some(h) = &mut obs.http {
+            h.ssl = true;
+        }
+        hop
     }
 
     /// The TLS config for this env's roots, built once and cached.
@@ -971,6 +981,21 @@ impl Check {
 
         let status = response.status().as_u16();
         obs.status_code = Some(status);
+        obs.http = Some(crate::probe::HttpSeen {
+            version: match response.version() {
+                hyper::Version::HTTP_09 => 0.9,
+                hyper::Version::HTTP_10 => 1.0,
+                hyper::Version::HTTP_2 => 2.0,
+                hyper::Version::HTTP_3 => 3.0,
+                _ => 1.1,
+            },
+            content_length: response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+                .unwrap_or(-1),
+            ssl: false,
+        });
         if self.spec.follow_redirects
             && is_redirect(response.status())
             && let Some(location) = response.headers().get(header::LOCATION)
@@ -1025,6 +1050,22 @@ impl Check {
             headers: parts.headers,
             body: kept,
         }))
+    }
+
+    /// Whether a regular expression (`body_regex`, a header's) does not match `resp`: what
+    /// blackbox_exporter reports as `probe_failed_due_to_regex`.
+    fn regex_fails(&self, resp: &Response) -> bool {
+        let text = String::from_utf8_lossy(resp.body.as_deref().unwrap_or_default());
+        self.body_regex
+            .as_ref()
+            .is_some_and(|re| !re.is_match(&text))
+            || self.header_expect.iter().any(|(name, re)| {
+                !resp
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .any(|v| re.is_match(&String::from_utf8_lossy(v.as_bytes())))
+            })
     }
 
     /// The first expectation that does not hold, in the order: status, latency, body

@@ -55,6 +55,66 @@ pub struct Observation {
     pub size: Option<u64>,
     /// Redirects followed.
     pub redirects: u32,
+    /// What the last TLS handshake of the check showed, for blackbox_exporter's TLS series.
+    #[serde(skip)]
+    pub tls: Option<Box<TlsSeen>>,
+    /// HTTP: what the last response was.
+    #[serde(skip)]
+    pub http: Option<HttpSeen>,
+    /// Whether a regular expression on the body or the answer failed the check (blackbox's
+    /// `probe_failed_due_to_regex`); `None` where the kind has none to apply.
+    #[serde(skip)]
+    pub failed_due_to_regex: Option<bool>,
+    /// DNS: the answer's sections.
+    #[serde(skip)]
+    pub dns: Option<DnsSeen>,
+    /// Push: the pings as judged.
+    #[serde(skip)]
+    pub push: Option<PushSeen>,
+}
+
+/// A TLS handshake as blackbox_exporter reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSeen {
+    /// `TLS 1.2`, `TLS 1.3`.
+    pub version: &'static str,
+    /// Earliest `notAfter` of the chain the peer sent, unix seconds.
+    pub chain_expiry: Option<i64>,
+    /// The leaf certificate: SHA-256 of its DER (lower-case hex), subject, issuer and
+    /// subject alternative names (comma-separated), as blackbox's `probe_ssl_last_chain_info`.
+    pub fingerprint_sha256: String,
+    pub subject: String,
+    pub issuer: String,
+    pub sans: String,
+}
+
+/// The last HTTP response of a check.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HttpSeen {
+    /// `1.0`, `1.1`, `2`.
+    pub version: f64,
+    /// Its `Content-Length` header, -1 without one (as blackbox).
+    pub content_length: i64,
+    /// It came over TLS.
+    pub ssl: bool,
+}
+
+/// A DNS answer's section sizes, and the zone's serial when the answer holds a SOA.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DnsSeen {
+    pub answer: u32,
+    pub authority: u32,
+    pub additional: u32,
+    pub serial: Option<u32>,
+}
+
+/// A push probe's pings, for its series (a push has no duration or address of its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushSeen {
+    /// Unix ms of the last ping of any kind.
+    pub last_ping_at: Option<i64>,
+    /// The exit status the job last reported.
+    pub exit_status: Option<i64>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

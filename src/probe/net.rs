@@ -11,7 +11,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -126,12 +125,13 @@ pub(crate) async fn addresses(
     host: &str,
     ip: IpPreference,
 ) -> Result<Vec<IpAddr>, String> {
+    let t = Instant::now();
     if let Ok(addr) = host.parse::<IpAddr>() {
-        obs.phase("resolve", Duration::ZERO);
+        // No lookup, but the time it took to tell (as blackbox_exporter reports it).
+        obs.phase("resolve", t.elapsed());
         family_check(ip, addr)?;
         return Ok(vec![addr]);
     }
-    let t = Instant::now();
     let ips = resolve(cx, started, host, ip).await;
     obs.phase("resolve", t.elapsed());
     ips
@@ -452,11 +452,69 @@ pub(crate) fn earliest_not_after(certs: &[CertificateDer<'_>]) -> Option<i64> {
 }
 
 /// Folds the peer's earliest `notAfter` into `obs.cert_expiry` (the earliest over every TLS
-/// connection of a check).
-pub(crate) fn record_expiry(obs: &mut Observation, certs: Option<&[CertificateDer<'_>]>) {
+/// connection of a check), and records what this handshake showed as `obs.tls`.
+pub(crate) fn record_tls(obs: &mut Observation, conn: &rustls::ClientConnection) {
+    let certs = conn.peer_certificates();
     if let Some(expiry) = certs.and_then(earliest_not_after) {
         obs.cert_expiry = Some(obs.cert_expiry.map_or(expiry, |e| e.min(expiry)));
     }
+    obs.tls = Some(Box::new(tls_seen(
+        conn.protocol_version(),
+        certs.unwrap_or_default(),
+    )));
+}
+
+/// A handshake's version and chain (leaf first) as blackbox_exporter reports them.
+pub(crate) fn tls_seen(
+    version: Option<rustls::ProtocolVersion>,
+    chain: &[CertificateDer<'_>],
+) -> crate::probe::TlsSeen {
+    let version = match version {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2",
+        Some(_) => "other",
+        None => "unknown",
+    };
+    let mut seen = crate::probe::TlsSeen {
+        version,
+        chain_expiry: earliest_not_after(chain),
+        ..Default::default()
+    };
+    if let Some(leaf) = chain.first() {
+        use sha2::Digest;
+        seen.fingerprint_sha256 = sha2::Sha256::digest(leaf.as_ref())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
+            seen.subject = cert.subject().to_string();
+            seen.issuer = cert.issuer().to_string();
+            if let Ok(Some(san)) = cert.subject_alternative_name() {
+                seen.sans = san
+                    .value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                        x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
+                            4 => Some(
+                                std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).ok()?)
+                                    .to_string(),
+                            ),
+                            16 => Some(
+                                std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*ip).ok()?)
+                                    .to_string(),
+                            ),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+            }
+        }
+    }
+    seen
 }
 
 // ---- URLs ----------------------------------------------------------------------------------

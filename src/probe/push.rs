@@ -166,6 +166,10 @@ impl Check {
 
 /// The verdict for `st` at `now`.
 pub fn verdict(spec: &Spec, st: &PushState, now: i64, mut obs: Observation) -> Observation {
+    obs.push = Some(crate::probe::PushSeen {
+        last_ping_at: st.last_ping_at,
+        exit_status: st.exit_status,
+    });
     let period = spec.period.0.as_millis() as i64;
     let grace = spec.grace().as_millis() as i64;
     let ago = |t: i64| {

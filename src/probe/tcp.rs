@@ -686,6 +686,21 @@ mod tests {
         assert_eq!(phases(&obs), ["resolve", "connect", "tls", "exchange"]);
         assert_eq!(obs.cert_expiry, Some(pki.leaf_not_after));
         assert_eq!(obs.size, Some(15));
+        // What blackbox's TLS series show: the version, the leaf's fingerprint and names.
+        let tls = obs.tls.as_deref().expect("tls seen");
+        assert_eq!(tls.version, "TLS 1.3");
+        use sha2::Digest;
+        let fp: String = sha2::Sha256::digest(pki.chain[0].as_ref())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(tls.fingerprint_sha256, fp);
+        assert_eq!(tls.sans, "127.0.0.1,echo.internal");
+        assert_eq!(
+            (tls.subject.as_str(), tls.issuer.as_str()),
+            ("CN=probed test leaf", "CN=probed test ca")
+        );
+        assert!(tls.chain_expiry.is_some_and(|e| e <= pki.leaf_not_after));
 
         let obs = run(&spec(&format!(
             "{base}\nca_file: '{}'\nserver_name: echo.internal\nmin_days_left: 30",

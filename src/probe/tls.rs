@@ -238,9 +238,11 @@ impl PeerCheck {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let tls = net::tls_handshake(cx, started, client_config()?, &self.name, io).await?;
-        let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+        let conn = tls.get_ref().1;
+        let chain = conn.peer_certificates().unwrap_or_default();
         let verdict = self.judge(chain, &cx.env.roots, UnixTime::now());
         obs.cert_expiry = verdict.expiry;
+        obs.tls = Some(Box::new(net::tls_seen(conn.protocol_version(), chain)));
         verdict.result.map(|()| tls)
     }
 

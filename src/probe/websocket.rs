@@ -704,7 +704,7 @@ impl Check {
             let tls = self.tls_handshake(cx, started, tcp).await;
             obs.phase("tls", t.elapsed());
             let tls = tls?;
-            net::record_expiry(obs, tls.get_ref().1.peer_certificates());
+            net::record_tls(obs, tls.get_ref().1);
             Box::new(tls)
         } else {
             Box::new(tcp)

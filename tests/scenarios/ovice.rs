@@ -93,8 +93,8 @@ fn ovice_apdex_error_burst_and_growing_bodies() {
     );
     assert_eq!(d.probe_state("calendar"), "degraded");
     let metric = |name: &str| crate::support::scenario::metric(&d, name);
-    assert_eq!(metric("probed_slo_alert{probe=\"calendar\"}"), 1.0);
-    assert!(metric("probed_slo_apdex{probe=\"calendar\"}") < 0.85);
+    assert_eq!(metric("probed_slo_alert{probe=\"calendar\""), 1.0);
+    assert!(metric("probed_slo_apdex{probe=\"calendar\"") < 0.85);
     // The status page says so in its own words: degraded performance, not an outage.
     let (_, _, body) = crate::support::split_response(&crate::support::http_get_blocking(
         &format!("{}/api/v2/summary.json", d.url()),

@@ -417,12 +417,14 @@ pub fn email_route(smtp: &Smtp) -> String {
 }
 
 /// A sample of the daemon's `/metrics` (the first series of `name`), 0 when absent.
+/// The first sample of `name`: a family name, or one with its first labels
+/// (`probe_success{probe="web"`, the rest of its labels after it).
 pub fn metric(d: &Daemon, name: &str) -> f64 {
     let body = super::http_get_blocking(&format!("{}/metrics", d.url()));
     body.lines()
         .find(|l| {
             l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+                .is_some_and(|r| r.starts_with([' ', '{', ',']))
         })
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0)

@@ -370,8 +370,21 @@ async fn up_with_phases_ip_size_and_status() {
     assert_eq!(obs.cert_expiry, None);
     let names: Vec<_> = obs.phases.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["resolve", "connect", "processing", "transfer"]);
-    // An IP literal is not resolved.
-    assert_eq!(obs.phases[0].1, Duration::ZERO);
+    // An IP literal is not resolved: the phase is the moment it took to tell.
+    assert!(
+        obs.phases[0].1 < Duration::from_millis(5),
+        "{:?}",
+        obs.phases[0]
+    );
+    assert_eq!(
+        obs.http,
+        Some(crate::probe::HttpSeen {
+            version: 1.1,
+            content_length: 5,
+            ssl: false
+        })
+    );
+    assert_eq!(obs.failed_due_to_regex, Some(false));
     let sum: Duration = obs.phases.iter().map(|(_, d)| *d).sum();
     assert!(obs.duration >= sum, "{:?} < {sum:?}", obs.duration);
 }
@@ -618,6 +631,12 @@ async fn body_and_header_expectations() {
                 assert!(reason(&obs).starts_with(w), "{expect}: {:?}", reason(&obs));
             }
         }
+        // blackbox's probe_failed_due_to_regex: a body or header regex that did not match
+        // (a header missing is one that did not match, as blackbox counts it).
+        let by_regex = want.is_some_and(|w| {
+            w.contains("does not match /") || (w.starts_with("header ") && w.ends_with("missing"))
+        });
+        assert_eq!(obs.failed_due_to_regex, Some(by_regex), "{expect}");
     }
 }
 
