@@ -73,6 +73,17 @@ if ! command -v prometheus-alertmanager >/dev/null; then
   apt_install prometheus-alertmanager
 fi
 
+# Prometheus and promtool: Debian's prometheus. tests/prometheus.rs runs promtool on
+# deploy/prometheus/ and on /metrics, and starts its own Prometheus per test on a free
+# loopback port. The package enables its service (every interface, port 9090) for the next
+# boot; policy-rc.d kept it from starting now, and it is disabled here so it never does.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  log "installing prometheus"
+  apt_install prometheus
+  as_root deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+  as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
+fi
+
 # libfaketime: Debian's faketime. tests/clock.rs steps the daemon's wall clock with it
 # (LD_PRELOAD), as NTP stepping a wrong clock would.
 if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then

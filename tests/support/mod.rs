@@ -5,6 +5,7 @@
 pub mod alertmanager;
 pub mod netns;
 pub mod pg;
+pub mod prometheus;
 pub mod receiver;
 pub mod scenario;
 pub mod smtp;
@@ -372,14 +373,23 @@ pub fn probectl(config: &Path, args: &[&str]) -> Output {
 
 /// Polls `cond` every 20 ms until it holds; panics naming `what` after `limit`. A bounded
 /// wait for a condition, not a sleep standing in for one.
-pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_for(limit: Duration, what: &str, cond: impl FnMut() -> bool) {
+    if !poll_for(limit, cond) {
+        panic!("timed out after {limit:?} waiting for {what}");
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds (true) or `limit` has passed (false): the
+/// [`wait_for`] of a test that reports what did not happen itself.
+pub fn poll_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
     while !cond() {
         if t0.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}");
+            return false;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 /// A plain GET over a fresh connection, for reading /metrics and friends in tests.
