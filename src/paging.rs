@@ -43,7 +43,8 @@ impl Event {
     }
 }
 
-/// One message to deliver. Everything in it is safe to show: no URL, header, DSN or secret.
+/// One message to deliver. Everything in it is safe to show: no header, DSN or secret, and
+/// no URL but the probe's [`Alert::target`], which carries no userinfo, query or fragment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub event: Event,
@@ -78,6 +79,27 @@ pub struct Alert {
     /// location.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locations: Option<String>,
+    /// What the probe targets, as Prometheus' `instance` label names it (a URL without
+    /// userinfo, query or fragment; `host:port`; a path): `ProbeSpec::instance`. `None` for
+    /// kinds with no target of their own (push, location), and in alerts stored before it
+    /// was carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Where the daemon that sent it stands (`location` in the config); empty in alerts
+    /// stored before it was carried (the location then defaults to [`Alert::source`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_location: String,
+    /// The firing states (`down`, `degraded`) this incident has been told in, in the order
+    /// it first was, the current one included. Alertmanager knows each as an alert of its
+    /// own (its `alertname` and `state` labels differ), so every send ends the ones the
+    /// incident has left, and a resolve ends them all. Empty in a page from memory and in
+    /// alerts stored before it was carried: then only [`Alert::state`] counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fired_as: Vec<String>,
+    /// Set on a resend while the incident holds before it resolves (the probe is up again):
+    /// since when, unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_at: Option<i64>,
 }
 
 impl Alert {
@@ -87,6 +109,7 @@ impl Alert {
             Event::Resolve => "RESOLVED",
             Event::Acknowledge => "ACKNOWLEDGED",
             Event::Test => "TEST",
+            _ if self.recovered_at.is_some() => "RECOVERING",
             _ if self.state == "degraded" => "DEGRADED",
             _ => "DOWN",
         };
@@ -121,6 +144,13 @@ impl Alert {
             let _ = writeln!(b, "reason:    {r}");
         }
         let _ = writeln!(b, "since:     {}", crate::time::rfc3339(self.opened_at));
+        if let Some(t) = self.recovered_at.filter(|_| self.event.firing()) {
+            let _ = writeln!(
+                b,
+                "recovered: {} (resolves after the hold)",
+                crate::time::rfc3339(t)
+            );
+        }
         if let Some(t) = self.resolved_at {
             let _ = writeln!(b, "resolved:  {}", crate::time::rfc3339(t));
         }
@@ -141,6 +171,36 @@ impl Alert {
         }
         let _ = writeln!(b, "sent by:   {}", self.source);
         b
+    }
+
+    /// The states this incident has fired in, the current one included when the message
+    /// fires (see [`Alert::fired_as`]). A resolve of an alert stored without `fired_as`
+    /// ends `down`, the only state such alerts were told in.
+    pub fn fired_states(&self) -> Vec<&str> {
+        let mut states: Vec<&str> = self.fired_as.iter().map(String::as_str).collect();
+        if self.event.firing() && !states.contains(&self.state.as_str()) {
+            states.push(&self.state);
+        }
+        if states.is_empty() {
+            states.push("down");
+        }
+        states
+    }
+
+    /// The incident goes on in `state` (`down` or `degraded`): `fired_as` remembers the one
+    /// it leaves. Whether it changed.
+    pub fn fire_as(&mut self, state: &str) -> bool {
+        if self.state == state {
+            return false;
+        }
+        if !self.fired_as.contains(&self.state) {
+            self.fired_as.push(self.state.clone());
+        }
+        if !self.fired_as.iter().any(|s| s == state) {
+            self.fired_as.push(state.to_owned());
+        }
+        self.state = state.to_owned();
+        true
     }
 }
 

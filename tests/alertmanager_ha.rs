@@ -202,6 +202,8 @@ async fn an_ha_pair_sends_one_firing_and_one_resolved_notification() {
 
     // The notification carries probed's identity of the incident: the label set, the same
     // on every POST of it (Alertmanager's identity: the fingerprint), and the dedup key.
+    // `instance` is the target; the daemon is `probed_instance` and `location` (which
+    // defaults to the instance name).
     let n = &firing[0].body;
     assert_eq!(n["alerts"].as_array().map(Vec::len), Some(1), "{n:#}");
     let a = &n["alerts"][0];
@@ -209,10 +211,14 @@ async fn an_ha_pair_sends_one_firing_and_one_resolved_notification() {
         a["labels"],
         json!({
             "alertname": "ProbeDown",
+            "instance": target.url("/"),
+            "probed_instance": INSTANCE,
+            "location": INSTANCE,
+            "job": "probed",
             "probe": PROBE,
+            "state": "down",
             "severity": "critical",
             "kind": "http",
-            "instance": INSTANCE,
         }),
         "{n:#}"
     );

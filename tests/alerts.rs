@@ -582,7 +582,9 @@ async fn pages_a_real_alertmanager_and_resolves_there() {
     let a = &alerts[0];
     assert_eq!(a["labels"]["alertname"], "ProbeDown");
     assert_eq!(a["labels"]["severity"], "critical");
-    assert_eq!(a["labels"]["instance"], "e2e");
+    // The target is the instance; the daemon is probed_instance.
+    assert_eq!(a["labels"]["instance"], target.url("/"));
+    assert_eq!(a["labels"]["probed_instance"], "e2e");
     assert_eq!(a["status"]["state"], "active");
     // Re-sent while firing (resend_every: 1s) and still one alert.
     wait_for(Duration::from_secs(10), "a refresh", || {

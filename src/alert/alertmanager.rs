@@ -3,11 +3,22 @@
 //! inhibit and route it.
 //!
 //! Alertmanager knows an alert by its label set, so the labels are the same on every send
-//! of one incident (names only: no event, no time); what changes goes in annotations and
-//! in `endsAt`. While an incident fires, the dispatcher resends it every `resend_every`
-//! ([`Sender::refresh_every`]) with `endsAt` three resends ahead: if the daemon dies,
-//! Alertmanager resolves the alert by itself after that, and until then it keeps firing.
-//! A resolve sends `endsAt` = the time the probe recovered.
+//! of one incident in one state (names only: no event, no time); what changes goes in
+//! annotations and in `endsAt`. The labels are made for Alertmanager's usual `group_by` and
+//! inhibit rules, which work per `instance`: `instance` is the probe's *target* (as
+//! Prometheus and blackbox_exporter name it), not the daemon, which is `probed_instance`
+//! and `location` ([`Sender::labels_of`] lists them all).
+//!
+//! While an incident fires, the dispatcher resends it every `resend_every`
+//! ([`Sender::refresh_every`]) with `endsAt` three resends ahead and annotations built
+//! afresh from the probe's current reason: if the daemon dies, Alertmanager resolves the
+//! alert by itself after that, and until then it keeps firing. A resolve sends `endsAt` =
+//! the time the probe recovered.
+//!
+//! Down and degraded are one incident, but two alerts here (`ProbeDown`, `ProbeDegraded`:
+//! the `alertname` and `state` labels differ). When the probe moves from one to the other,
+//! the incident's [`Alert::fired_as`] keeps the state it left, and every send from then on
+//! ends that alert (`endsAt` = now) beside the one firing; a resolve ends them all.
 //!
 //! An HA cluster dedups among its members, so every member gets every alert; the send
 //! succeeds when at least one member accepted it.
@@ -24,7 +35,7 @@ use std::sync::Arc;
 
 use super::http::{Scrub, deliver, no_answer, parse_base_url, url_secrets};
 use super::{Alert, BuildCx, Delivered, Event, SendError};
-pub use crate::config::notify::alertmanager::Spec;
+pub use crate::config::notify::alertmanager::{RESERVED_LABELS, Spec};
 
 /// Default of `resend_every`.
 pub const DEFAULT_RESEND_EVERY: Duration = Duration::from_secs(60);
@@ -32,9 +43,13 @@ pub const DEFAULT_RESEND_EVERY: Duration = Duration::from_secs(60);
 /// A firing alert's `endsAt` is this many `resend_every` ahead of the send.
 const ENDS_AFTER_RESENDS: u32 = 3;
 
-/// `alertname` of a real incident; a `probectl test-alert` uses [`TEST_ALERTNAME`].
+/// `alertname` of an incident while its probe is down; [`DEGRADED_ALERTNAME`] while it is
+/// degraded (outside its objectives); a `probectl test-alert` uses [`TEST_ALERTNAME`].
 pub const ALERTNAME: &str = "ProbeDown";
+pub const DEGRADED_ALERTNAME: &str = "ProbeDegraded";
 pub const TEST_ALERTNAME: &str = "ProbedTest";
+/// `job` of every probe's alert, as a Prometheus scrape job would name the daemon.
+pub const JOB: &str = "probed";
 /// `alertname` of the always-firing alert of `watchdog.alertmanager`.
 pub const WATCHDOG_ALERTNAME: &str = "Watchdog";
 
@@ -191,15 +206,23 @@ impl Sender {
         combine(results)
     }
 
-    /// The JSON array of one alert, as `POST /api/v2/alerts` takes it. `now` is unix ms.
+    /// The JSON array `POST /api/v2/alerts` takes for one message: the incident's alert in
+    /// its current state (firing, or ended by a resolve) first, then the alerts of the
+    /// states it has left ([`Alert::fired_as`]), ended now. `now` is unix ms.
     fn payload(&self, alert: &Alert, now: i64) -> serde_json::Value {
-        let ends_at = if alert.event.firing() {
+        let firing = alert.event.firing();
+        // Alertmanager refuses an end before the start.
+        let ended_at = if firing {
+            now.max(alert.opened_at)
+        } else {
+            alert.resolved_at.unwrap_or(now).max(alert.opened_at)
+        };
+        let ends_at = if firing {
             let ahead = self.resend_every * ENDS_AFTER_RESENDS;
             now.saturating_add(ahead.as_millis() as i64)
                 .max(alert.opened_at + 1000)
         } else {
-            // Alertmanager refuses an end before the start.
-            alert.resolved_at.unwrap_or(now).max(alert.opened_at)
+            ended_at
         };
         let mut annotations = serde_json::Map::new();
         annotations.insert("summary".into(), alert.summary().into());
@@ -215,39 +238,70 @@ impl Sender {
         if let Some(who) = &alert.acknowledged_by {
             annotations.insert("acknowledged_by".into(), who.clone().into());
         }
-        let mut a = json!({
-            "labels": self.labels_of(alert),
-            "annotations": annotations,
-            "startsAt": crate::time::rfc3339(alert.opened_at),
-            "endsAt": crate::time::rfc3339(ends_at),
-        });
-        if let Some(link) = alert.link.as_ref().or(self.generator_url.as_ref()) {
-            a["generatorURL"] = link.clone().into();
+        let mut alerts = Vec::new();
+        for state in alert.fired_states() {
+            let live = firing && state == alert.state;
+            let mut a = json!({
+                "labels": self.labels_of(alert, state),
+                "annotations": annotations,
+                "startsAt": crate::time::rfc3339(alert.opened_at),
+                "endsAt": crate::time::rfc3339(if live { ends_at } else { ended_at }),
+            });
+            if let Some(link) = alert.link.as_ref().or(self.generator_url.as_ref()) {
+                a["generatorURL"] = link.clone().into();
+            }
+            if live {
+                alerts.insert(0, a);
+            } else {
+                alerts.push(a);
+            }
         }
-        json!([a])
+        serde_json::Value::Array(alerts)
     }
 
-    /// The alert's identity in Alertmanager: the probe's labels (names made valid), then
-    /// the static labels, then probed's own. The same for every send of one incident.
-    fn labels_of(&self, alert: &Alert) -> BTreeMap<String, String> {
+    /// The alert's identity in Alertmanager, for the incident in `state` (`down`,
+    /// `degraded`): the same for every send of it. In order, each step overriding the one
+    /// before:
+    ///
+    /// 1. the probe's own `labels:` (names made valid); one named as a label of step 3 is
+    ///    kept as `exported_<name>`, as Prometheus keeps a target's clashing labels;
+    /// 2. the notifier's static `labels:` (the config refuses the names of step 3);
+    /// 3. probed's own ([`RESERVED_LABELS`]): `alertname` (`ProbeDown`, `ProbeDegraded`),
+    ///    `instance` (the probe's target: its URL without userinfo, query or fragment, or
+    ///    `host:port`; the probe's name for kinds without one, push and location),
+    ///    `probed_instance` and `location` (the daemon that opened the incident), `job`
+    ///    (`probed`), `probe`, `state`, `severity`, `kind` and `group` (when it has one).
+    fn labels_of(&self, alert: &Alert, state: &str) -> BTreeMap<String, String> {
         let mut l = BTreeMap::new();
         for (k, v) in &alert.labels {
-            let name = label_name(k);
+            let mut name = label_name(k);
+            if RESERVED_LABELS.contains(&name.as_str()) {
+                name = format!("exported_{name}");
+            }
             if !v.is_empty() && !name.starts_with("__") {
                 l.insert(name, v.clone());
             }
         }
         l.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let alertname = if alert.event == Event::Test {
-            TEST_ALERTNAME
-        } else {
-            ALERTNAME
+        let alertname = match (alert.event, state) {
+            (Event::Test, _) => TEST_ALERTNAME,
+            (_, "degraded") => DEGRADED_ALERTNAME,
+            _ => ALERTNAME,
         };
+        let target = alert.target.as_ref().filter(|t| !t.is_empty());
+        let location = Some(&alert.source_location).filter(|l| !l.is_empty());
         l.insert("alertname".into(), alertname.into());
+        l.insert("instance".into(), target.unwrap_or(&alert.probe).to_owned());
+        l.insert("probed_instance".into(), alert.source.clone());
+        l.insert(
+            "location".into(),
+            location.unwrap_or(&alert.source).to_owned(),
+        );
+        l.insert("job".into(), JOB.into());
         l.insert("probe".into(), alert.probe.clone());
+        l.insert("state".into(), state.into());
         l.insert("severity".into(), alert.severity.clone());
         l.insert("kind".into(), alert.kind.clone());
-        l.insert("instance".into(), alert.source.clone());
         match &alert.group {
             Some(g) if !g.is_empty() => {
                 l.insert("group".into(), g.clone());
@@ -526,11 +580,15 @@ mod tests {
         assert_eq!(labels["probe"], "am-one");
         assert_eq!(labels["severity"], "critical");
         assert_eq!(labels["kind"], "http");
-        assert_eq!(labels["instance"], "probed-test");
+        assert_eq!(labels["instance"], "https://api.example.com/v1/canary");
+        assert_eq!(labels["probed_instance"], "probed-test");
+        assert_eq!(labels["location"], "eu-west");
+        assert_eq!(labels["job"], "probed");
+        assert_eq!(labels["state"], "down");
         assert_eq!(labels["group"], "API");
         assert_eq!(labels["team"], "core");
         assert_eq!(labels["env"], "test");
-        assert_eq!(labels.as_object().unwrap().len(), 8, "{labels}");
+        assert_eq!(labels.as_object().unwrap().len(), 12, "{labels}");
         let ann = &a["annotations"];
         assert_eq!(
             ann["summary"],
@@ -576,6 +634,41 @@ mod tests {
             !active.iter().any(|a| a["labels"]["probe"] == "am-resolve"),
             "{active:#?}"
         );
+    }
+
+    /// Degraded, then down, then resolved, at a real Alertmanager: one active alert at each
+    /// step, `ProbeDegraded` then `ProbeDown`, and none after the resolve.
+    #[tokio::test]
+    async fn a_change_of_state_ends_the_old_alert_at_alertmanager() {
+        let am = Am::start().await;
+        let n = sender(&[&am.url], "");
+        let active = |alerts: &[Value]| -> Vec<String> {
+            alerts
+                .iter()
+                .filter(|a| a["status"]["state"] == "active")
+                .map(|a| a["labels"]["alertname"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let mut a = alert(Event::Trigger, "am-flip");
+        a.state = "degraded".into();
+        a.fired_as = vec!["degraded".into()];
+        n.send(&a).await.expect("delivered");
+        am.wait_for("am-flip", |x| active(x) == ["ProbeDegraded"])
+            .await;
+
+        a.event = Event::Reminder;
+        a.fire_as("down");
+        n.send(&a).await.expect("delivered");
+        // Resolved alerts are not listed: ProbeDegraded ended, not merely replaced.
+        let got = am.wait_for("am-flip", |x| x.len() == 1).await;
+        assert_eq!(active(&got), ["ProbeDown"], "{got:#?}");
+        assert_eq!(got[0]["labels"]["state"], "down");
+
+        a.event = Event::Resolve;
+        a.state = "up".into();
+        a.resolved_at = Some(crate::time::now_ms() - 1_000);
+        n.send(&a).await.expect("delivered");
+        am.wait_for("am-flip", |x| x.is_empty()).await;
     }
 
     /// The always-firing Watchdog alert is active while sent, and ends by itself when the
@@ -668,6 +761,16 @@ mod tests {
         assert!(e.to_string().contains("http 404"), "{e}");
     }
 
+    /// The labels of each alert in a payload, in order.
+    fn labels_in(payload: &Value) -> Vec<BTreeMap<String, String>> {
+        payload
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| serde_json::from_value(a["labels"].clone()).unwrap())
+            .collect()
+    }
+
     #[test]
     fn labels_are_the_same_for_every_event() {
         let n = sender(&["http://am.example:9093"], ", labels: { env: prod }");
@@ -675,10 +778,36 @@ mod tests {
         first
             .labels
             .insert("app.kubernetes.io/name".into(), "api".into());
+        // Probe labels named as probed's own do not clobber them: kept as exported_<name>.
         first.labels.insert("severity".into(), "page-me".into());
-        let labels = n.labels_of(&first);
-        assert_eq!(labels["app_kubernetes_io_name"], "api");
-        assert_eq!(labels["severity"], "critical");
+        first.labels.insert("instance".into(), "web-1".into());
+        first.labels.insert("job".into(), "blackbox".into());
+        let now = crate::time::now_ms();
+        let labels = labels_in(&n.payload(&first, now));
+        assert_eq!(labels.len(), 1, "{labels:?}");
+        let labels = labels.into_iter().next().unwrap();
+        let want: BTreeMap<String, String> = [
+            ("alertname", "ProbeDown"),
+            ("instance", "https://api.example.com/v1/canary"),
+            ("probed_instance", "probed-test"),
+            ("location", "eu-west"),
+            ("job", "probed"),
+            ("probe", "p"),
+            ("state", "down"),
+            ("severity", "critical"),
+            ("kind", "http"),
+            ("group", "API"),
+            ("team", "core"),
+            ("env", "prod"),
+            ("app_kubernetes_io_name", "api"),
+            ("exported_severity", "page-me"),
+            ("exported_instance", "web-1"),
+            ("exported_job", "blackbox"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(labels, want);
         for event in [
             Event::Reminder,
             Event::Escalation,
@@ -689,12 +818,106 @@ mod tests {
             a.event = event;
             a.at += 3_600_000;
             a.reason = Some("other".into());
-            assert_eq!(n.labels_of(&a), labels, "{event:?}");
+            if event == Event::Resolve {
+                // As the store resolves it.
+                a.state = "up".into();
+                a.resolved_at = Some(now - 1_000);
+            }
+            assert_eq!(
+                labels_in(&n.payload(&a, now)),
+                std::slice::from_ref(&labels),
+                "{event:?}"
+            );
         }
-        let resolved = n.payload(&alert(Event::Resolve, "p"), crate::time::now_ms());
+        let resolved = n.payload(&alert(Event::Resolve, "p"), now);
         let ends = resolved[0]["endsAt"].as_str().unwrap();
         let want = crate::time::rfc3339(alert(Event::Resolve, "p").resolved_at.unwrap());
         assert_eq!(&ends[..19], &want[..19]);
+    }
+
+    /// Without a target of its own (push, location) the probe's name is the instance; an
+    /// alert stored before the target and location were carried falls back the same way.
+    #[test]
+    fn instance_falls_back_to_the_probe_and_location_to_the_daemon() {
+        let n = sender(&["http://am.example:9093"], "");
+        let mut a = alert(Event::Trigger, "nightly-backup");
+        a.target = None;
+        a.source_location = String::new();
+        let l = &labels_in(&n.payload(&a, crate::time::now_ms()))[0];
+        assert_eq!(
+            (l["instance"].as_str(), l["location"].as_str()),
+            ("nightly-backup", "probed-test")
+        );
+        let stored = r#"{"event":"reminder","incident":7,"dedup_key":"k","probe":"old",
+            "kind":"http","severity":"critical","state":"down","reason":null,"opened_at":1,
+            "at":2,"resolved_at":null,"acknowledged_by":null,"labels":{},"group":null,
+            "link":null,"source":"probed-a"}"#;
+        let old: Alert = serde_json::from_str(stored).expect("an alert stored before");
+        let l = &labels_in(&n.payload(&old, crate::time::now_ms()))[0];
+        assert_eq!(
+            (
+                l["instance"].as_str(),
+                l["location"].as_str(),
+                l["state"].as_str()
+            ),
+            ("old", "probed-a", "down")
+        );
+    }
+
+    /// Degraded, then down: `ProbeDegraded` fires, then `ProbeDown` fires and
+    /// `ProbeDegraded` ends in the same send; a resolve ends both.
+    #[test]
+    fn a_change_of_state_ends_the_alert_of_the_state_left() {
+        let n = sender(&["http://am.example:9093"], "");
+        let now = crate::time::now_ms();
+        let mut a = alert(Event::Trigger, "p");
+        a.state = "degraded".into();
+        a.fired_as = vec!["degraded".into()];
+        let p = n.payload(&a, now);
+        assert_eq!(p.as_array().unwrap().len(), 1, "{p:#}");
+        assert_eq!(p[0]["labels"]["alertname"], "ProbeDegraded");
+        assert_eq!(p[0]["labels"]["state"], "degraded");
+        assert_eq!(
+            a.summary(),
+            "[probed] DEGRADED p: status 503, expected 200, 201"
+        );
+
+        a.event = Event::Reminder;
+        assert!(a.fire_as("down"));
+        assert!(!a.fire_as("down"));
+        assert_eq!(a.fired_as, ["degraded", "down"]);
+        let p = n.payload(&a, now);
+        let ends = |x: &Value| {
+            chrono::DateTime::parse_from_rfc3339(x["endsAt"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis()
+        };
+        assert_eq!(p.as_array().unwrap().len(), 2, "{p:#}");
+        assert_eq!(
+            (&p[0]["labels"]["alertname"], &p[0]["labels"]["state"]),
+            (&json!("ProbeDown"), &json!("down"))
+        );
+        assert!(ends(&p[0]) > now + 60_000, "{p:#}");
+        assert_eq!(
+            (&p[1]["labels"]["alertname"], &p[1]["labels"]["state"]),
+            (&json!("ProbeDegraded"), &json!("degraded"))
+        );
+        assert_eq!(ends(&p[1]) / 1000, now / 1000, "ended now: {p:#}");
+
+        a.event = Event::Resolve;
+        a.state = "up".into();
+        a.resolved_at = Some(now - 5_000);
+        let p = n.payload(&a, now);
+        let names: Vec<&Value> = p
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| &x["labels"]["alertname"])
+            .collect();
+        assert_eq!(names, [&json!("ProbeDegraded"), &json!("ProbeDown")]);
+        for x in p.as_array().unwrap() {
+            assert_eq!(ends(x) / 1000, (now - 5_000) / 1000, "{p:#}");
+        }
     }
 
     #[test]
@@ -704,7 +927,7 @@ mod tests {
             ("{ urls: [] }", &[("urls", "at least one")]),
             (
                 "{ urls: ['http://am:9093', 'am:9093', 'http://u:hunter2@/', 'http://am:9093'],
-                   resend_every: 5m, labels: { probe: x, 1bad: y, ok: '' },
+                   resend_every: 5m, labels: { probe: x, 1bad: y, ok: '', job: z, location: w },
                    generator_url: 'nope', timeout: 0s }",
                 &[
                     ("urls[1]", "unsupported url scheme"),
@@ -712,6 +935,8 @@ mod tests {
                     ("urls[3]", "listed twice"),
                     ("resend_every", "must be under 5m"),
                     ("labels.1bad", "invalid label name"),
+                    ("labels.job", "set by probed"),
+                    ("labels.location", "set by probed"),
                     ("labels.ok", "must not be empty"),
                     ("labels.probe", "set by probed"),
                     ("generator_url", "invalid url"),

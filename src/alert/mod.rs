@@ -156,6 +156,14 @@ pub(crate) mod testing {
             link: Some("http://probed.example/status#api-write".into()),
             source: "probed-test".into(),
             locations: None,
+            target: Some("https://api.example.com/v1/canary".into()),
+            source_location: "eu-west".into(),
+            fired_as: if event == Event::Test {
+                vec![]
+            } else {
+                vec!["down".into()]
+            },
+            recovered_at: None,
         }
     }
 }

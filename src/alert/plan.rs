@@ -14,6 +14,8 @@ pub struct Router {
     pub routes: Vec<Route>,
     pub maintenance: Vec<Maintenance>,
     pub instance: String,
+    /// This daemon's `location`, carried by its pages.
+    pub location: String,
     pub external_url: Option<String>,
 }
 
@@ -40,6 +42,7 @@ impl Router {
             routes: c.routes.clone(),
             maintenance: c.maintenance.clone(),
             instance: c.instance.clone(),
+            location: c.location.clone(),
             external_url: c.external_url.clone(),
         }
     }
@@ -131,6 +134,11 @@ impl Router {
                 link: self.link(&p.name),
                 source: self.instance.clone(),
                 locations: None,
+                target: p.spec.instance(),
+                source_location: self.location.clone(),
+                // Set as the incident opens, from `state` (which a degraded page changes).
+                fired_as: Vec::new(),
+                recovered_at: None,
             },
             notify: route.map(|r| r.notify.clone()).unwrap_or_default(),
             fallback: route.map(|r| r.fallback.clone()).unwrap_or_default(),

@@ -860,6 +860,10 @@ async fn test_alert(config: &Path, name: &str) -> ExitCode {
         link: None,
         source: cfg.instance.clone(),
         locations: None,
+        target: None,
+        source_location: cfg.location.clone(),
+        fired_as: vec!["down".into()],
+        recovered_at: None,
     };
     let deadline = notifier.timeout() + Duration::from_secs(2);
     match tokio::time::timeout(deadline, notifier.send(&alert)).await {

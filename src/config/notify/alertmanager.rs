@@ -23,7 +23,8 @@ pub struct Spec {
     /// Default: 1m. Must be under 5m (Alertmanager's own `resolve_timeout`).
     pub resend_every: Option<Dur>,
     /// Static labels added to every alert, e.g. `{ env: prod }`. They cannot replace the
-    /// labels probed sets (`alertname`, `probe`, `severity`, `kind`, `instance`, `group`).
+    /// labels probed sets ([`RESERVED_LABELS`]: `alertname`, `instance`, `probed_instance`,
+    /// `location`, `job`, `probe`, `state`, `severity`, `kind`, `group`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// `generatorURL` of alerts that carry no link of their own (the daemon sets one per
@@ -36,13 +37,18 @@ pub struct Spec {
 /// `resend_every` must stay under this: Alertmanager's default `resolve_timeout`.
 const MAX_RESEND_EVERY: Duration = Duration::from_secs(300);
 
-/// Label names probed sets itself.
-const OWN_LABELS: &[&str] = &[
+/// Label names probed sets itself on a probe's alert: a static label cannot take them, and
+/// a probe label of one of these names goes to Alertmanager as `exported_<name>`.
+pub const RESERVED_LABELS: &[&str] = &[
     "alertname",
+    "instance",
+    "probed_instance",
+    "location",
+    "job",
     "probe",
+    "state",
     "severity",
     "kind",
-    "instance",
     "group",
 ];
 
@@ -93,7 +99,7 @@ impl Spec {
                     path,
                     "invalid label name (letters, digits and _, not starting with a digit)",
                 ));
-            } else if OWN_LABELS.contains(&name.as_str()) || name.starts_with("__") {
+            } else if RESERVED_LABELS.contains(&name.as_str()) || name.starts_with("__") {
                 errs.push(FieldError::new(path, "this label is set by probed"));
             } else if value.is_empty() {
                 errs.push(FieldError::new(path, "a label value must not be empty"));
