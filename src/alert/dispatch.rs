@@ -27,7 +27,9 @@ use tokio_util::task::TaskTracker;
 use super::plan::Router;
 use super::{Alert, BuildCx, Notifier, SendError};
 use crate::config::{AlertingOptions, Config, ProbeConfig};
-use crate::store::{AfterAttempt, Attempt, DueDelivery, Followups, Store, StoreError};
+use crate::store::{
+    AfterAttempt, Attempt, DueDelivery, Followups, OpenIncident, Store, StoreError,
+};
 
 mod memory;
 pub use memory::MemoryPager;
@@ -237,7 +239,7 @@ impl Dispatcher {
         let refreshing = plan.notifiers.values().any(|n| n.refresh_every().is_some());
         for r in open {
             let (id, probe) = (r.id, r.probe.as_str());
-            let Ok(alert) = serde_json::from_str::<Alert>(&r.alert) else {
+            let Ok(mut alert) = serde_json::from_str::<Alert>(&r.alert) else {
                 continue;
             };
             let (recovering, acked, opened) = (r.recovering, r.acknowledged, r.opened_at);
@@ -249,6 +251,23 @@ impl Dispatcher {
                     tracing::info!(incident = id, probe = %probe, "probe removed from the config; closing its incident");
                 }
                 continue;
+            };
+            // Down and degraded are one incident, which goes on in the probe's state now:
+            // its template follows (`fired_as` keeps the state it leaves, so that
+            // Alertmanager hears that alert end), and receivers that are re-sent to hear it
+            // at once rather than at their next resend.
+            let flipped = match r.probe_state.as_deref() {
+                Some(now_in @ ("down" | "degraded")) if alert.fire_as(now_in) => {
+                    let reason = self
+                        .store
+                        .current_reason(r.probe_id, now_in, r.opened_at)
+                        .await?;
+                    alert.reason = reason.or(alert.reason);
+                    self.store.set_incident_alert(id, &alert).await?;
+                    tracing::info!(incident = id, probe = %probe, state = %alert.state, "incident goes on in the probe's new state");
+                    true
+                }
+                _ => false,
             };
             // The incident's own severity (an objective's rule may carry its own).
             let route = plan.router.route_as(probe_cfg, &alert.severity);
@@ -264,6 +283,7 @@ impl Dispatcher {
                     muted = self.store.silence_covering(probe, now).await?;
                 }
                 if muted.is_none() {
+                    self.freshen(&r, &mut alert).await?;
                     let to = route.map(|r| (r.notify.as_slice(), r.fallback.as_slice()));
                     self.store.page_after_mute(id, &alert, to, now).await?;
                     tracing::info!(incident = id, probe = %probe, "mute ended; paging");
@@ -289,7 +309,7 @@ impl Dispatcher {
             if refreshing {
                 for (name, last) in self.store.last_sends(id).await? {
                     if let Some(every) = plan.notifiers.get(&name).and_then(|n| n.refresh_every())
-                        && now - last >= every.as_millis() as i64
+                        && (flipped || now - last >= every.as_millis() as i64)
                     {
                         refresh.push(name);
                     }
@@ -298,6 +318,7 @@ impl Dispatcher {
             if escalation.is_none() && reminder.is_none() && refresh.is_empty() {
                 continue;
             }
+            self.freshen(&r, &mut alert).await?;
             let followups = Followups {
                 escalate: escalation.map(|(route, s)| {
                     (
@@ -317,6 +338,21 @@ impl Dispatcher {
                 tracing::warn!(incident = id, probe = %probe, step = step + 1, notify = ?s.notify, "unacknowledged: escalating");
             }
         }
+        Ok(())
+    }
+
+    /// Brings a message of open incident `r` up to date before it is queued: the reason is
+    /// the probe's current one (a resend does not repeat the reason the incident opened
+    /// with, which may be long gone), and a recovering incident says since when it is up.
+    async fn freshen(&self, r: &OpenIncident, alert: &mut Alert) -> Result<(), StoreError> {
+        let reason = self
+            .store
+            .current_reason(r.probe_id, &alert.state, r.opened_at)
+            .await?;
+        if reason.is_some() {
+            alert.reason = reason;
+        }
+        alert.recovered_at = r.recovered_at;
         Ok(())
     }
 

@@ -50,6 +50,7 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct OpenIncident {
     pub id: i64,
+    pub probe_id: i64,
     pub probe: String,
     pub opened_at: i64,
     /// The message template, as JSON (an [`Alert`]).
@@ -58,8 +59,13 @@ pub struct OpenIncident {
     pub paged: bool,
     pub acknowledged: bool,
     pub recovering: bool,
+    /// When the probe came back up, while the incident holds before it resolves.
+    pub recovered_at: Option<i64>,
     pub escalation_step: i64,
     pub last_reminder_at: Option<i64>,
+    /// The probe's state now (`down`, `degraded`, `up`, ...), as the store has it: several
+    /// daemons sharing it agree on it. `None` if the probe is not registered.
+    pub probe_state: Option<String>,
 }
 
 /// What one housekeeping pass queues for an open incident, in one transaction, in this
@@ -107,9 +113,28 @@ impl Store {
         on_db!(&self.db, db => db.resolve_incident(incident, now).await)
     }
 
-    /// Every incident not resolved yet.
+    /// Every incident not resolved yet, with its probe's state now.
     pub async fn open_incidents(&self) -> Result<Vec<OpenIncident>, StoreError> {
         on_db!(&self.db, db => db.open_incidents().await)
+    }
+
+    /// Why probe `probe_id` is `state` (`down`, `degraded`) now, from what was written since
+    /// `since` (its incident's opening): the latest failure when down, the objective named
+    /// when degraded. Every message of an open incident tells this, not the reason it
+    /// opened with.
+    pub async fn current_reason(
+        &self,
+        probe_id: i64,
+        state: &str,
+        since: i64,
+    ) -> Result<Option<String>, StoreError> {
+        on_db!(&self.db, db => db.current_reason(probe_id, state, since).await)
+    }
+
+    /// Replaces the message template of an open incident (its probe went from `down` to
+    /// `degraded` or back).
+    pub async fn set_incident_alert(&self, incident: i64, alert: &Alert) -> Result<(), StoreError> {
+        on_db!(&self.db, db => db.set_incident_alert(incident, alert).await)
     }
 
     /// Closes an incident whose probe left the config (nothing will ever recover it): it

@@ -40,6 +40,9 @@ pub(crate) async fn open_incident(
     let silenced = active_silence(conn, &plan.alert.probe, at).await?;
     let muted = plan.muted.clone().or(silenced);
     let mut alert = plan.alert.clone();
+    if alert.fired_as.is_empty() {
+        alert.fired_as.push(alert.state.clone());
+    }
     // At most one open incident per probe (a unique index): should another writer sharing
     // the store have opened one since the read above, this one is not opened twice, and that
     // one goes on instead.
@@ -233,6 +236,10 @@ pub(crate) async fn resolve(conn: &mut Conn, incident: i64, now: i64) -> Result<
     let Ok(mut alert) = serde_json::from_str::<Alert>(row.get("alert")) else {
         return Ok(());
     };
+    // The states it fired in stay named (Alertmanager ends each), whatever it is now.
+    if !alert.fired_as.contains(&alert.state) && alert.state != "up" {
+        alert.fired_as.push(alert.state.clone());
+    }
     alert.state = "up".into();
     alert.resolved_at = row.get("recovered_at");
     alert.locations = row.get("recovered_from");
@@ -392,28 +399,99 @@ impl Db {
         Ok(())
     }
 
-    /// Every incident not resolved yet.
+    /// Every incident not resolved yet, with its probe's state now.
     pub(crate) async fn open_incidents(&self) -> Result<Vec<OpenIncident>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, probe, opened_at, alert, paged, acknowledged_at, recovered_at, \
-             escalation_step, last_reminder_at FROM incidents WHERE resolved_at IS NULL",
+            "SELECT i.id, i.probe_id, i.probe, i.opened_at, i.alert, i.paged, \
+             i.acknowledged_at, i.recovered_at, i.escalation_step, i.last_reminder_at, \
+             p.state AS probe_state \
+             FROM incidents i LEFT JOIN probes p ON p.id = i.probe_id \
+             WHERE i.resolved_at IS NULL",
         )
         .fetch_all(&self.write)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| OpenIncident {
-                id: r.get("id"),
-                probe: r.get("probe"),
-                opened_at: r.get("opened_at"),
-                alert: r.get("alert"),
-                paged: r.get::<i64, _>("paged") != 0,
-                acknowledged: r.get::<Option<i64>, _>("acknowledged_at").is_some(),
-                recovering: r.get::<Option<i64>, _>("recovered_at").is_some(),
-                escalation_step: r.get("escalation_step"),
-                last_reminder_at: r.get("last_reminder_at"),
+            .map(|r| {
+                let recovered_at: Option<i64> = r.get("recovered_at");
+                OpenIncident {
+                    id: r.get("id"),
+                    probe_id: r.get("probe_id"),
+                    probe: r.get("probe"),
+                    opened_at: r.get("opened_at"),
+                    alert: r.get("alert"),
+                    paged: r.get::<i64, _>("paged") != 0,
+                    acknowledged: r.get::<Option<i64>, _>("acknowledged_at").is_some(),
+                    recovering: recovered_at.is_some(),
+                    recovered_at,
+                    escalation_step: r.get("escalation_step"),
+                    last_reminder_at: r.get("last_reminder_at"),
+                    probe_state: r.get("probe_state"),
+                }
             })
             .collect())
+    }
+
+    /// Why probe `probe_id` is `state` now, from what is written since `since` (the
+    /// incident's opening, unix ms): when `down`, the latest failure (a location's latest
+    /// result, else the latest failing result kept); when `degraded`, the objective the
+    /// probe's change to it named. `None` when nothing says.
+    pub(crate) async fn current_reason(
+        &self,
+        probe_id: i64,
+        state: &str,
+        since: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        if state == "degraded" {
+            return Ok(sqlx::query_scalar(
+                "SELECT reason FROM state_changes WHERE probe_id = $1 AND loc = $2 \
+                 AND to_state = 'degraded' AND at >= $3 AND reason IS NOT NULL \
+                 ORDER BY at DESC LIMIT 1",
+            )
+            .bind(probe_id)
+            .bind(crate::store::OVERALL)
+            .bind(since)
+            .fetch_optional(&mut *conn)
+            .await?);
+        }
+        // Each location's latest result: a failing one is the freshest word there is.
+        let latest: Option<String> = sqlx::query_scalar(
+            "SELECT error FROM probe_locations WHERE probe_id = $1 AND ok = 0 \
+             AND checked_at >= $2 AND error IS NOT NULL ORDER BY checked_at DESC LIMIT 1",
+        )
+        .bind(probe_id)
+        .bind(since)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if latest.is_some() {
+            return Ok(latest);
+        }
+        // Still down, but its latest runs passed (short of `recover_after`): the last
+        // failure, among the results of this incident.
+        Ok(sqlx::query_scalar(
+            "SELECT error FROM results WHERE probe_id = $1 AND at >= $2 AND ok = 0 \
+             AND error IS NOT NULL ORDER BY at DESC LIMIT 1",
+        )
+        .bind(probe_id)
+        .bind(since)
+        .fetch_optional(&mut *conn)
+        .await?)
+    }
+
+    /// Replaces the message template of an open incident (the probe went from `down` to
+    /// `degraded` or back: one incident, told in its new state from now on).
+    pub(crate) async fn set_incident_alert(
+        &self,
+        incident: i64,
+        alert: &Alert,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE incidents SET alert = $1 WHERE id = $2 AND resolved_at IS NULL")
+            .bind(serde_json::to_string(alert).unwrap_or_default())
+            .bind(incident)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     /// Closes an incident whose probe left the config (nothing will ever recover it): it

@@ -706,6 +706,119 @@ async fn an_incident_from_open_to_resolved() {
     );
 }
 
+/// What a resend of an open incident tells, read from the store: the probe's state now
+/// (down, then degraded: the same incident), why (the latest failure while down, a location's
+/// latest result first; the objective named while degraded), and a template that follows the
+/// state, whose resolve still names every state it fired in.
+#[tokio::test]
+async fn an_open_incident_tells_the_probes_state_and_reason_now() {
+    let (store, writer, _db) = test_store(100).await;
+    let ids = store
+        .register(&[("api".into(), "http"), ("loc".into(), "location")])
+        .await
+        .unwrap();
+    let (api, loc) = (ids["api"].id, ids["loc"].id);
+    let failing = |id, at, error: &str, keep| {
+        let mut r = rec(id, at, false);
+        r.obs.error = Some(error.into());
+        r.keep = keep;
+        r
+    };
+    store.state_change(down(api, 1_000, page_plan("api")));
+    store.record(failing(api, 1_000, "certificate has expired", true));
+    store.record(failing(api, 1_100, "connection refused", true));
+    store.record(rec(api, 1_200, true));
+    store.state_change(both(
+        api,
+        Transition {
+            from: State::Down,
+            to: State::Degraded,
+            at: 1_300,
+            reason: Some("Apdex 0.50 under 0.85".into()),
+        },
+        rec(api, 1_300, true).verdicts,
+        None,
+    ));
+    // A location probe's results are not kept: only its latest, per location, says why.
+    store.record(failing(loc, 1_000, "status 503", true));
+    store.record(failing(loc, 1_100, "no word from eu-west for 3m", false));
+    drain(writer).await;
+
+    let open = store.open_incidents().await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let r = &open[0];
+    assert_eq!(
+        (r.probe_id, r.probe_state.as_deref(), r.recovered_at),
+        (api, Some("degraded"), None)
+    );
+    let reason = async |id, state, since| store.current_reason(id, state, since).await.unwrap();
+    // Down: its latest run passed, so the last failure of the incident's results.
+    assert_eq!(
+        reason(api, "down", 1_000).await.as_deref(),
+        Some("connection refused")
+    );
+    assert_eq!(reason(api, "down", 1_150).await, None, "none since");
+    assert_eq!(
+        reason(api, "degraded", 1_000).await.as_deref(),
+        Some("Apdex 0.50 under 0.85")
+    );
+    assert_eq!(reason(api, "degraded", 1_400).await, None);
+    assert_eq!(
+        reason(loc, "down", 0).await.as_deref(),
+        Some("no word from eu-west for 3m")
+    );
+
+    // The template follows the state; `fired_as` keeps the one it left.
+    let mut alert: crate::paging::Alert = serde_json::from_str(&r.alert).unwrap();
+    assert_eq!(
+        (alert.state.as_str(), &alert.fired_as[..]),
+        ("down", &["down".to_owned()][..])
+    );
+    assert!(alert.fire_as("degraded"));
+    store.set_incident_alert(r.id, &alert).await.unwrap();
+    let stored: crate::paging::Alert =
+        serde_json::from_str(&store.open_incidents().await.unwrap()[0].alert).unwrap();
+    assert_eq!(stored, alert);
+    assert_eq!(stored.fired_as, ["down", "degraded"]);
+
+    // Paged, recovered, resolved: the resolve names both states it fired in.
+    let due = store.due_deliveries(1_000, "me", 60_000).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    let delivered = crate::store::Attempt {
+        outbox_id: due[0].id,
+        notifier: "pager",
+        at: 1_100,
+        ok: true,
+        detail: "202",
+        took_us: 10,
+        attempts: 1,
+    };
+    store
+        .record_attempt(&delivered, crate::store::AfterAttempt::Delivered)
+        .await
+        .unwrap();
+    store
+        .exec_raw(&format!(
+            "UPDATE incidents SET recovered_at = 2000, resolve_due_at = 2000 WHERE id = {}",
+            r.id
+        ))
+        .await;
+    assert_eq!(
+        store.open_incidents().await.unwrap()[0].recovered_at,
+        Some(2_000)
+    );
+    store.resolve_incident(r.id, 2_000).await.unwrap();
+    let due = store.due_deliveries(2_000, "me", 60_000).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    let resolve: crate::paging::Alert = serde_json::from_str(&due[0].alert).unwrap();
+    assert_eq!(
+        (resolve.event, resolve.state.as_str()),
+        (crate::paging::Event::Resolve, "up")
+    );
+    assert_eq!(resolve.fired_as, ["down", "degraded"]);
+    assert_eq!(resolve.fired_states(), ["down", "degraded"]);
+}
+
 /// Two daemons sharing one database, each opening an incident for the same probe at the
 /// same time, open one between them, with one first page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
