@@ -53,11 +53,16 @@ struct Member<'a> {
 impl Alertmanager {
     /// One Alertmanager, gossip off, routing everything to a receiver that sends nothing.
     pub fn start() -> Alertmanager {
+        Alertmanager::start_with(SILENT_CONFIG)
+    }
+
+    /// One Alertmanager, gossip off, on `config` (its `route`, `inhibit_rules`, ...).
+    pub fn start_with(config: &str) -> Alertmanager {
         let mut last = String::new();
         // A port picked by binding :0 and releasing it may be taken before Alertmanager
         // binds it; Alertmanager then exits, and we try other ports.
         for _ in 0..3 {
-            match Alertmanager::spawn(SILENT_CONFIG, super::free_port(), None) {
+            match Alertmanager::spawn(config, super::free_port(), None) {
                 Ok(am) => return am,
                 Err(e) => last = e,
             }
@@ -255,6 +260,15 @@ impl Alertmanager {
     /// The alerts Alertmanager holds (`GET /api/v2/alerts{query}`), parsed.
     pub fn alerts(&self, query: &str) -> Vec<serde_json::Value> {
         match self.get(&format!("/api/v2/alerts{query}")) {
+            (200, body) => serde_json::from_str(&body).unwrap_or_default(),
+            _ => vec![],
+        }
+    }
+
+    /// Its aggregation groups (`GET /api/v2/alerts/groups`): each with the `labels` it is
+    /// grouped by and its `alerts`, parsed. Empty when it does not answer.
+    pub fn groups(&self) -> Vec<serde_json::Value> {
+        match self.get("/api/v2/alerts/groups") {
             (200, body) => serde_json::from_str(&body).unwrap_or_default(),
             _ => vec![],
         }
