@@ -107,6 +107,8 @@ fn tls_target(rt: &tokio::runtime::Runtime, valid_for: Duration) -> SocketAddr {
 /// probe, kept alive as long as it.
 struct Lab {
     daemon: Daemon,
+    /// The targets as `instance` shows them: `up`'s, `down`'s and `tls`'s.
+    urls: [String; 3],
     _target: Target,
     _rt: tokio::runtime::Runtime,
 }
@@ -136,6 +138,11 @@ fn lab() -> Lab {
     daemon.start();
     Lab {
         daemon,
+        urls: [
+            target.url("/"),
+            format!("http://127.0.0.1:{closed}/"),
+            format!("https://{tls}/"),
+        ],
         _target: target,
         _rt: rt,
     }
@@ -306,6 +313,73 @@ fn rules_evaluate_against_what_probed_exports() {
         "families the rules read that probed does not export (within {SERIES_WITHIN:?}):\n{}",
         report(&missing)
     );
+}
+
+/// The stock blackbox rules of awesome-prometheus-alerts, unchanged, over the README's
+/// scrape config: the failing probe's alert names its target in `instance` (not the
+/// daemon's address), the certificate alert names the TLS target, and
+/// `label_values(probe_success, instance)` lists every target.
+#[test]
+fn awesome_prometheus_alerts_blackbox_rules_name_the_target() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("blackbox.yml");
+    std::fs::write(
+        &rules,
+        r#"groups:
+  - name: BlackboxExporter
+    rules:
+      - alert: BlackboxProbeFailed
+        expr: probe_success == 0
+        for: 0m
+        labels: { severity: critical }
+        annotations:
+          summary: Blackbox probe failed (instance {{ $labels.instance }})
+          description: "Probe failed
+  VALUE = {{ $value }}
+  LABELS = {{ $labels }}"
+      - alert: BlackboxSslCertificateWillExpireSoon
+        expr: 3 <= round((last_over_time(probe_ssl_earliest_cert_expiry[10m]) - time()) / 86400, 0.1) < 20
+        for: 0m
+        labels: { severity: warning }
+        annotations:
+          summary: Blackbox SSL certificate will expire soon (instance {{ $labels.instance }})
+      - alert: BlackboxProbeHttpFailure
+        expr: probe_http_status_code <= 199 OR probe_http_status_code >= 400
+        for: 0m
+        labels: { severity: critical }
+        annotations:
+          summary: Blackbox probe HTTP failure (instance {{ $labels.instance }})
+"#,
+    )
+    .unwrap();
+    let prom = lab.prometheus(&[&rules]);
+    let [up, down, tls] = &lab.urls;
+    let failed = prom.wait_series(
+        "ALERTS{alertname=\"BlackboxProbeFailed\", alertstate=\"firing\"}",
+        SERIES_WITHIN,
+    );
+    let instances: Vec<&str> = failed
+        .iter()
+        .filter_map(|s| s["metric"]["instance"].as_str())
+        .collect();
+    assert_eq!(instances, [down.as_str()], "{failed:#?}");
+    let cert = prom.wait_series(
+        "ALERTS{alertname=\"BlackboxSslCertificateWillExpireSoon\", alertstate=\"firing\"}",
+        SERIES_WITHIN,
+    );
+    assert_eq!(cert[0]["metric"]["instance"], tls.as_str(), "{cert:#?}");
+    // label_values(probe_success, instance): one entry per target.
+    let mut listed: Vec<String> = prom
+        .series("probe_success")
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["metric"]["instance"].as_str().map(str::to_owned))
+        .collect();
+    listed.sort();
+    let mut want = vec![up.clone(), down.clone(), tls.clone()];
+    want.sort();
+    assert_eq!(listed, want);
 }
 
 // ---- the dashboard ----------------------------------------------------------------------
