@@ -81,7 +81,14 @@ pub struct Runner {
     last_read_ok: std::sync::atomic::AtomicI64,
     /// The running probes and `watchdog.blind`, for [`Runner::judge_sight_now`].
     sight_input: std::sync::RwLock<(Vec<Arc<ProbeEntry>>, crate::config::BlindOptions)>,
+    /// When [`Runner::judge_sight_now`] last judged ([`crate::time::mono_ms`]).
+    sight_judged_at: std::sync::atomic::AtomicI64,
 }
+
+/// A judgement of sight younger than this stands for the verdicts turning bad meanwhile:
+/// in an outage thousands turn at once, and each judging every probe again made the
+/// daemon's CPU grow with the square of its probes just when it has to page.
+const SIGHT_FRESH_MS: i64 = 20;
 
 impl Runner {
     pub fn new(
@@ -109,6 +116,7 @@ impl Runner {
             blind_ended_at: Default::default(),
             remote_blind_at: Default::default(),
             sight_input: Default::default(),
+            sight_judged_at: Default::default(),
             last_read_ok: Default::default(),
         }
     }
@@ -145,6 +153,9 @@ pub struct ProbeEntry {
     /// A run more than its timeout plus [`OVERDUE_GRACE`] past this is overdue: its task or
     /// the runtime is stuck.
     pub next_due: std::sync::atomic::AtomicI64,
+    /// The host it talks to ([`crate::probe::ProbeSpec::target_host`]), worked out once: the
+    /// blindness judgement reads it for every probe, often.
+    pub host: Option<String>,
 }
 
 /// Slack past a run's due time plus its timeout before the run counts as overdue.
@@ -171,10 +182,11 @@ impl ProbeEntry {
         ProbeEntry {
             schedule_text: cfg.schedule.to_string(),
             stale_after_ms,
-            cfg,
             id,
             live: Mutex::new(live),
             next_due: std::sync::atomic::AtomicI64::new(-1),
+            host: cfg.spec.target_host(),
+            cfg,
         }
     }
 }
@@ -600,8 +612,15 @@ impl Runner {
 
     /// [`Runner::judge_sight`] on the probes and options last set.
     pub fn judge_sight_now(&self, now: i64) -> Option<String> {
-        let (entries, opts) = self.sight_input.read().unwrap().clone();
-        self.judge_sight(&entries, &opts, now)
+        use std::sync::atomic::Ordering::Relaxed;
+        let mono = crate::time::mono_ms();
+        let last = self.sight_judged_at.load(Relaxed);
+        if last > 0 && mono - last < SIGHT_FRESH_MS {
+            return self.blind();
+        }
+        self.sight_judged_at.store(mono, Relaxed);
+        let input = self.sight_input.read().unwrap();
+        self.judge_sight(&input.0, &input.1, now)
     }
 
     /// Judges whether this daemon is blind (`watchdog.blind`, `watchdog.reference`): its
@@ -617,9 +636,9 @@ impl Runner {
         now: i64,
     ) -> Option<String> {
         // Per host: probes with a recent result, and how many of them failed.
-        let mut hosts: HashMap<String, (usize, usize)> = HashMap::new();
+        let mut hosts: HashMap<&str, (usize, usize)> = HashMap::new();
         for e in entries {
-            let Some(host) = e.cfg.spec.target_host() else {
+            let Some(host) = e.host.as_deref() else {
                 continue;
             };
             let live = e.live.lock().unwrap();
