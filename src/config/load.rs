@@ -11,7 +11,8 @@
 //! shares (paths, messages, "did you mean"). Each other section is a further `impl Loader`
 //! in a file of its own: [`probes`] (`defaults:`, `probes:` and probe files,
 //! `maintenance:`), [`alerting`] (`notifiers:`, `routes:`, `alerting:`, `status_page:`),
-//! [`watchdog`] (`watchdog:`, its heartbeats and peers).
+//! [`watchdog`] (`watchdog:`, its heartbeats and peers), [`modules`] (`modules:`,
+//! `modules_file:` and `probe_endpoint:`, for `/probe`).
 //!
 //! Values that came from the environment or from files never appear in a message: every
 //! message is scrubbed of them before it is returned.
@@ -19,6 +20,7 @@
 mod alerting;
 mod index;
 mod interp;
+mod modules;
 mod probes;
 #[cfg(test)]
 mod tests;
@@ -53,6 +55,9 @@ const TOP_KEYS: &[&str] = &[
     "location",
     "external_url",
     "status_page",
+    "modules",
+    "modules_file",
+    "probe_endpoint",
 ];
 const STORE_KEYS: &[&str] = &["url", "retention", "queue", "buffer"];
 /// The shortest interval a probe may run at.
@@ -225,7 +230,15 @@ impl Loader<'_> {
             _ => None,
         };
         let status_page = self.status_page(&doc, root.get("status_page"), &instance);
+        let modules = self.modules(&doc, &root);
+        let modules_given = ["modules", "modules_file"]
+            .iter()
+            .any(|k| root.get(*k).is_some_and(|v| !v.is_null()));
+        let probe_endpoint =
+            self.probe_endpoint(&doc, root.get("probe_endpoint"), &modules, modules_given);
         Some(Config {
+            modules,
+            probe_endpoint,
             status_page,
             maintenance,
             alerting,

@@ -11,6 +11,7 @@
 //! `password_file`) reads that key's value from a file, for secrets kept out of the YAML.
 
 mod load;
+pub mod modules;
 pub mod notify;
 
 use std::collections::BTreeMap;
@@ -61,6 +62,11 @@ pub struct Config {
     pub watchdog: WatchdogOptions,
     /// `status_page:`: the public page, feeds and Statuspage-style JSON.
     pub status_page: StatusPageOptions,
+    /// `modules:` and the `modules:` of `modules_file:` (a blackbox.yml): the
+    /// blackbox_exporter modules `GET /probe` runs, by name.
+    pub modules: BTreeMap<String, modules::Module>,
+    /// `probe_endpoint:`: the targets `GET /probe` may check. Without it `/probe` is off.
+    pub probe_endpoint: Option<modules::ProbeEndpoint>,
 }
 
 impl Config {

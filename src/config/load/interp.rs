@@ -11,9 +11,15 @@ use serde_yaml::{Mapping, Value};
 use super::index::{At, Index, Seg};
 
 /// Keys ending in `_file` that name a file the daemon reads itself (TLS material, a Redis
-/// dump it only measures), rather than a secret to inline. Every `_file` field of a spec must
+/// dump it only measures, a blackbox.yml), rather than a secret to inline. Every `_file` field of a spec must
 /// be here (`every_path_field_is_a_path_key` checks the sources).
-pub(super) const PATH_KEYS: &[&str] = &["ca_file", "cert_file", "key_file", "dump_file"];
+pub(super) const PATH_KEYS: &[&str] = &[
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "dump_file",
+    "modules_file",
+];
 
 /// Most bytes of a secret read from a `x_file` key: a token, a password, a key. A bigger file
 /// is not a secret but a mistake (a dump, a log, `/dev/zero`), and is never read whole.

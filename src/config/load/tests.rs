@@ -291,7 +291,7 @@ const CASES: &[Case] = &[
         files: &[],
         env: &[],
         want: &[
-            r#"probed.yaml:1:1: unknown key "foo" (valid keys: listen, data_dir, admin_token, probes, defaults, store, notifiers, routes, watchdog, maintenance, alerting, instance, location, external_url, status_page)"#,
+            r#"probed.yaml:1:1: unknown key "foo" (valid keys: listen, data_dir, admin_token, probes, defaults, store, notifiers, routes, watchdog, maintenance, alerting, instance, location, external_url, status_page, modules, modules_file, probe_endpoint)"#,
         ],
     },
     Case {
@@ -1269,5 +1269,208 @@ fn sight_options() {
             "probed.yaml:3:15: a reference must be an absolute http(s) URL",
             "probed.yaml:4:15: lost_after must be at least 2s (daemons write every 2s)",
         ]
+    );
+}
+
+/// A stock-looking blackbox.yml, as `modules_file:` reads it.
+const BLACKBOX_YML: &str = r#"modules:
+  http_2xx:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: "ip4"
+      valid_status_codes: [200, 204]
+      fail_if_body_not_matches_regexp: ["ok"]
+      fail_if_header_not_matches:
+        - { header: Content-Type, regexp: "text/.*" }
+  http_post_2xx:
+    prober: http
+    http:
+      method: POST
+      headers: { X-Test: "1" }
+      body: '{"a": 1}'
+      no_follow_redirects: true
+      basic_auth: { username: probe, password: pw-123456 }
+  tcp_connect:
+    prober: tcp
+  ssh_banner:
+    prober: tcp
+    tcp:
+      query_response:
+        - expect: "^SSH-2.0-"
+      preferred_ip_protocol: ip4
+      ip_protocol_fallback: false
+"#;
+
+/// blackbox modules map onto probed's kinds; a target is added per request.
+#[test]
+fn blackbox_modules_load_from_a_file_and_the_config() {
+    let c = ok(
+        "modules_file: blackbox.yml\n\
+         modules:\n  dns_soa:\n    prober: dns\n    dns: { query_name: example.com, query_type: SOA }\n\
+         probe_endpoint: { allow: [\"http://127.0.0.1:*/*\", \"127.0.0.1:*\"] }\n",
+        &[("blackbox.yml", BLACKBOX_YML)],
+        &[],
+    );
+    let names: Vec<&str> = c.modules.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "dns_soa",
+            "http_2xx",
+            "http_post_2xx",
+            "ssh_banner",
+            "tcp_connect"
+        ]
+    );
+    let http = &c.modules["http_2xx"];
+    assert_eq!(
+        (http.kind, http.timeout),
+        ("http", Some(Duration::from_secs(5)))
+    );
+    let crate::probe::ProbeSpec::Http(h) = http.spec("127.0.0.1:8080/health").unwrap() else {
+        panic!("an http spec");
+    };
+    assert_eq!(h.request.url, "http://127.0.0.1:8080/health");
+    assert_eq!(
+        h.expect
+            .status
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+        ["200", "204"]
+    );
+    assert_eq!(h.expect.body_regex.as_deref(), Some("ok"));
+    assert_eq!(h.expect.headers["content-type"], "text/.*");
+    assert_eq!(h.ip, crate::probe::http::IpPreference::Any);
+    let crate::probe::ProbeSpec::Http(p) = c.modules["http_post_2xx"].spec("https://x/").unwrap()
+    else {
+        panic!("an http spec");
+    };
+    assert_eq!(p.request.method, "POST");
+    assert!(!p.follow_redirects);
+    assert_eq!(p.request.headers["X-Test"], "1");
+    assert_eq!(
+        p.request.headers["Authorization"],
+        "Basic cHJvYmU6cHctMTIzNDU2"
+    );
+    let crate::probe::ProbeSpec::Tcp(t) = c.modules["ssh_banner"].spec("127.0.0.1:22").unwrap()
+    else {
+        panic!("a tcp spec");
+    };
+    assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 22));
+    assert_eq!(t.expect.regex.as_deref(), Some("^SSH-2.0-"));
+    assert_eq!(t.ip, crate::probe::http::IpPreference::Ipv4);
+    assert!(
+        c.modules["tcp_connect"].spec("127.0.0.1").is_err(),
+        "no port"
+    );
+    let crate::probe::ProbeSpec::Dns(d) = c.modules["dns_soa"].spec("10.0.0.53").unwrap() else {
+        panic!("a dns spec");
+    };
+    assert_eq!(d.nameservers, ["10.0.0.53"]);
+    assert_eq!(d.expect.min_answers, Some(0));
+    let ep = c.probe_endpoint.unwrap();
+    assert!(ep.allows("http://127.0.0.1:9/x") && ep.allows("127.0.0.1:22"));
+    assert!(!ep.allows("http://10.0.0.1:9/x"));
+    // Without probe_endpoint, /probe is off.
+    assert!(ok("", &[], &[]).probe_endpoint.is_none());
+}
+
+/// Every module problem, at the blackbox key, in words: unknown keys with a "did you mean",
+/// blackbox keys probed cannot honour named as such, icmp, a probed check failing.
+#[test]
+fn blackbox_module_errors() {
+    let got = errors_of(
+        r#"modules:
+  web:
+    prober: http
+    timout: 5s
+    http:
+      valid_status_code: [200]
+      valid_http_versions: ["HTTP/1.1"]
+      fail_if_body_not_matches_regexp: ["a", "b"]
+      tls_config: { cert_file: c.pem, insecure_skip_verify: true }
+      fail_if_header_not_matches: [{ header: X, regexp: ".*", allow_missing: true }]
+  ping:
+    prober: icmp
+  grpc:
+    prober: grpc
+  typo:
+    prober: htp
+  bad_re:
+    prober: http
+    http: { fail_if_body_not_matches_regexp: ["("], method: "GE T" }
+  banner:
+    prober: tcp
+    tcp:
+      query_response: [{ expect: "^SSH" }, { send: "hi", starttls: true }]
+  other_section:
+    prober: tcp
+    http: { method: GET }
+  dns:
+    prober: dns
+    dns: { query_type: A, valid_rcodes: [NOERROR, SERVFAIL], transport_protocol: tcp }
+probe_endpoint:
+  allow: ["http://127.0.0.1:*/*", "", "http://h/a?b", "**"]
+"#,
+        &[],
+        &[],
+    );
+    let want = [
+        "probed.yaml:4:5: unknown key \"timout\", did you mean \"timeout\"?",
+        "probed.yaml:6:7: unknown key \"valid_status_code\", did you mean \"valid_status_codes\"?",
+        "probed.yaml:7:7: blackbox key \"valid_http_versions\" is not supported by probed (probed does not judge the HTTP version)",
+        "probed.yaml:8:40: probed takes one regular expression in fail_if_body_not_matches_regexp, not 2 (blackbox requires each to match: write them as one)",
+        "probed.yaml:9:21: blackbox key \"cert_file\" is not supported by probed (probed does not present client certificates)",
+        "probed.yaml:10:63: blackbox key \"allow_missing\" is not supported by probed (a header under expect must be present)",
+        "probed.yaml:12:13: prober \"icmp\" is not supported by probed: this build has no icmp kind (a tcp module, tcp_connect, checks that a host answers on a port)",
+        "probed.yaml:14:13: prober \"grpc\" is not supported by probed",
+        "probed.yaml:16:13: unknown prober \"htp\", did you mean \"http\"?",
+        "probed.yaml:19:47: invalid regular expression: unclosed group",
+        "probed.yaml:19:61: invalid method \"GE T\" (write e.g. GET, POST)",
+        "probed.yaml:23:23: probed's tcp kind sends at most once and then reads at most once; this query_response does expect, send (write [send], [expect] or [send, expect])",
+        "probed.yaml:23:58: blackbox key \"starttls\" is not supported by probed (probed's tcp kind does TLS from the start (tls: true) only)",
+        "probed.yaml:26:5: the \"http\" section applies to prober http; this module's prober is tcp",
+        "probed.yaml:29:5: missing required key \"query_name\"",
+        "probed.yaml:29:41: probed expects one rcode, NOERROR or NXDOMAIN (write valid_rcodes: [NOERROR] or [NXDOMAIN])",
+        "probed.yaml:29:82: transport_protocol: only udp is supported by probed (probed asks over udp)",
+        "probed.yaml:31:35: allow pattern is empty",
+        "probed.yaml:31:39: allow pattern \"http://h/a?b\": '?' is not a wildcard here (patterns take * only)",
+        "probed.yaml:31:55: allow pattern \"**\": write one * (it matches one host label, octet, port or path segment; a final /* matches every path below)",
+    ];
+    assert_eq!(got, want);
+}
+
+/// A module in both `modules:` and the `modules_file:` is an error naming both places; the
+/// endpoint needs `allow` and a module; a modules file that cannot be read says so.
+#[test]
+fn blackbox_module_duplicates_and_endpoint_errors() {
+    let got = errors_of(
+        "modules:\n  http_2xx: { prober: http }\nmodules_file: blackbox.yml\n",
+        &[("blackbox.yml", BLACKBOX_YML)],
+        &[],
+    );
+    assert_eq!(
+        got,
+        [
+            "blackbox.yml:2:3: module \"http_2xx\" is defined twice: at probed.yaml:2:3 (modules:) and at blackbox.yml:2:3 (modules_file); keep one"
+        ]
+    );
+    let got = errors_of("probe_endpoint: {}\n", &[], &[]);
+    assert_eq!(got, ["probed.yaml:1:1: missing required key \"allow\""]);
+    let got = errors_of("probe_endpoint: { allow: [\"127.0.0.1:*\"] }\n", &[], &[]);
+    assert_eq!(
+        got,
+        ["probed.yaml:1:1: probe_endpoint is set but no module is: add modules: or modules_file:"]
+    );
+    let got = errors_of(
+        "probe_endpoint: { allow: [\"127.0.0.1:*\"] }\nmodules_file: nope.yml\n",
+        &[],
+        &[],
+    );
+    assert_eq!(
+        got,
+        ["probed.yaml:2:15: cannot read modules_file \"nope.yml\": no such file or directory"]
     );
 }
