@@ -472,19 +472,36 @@ impl Metrics {
             let alert = f.alert.is_some() as u8 as f64;
             sample(&mut fams[F::SloAlert as usize], &labels, &[], alert);
         }
-        for (i, (name, kind, help)) in FAMILIES.iter().enumerate() {
-            if fams[i].is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for line in fams[i].lines() {
-                out.push_str(name);
-                out.push_str(line);
-                out.push('\n');
-            }
+        write_families(out, &fams);
+    }
+}
+
+/// Appends each family that has samples in `fams` to `out`: its `HELP`, its `TYPE`, its
+/// samples together.
+fn write_families(out: &mut String, fams: &[String]) {
+    for (i, (name, kind, help)) in FAMILIES.iter().enumerate() {
+        if fams[i].is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for line in fams[i].lines() {
+            out.push_str(name);
+            out.push_str(line);
+            out.push('\n');
         }
     }
+}
+
+/// One check's exposition as blackbox_exporter's `/probe` answers it: the families one
+/// observation of a probe of `kind` gives, under the same names, help and types as the
+/// probe series of `/metrics`, without labels (the scrape adds them).
+pub fn render_observation(kind: &str, o: &Observation) -> String {
+    let mut fams: Vec<String> = vec![String::new(); FAMILIES.len()];
+    observation(&mut fams, kind, "", o, crate::time::now_ms());
+    let mut out = String::new();
+    write_families(&mut out, &fams);
+    out
 }
 
 /// The families of the probe series, in exposition order: (name, type, help).
@@ -732,107 +749,121 @@ impl ProbeSeries {
             self.skipped_capacity.load(Relaxed) as f64,
         );
         let last = self.last.lock().unwrap();
-        let Some(o) = last.as_ref() else {
-            return;
-        };
-        put(F::Success, &[], o.ok as u8 as f64);
-        if let Some(p) = &o.push {
-            // A push has no duration or address of its own: its pings say what it knows.
-            if let Some(at) = p.last_ping_at {
-                put(F::PushLast, &[], at as f64 / 1000.0);
-                put(F::PushAge, &[], ((now_ms - at).max(0)) as f64 / 1000.0);
-            }
-            if let Some(code) = p.exit_status {
-                put(F::PushExit, &[], code as f64);
-            }
-            return;
+        if let Some(o) = last.as_ref() {
+            observation(fams, self.kind, l, o, now_ms);
         }
-        put(F::Duration, &[], o.duration.as_secs_f64());
-        let phase = |name: &str| {
-            o.phases
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, d)| d.as_secs_f64())
-        };
-        if let Some(r) = phase("resolve") {
-            put(F::DnsLookup, &[], r);
+    }
+}
+
+/// Appends the samples one observation of a probe of `kind` gives (blackbox's families and
+/// probed's phases and pings), each with `labels` (`probe="…",instance="…"`, or nothing),
+/// to the families' buffers, at `now_ms` (for ages).
+fn observation(fams: &mut [String], kind: &str, labels: &str, o: &Observation, now_ms: i64) {
+    let mut put =
+        |f: F, extra: &[(&str, &str)], v: f64| sample(&mut fams[f as usize], labels, extra, v);
+    put(F::Success, &[], o.ok as u8 as f64);
+    if let Some(p) = &o.push {
+        // A push has no duration or address of its own: its pings say what it knows.
+        if let Some(at) = p.last_ping_at {
+            put(F::PushLast, &[], at as f64 / 1000.0);
+            put(F::PushAge, &[], ((now_ms - at).max(0)) as f64 / 1000.0);
         }
-        if let Some(ip) = o.ip {
-            put(F::IpProtocol, &[], if ip.is_ipv4() { 4.0 } else { 6.0 });
-            put(F::IpHash, &[], fnv32a(ip.to_string().as_bytes()) as f64);
+        if let Some(code) = p.exit_status {
+            put(F::PushExit, &[], code as f64);
         }
-        if self.kind == "http" {
-            put(F::HttpStatus, &[], o.status_code.map_or(0.0, f64::from));
-            let h = o.http.unwrap_or_default();
+        return;
+    }
+    put(F::Duration, &[], o.duration.as_secs_f64());
+    let phase = |name: &str| {
+        o.phases
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, d)| d.as_secs_f64())
+    };
+    if let Some(r) = phase("resolve") {
+        put(F::DnsLookup, &[], r);
+    }
+    if let Some(ip) = o.ip {
+        put(F::IpProtocol, &[], if ip.is_ipv4() { 4.0 } else { 6.0 });
+        put(F::IpHash, &[], fnv32a(ip.to_string().as_bytes()) as f64);
+    }
+    if kind == "http" {
+        put(F::HttpStatus, &[], o.status_code.map_or(0.0, f64::from));
+        let h = o.http.unwrap_or_default();
+        put(
+            F::HttpContentLength,
+            &[],
+            if o.http.is_some() {
+                h.content_length as f64
+            } else {
+                0.0
+            },
+        );
+        put(F::HttpBodyLength, &[], o.size.unwrap_or(0) as f64);
+        put(F::HttpRedirects, &[], o.redirects as f64);
+        put(F::HttpSsl, &[], h.ssl as u8 as f64);
+        put(F::HttpVersion, &[], h.version);
+        for ph in HTTP_PHASES {
+            put(F::HttpPhase, &[("phase", ph)], phase(ph).unwrap_or(0.0));
+        }
+    } else {
+        for (name, d) in &o.phases {
+            put(F::Phase, &[("phase", name)], d.as_secs_f64());
+        }
+    }
+    if let Some(failed) = o.failed_due_to_regex {
+        put(F::FailedRegex, &[], failed as u8 as f64);
+    }
+    if let Some(exp) = o.cert_expiry {
+        put(F::SslEarliest, &[], exp as f64);
+    }
+    if let Some(t) = &o.tls {
+        if let Some(exp) = t.chain_expiry {
+            put(F::SslChainExpiry, &[], exp as f64);
+        }
+        if !t.fingerprint_sha256.is_empty() {
             put(
-                F::HttpContentLength,
-                &[],
-                if o.http.is_some() {
-                    h.content_length as f64
-                } else {
-                    0.0
-                },
+                F::SslChainInfo,
+                &[
+                    ("fingerprint_sha256", &t.fingerprint_sha256),
+                    ("subject", &t.subject),
+                    ("issuer", &t.issuer),
+                    ("subjectalternative", &t.sans),
+                ],
+                1.0,
             );
-            put(F::HttpBodyLength, &[], o.size.unwrap_or(0) as f64);
-            put(F::HttpRedirects, &[], o.redirects as f64);
-            put(F::HttpSsl, &[], h.ssl as u8 as f64);
-            put(F::HttpVersion, &[], h.version);
-            for ph in HTTP_PHASES {
-                put(F::HttpPhase, &[("phase", ph)], phase(ph).unwrap_or(0.0));
-            }
-        } else {
-            for (name, d) in &o.phases {
-                put(F::Phase, &[("phase", name)], d.as_secs_f64());
-            }
         }
-        if let Some(failed) = o.failed_due_to_regex {
-            put(F::FailedRegex, &[], failed as u8 as f64);
-        }
-        if let Some(exp) = o.cert_expiry {
-            put(F::SslEarliest, &[], exp as f64);
-        }
-        if let Some(t) = &o.tls {
-            if let Some(exp) = t.chain_expiry {
-                put(F::SslChainExpiry, &[], exp as f64);
-            }
-            if !t.fingerprint_sha256.is_empty() {
-                put(
-                    F::SslChainInfo,
-                    &[
-                        ("fingerprint_sha256", &t.fingerprint_sha256),
-                        ("subject", &t.subject),
-                        ("issuer", &t.issuer),
-                        ("subjectalternative", &t.sans),
-                    ],
-                    1.0,
-                );
-            }
-            put(F::TlsVersion, &[("version", t.version)], 1.0);
-        }
-        if self.kind == "dns" {
-            put(F::DnsSucceeded, &[], o.dns.is_some() as u8 as f64);
-            if let Some(d) = o.dns {
-                put(F::DnsAnswer, &[], d.answer as f64);
-                if let Some(serial) = d.serial {
-                    put(F::DnsSerial, &[], serial as f64);
-                }
+        put(F::TlsVersion, &[("version", t.version)], 1.0);
+    }
+    if kind == "dns" {
+        put(F::DnsSucceeded, &[], o.dns.is_some() as u8 as f64);
+        if let Some(d) = o.dns {
+            put(F::DnsAnswer, &[], d.answer as f64);
+            if let Some(serial) = d.serial {
+                put(F::DnsSerial, &[], serial as f64);
             }
         }
     }
 }
 
-/// One sample line, without the family name: `{labels,extra="…"} value`.
+/// One sample line, without the family name: `{labels,extra="…"} value`; with no labels
+/// at all, ` value` alone (`probe_success 1`, as blackbox's `/probe` writes it).
 fn sample(buf: &mut String, labels: &str, extra: &[(&str, &str)], v: f64) {
-    buf.push('{');
-    buf.push_str(labels);
-    for (k, val) in extra {
-        buf.push(',');
-        buf.push_str(k);
-        buf.push_str("=\"");
-        escape_into(buf, val);
-        buf.push('"');
+    if !labels.is_empty() || !extra.is_empty() {
+        buf.push('{');
+        buf.push_str(labels);
+        for (i, (k, val)) in extra.iter().enumerate() {
+            if i > 0 || !labels.is_empty() {
+                buf.push(',');
+            }
+            buf.push_str(k);
+            buf.push_str("=\"");
+            escape_into(buf, val);
+            buf.push('"');
+        }
+        buf.push('}');
     }
-    buf.push_str("} ");
+    buf.push(' ');
     if v.is_nan() {
         buf.push_str("NaN");
     } else if v.is_infinite() {
@@ -1221,5 +1252,36 @@ mod tests {
             assert_eq!(text.matches(&format!("# TYPE {f} ")).count(), 1, "{text}");
         }
         assert!(text.contains("# TYPE probed_runs_total counter"));
+    }
+
+    /// `/probe`'s exposition: the same families as a probe's series, with no labels at all
+    /// (`probe_success 1`, no braces), extra labels alone in braces.
+    #[test]
+    fn one_observation_renders_without_labels() {
+        let obs = Observation {
+            ok: true,
+            duration: std::time::Duration::from_millis(250),
+            phases: vec![("connect", std::time::Duration::from_millis(2))],
+            status_code: Some(204),
+            ..Default::default()
+        };
+        let text = render_observation("http", &obs);
+        for line in [
+            "# TYPE probe_success gauge",
+            "probe_success 1",
+            "probe_duration_seconds 0.25",
+            "probe_http_status_code 204",
+            "probe_http_duration_seconds{phase=\"connect\"} 0.002",
+            "probe_http_duration_seconds{phase=\"resolve\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+        assert!(!text.contains("probed_probe_state") && !text.contains("probed_runs_total"));
+        let tcp = render_observation("tcp", &obs);
+        assert!(tcp.contains("probed_phase_duration_seconds{phase=\"connect\"} 0.002"));
+        assert!(!tcp.contains("probe_http_status_code"), "{tcp}");
     }
 }

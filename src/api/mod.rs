@@ -1,9 +1,11 @@
-//! The daemon's HTTP API (axum): `/metrics`, `/healthz`, `/api/v1/status`,
-//! `/api/v1/probes/{name}/results`. Listens on loopback unless configured otherwise.
+//! The daemon's HTTP API (axum): `/metrics`, `/probe` (blackbox_exporter's, in
+//! [`probe`]), `/healthz`, `/api/v1/status`, `/api/v1/probes/{name}/results`. Listens on
+//! loopback unless configured otherwise.
 //! Nothing here returns a probe's URL, headers or any other config value that could hold a
 //! secret: only names, states, timings and the probes' own error text (which the probes
 //! write without userinfo or header values).
 
+mod probe;
 pub mod server;
 
 use std::sync::Arc;
@@ -41,6 +43,7 @@ impl FromRef<ApiState> for Arc<Shared> {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/probe", get(probe::probe))
         .route("/healthz", get(healthz))
         .route("/api/v1/status", get(status))
         .route("/api/v1/probes/{name}/results", get(results))
