@@ -44,14 +44,14 @@ fn faults(a: &LabArgs) -> Result<Faults, String> {
     Ok(f)
 }
 
-/// Runs the lab until SIGINT or SIGTERM. Exit 0 then, 2 for bad flags, 3 when it cannot
-/// listen.
+/// Runs the lab until SIGINT or SIGTERM. Exit 0 then, 3 for bad flags (a usage error, as
+/// everywhere in probectl) or when it cannot listen.
 pub(crate) async fn run(a: &LabArgs) -> ExitCode {
     let f = match faults(a) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("probectl lab: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(3);
         }
     };
     let mut listen = vec![a.listen];

@@ -1,9 +1,17 @@
-//! `probectl` subcommands: `check-config`, `status`, `run`, `history`.
+//! `probectl` subcommands: `check-config`, `status`, `check`, `run`, `history`, ...,
+//! `completions`, `man`.
 //!
 //! Exit statuses follow the Nagios plugin convention where a verdict is printed: 0 all up,
 //! 1 degraded, 2 something down, 3 unknown (daemon unreachable, stale data, or no verdict
-//! yet). `check-config` exits 0 when valid and 1 otherwise.
+//! yet). `check-config` exits 0 when valid and 1 otherwise. A usage error (an unknown
+//! command or flag, a missing or bad argument) exits 3, never clap's 2, so a plugin
+//! mistyped in a Nagios command definition reads UNKNOWN, not CRITICAL; `--help` and
+//! `--version` exit 0.
+//!
+//! probectl never colours its own output; clap colours `--help` and usage errors only on a
+//! terminal and never with `NO_COLOR` set.
 
+mod check;
 mod client;
 mod lab;
 
@@ -11,15 +19,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::evaluate::State;
 use crate::report::{DaemonStatus, StatusReport};
 
 /// The command line for probed: check a config, read the daemon's status and history,
-/// run a probe once by hand.
+/// check probes as a Nagios / Icinga plugin, run a probe once by hand.
 #[derive(Parser)]
-#[command(name = "probectl", version, about, long_about = None)]
+#[command(name = "probectl", version, after_long_help = EXIT_STATUS)]
 pub struct Cli {
     /// Config file (the daemon's). Used for the API address and by `run` and `check-config`.
     #[arg(
@@ -40,11 +48,35 @@ pub struct Cli {
     command: Command,
 }
 
+/// The exit statuses, at the end of `--help` and in the man page.
+const EXIT_STATUS: &str = "\
+Exit status (Nagios plugin convention where a verdict is printed):
+  0  OK: all up (check-config: valid; history, incidents, completions, man: done)
+  1  WARNING: degraded, or the daemon unhealthy (check-config: errors; ack, silence: refused)
+  2  CRITICAL: something down (run, test-alert: down, refused; ack, silence: no or wrong token)
+  3  UNKNOWN: daemon unreachable, stale or pending, no such probe, cannot run; usage errors";
+
+/// A duration flag (`500ms`, `2s`), checked while the arguments are parsed.
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    crate::units::parse_duration(s)
+}
+
+/// A duration passed on as written (`silence --for`), checked while the arguments are
+/// parsed so a bad one is a usage error.
+fn duration_text(s: &str) -> Result<String, String> {
+    crate::units::parse_duration(s).map(|_| s.to_owned())
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Validate the config: every error as file:line:col: message (exit 1), or a one-line
     /// summary (exit 0).
-    CheckConfig,
+    CheckConfig {
+        /// Print {"ok", "probes", ...} or {"ok": false, "errors": [{"file", "line", "col",
+        /// "message"}]} instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// One row per probe: state, last latency, 24h uptime, last error. Exit 0 all up,
     /// 1 degraded, 2 something down, 3 unknown (daemon unreachable, stale, or pending).
     Status {
@@ -55,6 +87,27 @@ enum Command {
         /// sharing a store; the probe's state is their quorum).
         #[arg(long)]
         locations: bool,
+    },
+    /// A Nagios / Icinga plugin: one probe, or every probe and the daemon's health.
+    ///
+    /// Prints `PROBED OK - api up, 12ms | latency=0.012s;;;0 uptime=99.9%;;;0;100`. With a
+    /// probe, that probe: down is CRITICAL, degraded WARNING, pending or stale UNKNOWN.
+    /// Without, every probe and the daemon's health, ranked as `status` does, and a line
+    /// per probe that is not OK. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (daemon
+    /// unreachable, no such probe, usage error).
+    Check {
+        /// Probe name; omit it to check every probe.
+        probe: Option<String>,
+        /// Last latency at or above which an up probe is WARNING, e.g. 500ms.
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        warning: Option<Duration>,
+        /// Last latency at or above which an up probe is CRITICAL, e.g. 2s.
+        // No -w/-c as Nagios plugins have: -c is the config, as everywhere in probectl.
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        critical: Option<Duration>,
+        /// Print the verdict as JSON (service, state, exit, summary, perfdata, details).
+        #[arg(long)]
+        json: bool,
     },
     /// Run one probe now, without the daemon, and print its phases and verdict.
     /// Exit 0 when up, 2 when down, 3 when it cannot run.
@@ -89,7 +142,7 @@ enum Command {
         /// Probe name or glob (`api-*`).
         probe: String,
         /// How long, e.g. 30m, 1h, 2d.
-        #[arg(long = "for", value_name = "DURATION")]
+        #[arg(long = "for", value_name = "DURATION", value_parser = duration_text)]
         for_: String,
         #[arg(long)]
         reason: Option<String>,
@@ -114,11 +167,26 @@ enum Command {
     /// hangs, growing bodies, a stale build on some addresses, websocket faults), switched
     /// at runtime through its control API (printed on start). Runs until Ctrl-C.
     Lab(lab::LabArgs),
+    /// Print a shell completion script: `probectl completions bash >
+    /// /etc/bash_completion.d/probectl` (also zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page probectl(1); with --out DIR, write probectl.1 and one page per
+    /// command (probectl-status.1, ...) there.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Entry point of the `probectl` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,7 +199,19 @@ pub fn main() -> ExitCode {
     };
     rt.block_on(async {
         match &cli.command {
-            Command::CheckConfig => check_config(&cli.config),
+            Command::CheckConfig { json } => check_config(&cli.config, *json),
+            Command::Check {
+                probe,
+                warning,
+                critical,
+                json,
+            } => {
+                let t = check::Thresholds {
+                    warning: *warning,
+                    critical: *critical,
+                };
+                nagios(&api_base(&cli), probe.as_deref(), &t, *json).await
+            }
             Command::Status { json, locations } => status(&api_base(&cli), *json, *locations).await,
             Command::Run { probe, json } => run(&cli.config, probe, *json).await,
             Command::History { probe, limit, json } => {
@@ -156,10 +236,6 @@ pub fn main() -> ExitCode {
                 for_,
                 reason,
             } => {
-                if let Err(e) = crate::units::parse_duration(for_) {
-                    eprintln!("probectl: --for: {e}");
-                    return ExitCode::from(2);
-                }
                 let by = std::env::var("USER").unwrap_or_else(|_| "probectl".into());
                 write(
                     &cli,
@@ -171,8 +247,90 @@ pub fn main() -> ExitCode {
             }
             Command::TestAlert { notifier } => test_alert(&cli.config, notifier).await,
             Command::Lab(args) => lab::run(args).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    *shell,
+                    &mut Cli::command(),
+                    "probectl",
+                    &mut std::io::stdout(),
+                );
+                ExitCode::SUCCESS
+            }
+            Command::Man { out } => man(out.as_deref()),
         }
     })
+}
+
+/// clap could not parse the arguments. `--help` and `--version` are not errors (exit 0);
+/// anything else is a usage error, exit 3 (UNKNOWN), not clap's 2, which a monitoring
+/// system would read as CRITICAL.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if !e.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    // A Nagios plugin's output is its stdout: say it there too, on the plugin's line.
+    if std::env::args().skip(1).any(|a| a == "check") {
+        let text = e.render().to_string();
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("usage error")
+            .trim_start_matches("error: ");
+        println!(
+            "PROBED UNKNOWN - usage error: {}",
+            one_line(first, 200).replace('|', "/")
+        );
+    }
+    ExitCode::from(3)
+}
+
+/// `probectl man`: probectl(1) on stdout, or every page written under `dir`.
+fn man(dir: Option<&Path>) -> ExitCode {
+    let res = match dir {
+        Some(d) => std::fs::create_dir_all(d)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), d))
+            .map(|()| {
+                println!("man pages written to {}", d.display());
+            }),
+        None => {
+            use std::io::Write;
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .and_then(|()| std::io::stdout().write_all(&buf))
+        }
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("probectl: cannot write the man pages: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// `probectl check`: the status report judged as a Nagios plugin.
+async fn nagios(base: &str, probe: Option<&str>, t: &check::Thresholds, json: bool) -> ExitCode {
+    let plugin = match client::get(base, "/api/v1/status", Duration::from_secs(5)).await {
+        Err(e) => check::unreachable(&e.to_string()),
+        Ok(body) => match serde_json::from_slice::<StatusReport>(&body) {
+            Err(e) => check::unreachable(&format!("unreadable answer from {base}: {e}")),
+            Ok(r) => match probe {
+                Some(name) => check::probe(&r, name, t),
+                None => check::all(&r, t),
+            },
+        },
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plugin).unwrap_or_default()
+        );
+    } else {
+        print!("{}", plugin.render());
+    }
+    ExitCode::from(plugin.exit)
 }
 
 /// The API base: `--url`, else the config's `listen` (read leniently, so a config with
@@ -201,12 +359,24 @@ fn api_base(cli: &Cli) -> String {
     }
 }
 
-fn check_config(path: &Path) -> ExitCode {
+fn check_config(path: &Path, json: bool) -> ExitCode {
     match crate::config::load(path) {
         Ok(c) => {
             let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
             for p in &c.probes {
                 *kinds.entry(p.spec.kind()).or_default() += 1;
+            }
+            if json {
+                let v = serde_json::json!({
+                    "config": path.display().to_string(),
+                    "ok": true,
+                    "probes": c.probes.len(),
+                    "kinds": kinds,
+                    "notifiers": c.notifiers.len(),
+                    "routes": c.routes.len(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return ExitCode::SUCCESS;
             }
             let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
             println!(
@@ -224,6 +394,27 @@ fn check_config(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
+            if json {
+                let list: Vec<serde_json::Value> = errors
+                    .0
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "file": e.file.display().to_string(),
+                            "line": e.line,
+                            "col": e.col,
+                            "message": e.message,
+                        })
+                    })
+                    .collect();
+                let v = serde_json::json!({
+                    "config": path.display().to_string(),
+                    "ok": false,
+                    "errors": list,
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return ExitCode::from(1);
+            }
             for e in &errors.0 {
                 println!("{e}");
             }
