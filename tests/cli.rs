@@ -29,7 +29,8 @@ fn bare(args: &[&str]) -> Output {
 }
 
 /// One daemon with a probe in each state a plugin tells apart: `web` up, `gone` down
-/// (nothing listens), `slow` degraded (Apdex), `job` pending (a push probe never pinged).
+/// (nothing listens), `slow` degraded (Apdex), `job` pending (a yearly cron probe, run
+/// on 1 January only: no verdict yet).
 #[test]
 fn check_speaks_the_plugin_guidelines() {
     let rt = support::runtime();
@@ -45,10 +46,12 @@ fn check_speaks_the_plugin_guidelines() {
          \x20 - name: slow\n    kind: http\n    every: 200ms\n    timeout: 180ms\n    \
          request: {{ url: \"{}\" }}\n    \
          slo: {{ apdex: {{ target: 50ms, window: 5m }}, time_scale: 150, min_runs: 5 }}\n\
-         \x20 - name: job\n    kind: push\n    token: push-token-cli-0123456789\n    period: 1h\n",
+         \x20 - name: job\n    kind: http\n    cron: \"0 0 1 1 *\"\n    timeout: 1s\n    \
+         request: {{ url: \"{}\" }}\n",
         target.url("/"),
         free_port(),
         lab.url("/"),
+        target.url("/"),
     );
     let mut d = Daemon::new(&probes, "");
     d.start();
