@@ -36,7 +36,11 @@ fn main() -> ExitCode {
     let sub = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        // Colour on a terminal only, and never with NO_COLOR set (https://no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        );
     match args.log_format {
         LogFormat::Human => sub.init(),
         LogFormat::Json => sub.json().flatten_event(true).init(),
