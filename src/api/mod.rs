@@ -50,9 +50,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}/ack", axum::routing::post(ack))
         .route("/api/v1/silences", get(silences).post(add_silence))
+        // healthchecks.io's ping URLs; GET (and so HEAD) and POST alike, with or without a
+        // trailing slash.
         .route("/api/v1/push/{token}", get(push_ok).post(push_ok))
+        .route("/api/v1/push/{token}/", get(push_ok).post(push_ok))
         .route(
             "/api/v1/push/{token}/{what}",
+            get(push_other).post(push_other),
+        )
+        .route(
+            "/api/v1/push/{token}/{what}/",
             get(push_other).post(push_other),
         )
         .route("/status", get(status_page))
@@ -303,7 +310,22 @@ async fn results(
         .results(&name, q.limit.unwrap_or(100), q.before)
         .await
     {
-        Ok(Some(rows)) => Json(serde_json::json!({"probe": name, "results": rows})).into_response(),
+        Ok(Some(rows)) => {
+            // A push probe's pings too, with the bodies its job sent (this API is the
+            // operator's; the public documents never carry them).
+            let pings = match s.runner.store.recent_pings(&name, 20).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "pings query failed");
+                    Vec::new()
+                }
+            };
+            let mut v = serde_json::json!({"probe": name, "results": rows});
+            if !pings.is_empty() {
+                v["pings"] = serde_json::json!(pings);
+            }
+            Json(v).into_response()
+        }
         Ok(None) => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": format!("no probe named {name:?}")})),
@@ -540,41 +562,99 @@ async fn silences(AxState(s): AxState<Arc<Shared>>) -> Response {
 #[derive(Deserialize)]
 struct PushQuery {
     exit_status: Option<i64>,
+    /// A run id (a UUID): pairs a `start` with its finish.
+    rid: Option<String>,
 }
 
 async fn push_ok(
     AxState(s): AxState<Arc<Shared>>,
     Path(token): Path<String>,
     Query(q): Query<PushQuery>,
+    body: axum::body::Body,
 ) -> Response {
     // `?exit_status=N` with N != 0 is a failure, as healthchecks.io reads it.
     let kind = match q.exit_status {
-        Some(c) if c != 0 => "fail",
-        _ => "ok",
+        Some(c) if c != 0 => PingKind::Fail,
+        _ => PingKind::Ok,
     };
-    push(&s, &token, kind, q.exit_status).await
+    push(&s, &token, kind, q, body).await
 }
 
 async fn push_other(
     AxState(s): AxState<Arc<Shared>>,
     Path((token, what)): Path<(String, String)>,
-    Query(q): Query<PushQuery>,
+    Query(mut q): Query<PushQuery>,
+    body: axum::body::Body,
 ) -> Response {
-    match what.as_str() {
-        "start" => push(&s, &token, "start", None).await,
-        "fail" => push(&s, &token, "fail", q.exit_status).await,
-        _ => not_found().await,
+    match crate::probe::push::parse_what(&what) {
+        Ok((kind, code)) => {
+            if code.is_some() {
+                q.exit_status = code;
+            }
+            if kind == PingKind::Start {
+                q.exit_status = None;
+            }
+            push(&s, &token, kind, q, body).await
+        }
+        Err(true) => error(
+            StatusCode::BAD_REQUEST,
+            "an exit status is a number from 0 to 255",
+        ),
+        Err(false) => not_found().await,
     }
+}
+
+use crate::probe::push::{Ping, PingKind};
+
+/// Reads a ping's body to its end, keeping its last [`crate::probe::push::BODY_CAP`]
+/// bytes (twice that at most in memory). `None` if the client broke off.
+async fn body_tail(body: axum::body::Body) -> Option<Option<String>> {
+    use http_body_util::BodyExt;
+    const CAP: usize = crate::probe::push::BODY_CAP;
+    let mut body = body;
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map(|f| f.into_data().unwrap_or_default()) else {
+            return None;
+        };
+        buf.extend_from_slice(&data);
+        if buf.len() > 2 * CAP {
+            buf.drain(..buf.len() - CAP);
+        }
+    }
+    Some(crate::probe::push::body_tail(&buf))
 }
 
 /// Records a ping for the push probe whose token this is. The token is the credential; an
 /// unknown one is a plain 404 (nothing says which tokens exist).
-async fn push(s: &Shared, token: &str, kind: &str, exit_status: Option<i64>) -> Response {
+async fn push(
+    s: &Shared,
+    token: &str,
+    kind: PingKind,
+    q: PushQuery,
+    body: axum::body::Body,
+) -> Response {
     let entry = s.entries().into_iter().find(
         |e| matches!(&e.cfg.spec, crate::probe::ProbeSpec::Push(p) if p.token.expose() == token),
     );
     let Some(entry) = entry else {
         return error(StatusCode::NOT_FOUND, "unknown push token");
+    };
+    if let Some(rid) = &q.rid
+        && !crate::probe::push::is_uuid(rid)
+    {
+        return error(StatusCode::BAD_REQUEST, "rid must be a UUID");
+    }
+    let Some(body) = body_tail(body).await else {
+        return error(StatusCode::BAD_REQUEST, "the request body broke off");
+    };
+    // A job that echoes its own ping URL does not put the token into the output kept.
+    let body = body.map(|b| b.replace(token, "***"));
+    let ping = Ping {
+        kind,
+        exit_status: q.exit_status,
+        rid: q.rid.map(|r| r.to_ascii_lowercase()),
+        body,
     };
     // A ping's time is a timer: recorded on the timers' clock, with no clock-step shift
     // between the store and the board (see crate::clock).
@@ -582,12 +662,17 @@ async fn push(s: &Shared, token: &str, kind: &str, exit_status: Option<i64>) -> 
     match s
         .runner
         .store
-        .push_ping(entry.id, kind, exit_status, crate::clock::now_ms())
+        .push_ping(entry.id, &ping, crate::clock::now_ms())
         .await
     {
         Ok(state) => {
             s.runner.env.push.set(token, state);
-            tracing::debug!(probe = %entry.cfg.name, ping = kind, exit_status, "push received");
+            tracing::debug!(
+                probe = %entry.cfg.name,
+                ping = kind.as_str(),
+                exit_status = ping.exit_status,
+                "push received"
+            );
             (StatusCode::OK, "OK\n").into_response()
         }
         Err(e) => {

@@ -1,8 +1,12 @@
-//! `kind: push`: heartbeats sent in by jobs, as healthchecks.io does. A job (a backup, a
+//! `kind: push`: heartbeats sent in by jobs, with healthchecks.io's URLs. A job (a backup, a
 //! cron task) calls `POST /api/v1/push/{token}` when it succeeds, `/start` when it begins,
-//! `/fail` (optionally `?exit_status=N`) when it fails. The probe is `down` when no success
-//! arrived within `period` + `grace`, when the last ping was a failure, or when a started run
-//! did not finish within `grace`.
+//! `/fail` (optionally `?exit_status=N`) or `/{exit status}` (`/$?` in a cron line: 0 is a
+//! success, 1-255 a failure) when it ends, `/log` to leave a message that changes nothing.
+//! `?rid=<uuid>` pairs a start with its finish, whose time apart is the run's duration. A POST
+//! body (the job's output) is kept, its last [`BODY_CAP`] bytes, and its last lines are the
+//! reason of a reported failure. The probe is `down` when no success arrived within `period` +
+//! `grace`, when the last ping was a failure, or when a started run did not finish within
+//! `grace`.
 //!
 //! The pings live in SQLite (`pushes`), so the clock survives restarts; the check itself only
 //! reads the in-memory [`PushBoard`] the API keeps up to date, and never waits on the store.
@@ -88,6 +92,145 @@ pub struct PushState {
     pub last_success_at: Option<i64>,
     pub started_at: Option<i64>,
     pub pings: i64,
+    /// The body of the last ping that was not a `log` (the job's output, its last
+    /// [`BODY_CAP`] bytes).
+    pub last_body: Option<String>,
+    /// The last finished run's duration: from its `start` (same `rid`, else the start just
+    /// before) to its success or failure.
+    pub last_duration_ms: Option<i64>,
+}
+
+/// The most of a ping's body kept: its last 10 KiB. healthchecks.io keeps the first 100 KB;
+/// of a job's output the end (where the error is) is what on-call needs, so it is the tail.
+pub const BODY_CAP: usize = 10 * 1024;
+
+/// The most of a body a failure's reason quotes: its last lines, as one line.
+pub const REASON_TAIL: usize = 200;
+
+/// What a ping says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PingKind {
+    /// The job succeeded.
+    Ok,
+    /// The job failed.
+    Fail,
+    /// The job began.
+    Start,
+    /// A message: recorded, changes no state.
+    Log,
+}
+
+impl PingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PingKind::Ok => "ok",
+            PingKind::Fail => "fail",
+            PingKind::Start => "start",
+            PingKind::Log => "log",
+        }
+    }
+}
+
+/// One ping as the API received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ping {
+    pub kind: PingKind,
+    pub exit_status: Option<i64>,
+    /// `?rid=`: a UUID naming one run, so concurrent runs are timed apart.
+    pub rid: Option<String>,
+    /// The body, its last [`BODY_CAP`] bytes; `None` when empty.
+    pub body: Option<String>,
+}
+
+impl Ping {
+    pub fn new(kind: PingKind) -> Ping {
+        Ping {
+            kind,
+            exit_status: None,
+            rid: None,
+            body: None,
+        }
+    }
+}
+
+/// A stored ping, as the results API shows it (never on the public side).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PingRow {
+    pub at: String,
+    pub kind: String,
+    pub exit_status: Option<i64>,
+    pub rid: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub body: Option<String>,
+}
+
+/// What a ping's path after the token says: `start`, `fail`, `log`, or an exit status
+/// (`0` a success, `1`-`255` a failure). `Err(true)` for a number out of range (a bad
+/// request), `Err(false)` for anything else (not found).
+pub fn parse_what(what: &str) -> Result<(PingKind, Option<i64>), bool> {
+    match what {
+        "start" => Ok((PingKind::Start, None)),
+        "fail" => Ok((PingKind::Fail, None)),
+        "log" => Ok((PingKind::Log, None)),
+        _ if !what.is_empty() && what.len() <= 5 && what.bytes().all(|b| b.is_ascii_digit()) => {
+            match what.parse::<i64>() {
+                Ok(0) => Ok((PingKind::Ok, Some(0))),
+                Ok(c @ 1..=255) => Ok((PingKind::Fail, Some(c))),
+                _ => Err(true),
+            }
+        }
+        _ if what.bytes().all(|b| b.is_ascii_digit()) && !what.is_empty() => Err(true),
+        _ => Err(false),
+    }
+}
+
+/// Whether `rid` is a UUID in its usual text form (`8-4-4-4-12` hex digits).
+pub fn is_uuid(rid: &str) -> bool {
+    let b = rid.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// The last [`BODY_CAP`] bytes of `bytes` as text: a character cut at the start is
+/// dropped, invalid UTF-8 replaced; `None` when nothing but whitespace is left.
+pub fn body_tail(bytes: &[u8]) -> Option<String> {
+    let mut tail = &bytes[bytes.len().saturating_sub(BODY_CAP)..];
+    if tail.len() < bytes.len() {
+        while let [first, rest @ ..] = tail
+            && (0x80..0xC0).contains(first)
+        {
+            tail = rest;
+        }
+    }
+    let text = String::from_utf8_lossy(tail);
+    (!text.trim().is_empty()).then(|| text.into_owned())
+}
+
+/// The last lines of `body` as one line of at most [`REASON_TAIL`] characters (`…` in
+/// front when cut): lines joined with ` | `, control characters dropped.
+pub fn reason_tail(body: &str) -> String {
+    let lines: Vec<String> = body
+        .lines()
+        .map(|l| {
+            l.chars()
+                .map(|c| if c == '\t' { ' ' } else { c })
+                .filter(|c| !c.is_control())
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    let joined = lines.join(" | ");
+    let n = joined.chars().count();
+    if n <= REASON_TAIL {
+        return joined;
+    }
+    let kept: String = joined.chars().skip(n - (REASON_TAIL - 1)).collect();
+    format!("…{}", kept.trim_start())
 }
 
 /// Pings by token, shared by the API (writer) and the checks (readers).
@@ -173,18 +316,30 @@ pub fn verdict(spec: &Spec, st: &PushState, now: i64, mut obs: Observation) -> O
     let period = spec.period.0.as_millis() as i64;
     let grace = spec.grace().as_millis() as i64;
     let ago = |t: i64| {
-        format_duration(std::time::Duration::from_millis(
-            (now - t).max(0) as u64 / 1000 * 1000,
-        ))
+        let secs = (now - t).max(0) as u64 / 1000;
+        if secs == 0 {
+            return "0s".to_owned();
+        }
+        format_duration(std::time::Duration::from_secs(secs))
     };
     obs.ok = true;
+    if let Some(ms) = st.last_duration_ms {
+        obs.duration = std::time::Duration::from_millis(ms.max(0) as u64);
+    }
     if st.last_kind.as_deref() == Some("fail") {
         let code = st
             .exit_status
             .map(|c| format!(" (exit status {c})"))
             .unwrap_or_default();
+        let output = st
+            .last_body
+            .as_deref()
+            .map(reason_tail)
+            .filter(|t| !t.is_empty())
+            .map(|t| format!(": {t}"))
+            .unwrap_or_default();
         return obs.fail(format!(
-            "the job reported a failure{code} {} ago",
+            "the job reported a failure{code} {} ago{output}",
             ago(st.last_ping_at.unwrap_or(now))
         ));
     }
@@ -347,6 +502,64 @@ mod tests {
         );
         let (none, now) = board.get_with_now("nope");
         assert!(none.is_none() && now > 0);
+    }
+
+    #[test]
+    fn ping_urls_bodies_and_reasons() {
+        let cases: Vec<(&str, Result<(PingKind, Option<i64>), bool>)> = vec![
+            ("0", Ok((PingKind::Ok, Some(0)))),
+            ("1", Ok((PingKind::Fail, Some(1)))),
+            ("137", Ok((PingKind::Fail, Some(137)))),
+            ("255", Ok((PingKind::Fail, Some(255)))),
+            ("256", Err(true)),
+            ("99999999999999999999", Err(true)),
+            ("start", Ok((PingKind::Start, None))),
+            ("fail", Ok((PingKind::Fail, None))),
+            ("log", Ok((PingKind::Log, None))),
+            ("-1", Err(false)),
+            ("", Err(false)),
+            ("stop", Err(false)),
+        ];
+        for (what, want) in cases {
+            assert_eq!(parse_what(what), want, "{what:?}");
+        }
+        assert!(is_uuid("0f8fad5b-d9cb-469f-A165-70867728950e"));
+        assert!(!is_uuid("0f8fad5b-d9cb-469f-a165-70867728950"));
+        assert!(!is_uuid("0f8fad5bxd9cb-469f-a165-70867728950e"));
+
+        // The tail is kept, a character cut in two dropped.
+        let mut big = "é".repeat(BODY_CAP);
+        big.push_str("the end\n");
+        let tail = body_tail(big.as_bytes()).unwrap();
+        assert!(tail.len() <= BODY_CAP && tail.len() >= BODY_CAP - 1);
+        assert!(tail.ends_with("the end\n") && !tail.contains('\u{fffd}'));
+        assert_eq!(body_tail(b" \n\t"), None);
+
+        assert_eq!(
+            reason_tail("rsync: error\r\n\n\tKilled \x1b[31m\n"),
+            "rsync: error | Killed [31m"
+        );
+        let long = reason_tail(&"line\n".repeat(100));
+        assert_eq!(long.chars().count(), REASON_TAIL);
+        assert!(long.starts_with('…') && long.ends_with("line"));
+
+        let st = PushState {
+            last_ping_at: Some(1_000),
+            last_kind: Some("fail".into()),
+            exit_status: Some(137),
+            last_body: Some("step 1 ok\nstep 2: out of memory\nKilled\n".into()),
+            last_duration_ms: Some(4_200),
+            ..Default::default()
+        };
+        let o = verdict(&spec("1h", None), &st, 6_000, Observation::default());
+        assert_eq!(
+            o.error.as_deref(),
+            Some(
+                "the job reported a failure (exit status 137) 5s ago: \
+                 step 1 ok | step 2: out of memory | Killed"
+            )
+        );
+        assert_eq!(o.duration, std::time::Duration::from_millis(4_200));
     }
 
     #[test]

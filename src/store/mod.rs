@@ -438,15 +438,23 @@ impl Store {
         on_db!(&self.db, db => db.push_states(probe_ids, now_ms).await)
     }
 
-    /// Records one ping (`ok`, `fail` or `start`) and returns the new state.
+    /// Records one ping (`ok`, `fail`, `start` or `log`) and returns the new state.
     pub async fn push_ping(
         &self,
         probe_id: i64,
-        kind: &str,
-        exit_status: Option<i64>,
+        ping: &crate::probe::push::Ping,
         now_ms: i64,
     ) -> Result<crate::probe::push::PushState, StoreError> {
-        on_db!(&self.db, db => db.push_ping(probe_id, kind, exit_status, now_ms).await)
+        on_db!(&self.db, db => db.push_ping(probe_id, ping, now_ms).await)
+    }
+
+    /// The last `limit` pings of the push probe `probe`, newest first (empty for any other).
+    pub async fn recent_pings(
+        &self,
+        probe: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::probe::push::PingRow>, StoreError> {
+        on_db!(&self.db, db => db.recent_pings(probe, limit).await)
     }
 
     /// Closes the pools (after the writer has finished).

@@ -45,6 +45,10 @@ impl Db {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        sqlx::query("UPDATE push_runs SET started_at = started_at + $1")
+            .bind(delta_ms)
+            .execute(&mut *tx)
+            .await?;
         let silences = sqlx::query(
             "UPDATE silences SET until = until + $1, created_at = created_at + $1 \
              WHERE until > $2",

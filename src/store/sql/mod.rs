@@ -431,8 +431,8 @@ impl Db {
             .await?;
         }
         let rows = sqlx::query(
-            "SELECT probe_id, first_seen_at, last_ping_at, last_kind, exit_status, \
-             last_success_at, started_at, pings FROM pushes",
+            // A constant: no input in this text.
+            sqlx::AssertSqlSafe(format!("SELECT probe_id, {PUSH_COLUMNS} FROM pushes")),
         )
         .fetch_all(&self.write)
         .await?;
@@ -442,32 +442,147 @@ impl Db {
             .collect())
     }
 
+    /// One ping in one transaction: its log row (the last [`PINGS_KEPT`] per probe), the
+    /// run it opens or closes (`?rid=`, else the last `start`), and the probe's ping state,
+    /// which a `log` ping leaves as it was but for the count.
     pub(crate) async fn push_ping(
         &self,
         probe_id: i64,
-        kind: &str,
-        exit_status: Option<i64>,
+        ping: &crate::probe::push::Ping,
         now_ms: i64,
     ) -> Result<crate::probe::push::PushState, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO pushes AS p (probe_id, first_seen_at, last_ping_at, last_kind, \
-             exit_status, last_success_at, started_at, pings) \
-             VALUES ($1, $2, $2, $3, $4, CASE WHEN $3 = 'ok' THEN $2 END, \
-             CASE WHEN $3 = 'start' THEN $2 END, 1) \
-             ON CONFLICT (probe_id) DO UPDATE SET last_ping_at = $2, last_kind = $3, \
-             exit_status = $4, \
-             last_success_at = CASE WHEN $3 = 'ok' THEN $2 ELSE p.last_success_at END, \
-             started_at = CASE WHEN $3 = 'start' THEN $2 ELSE NULL END, pings = p.pings + 1 \
-             RETURNING probe_id, first_seen_at, last_ping_at, last_kind, exit_status, \
-             last_success_at, started_at, pings",
+        let kind = ping.kind.as_str();
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO pushes (probe_id, first_seen_at) VALUES ($1, $2) \
+             ON CONFLICT (probe_id) DO NOTHING",
+        )
+        .bind(probe_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        // The run this ping finishes: the start with its rid, else the last start (when the
+        // last ping was one), as healthchecks.io times runs.
+        let mut duration_ms = None;
+        if matches!(kind, "ok" | "fail") {
+            let started: Option<i64> = match &ping.rid {
+                Some(rid) => {
+                    sqlx::query_scalar(
+                        "DELETE FROM push_runs WHERE probe_id = $1 AND rid = $2 \
+                         RETURNING started_at",
+                    )
+                    .bind(probe_id)
+                    .bind(rid)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+                None => sqlx::query_scalar(
+                    "SELECT started_at FROM pushes WHERE probe_id = $1 AND last_kind = 'start'",
+                )
+                .bind(probe_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten(),
+            };
+            duration_ms = started.map(|t| (now_ms - t).max(0));
+        }
+        if kind == "start"
+            && let Some(rid) = &ping.rid
+        {
+            sqlx::query(
+                "INSERT INTO push_runs (probe_id, rid, started_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (probe_id, rid) DO UPDATE SET started_at = excluded.started_at",
+            )
+            .bind(probe_id)
+            .bind(rid)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            // Runs never finished are forgotten after a week.
+            sqlx::query("DELETE FROM push_runs WHERE probe_id = $1 AND started_at < $2")
+                .bind(probe_id)
+                .bind(now_ms - 7 * DAY_MS)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO push_pings (probe_id, at, kind, exit_status, rid, duration_ms, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(probe_id)
         .bind(now_ms)
         .bind(kind)
-        .bind(exit_status)
-        .fetch_one(&self.write)
+        .bind(ping.exit_status)
+        .bind(ping.rid.as_deref())
+        .bind(duration_ms)
+        .bind(ping.body.as_deref())
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "DELETE FROM push_pings WHERE probe_id = $1 AND at < \
+             (SELECT at FROM push_pings WHERE probe_id = $1 ORDER BY at DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(probe_id)
+        .bind(PINGS_KEPT - 1)
+        .execute(&mut *tx)
+        .await?;
+        let row = if kind == "log" {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE pushes SET pings = pings + 1 WHERE probe_id = $1 RETURNING {PUSH_COLUMNS}"
+            )))
+            .bind(probe_id)
+            .fetch_one(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE pushes SET last_ping_at = $2, last_kind = $3, exit_status = $4, \
+                 last_success_at = CASE WHEN $3 = 'ok' THEN $2 ELSE last_success_at END, \
+                 started_at = CASE WHEN $3 = 'start' THEN $2 ELSE NULL END, \
+                 last_body = $5, \
+                 last_duration_ms = CASE WHEN $3 = 'start' THEN last_duration_ms ELSE $6 END, \
+                 pings = pings + 1 WHERE probe_id = $1 RETURNING {PUSH_COLUMNS}"
+            )))
+            .bind(probe_id)
+            .bind(now_ms)
+            .bind(kind)
+            .bind(ping.exit_status)
+            .bind(ping.body.as_deref())
+            .bind(duration_ms)
+            .fetch_one(&mut *tx)
+            .await?
+        };
+        tx.commit().await?;
         Ok(push_state(&row))
+    }
+
+    pub(crate) async fn recent_pings(
+        &self,
+        probe: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::probe::push::PingRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT pp.at, pp.kind, pp.exit_status, pp.rid, pp.duration_ms, pp.body \
+             FROM push_pings pp JOIN probes p ON p.id = pp.probe_id \
+             WHERE p.name = $1 ORDER BY pp.at DESC LIMIT $2",
+        )
+        .bind(probe)
+        .bind(limit.min(PINGS_KEPT as u32) as i64)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let at: i64 = r.get("at");
+                crate::probe::push::PingRow {
+                    at: crate::time::rfc3339(at),
+                    kind: r.get("kind"),
+                    exit_status: r.get("exit_status"),
+                    rid: r.get("rid"),
+                    duration_ms: r.get("duration_ms"),
+                    body: r.get("body"),
+                }
+            })
+            .collect())
     }
 
     pub(crate) async fn close(&self) {
@@ -522,8 +637,17 @@ fn push_state(r: &DbRow) -> crate::probe::push::PushState {
         last_success_at: r.get("last_success_at"),
         started_at: r.get("started_at"),
         pings: r.get("pings"),
+        last_body: r.get("last_body"),
+        last_duration_ms: r.get("last_duration_ms"),
     }
 }
+
+/// The columns [`push_state`] reads.
+const PUSH_COLUMNS: &str = "first_seen_at, last_ping_at, last_kind, exit_status, \
+                            last_success_at, started_at, pings, last_body, last_duration_ms";
+
+/// Pings kept per push probe in `push_pings`.
+const PINGS_KEPT: i64 = 100;
 
 /// `$1` placeholders in the text are fine on both; this is the one shape that differs by
 /// more than a word: SQLite's two-argument `max(a, b)` is PostgreSQL's `greatest(a, b)`.

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::test_store;
 use crate::evaluate::{State, Transition, Verdicts};
 use crate::probe::Observation;
+use crate::probe::push::{Ping, PingKind, PushState};
 use crate::store::silences::Silence;
 use crate::store::views::{DailyRollup, HourlyRollup, IncidentSummary};
 use crate::store::{HOUR_MS, Record, ShiftedTimers, StateChange};
@@ -956,23 +957,123 @@ async fn push_pings_are_kept() {
     let first = store.push_states(&[id], 1_000).await.unwrap();
     assert_eq!(first[&id].first_seen_at, 1_000);
     assert_eq!(first[&id].pings, 0);
-    let st = store.push_ping(id, "start", None, 2_000).await.unwrap();
+    let st = store
+        .push_ping(id, &ping(PingKind::Start, None, None), 2_000)
+        .await
+        .unwrap();
     assert_eq!((st.started_at, st.last_success_at), (Some(2_000), None));
-    let st = store.push_ping(id, "ok", Some(0), 3_000).await.unwrap();
+    let st = store
+        .push_ping(id, &ping(PingKind::Ok, Some(0), None), 3_000)
+        .await
+        .unwrap();
     assert_eq!(
         (st.started_at, st.last_success_at, st.pings),
         (None, Some(3_000), 2)
     );
-    let st = store.push_ping(id, "fail", Some(137), 4_000).await.unwrap();
+    let st = store
+        .push_ping(id, &ping(PingKind::Fail, Some(137), None), 4_000)
+        .await
+        .unwrap();
     assert_eq!(
         (st.last_kind.as_deref(), st.exit_status, st.last_success_at),
         (Some("fail"), Some(137), Some(3_000))
     );
+    assert_eq!(st.last_duration_ms, None, "no start before this failure");
     store.close().await;
     let (store, _writer) = db.reopen(10).await;
     let again = store.push_states(&[id], 9_000).await.unwrap();
     assert_eq!(again[&id].first_seen_at, 1_000, "not restarted");
     assert_eq!(again[&id].pings, 3);
+}
+
+fn ping(kind: PingKind, exit_status: Option<i64>, rid: Option<&str>) -> Ping {
+    Ping {
+        kind,
+        exit_status,
+        rid: rid.map(str::to_owned),
+        body: None,
+    }
+}
+
+/// Runs are timed from their start: by rid when given (two runs overlapping are timed
+/// apart), else from the start just before; a `log` ping is kept with its body and changes
+/// no state; the last 100 pings are kept.
+#[tokio::test]
+async fn push_runs_are_timed_and_logs_change_nothing() {
+    let (store, _writer, _db) = test_store(10).await;
+    let id = store.register(&[("job".into(), "push")]).await.unwrap()["job"].id;
+    store.push_states(&[id], 1_000).await.unwrap();
+    let (a, b) = (
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    );
+    store
+        .push_ping(id, &ping(PingKind::Start, None, Some(a)), 2_000)
+        .await
+        .unwrap();
+    store
+        .push_ping(id, &ping(PingKind::Start, None, Some(b)), 2_500)
+        .await
+        .unwrap();
+    let st = store
+        .push_ping(id, &ping(PingKind::Ok, Some(0), Some(a)), 5_000)
+        .await
+        .unwrap();
+    assert_eq!(st.last_duration_ms, Some(3_000), "run a: 2.0s to 5.0s");
+    let mut failed = ping(PingKind::Fail, Some(137), Some(b));
+    failed.body = Some("step 3\nKilled\n".into());
+    let st = store.push_ping(id, &failed, 6_000).await.unwrap();
+    assert_eq!(st.last_duration_ms, Some(3_500), "run b: 2.5s to 6.0s");
+    assert_eq!(st.last_body.as_deref(), Some("step 3\nKilled\n"));
+    // The same rid again finds no open run.
+    let st = store
+        .push_ping(id, &ping(PingKind::Ok, Some(0), Some(b)), 7_000)
+        .await
+        .unwrap();
+    assert_eq!(st.last_duration_ms, None);
+    // No rid: from the start just before.
+    store
+        .push_ping(id, &ping(PingKind::Start, None, None), 8_000)
+        .await
+        .unwrap();
+    let before = store
+        .push_ping(id, &ping(PingKind::Ok, None, None), 8_250)
+        .await
+        .unwrap();
+    assert_eq!(before.last_duration_ms, Some(250));
+    let mut log = ping(PingKind::Log, None, None);
+    log.body = Some("disk 91% full".into());
+    let after = store.push_ping(id, &log, 9_000).await.unwrap();
+    assert_eq!(
+        after,
+        PushState {
+            pings: before.pings + 1,
+            ..before.clone()
+        },
+        "a log ping changes nothing but the count"
+    );
+    let pings = store.recent_pings("job", 100).await.unwrap();
+    assert_eq!(
+        pings
+            .iter()
+            .map(|p| (p.kind.as_str(), p.duration_ms, p.body.as_deref()))
+            .take(3)
+            .collect::<Vec<_>>(),
+        vec![
+            ("log", None, Some("disk 91% full")),
+            ("ok", Some(250), None),
+            ("start", None, None)
+        ]
+    );
+    assert_eq!(pings.len(), 8);
+    for t in 0..120 {
+        store
+            .push_ping(id, &ping(PingKind::Log, None, None), 10_000 + t)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.recent_pings("job", 1000).await.unwrap().len(), 100);
+    assert!(store.recent_pings("nope", 10).await.unwrap().is_empty());
 }
 
 /// Locations: ids from 0 (what rows from before locations carry), each location's verdict
