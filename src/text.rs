@@ -65,8 +65,9 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// A rustls error in words: rustls shows some causes as Rust names
 /// (`invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`, `received fatal alert:
-/// HandshakeFailure`); they become `invalid peer certificate: a CA certificate is used as the
-/// server's certificate`, `received fatal alert: handshake failure`.
+/// HandshakeFailure`); they become `invalid peer certificate: the server's certificate is a
+/// CA certificate (CA:TRUE); ...` (saying what to do), `received fatal alert: handshake
+/// failure`.
 pub(crate) fn rustls_text(e: &rustls::Error) -> String {
     static OTHER: OnceLock<regex::Regex> = OnceLock::new();
     static NAME: OnceLock<regex::Regex> = OnceLock::new();
@@ -83,7 +84,10 @@ pub(crate) fn rustls_text(e: &rustls::Error) -> String {
 fn rust_name_words(name: &str) -> String {
     match name {
         "UnknownIssuer" => "unknown issuer (not signed by a trusted root)".into(),
-        "CaUsedAsEndEntity" => "a CA certificate is used as the server's certificate".into(),
+        "CaUsedAsEndEntity" => "the server's certificate is a CA certificate (CA:TRUE); if it is \
+                                self-signed on purpose, put that certificate itself in ca_file to \
+                                trust it"
+            .into(),
         "EndEntityUsedAsCa" => "a server's certificate is used as a CA".into(),
         "NotValidYet" => "not valid yet".into(),
         "BadDer" | "BadEncoding" => "badly encoded".into(),

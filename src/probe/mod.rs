@@ -22,6 +22,8 @@ pub mod tcp;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod tls;
+#[cfg(test)]
+mod tls_reasons;
 pub mod websocket;
 
 use std::net::IpAddr;

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::{CheckCx, Env, Observation, until};
 use crate::redact::redact_query;
-use crate::text::{io_text, short, tidy};
+use crate::text::{error_chain, io_text, rustls_text, short, tidy};
 
 // ---- hosts and addresses -------------------------------------------------------------------
 
@@ -252,9 +252,24 @@ pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(name.to_string()).map_err(|_| format!("invalid server name {name:?}"))
 }
 
+/// The certificates of a `ca_file`: as trust anchors, and as they are (a certificate that
+/// is exactly one of them is trusted as the server's own, see [`CaFileVerifier`]).
+#[derive(Clone)]
+pub(crate) struct CaFile {
+    pub roots: RootCertStore,
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
+impl CaFile {
+    /// Whether `leaf` is, byte for byte, one of the file's certificates.
+    pub(crate) fn holds(&self, leaf: &CertificateDer<'_>) -> bool {
+        self.certs.iter().any(|c| c.as_ref() == leaf.as_ref())
+    }
+}
+
 /// Reads a PEM file of CA certificates into a trust store; each must be usable as a root.
 /// Errors name the file, not the field: callers put the field in front.
-pub(crate) fn read_ca_file(path: &Path) -> Result<RootCertStore, String> {
+pub(crate) fn read_ca_file(path: &Path) -> Result<CaFile, String> {
     use rustls::pki_types::pem::PemObject;
     let shown = path.display();
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {}", io_text(&e)))?;
@@ -265,25 +280,138 @@ pub(crate) fn read_ca_file(path: &Path) -> Result<RootCertStore, String> {
         return Err(format!("no certificate in {shown}"));
     }
     let mut store = RootCertStore::empty();
-    for c in certs {
+    for c in &certs {
         store
-            .add(c)
-            .map_err(|e| format!("{shown}: unusable ca certificate: {e}"))?;
+            .add(c.clone())
+            .map_err(|e| format!("{shown}: unusable ca certificate: {}", rustls_text(&e)))?;
     }
-    Ok(store)
+    Ok(CaFile {
+        roots: store,
+        certs,
+    })
 }
 
-/// A client config (ring) that verifies chains against `roots`, or, without roots, lets any
-/// chain through ([`AcceptAnyCert`]); with `alpn` and no resumption: each check pays a full
-/// handshake, as a new user would (no session tickets or ids).
+/// A certificate of `ca_file` served as the server's own (a self-signed certificate that is
+/// its own CA, as `openssl req -x509` makes): trusted as it is, as blackbox_exporter (Go's
+/// crypto/x509) trusts it, once it is valid now and for `name`. webpki alone refuses it
+/// (`CaUsedAsEndEntity`), since a CA certificate is not a server's.
+pub(crate) fn check_ca_file_leaf(
+    leaf: &CertificateDer<'_>,
+    name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    use rustls::CertificateError;
+    let bad = || rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|_| bad())?;
+    let now_s = now.as_secs() as i64;
+    let validity = cert.validity();
+    if validity.not_after.timestamp() <= now_s {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::ExpiredContext {
+                time: now,
+                not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    validity.not_after.timestamp().max(0) as u64,
+                )),
+            },
+        ));
+    }
+    if validity.not_before.timestamp() > now_s {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYetContext {
+                time: now,
+                not_before: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    validity.not_before.timestamp().max(0) as u64,
+                )),
+            },
+        ));
+    }
+    let parsed = rustls::server::ParsedCertificate::try_from(leaf)?;
+    rustls::client::verify_server_name(&parsed, name)
+}
+
+/// The web PKI verifier, and a certificate of `ca_file` served as the server's own accepted
+/// as [`check_ca_file_leaf`] says; the handshake's signatures are checked as ever.
+#[derive(Debug)]
+struct CaFileVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    certs: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for CaFileVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(_) if self.certs.iter().any(|c| c.as_ref() == end_entity.as_ref()) => {
+                check_ca_file_leaf(end_entity, server_name, now)
+                    .map(|()| ServerCertVerified::assertion())
+            }
+            result => result,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A client config (ring) that verifies chains against `roots` (and trusts the `ca_file`
+/// certificates `pinned` as the server's own, see [`CaFileVerifier`]), or, without roots,
+/// lets any chain through ([`AcceptAnyCert`]); with `alpn` and no resumption: each check
+/// pays a full handshake, as a new user would (no session tickets or ids).
 fn client_config(
     roots: Option<Arc<RootCertStore>>,
+    pinned: &[CertificateDer<'static>],
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider().clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?;
+        .map_err(|e| format!("tls: {}", rustls_text(&e)))?;
     let mut config = match roots {
+        Some(roots) if !pinned.is_empty() => {
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots,
+                provider().clone(),
+            )
+            .build()
+            .map_err(|e| format!("tls: {}", error_chain(&e)))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(CaFileVerifier {
+                    inner,
+                    certs: pinned.to_vec(),
+                }))
+                .with_no_client_auth()
+        }
         Some(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
         None => builder
             .dangerous()
@@ -297,7 +425,7 @@ fn client_config(
 
 /// A client config that lets any chain through the handshake (see [`AcceptAnyCert`]).
 pub(crate) fn accept_any_config(alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
-    client_config(None, alpn)
+    client_config(None, &[], alpn)
 }
 
 /// The TLS client config of a probe: built once per set of roots.
@@ -308,7 +436,7 @@ pub(crate) enum TlsClient {
     PerRoots {
         alpn: &'static [&'static [u8]],
         /// The certificates of `ca_file`, trusted beside `Env::roots`.
-        extra: Option<RootCertStore>,
+        extra: Option<CaFile>,
         cache: Mutex<Option<(Arc<RootCertStore>, Arc<ClientConfig>)>>,
     },
 }
@@ -351,15 +479,15 @@ impl TlsClient {
         {
             return Ok(config.clone());
         }
-        let roots = match extra {
-            None => env.roots.clone(),
+        let (roots, pinned) = match extra {
+            None => (env.roots.clone(), &[][..]),
             Some(extra) => {
                 let mut store = (*env.roots).clone();
-                store.extend(extra.roots.iter().cloned());
-                Arc::new(store)
+                store.extend(extra.roots.roots.iter().cloned());
+                (Arc::new(store), &extra.certs[..])
             }
         };
-        let config = client_config(Some(roots), alpn)?;
+        let config = client_config(Some(roots), pinned, alpn)?;
         *cache = Some((env.roots.clone(), config.clone()));
         Ok(config)
     }

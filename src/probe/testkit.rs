@@ -233,6 +233,28 @@ pub(crate) fn self_signed(sans: &[&str]) -> Pki {
     }
 }
 
+/// A self-signed certificate for `sans` that is its own CA (`IsCa::Ca`, as `openssl req
+/// -x509` makes), served as the server's own; valid from `from` until `until` seconds from
+/// now.
+pub(crate) fn self_signed_ca(sans: &[&str], from: i64, until: i64) -> Pki {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "probed test self-signed ca");
+    valid(&mut params, from, until);
+    let cert = params.self_signed(&key).unwrap();
+    let chain = vec![cert.der().clone()];
+    Pki {
+        ca_pem: cert.pem(),
+        leaf_not_after: params.not_after.unix_timestamp(),
+        server: server(chain.clone(), &key),
+        chain,
+    }
+}
+
 /// A PEM file holding `pem`.
 pub(crate) fn pem_file(pem: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();

@@ -178,7 +178,7 @@ pub(crate) struct PeerCheck {
     name: String,
     server_name: ServerName<'static>,
     /// The certificates of `ca_file`, trusted beside `Env::roots`.
-    extra_roots: Option<RootCertStore>,
+    extra_roots: Option<net::CaFile>,
     check_chain: bool,
     check_hostname: bool,
     /// Fail when the earliest expiry is fewer days away; `None`: only record it.
@@ -303,7 +303,7 @@ impl PeerCheck {
             }
         };
         if self.check_chain {
-            if let Err(e) = self.verify_chain(&parsed, &chain[1..], roots, now) {
+            if let Err(e) = self.verify_chain(leaf_der, &parsed, &chain[1..], roots, now) {
                 let reason = match expired_in_chain(&e, &certs, now_s) {
                     Some(c) => format!(
                         "certificate {} in the chain for {} expired {} ago (notAfter {})",
@@ -367,9 +367,12 @@ impl PeerCheck {
     }
 
     /// A path from the leaf to a root of `roots` or, failing that for want of an issuer, to
-    /// one of `ca_file`.
+    /// one of `ca_file`; or a leaf that is exactly a certificate of `ca_file` (a self-signed
+    /// certificate that is its own CA, see [`net::check_ca_file_leaf`]; its name and dates are
+    /// judged by the caller).
     fn verify_chain(
         &self,
+        leaf_der: &CertificateDer<'_>,
         leaf: &rustls::server::ParsedCertificate<'_>,
         intermediates: &[CertificateDer<'_>],
         roots: &RootCertStore,
@@ -385,8 +388,12 @@ impl PeerCheck {
                 algs,
             )
         };
-        match (verify(roots), &self.extra_roots) {
-            (Err(e), Some(extra)) if is_unknown_issuer(&e) => verify(extra),
+        let result = match (verify(roots), &self.extra_roots) {
+            (Err(e), Some(extra)) if is_unknown_issuer(&e) => verify(&extra.roots),
+            (result, _) => result,
+        };
+        match (result, &self.extra_roots) {
+            (Err(_), Some(extra)) if extra.holds(leaf_der) => Ok(()),
             (result, _) => result,
         }
     }
@@ -748,7 +755,9 @@ mod tests {
         let reason = verdict.result.unwrap_err();
         assert_eq!(
             reason,
-            "tls: invalid peer certificate: a CA certificate is used as the server's certificate"
+            "tls: invalid peer certificate: the server's certificate is a CA certificate \
+             (CA:TRUE); if it is self-signed on purpose, put that certificate itself in ca_file \
+             to trust it"
         );
     }
 
