@@ -164,10 +164,13 @@ pub struct PingRow {
     pub body: Option<String>,
 }
 
+/// A ping's kind and the exit status its URL carries.
+pub type What = (PingKind, Option<i64>);
+
 /// What a ping's path after the token says: `start`, `fail`, `log`, or an exit status
 /// (`0` a success, `1`-`255` a failure). `Err(true)` for a number out of range (a bad
 /// request), `Err(false)` for anything else (not found).
-pub fn parse_what(what: &str) -> Result<(PingKind, Option<i64>), bool> {
+pub fn parse_what(what: &str) -> Result<What, bool> {
     match what {
         "start" => Ok((PingKind::Start, None)),
         "fail" => Ok((PingKind::Fail, None)),
@@ -506,7 +509,7 @@ mod tests {
 
     #[test]
     fn ping_urls_bodies_and_reasons() {
-        let cases: Vec<(&str, Result<(PingKind, Option<i64>), bool>)> = vec![
+        let cases: Vec<(&str, Result<What, bool>)> = vec![
             ("0", Ok((PingKind::Ok, Some(0)))),
             ("1", Ok((PingKind::Fail, Some(1)))),
             ("137", Ok((PingKind::Fail, Some(137)))),
