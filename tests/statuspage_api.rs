@@ -250,11 +250,9 @@ async fn statuspage_json_has_every_documented_field() {
         .iter()
         .map(|u| u["status"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        statuses,
-        ["resolved", "monitoring", "investigating"],
-        "newest first"
-    );
+    // Newest first; no monitoring stage: resolve_hold 0s resolves the moment it recovers.
+    assert_eq!(statuses, ["resolved", "investigating"], "newest first");
+    assert_eq!(all["incidents"][0]["monitoring_at"], Value::Null);
     let summary = json(&d, "/api/v2/summary.json");
     assert_eq!(summary["status"]["indicator"], "none");
     assert_eq!(summary["status"]["description"], "All Systems Operational");
@@ -379,3 +377,166 @@ const PUBLIC_PATHS: &[(&str, bool)] = &[
     ("/badge/shown/uptime-24h.svg", false),
     ("/badge/shown/latency.svg", false),
 ];
+
+/// An incident says what it did: a degraded one is impact `minor` and leaves its component
+/// `degraded_performance`; a down one is `major_outage` with the probe's impact. A resolve
+/// hold shows as `monitoring_at` (the probe was seen back up) before `resolved_at` (the hold
+/// ended). `incidents.json` is newest first. A group's `created_at` is its earliest
+/// member's, the same on every rebuild of the view.
+#[test]
+fn incidents_follow_their_state_and_times_hold_still() {
+    let rt = support::runtime();
+    let lab = support::lab(&rt);
+    let mut api = rt.block_on(Target::start());
+    let mut d = Daemon::new(
+        &format!(
+            "probes:\n  - name: search\n    kind: http\n    every: 200ms\n    timeout: 180ms\n    \
+             request: {{ url: \"{lab}\" }}\n    alert: {{ after: 2, resolve_hold: 0s }}\n    \
+             slo: {{ apdex: {{ target: 50ms, window: 5m }}, time_scale: 150, min_runs: 5 }}\n    \
+             public: true\n    title: Search\n    group: Core\n\
+             \x20 - name: api\n    kind: http\n    every: 200ms\n    timeout: 150ms\n    \
+             request: {{ url: \"{api}\" }}\n    alert: {{ after: 2, recover_after: 1, resolve_hold: 1s }}\n    \
+             public: true\n    title: Public API\n    group: Core\n",
+            lab = lab.url("/"),
+            api = api.url("/"),
+        ),
+        "status_page: { title: Acme Status, url: \"https://status.example.com\" }\n",
+    );
+    d.start();
+    d.wait_state("search", "up", Duration::from_secs(10));
+    d.wait_state("api", "up", Duration::from_secs(10));
+    let group_created = |d: &Daemon| {
+        let cj = json(d, "/api/v2/components.json");
+        let comps = cj["components"].as_array().unwrap().clone();
+        let core = comps.iter().find(|c| c["name"] == "Core").unwrap().clone();
+        let members: Vec<String> = comps
+            .iter()
+            .filter(|c| c["group_id"] == core["id"])
+            .map(|c| c["created_at"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(members.len(), 2, "{cj}");
+        (
+            core["created_at"].as_str().unwrap().to_owned(),
+            members.into_iter().min().unwrap(),
+            cj["page"]["updated_at"].clone(),
+        )
+    };
+    let (created0, earliest0, _) = group_created(&d);
+    assert_eq!(created0, earliest0, "the earliest member's");
+
+    // Degraded: Apdex falls once the lab answers slower than the 50 ms target.
+    wait_for(Duration::from_secs(20), "a covered Apdex window", || {
+        lab.stats().requests >= 12
+    });
+    lab.set_latency(Duration::from_millis(120));
+    let mut un = Value::Null;
+    wait_for(Duration::from_secs(30), "the degraded incident", || {
+        un = json(&d, "/api/v2/incidents/unresolved.json");
+        un["incidents"].as_array().is_some_and(|i| !i.is_empty())
+    });
+    let inc = &un["incidents"][0];
+    check_incident(inc);
+    assert_eq!(inc["name"], "Search is degraded", "{inc}");
+    assert_eq!(inc["impact"], "minor", "{inc}");
+    let first = inc["incident_updates"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        first["affected_components"][0]["new_status"], "degraded_performance",
+        "{inc}"
+    );
+    assert_eq!(inc["components"][0]["status"], "degraded_performance");
+    assert_eq!(
+        first["body"],
+        "Search is slower or less reliable than usual. We are investigating."
+    );
+
+    // Down, later: major_outage, and first in incidents.json.
+    api.off();
+    d.wait_state("api", "down", Duration::from_secs(10));
+    let mut all = Value::Null;
+    wait_for(Duration::from_secs(30), "both incidents", || {
+        all = json(&d, "/api/v2/incidents.json");
+        all["incidents"].as_array().is_some_and(|i| i.len() == 2)
+    });
+    let list = all["incidents"].as_array().unwrap();
+    assert_eq!(list[0]["name"], "Public API is down", "newest first: {all}");
+    assert_eq!(list[1]["name"], "Search is degraded", "{all}");
+    let created: Vec<&str> = list
+        .iter()
+        .map(|i| i["created_at"].as_str().unwrap())
+        .collect();
+    assert!(created[0] >= created[1], "{created:?}");
+    let down = &list[0];
+    assert!(
+        ["major", "critical"].contains(&down["impact"].as_str().unwrap()),
+        "{down}"
+    );
+    let first = down["incident_updates"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        first["affected_components"][0]["new_status"], "major_outage",
+        "{down}"
+    );
+    assert_eq!(
+        first["body"], "Public API is not responding as expected. We are investigating.",
+        "a refused connection: no code to tell"
+    );
+
+    // Back up: monitoring from the moment it was seen up, resolved when the 1 s hold ended.
+    api.on().then_block(&rt);
+    let mut resolved = Value::Null;
+    wait_for(
+        Duration::from_secs(30),
+        "the down incident resolved",
+        || {
+            let all = json(&d, "/api/v2/incidents.json");
+            resolved = all["incidents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == "Public API is down")
+                .cloned()
+                .unwrap_or_default();
+            resolved["status"] == "resolved"
+        },
+    );
+    check_incident(&resolved);
+    let t = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(
+            resolved[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("{k}: {resolved}")),
+        )
+        .unwrap()
+    };
+    let (monitoring, resolved_at) = (t("monitoring_at"), t("resolved_at"));
+    let hold = resolved_at - monitoring;
+    assert!(
+        hold >= chrono::Duration::milliseconds(900) && hold < chrono::Duration::seconds(10),
+        "monitoring_at {monitoring} then resolved_at {resolved_at}: the 1 s hold"
+    );
+    let statuses: Vec<&str> = resolved["incident_updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["resolved", "monitoring", "investigating"]);
+    let last = &resolved["incident_updates"][0];
+    assert_eq!(last["affected_components"][0]["new_status"], "operational");
+
+    // Rebuilt since (the page changed), the group's created_at has not moved.
+    let (created1, earliest1, updated1) = group_created(&d);
+    assert_ne!(updated1, Value::Null);
+    assert_eq!(
+        (created1.as_str(), earliest1.as_str()),
+        (created0.as_str(), earliest0.as_str())
+    );
+    assert!(d.stop().success());
+}
+
+/// `fut.then_block(&rt)`: runs a future to completion on `rt` from a plain test thread.
+trait ThenBlock: std::future::Future + Sized {
+    fn then_block(self, rt: &tokio::runtime::Runtime) -> Self::Output {
+        rt.block_on(self)
+    }
+}
+impl<F: std::future::Future> ThenBlock for F {}

@@ -90,6 +90,7 @@ pub fn content(c: &Component, kind: Kind) -> (String, String, &'static str) {
         Kind::Uptime30d => uptime("uptime 30d", c.uptime_30d),
         Kind::Latency => {
             let (m, col) = match c.last_latency_ms {
+                _ if !c.has_latency => ("n/a".to_owned(), color::LIGHTGREY),
                 Some(ms) => (format_ms(ms), latency_color(ms)),
                 None => ("no data".to_owned(), color::LIGHTGREY),
             };
@@ -281,6 +282,7 @@ mod tests {
                 description: None,
                 url: "https://status.example.com".into(),
                 updated_at: 0,
+                created_at: 0,
             },
             components,
             groups: Vec::new(),

@@ -19,6 +19,7 @@ pub mod badge;
 pub mod feed;
 pub mod page;
 pub mod statuspage;
+mod wording;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, Maintenance};
 use crate::evaluate::State;
 use crate::report::ProbeStatus;
+use crate::store::views::IncidentSummary;
 use crate::store::{Store, StoreError};
 
 /// How long a built view is served before it is rebuilt (and the `max-age` readers get).
@@ -82,6 +84,9 @@ pub struct Page {
     pub url: String,
     /// When something on it last changed (a component's state, an incident), unix ms.
     pub updated_at: i64,
+    /// The start of the UTC day the daemon started, unix ms: the `created_at` of a component
+    /// with no result yet.
+    pub created_at: i64,
 }
 
 /// One day of a component's history.
@@ -115,6 +120,12 @@ pub struct Component {
     /// Mean latency per hour over the last 24 hours, oldest first (ms; `None`: no runs).
     pub latency_24h: Vec<Option<f64>>,
     pub last_latency_ms: Option<f64>,
+    /// Whether its kind has a response time to show (not a push probe, not a backup check).
+    pub has_latency: bool,
+    /// The start of the first UTC day it has results for (as far back as the daily rollups
+    /// go), unix ms: its Statuspage `created_at`, the same on every build. `None` before its
+    /// first result.
+    pub created_at: Option<i64>,
 }
 
 /// A group of components (`group:` in the config).
@@ -126,6 +137,8 @@ pub struct Group {
     pub members: Vec<usize>,
     pub status: Status,
     pub position: usize,
+    /// The earliest of its members' [`Component::created_at`]: stable across builds.
+    pub created_at: Option<i64>,
 }
 
 /// Where an incident stands, in Statuspage's words.
@@ -174,10 +187,20 @@ pub struct Incident {
     pub component: usize,
     pub name: String,
     pub status: IncidentStatus,
-    /// `critical`, `major` or `minor`, from the probe's severity.
+    /// `minor` for an incident that only ever was degraded; one that went down `critical`,
+    /// `major` or `minor`, from the probe's severity.
     pub impact: &'static str,
+    /// What it did to its component: `degraded_performance` or `major_outage`, from the
+    /// state it stands (or last stood) in.
+    pub component_status: Status,
+    /// The component's status when it opened (for the first update's
+    /// `affected_components`).
+    pub opened_status: Status,
     pub opened_at: i64,
+    /// When the probe was seen back up and the resolve hold began; `None` while it is down,
+    /// and for one resolved without a hold (recovered and resolved at the same moment).
     pub monitoring_at: Option<i64>,
+    /// When the resolve hold ended and the incident was resolved.
     pub resolved_at: Option<i64>,
     pub updated_at: i64,
     pub updates: Vec<Update>,
@@ -201,7 +224,8 @@ pub struct View {
     pub page: Page,
     pub components: Vec<Component>,
     pub groups: Vec<Group>,
-    /// Unresolved first, then the most recent resolved ones; newest first within each.
+    /// Newest first (by when each opened, then by id): every unresolved one and the most
+    /// recent resolved ones of the history window ([`RECENT_INCIDENTS`] at most).
     pub incidents: Vec<Incident>,
     pub maintenances: Vec<MaintenanceWindow>,
     pub history_days: u32,
@@ -355,6 +379,8 @@ pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
             uptime_30d: None,
             latency_24h: Vec::new(),
             last_latency_ms: st.and_then(|s| s.last_latency_ms),
+            has_latency: wording::has_latency(p.spec.kind()),
+            created_at: None,
         });
     }
 
@@ -401,6 +427,7 @@ pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
             slot[23 - age_h as usize] = (r.runs, r.sum_duration_us);
         }
     }
+    let first: HashMap<i64, i64> = store.first_days(&ids).await?.into_iter().collect();
     let pct = |(runs, ok): (u64, u64)| (runs > 0).then(|| ok as f64 * 100.0 / runs as f64);
     for (c, id) in components.iter_mut().zip(&ids) {
         let pd = per_day
@@ -415,6 +442,7 @@ pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
                 runs: *runs,
             })
             .collect();
+        c.created_at = first.get(id).copied();
         let [w24, w7, w30] = windows.remove(id).unwrap_or_default();
         c.uptime_24h = pct(w24);
         c.uptime_7d = pct(w7);
@@ -439,6 +467,7 @@ pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
                     members: Vec::new(),
                     status: Status::Operational,
                     position: groups.len() + 1,
+                    created_at: None,
                 });
                 groups.len() - 1
             });
@@ -453,6 +482,11 @@ pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
             .max()
             .unwrap_or(Status::Operational);
         let all_down = statuses.iter().all(|s| *s == Status::MajorOutage);
+        g.created_at = g
+            .members
+            .iter()
+            .filter_map(|i| components[*i].created_at)
+            .min();
         g.status = if worst == Status::MajorOutage && !all_down {
             Status::PartialOutage
         } else {
@@ -467,83 +501,31 @@ pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
         .map(|(i, c)| (c.probe.as_str(), i))
         .collect();
     let rows = store.incident_history(since).await?;
-    let mut open = Vec::new();
-    let mut resolved = Vec::new();
+    let kinds: HashMap<&str, &'static str> = cfg
+        .probes
+        .iter()
+        .map(|p| (p.name.as_str(), p.spec.kind()))
+        .collect();
+    // The store's order (newest first), which `incidents.json` keeps.
+    let mut incidents = Vec::new();
+    let mut resolved_shown = 0;
     for r in rows {
         let Some(&ci) = index.get(r.probe.as_str()) else {
             continue;
         };
-        let name = components[ci].name.clone();
-        let (opened, acked, recovered, resolved_at) = (
-            r.opened_at,
-            r.acknowledged_at,
-            r.recovered_at,
-            r.resolved_at,
-        );
-        // Opened as degraded (outside its objectives) or as down.
-        let degraded = r.opened_as.as_deref() == Some("degraded");
-        let mut updates = vec![Update {
-            status: IncidentStatus::Investigating,
-            at: opened,
-            body: if degraded {
-                format!("{name} is slower or less reliable than usual. We are investigating.")
-            } else {
-                format!("{name} is not responding as expected. We are investigating.")
-            },
-        }];
-        if let Some(t) = acked {
-            updates.push(Update {
-                status: IncidentStatus::Identified,
-                at: t,
-                body: "The problem has been identified and is being worked on.".into(),
-            });
-        }
-        if let Some(t) = recovered.or(resolved_at) {
-            updates.push(Update {
-                status: IncidentStatus::Monitoring,
-                at: t,
-                body: format!("{name} has recovered. We are monitoring."),
-            });
-        }
-        if let Some(t) = resolved_at {
-            updates.push(Update {
-                status: IncidentStatus::Resolved,
-                at: t.max(updates.last().map_or(t, |u| u.at)),
-                body: "This incident has been resolved.".into(),
-            });
-        }
-        updates.sort_by_key(|u| u.at);
-        let last = updates.last().expect("at least the opening");
-        let inc = Incident {
-            id: r.id,
-            component: ci,
-            name: if degraded {
-                format!("{name} is degraded")
-            } else {
-                format!("{name} is down")
-            },
-            status: last.status,
-            impact: match r.severity.as_str() {
-                "critical" => "critical",
-                "warning" | "minor" | "info" => "minor",
-                _ => "major",
-            },
-            opened_at: opened,
-            monitoring_at: recovered,
-            resolved_at,
-            updated_at: last.at,
-            updates,
-        };
-        if resolved_at.is_some() {
-            if resolved.len() < RECENT_INCIDENTS {
-                resolved.push(inc);
+        if r.resolved_at.is_some() {
+            if resolved_shown == RECENT_INCIDENTS {
+                continue;
             }
-        } else {
-            open.push(inc);
+            resolved_shown += 1;
         }
+        incidents.push(incident(
+            &r,
+            ci,
+            &components[ci].name,
+            kinds.get(r.probe.as_str()).copied().unwrap_or(""),
+        ));
     }
-    let mut incidents = open;
-    incidents.extend(resolved);
 
     // Maintenance windows that touch public probes.
     let mut maintenances = Vec::new();
@@ -587,6 +569,9 @@ pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
             description: opts.description.clone(),
             url,
             updated_at,
+            // The start of the day the daemon started: a component's first day of results
+            // once it has one, so its `created_at` does not move when that day is written.
+            created_at: src.started_at - src.started_at.rem_euclid(DAY_MS),
         },
         components,
         groups,
@@ -595,6 +580,83 @@ pub async fn build(src: &Sources<'_>) -> Result<View, StoreError> {
         history_days: opts.history_days,
         built_at: now,
     })
+}
+
+/// A component's status while a probe stands in `state` (`down`, `degraded`).
+fn status_in(state: &str) -> Status {
+    if state == "degraded" {
+        Status::DegradedPerformance
+    } else {
+        Status::MajorOutage
+    }
+}
+
+/// One stored incident of the public component `ci` (shown as `name`, a probe of `kind`), as
+/// the public sees it: its state's impact, its times, fixed sentences.
+fn incident(r: &IncidentSummary, ci: usize, name: &str, kind: &str) -> Incident {
+    // The state it stands (or last stood) in, and the one it opened in.
+    let now_status = status_in(r.opened_as.as_deref().unwrap_or("down"));
+    let opened_status = r.fired_as.first().map_or(now_status, |s| status_in(s));
+    let went_down = now_status == Status::MajorOutage || r.fired_as.iter().any(|s| s == "down");
+    let impact = match r.severity.as_str() {
+        _ if !went_down => "minor",
+        "critical" => "critical",
+        "warning" | "minor" | "info" => "minor",
+        _ => "major",
+    };
+    // The store's `resolved_at` is the recovery that held; the incident was resolved when
+    // that hold ended. Monitoring is the hold itself: none when there was no hold.
+    let resolved_at = r
+        .resolved_at
+        .map(|t| r.resolve_due_at.map_or(t, |due| due.max(t)));
+    let monitoring_at = r
+        .recovered_at
+        .filter(|t| resolved_at.is_none_or(|res| *t < res));
+    let mut updates = vec![Update {
+        status: IncidentStatus::Investigating,
+        at: r.opened_at,
+        body: format!(
+            "{} We are investigating.",
+            wording::opening(kind, name, now_status, r.reason.as_deref())
+        ),
+    }];
+    if let Some(t) = r.acknowledged_at {
+        updates.push(Update {
+            status: IncidentStatus::Identified,
+            at: t,
+            body: "The problem has been identified and is being worked on.".into(),
+        });
+    }
+    if let Some(t) = monitoring_at {
+        updates.push(Update {
+            status: IncidentStatus::Monitoring,
+            at: t,
+            body: format!("{name} has recovered. We are monitoring."),
+        });
+    }
+    if let Some(t) = resolved_at {
+        updates.push(Update {
+            status: IncidentStatus::Resolved,
+            at: t.max(updates.last().map_or(t, |u| u.at)),
+            body: "This incident has been resolved.".into(),
+        });
+    }
+    updates.sort_by_key(|u| u.at);
+    let last = updates.last().expect("at least the opening");
+    Incident {
+        id: r.id,
+        component: ci,
+        name: wording::title(kind, name, now_status, r.reason.as_deref()),
+        status: last.status,
+        impact,
+        component_status: now_status,
+        opened_status,
+        opened_at: r.opened_at,
+        monitoring_at,
+        resolved_at,
+        updated_at: last.at,
+        updates,
+    }
 }
 
 #[cfg(test)]
@@ -619,6 +681,8 @@ pub(crate) mod testing {
             uptime_30d: None,
             latency_24h: Vec::new(),
             last_latency_ms: None,
+            has_latency: true,
+            created_at: None,
         }
     }
 }

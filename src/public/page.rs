@@ -830,6 +830,8 @@ mod tests {
                 .map(|h| (h != 5).then_some(10.0 + h as f64))
                 .collect(),
             last_latency_ms: Some(12.5),
+            has_latency: true,
+            created_at: Some(NOW - 60 * DAY),
         }
     }
 
@@ -867,6 +869,7 @@ mod tests {
                 members: vec![0, 1],
                 status: Status::PartialOutage,
                 position: 1,
+                created_at: None,
             },
             Group {
                 id: "g2".into(),
@@ -874,6 +877,7 @@ mod tests {
                 members: vec![2],
                 status: Status::Operational,
                 position: 2,
+                created_at: None,
             },
         ];
         let db = components[1].name.clone();
@@ -884,6 +888,8 @@ mod tests {
                 name: format!("{db} is down"),
                 status: IncidentStatus::Investigating,
                 impact: "critical",
+                component_status: Status::MajorOutage,
+                opened_status: Status::MajorOutage,
                 opened_at: NOW - 12 * 60_000,
                 monitoring_at: None,
                 resolved_at: None,
@@ -900,6 +906,8 @@ mod tests {
                 name: "API is down".into(),
                 status: IncidentStatus::Resolved,
                 impact: "major",
+                component_status: Status::MajorOutage,
+                opened_status: Status::MajorOutage,
                 opened_at: NOW - 3 * DAY,
                 monitoring_at: Some(NOW - 3 * DAY + 300_000),
                 resolved_at: Some(NOW - 3 * DAY + 600_000),
@@ -930,6 +938,7 @@ mod tests {
                 description: Some(format!("What we run {HOSTILE}")),
                 url: "https://status.example.com/status".into(),
                 updated_at: NOW - 60_000,
+                created_at: 0,
             },
             components,
             groups,

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Component, Incident, MaintenanceWindow, Status, View};
+use super::{Component, Incident, IncidentStatus, MaintenanceWindow, Status, View};
 use crate::time::rfc3339;
 
 /// `page`.
@@ -42,7 +42,7 @@ pub fn components(v: &View) -> Value {
                 "id": g.id,
                 "name": g.name,
                 "status": g.status.as_str(),
-                "created_at": rfc3339(v.page.updated_at.min(v.built_at)),
+                "created_at": rfc3339(g.created_at.unwrap_or(v.page.created_at)),
                 "updated_at": rfc3339(
                     g.members.iter().filter_map(|m| v.components[*m].since).max().unwrap_or(v.built_at)
                 ),
@@ -68,12 +68,12 @@ fn component(v: &View, c: &Component, group_id: Option<&str>, position: usize) -
         "id": c.id,
         "name": c.name,
         "status": c.status.as_str(),
-        "created_at": rfc3339(c.days.iter().find(|d| d.runs > 0).map_or(v.built_at, |d| d.start)),
+        "created_at": rfc3339(c.created_at.unwrap_or(v.page.created_at)),
         "updated_at": rfc3339(c.since.unwrap_or(v.built_at)),
         "position": position,
         "description": c.description,
         "showcase": true,
-        "start_date": c.days.iter().find(|d| d.runs > 0).map(|d| crate::time::rfc3339(d.start)[..10].to_owned()),
+        "start_date": c.created_at.map(|t| rfc3339(t)[..10].to_owned()),
         "group_id": group_id,
         "page_id": v.page.id,
         "group": false,
@@ -83,7 +83,10 @@ fn component(v: &View, c: &Component, group_id: Option<&str>, position: usize) -
 
 fn incident(v: &View, i: &Incident) -> Value {
     let c = &v.components[i.component];
-    let affected = json!([{ "code": c.id, "name": c.name, "old_status": "operational", "new_status": Status::MajorOutage.as_str() }]);
+    // The first update: what opening did to the component; the resolving one: back to
+    // operational.
+    let affected = |old: Status, new: Status| json!([{ "code": c.id, "name": c.name, "old_status": old.as_str(), "new_status": new.as_str() }]);
+    let last = i.updates.len() - 1;
     let id = format!("{}", i.id);
     let updates: Vec<Value> = i
         .updates
@@ -99,7 +102,13 @@ fn incident(v: &View, i: &Incident) -> Value {
                 "created_at": rfc3339(u.at),
                 "updated_at": rfc3339(u.at),
                 "display_at": rfc3339(u.at),
-                "affected_components": if n == 0 { affected.clone() } else { Value::Null },
+                "affected_components": match u.status {
+                    _ if n == 0 => affected(Status::Operational, i.opened_status),
+                    IncidentStatus::Resolved if n == last => {
+                        affected(i.component_status, Status::Operational)
+                    }
+                    _ => Value::Null,
+                },
                 "deliver_notifications": true,
                 "custom_tweet": null,
                 "tweet_id": null,
@@ -186,7 +195,8 @@ pub fn components_doc(v: &View) -> Value {
     json!({ "page": page(v), "components": components(v) })
 }
 
-/// `/api/v2/incidents.json` (all shown), or only the unresolved ones.
+/// `/api/v2/incidents.json` (all shown), or only the unresolved ones: newest first (by when
+/// each opened), as Statuspage lists them.
 pub fn incidents_doc(v: &View, unresolved_only: bool) -> Value {
     let list: Vec<Value> = v
         .incidents

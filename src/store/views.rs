@@ -33,10 +33,20 @@ pub struct IncidentSummary {
     pub severity: String,
     pub opened_at: i64,
     pub acknowledged_at: Option<i64>,
+    /// When the probe was last seen back up (the resolve hold began); `None` while down.
     pub recovered_at: Option<i64>,
+    /// When the resolve hold of the last recovery ends (ended): `recovered_at` + the hold.
+    pub resolve_due_at: Option<i64>,
+    /// The store's resolved time: the recovery that held (equal to `recovered_at`).
     pub resolved_at: Option<i64>,
-    /// The state it was opened for (`down`, `degraded`), from its alert template.
+    /// The failing observation's reason when it opened: internal text (hosts, addresses),
+    /// never shown as is; the public side reads only numbers out of it.
+    pub reason: Option<String>,
+    /// The state it stands in now, or stood in last (`down`, `degraded`): its alert
+    /// template's `state`, which follows the probe while the incident is open.
     pub opened_as: Option<String>,
+    /// Every state it has fired in (`down`, `degraded`), from its alert template.
+    pub fired_as: Vec<String>,
 }
 
 impl Store {
@@ -56,6 +66,12 @@ impl Store {
         from: i64,
     ) -> Result<Vec<HourlyRollup>, StoreError> {
         on_db!(&self.db, db => db.hourly_rollups(ids, from).await)
+    }
+
+    /// The first day each of the probes `ids` has results for, as far back as the daily
+    /// rollups go: (probe id, start of that UTC day, unix ms).
+    pub async fn first_days(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
+        on_db!(&self.db, db => db.first_days(ids).await)
     }
 
     /// Every unresolved incident and every one opened since `since` (unix ms), newest first.

@@ -299,10 +299,11 @@ async fn the_incident_history() {
     store
         .exec_raw(&format!(
             "INSERT INTO incidents (id, probe_id, probe, severity, opened_at, alert, \
-             acknowledged_at, recovered_at, resolved_at) VALUES \
-             (1, {web}, 'web', 'critical', 10, '{{\"state\":\"down\"}}', NULL, NULL, NULL), \
-             (2, {web}, 'web', 'warning', 20, '{{}}', NULL, NULL, 30), \
-             (3, {web}, 'web', 'critical', 200, '{{\"state\":\"degraded\"}}', 210, 220, 230)"
+             acknowledged_at, recovered_at, resolve_due_at, resolved_at) VALUES \
+             (1, {web}, 'web', 'critical', 10, '{{\"state\":\"down\"}}', NULL, NULL, NULL, NULL), \
+             (2, {web}, 'web', 'warning', 20, '{{}}', NULL, NULL, NULL, 30), \
+             (3, {web}, 'web', 'critical', 200, \
+              '{{\"state\":\"degraded\",\"fired_as\":[\"down\",\"degraded\"]}}', 210, 220, 225, 230)"
         ))
         .await;
     let h = store.incident_history(100).await.unwrap();
@@ -316,8 +317,11 @@ async fn the_incident_history() {
             opened_at: 200,
             acknowledged_at: Some(210),
             recovered_at: Some(220),
+            resolve_due_at: Some(225),
             resolved_at: Some(230),
+            reason: None,
             opened_as: Some("degraded".into()),
+            fired_as: vec!["down".into(), "degraded".into()],
         }
     );
     assert_eq!(h[1].opened_as.as_deref(), Some("down"));

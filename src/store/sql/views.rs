@@ -42,6 +42,24 @@ impl Db {
             .collect())
     }
 
+    /// The first day each of the probes `ids` has a daily rollup for (its first result, as
+    /// far back as the rollups are kept): (probe id, start of that UTC day).
+    pub(crate) async fn first_days(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::new(
+            "SELECT probe_id, MIN(day) AS first FROM rollups_daily WHERE runs > 0",
+        );
+        ids_in(&mut q, ids);
+        q.push(" GROUP BY probe_id");
+        let rows = q.build().fetch_all(&self.read).await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("probe_id"), r.get("first")))
+            .collect())
+    }
+
     /// The hourly rollups of the probes `ids` from the hour starting at `from` (unix ms) on.
     pub(crate) async fn hourly_rollups(
         &self,
@@ -75,12 +93,14 @@ impl Db {
         since: i64,
     ) -> Result<Vec<IncidentSummary>, StoreError> {
         let rows = sqlx::query(if PG {
-            "SELECT id, probe, severity, opened_at, acknowledged_at, recovered_at, resolved_at, \
-             alert::jsonb ->> 'state' AS opened_as FROM incidents \
+            "SELECT id, probe, severity, opened_at, acknowledged_at, recovered_at, resolve_due_at, \
+             resolved_at, reason, alert::jsonb ->> 'state' AS opened_as, \
+             alert::jsonb ->> 'fired_as' AS fired_as FROM incidents \
              WHERE resolved_at IS NULL OR opened_at >= $1 ORDER BY opened_at DESC, id DESC"
         } else {
-            "SELECT id, probe, severity, opened_at, acknowledged_at, recovered_at, resolved_at, \
-             json_extract(alert, '$.state') AS opened_as FROM incidents \
+            "SELECT id, probe, severity, opened_at, acknowledged_at, recovered_at, resolve_due_at, \
+             resolved_at, reason, json_extract(alert, '$.state') AS opened_as, \
+             json_extract(alert, '$.fired_as') AS fired_as FROM incidents \
              WHERE resolved_at IS NULL OR opened_at >= $1 ORDER BY opened_at DESC, id DESC"
         })
         .bind(since)
@@ -95,8 +115,14 @@ impl Db {
                 opened_at: r.get("opened_at"),
                 acknowledged_at: r.get("acknowledged_at"),
                 recovered_at: r.get("recovered_at"),
+                resolve_due_at: r.get("resolve_due_at"),
                 resolved_at: r.get("resolved_at"),
+                reason: r.get("reason"),
                 opened_as: r.get("opened_as"),
+                fired_as: r
+                    .get::<Option<String>, _>("fired_as")
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
             })
             .collect())
     }
