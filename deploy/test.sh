@@ -53,12 +53,14 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   log "installing nodejs"
   apt_install nodejs npm
 fi
-# playwright-core (npm) drives Debian's chromium for tests/status_page_browser.rs. One npm
-# command for both: `npm install --no-save` of one package removes the other unsaved ones.
+# playwright-core (npm) drives Debian's chromium for tests/status_page_browser.rs, which
+# injects axe-core (npm) into the page for its accessibility audit. One npm command for all:
+# `npm install --no-save` of one package removes the other unsaved ones.
 if [ ! -f tests/peers/node_modules/socket.io/package.json ] \
-  || [ ! -f tests/peers/node_modules/playwright-core/package.json ]; then
-  log "installing socket.io and playwright-core (into tests/peers/node_modules)"
-  npm install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1
+  || [ ! -f tests/peers/node_modules/playwright-core/package.json ] \
+  || [ ! -f tests/peers/node_modules/axe-core/package.json ]; then
+  log "installing socket.io, playwright-core and axe-core (into tests/peers/node_modules)"
+  npm install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1 axe-core@4
 fi
 if [ ! -x /usr/bin/chromium ]; then
   log "installing chromium"

@@ -2,7 +2,9 @@
 //! headless Chromium (Debian's `chromium`, driven by npm `playwright-core` from
 //! `tests/peers/render_page.js`) at phone and desktop sizes, and read as a person reads it.
 //!
-//! Needs `/usr/bin/chromium` and `tests/peers/node_modules/playwright-core` (both installed
+//! Checks the layout (components above the fold with incidents open), dark mode, axe-core's
+//! audit (no violation), keyboard access to each day's detail and feed autodiscovery.
+//! Needs `/usr/bin/chromium` and `tests/peers/node_modules/{playwright-core,axe-core}` (installed
 //! by `deploy/test.sh`); without them the test fails saying so, it never skips.
 //! `STATUS_PAGE_SCREENSHOTS=/tmp/status` keeps the screenshots as `/tmp/status-<size>.png`.
 //! The Statuspage-compatible JSON API (`/api/v2/*.json`) is `tests/statuspage_api.rs`.
@@ -33,7 +35,7 @@ fn require_browser() {
             .join("node_modules/playwright-core/package.json")
             .exists(),
         "playwright-core is missing from tests/peers/node_modules: run deploy/test.sh (or npm \
-         install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1)"
+         install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1 axe-core@4)"
     );
     let node = Command::new("node").arg("--version").output();
     assert!(
@@ -90,7 +92,7 @@ async fn status_page_reads_right_in_a_real_browser_on_phone_and_desktop() {
     let api = Target::start().await;
     let mut db = Target::start().await;
     let mut web = Target::start().await;
-    let files = Target::start().await;
+    let mut files = Target::start().await;
     let billing = Target::start().await;
     let probes = [
         probe(
@@ -148,15 +150,19 @@ async fn status_page_reads_right_in_a_real_browser_on_phone_and_desktop() {
     d.wait_state("website", "down", Duration::from_secs(10));
     web.on().await;
     d.wait_state("website", "up", Duration::from_secs(10));
-    // The database goes down and stays down: an open incident.
+    // The database and the downloads go down and stay down: two open incidents.
     db.off();
+    files.off();
     d.wait_state("db-primary", "down", Duration::from_secs(10));
+    d.wait_state("downloads", "down", Duration::from_secs(10));
     wait_for(
         Duration::from_secs(15),
-        "an open db-primary incident and a resolved website one",
+        "open db-primary and downloads incidents and a resolved website one",
         || {
             let inc = incidents(&d);
-            inc.contains(&("db-primary".into(), false)) && inc.contains(&("website".into(), true))
+            inc.contains(&("db-primary".into(), false))
+                && inc.contains(&("downloads".into(), false))
+                && inc.contains(&("website".into(), true))
         },
     );
 
@@ -170,6 +176,7 @@ async fn status_page_reads_right_in_a_real_browser_on_phone_and_desktop() {
             page = get(&url, "");
             page.2.contains("Major outage")
                 && page.2.contains("Database is down")
+                && page.2.contains("Downloads is down")
                 && page.2.contains("Website is down")
         },
     );
@@ -282,7 +289,7 @@ async fn status_page_reads_right_in_a_real_browser_on_phone_and_desktop() {
         );
         for c in comps {
             let name = c["name"].as_str().unwrap();
-            let want = if name == "Database" {
+            let want = if name == "Database" || name == "Downloads" {
                 "Major outage"
             } else {
                 "Operational"
@@ -301,22 +308,22 @@ async fn status_page_reads_right_in_a_real_browser_on_phone_and_desktop() {
         }
         assert_eq!(v["bars"], 4 * 90);
         let sections = |a: &str, b: &str| {
-            let (i, j) = (text.find(a), text.find(b));
-            assert!(
-                i.is_some() && j.is_some() && i < j,
-                "{a:?} before {b:?} {ctx}"
-            );
+            // `b` somewhere after the first `a`.
+            let after = text.find(a).and_then(|i| text[i + a.len()..].find(b));
+            assert!(after.is_some(), "{a:?} before {b:?} {ctx}");
         };
-        // Open incident first, with its update; maintenance; components; then the past.
+        // Open incidents in one line, the components, the incidents' detail, maintenance,
+        // then the past.
+        sections("2 open incidents: ", "Components");
+        sections("Components", "Public API");
+        sections("Downloads\n", "Current incidents");
         sections("Current incidents", "Database is down");
         sections("Database is down", "Investigating");
         sections("Investigating", "Database is not responding as expected.");
         sections("Database is not responding as expected.", "Maintenance");
         sections("Maintenance", "cdn-upgrade");
         sections("cdn-upgrade", "Scheduled");
-        sections("Scheduled", "Components");
-        sections("Components", "Public API");
-        sections("Downloads", "Past incidents");
+        sections("Scheduled", "Past incidents");
         sections("Past incidents", "Website is down");
         sections("Website is down", "Resolved");
         assert!(text.contains("Uptime over the past 90 days"), "{ctx}");
@@ -325,6 +332,52 @@ async fn status_page_reads_right_in_a_real_browser_on_phone_and_desktop() {
         for secret in ["billing-internal", "Billing backend", "127.0.0.1"] {
             assert!(!text.contains(secret), "{secret:?} seen {ctx}");
         }
+        // The components start above the fold, with two incidents open.
+        let (top, fold) = (
+            v["componentsTop"].as_f64().unwrap(),
+            v["innerHeight"].as_f64().unwrap(),
+        );
+        assert!(
+            top < fold,
+            "components start at {top} px, the fold at {fold} {ctx}"
+        );
+        // axe-core: no violation of any kind.
+        assert_eq!(v["axe"], serde_json::json!([]), "axe-core violations {ctx}");
+        // The keyboard reaches a day's detail, and its popover shows it.
+        let k = &v["keyboard"];
+        assert!(
+            k["tabs"].as_u64().is_some(),
+            "Tab never reached a day: {k} {ctx}"
+        );
+        assert!(
+            k["label"]
+                .as_str()
+                .is_some_and(|l| l.ends_with("% uptime") || l.ends_with("no data")),
+            "{k}"
+        );
+        assert_eq!(k["popover"], true, "the focused day shows its text: {k}");
+        // Feeds: autodiscovery and visible links.
+        let feeds: Vec<&str> = v["feeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        let base = d.url();
+        assert_eq!(
+            feeds,
+            [
+                format!("application/atom+xml {base}/feed.atom"),
+                format!("application/rss+xml {base}/feed.rss")
+            ],
+            "{ctx}"
+        );
+        assert!(
+            text.contains("Atom feed") && text.contains("RSS feed"),
+            "{ctx}"
+        );
+        // Light by default: a light background.
+        assert!(luminance(&v["background"]) > 0.8, "{}", v["background"]);
         let png = PathBuf::from(format!("{shots}-{size}.png"));
         let len = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
         assert!(len > 10_000, "screenshot {} is {len} bytes", png.display());
@@ -334,6 +387,50 @@ async fn status_page_reads_right_in_a_real_browser_on_phone_and_desktop() {
             png.display()
         );
     }
+    // prefers-color-scheme: dark: a dark background, light text, axe-clean.
+    let dark = &seen["dark"];
+    assert!(
+        luminance(&dark["background"]) < 0.1,
+        "dark background: {}",
+        dark["background"]
+    );
+    assert!(
+        luminance(&dark["color"]) > 0.7,
+        "light text: {}",
+        dark["color"]
+    );
+    assert_eq!(
+        dark["axe"],
+        serde_json::json!([]),
+        "axe-core violations in dark mode"
+    );
     let st = d.stop();
     assert!(st.success(), "SIGTERM exit: {st}\n{}", d.log());
+}
+
+/// The relative luminance (0 black to 1 white) of a computed `rgb(r, g, b)` colour.
+fn luminance(css: &serde_json::Value) -> f64 {
+    let s = css.as_str().unwrap_or_default();
+    let n: Vec<f64> = s
+        .trim_start_matches("rgba(")
+        .trim_start_matches("rgb(")
+        .trim_end_matches(')')
+        .split(',')
+        .take(3)
+        .map(|c| {
+            c.trim()
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("colour {s:?}"))
+                / 255.0
+        })
+        .map(|c| {
+            if c <= 0.04045 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        })
+        .collect();
+    assert_eq!(n.len(), 3, "colour {s:?}");
+    0.2126 * n[0] + 0.7152 * n[1] + 0.0722 * n[2]
 }

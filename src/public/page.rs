@@ -292,7 +292,7 @@ h2,h3,h4{line-height:1.3}
 section{margin:0 0 28px}
 .sec{display:flex;flex-wrap:wrap;align-items:baseline;justify-content:space-between;gap:4px 16px;margin:0 0 10px}
 .sec h2{margin:0;font-size:1.05rem;font-weight:600;color:#323f4b}
-.sec .note{color:#7b8794;font-size:.85rem}
+.sec .note{color:#52606d;font-size:.85rem}
 .card{background:#fff;border:1px solid #e4e7eb;border-radius:8px;margin:0 0 12px;overflow:hidden}
 .ghead{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:4px 12px;padding:12px 18px;background:#f9fafb;border-bottom:1px solid #e4e7eb}
 .ghead h3{margin:0;font-size:1.05rem;font-weight:600}
@@ -304,19 +304,21 @@ section{margin:0 0 28px}
 .st{display:inline-flex;align-items:center;gap:6px;font-size:.875rem;font-weight:600;white-space:nowrap}
 .st .dot{width:9px;height:9px;border-radius:50%;background:currentColor;flex:none}
 .st.op{color:#1f7a52}.st.dg{color:#946000}.st.po{color:#b24c12}.st.mo{color:#b42b2b}.st.mt{color:#2a62a0}
-.bars{display:flex;gap:2px;height:34px;margin:12px 0 4px}
-.bars i{flex:1 1 0;min-width:0;border-radius:2px;background:#d5dae0}
+.bars{position:relative;display:flex;gap:2px;height:34px;margin:12px 0 4px}
+.bars i{flex:1 1 0;min-width:0;border-radius:2px;background:#d5dae0;outline-offset:1px}
 .bars i.op{background:#3fae7a}.bars i.dg{background:#e9b63b}.bars i.po{background:#ec8a42}.bars i.mo{background:#dc4c4c}
-.bars i:hover{opacity:.7}
-.axis{display:flex;align-items:center;gap:10px;color:#7b8794;font-size:.75rem}
+.bars i:hover,.bars i:focus{opacity:.7}
+.bars i:focus-visible{outline:2px solid #1f2933}
+.bars i:hover::after,.bars i:focus::after{content:attr(aria-label);position:absolute;z-index:2;left:0;right:0;top:calc(100% + 4px);padding:4px 8px;border-radius:4px;background:#1f2933;color:#fff;font-size:.8rem;text-align:center;pointer-events:none}
+.axis{display:flex;align-items:center;gap:10px;color:#52606d;font-size:.75rem}
 .axis .rule{flex:1;height:1px;background:#e4e7eb}
 .stats{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:10px 24px;margin-top:12px}
 .up{display:flex;gap:20px;margin:0}
 .up div{min-width:0}
-.up dt{color:#7b8794;font-size:.8rem}
+.up dt{color:#52606d;font-size:.8rem}
 .up dd{margin:0;font-weight:600;font-variant-numeric:tabular-nums}
 .lat{display:flex;align-items:center;gap:10px;flex:1 1 200px;max-width:330px;min-width:0}
-.lat .lab{color:#7b8794;font-size:.8rem;line-height:1.5;white-space:nowrap}
+.lat .lab{color:#52606d;font-size:.8rem;line-height:1.5;white-space:nowrap}
 .lat .lab b{display:block;color:#1f2933;font-size:1rem;font-variant-numeric:tabular-nums}
 .spark{flex:1;min-width:0;width:100%;height:36px;display:block}
 .spark .ln{fill:none;stroke:#3b7dd8;stroke-width:1.6;stroke-linejoin:round;stroke-linecap:round}
@@ -333,16 +335,34 @@ section{margin:0 0 28px}
 .upd li{padding:8px 0 0;margin:8px 0 0;border-top:1px solid #eef0f3}
 .upd li:first-child{border-top:0;margin-top:0;padding-top:0}
 .upd b{font-weight:650}
-.upd time{display:block;color:#7b8794;font-size:.8rem}
+.upd time{display:block;color:#52606d;font-size:.8rem}
 .past h3{margin:18px 0 8px;font-size:.9rem;font-weight:600;color:#52606d;border-bottom:1px solid #e4e7eb;padding-bottom:6px}
 .past h3:first-of-type{margin-top:0}
 .past .inc{border-left-color:#c8ced6;margin:0 0 10px}
 .past h4{margin:0;font-size:1rem;font-weight:600}
 details{margin-top:8px}
 summary{cursor:pointer;color:#3b6fb6;font-size:.875rem}
-.empty{color:#7b8794;margin:0}
-footer{color:#7b8794;font-size:.8rem;padding:8px 0 32px}
-footer a{color:#3b6fb6}
+.empty{color:#52606d;margin:0}
+footer{color:#52606d;font-size:.8rem;padding:8px 0 32px}
+footer a{color:#2f5f9e}
+.oneline{margin:0 0 16px;font-weight:600}
+.oneline a{color:inherit}
+@media (prefers-color-scheme:dark){
+body{background:#111820;color:#e4e7eb}
+header.top,.card{background:#1b2530;border-color:#2e3a46}
+header.top p,.cdesc,.meta,.sec .note,.axis,.up dt,.lat .lab,.upd time,.empty,footer,.past h3{color:#b8c2cc}
+.sec h2{color:#d9e2ec}
+.ghead{background:#222e3a;border-color:#2e3a46}
+.comp+.comp,.upd li{border-color:#2e3a46}
+.axis .rule,.spark .base{background:#2e3a46;stroke:#2e3a46}
+.lat .lab b{color:#f5f7fa}
+.bars i{background:#3e4c59}
+.bars i:focus-visible{outline-color:#f5f7fa}
+.st.op{color:#5fd39a}.st.dg{color:#f0c453}.st.po{color:#f5a46b}.st.mo{color:#ff8a8a}.st.mt{color:#8ab8f0}
+summary,footer a{color:#8ab8f0}
+.past h3{border-color:#2e3a46}
+.past .inc{border-left-color:#52606d}
+}
 @media (max-width:480px){
 .wrap{padding:0 12px}
 header.top{padding:20px 0 16px}
@@ -368,7 +388,7 @@ pub fn render(v: &View) -> String {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light">
+<meta name="color-scheme" content="light dark">
 <title>{title}</title>
 "#,
         title = Esc(&v.page.name)
@@ -378,8 +398,10 @@ pub fn render(v: &View) -> String {
     }
     let _ = write!(
         o,
-        "<style>{CSS}</style>\n</head>\n<body>\n<header class=\"top\"><div class=\"wrap\">\n<h1>{}</h1>\n",
-        Esc(&v.page.name)
+        "<link rel=\"alternate\" type=\"application/atom+xml\" title=\"{t} (Atom)\" href=\"feed.atom\">\n\
+         <link rel=\"alternate\" type=\"application/rss+xml\" title=\"{t} (RSS)\" href=\"feed.rss\">\n\
+         <style>{CSS}</style>\n</head>\n<body>\n<header class=\"top\"><div class=\"wrap\">\n<h1>{t}</h1>\n",
+        t = Esc(&v.page.name)
     );
     if let Some(d) = &v.page.description {
         let _ = writeln!(o, "<p>{}</p>", Esc(d));
@@ -397,23 +419,26 @@ pub fn render(v: &View) -> String {
         r#"<section class="banner b-{indicator}" role="status"><span class="sym" aria-hidden="true">{sym}</span><h2>{words}</h2></section>"#
     );
 
-    // Open incidents, prominently, with every update.
+    // Open incidents in one line, each linking to its detail below the components: the
+    // components stay above the fold however many are open.
     let open: Vec<&Incident> = v.unresolved().collect();
     if !open.is_empty() {
-        o.push_str("<section aria-labelledby=\"h-open\">\n<div class=\"sec\"><h2 id=\"h-open\">Current incidents</h2></div>\n");
-        for i in open {
-            incident(&mut o, v, i, true);
+        let _ = write!(
+            o,
+            "<p class=\"oneline\">{} open incident{}: ",
+            open.len(),
+            if open.len() == 1 { "" } else { "s" }
+        );
+        for (n, i) in open.iter().enumerate() {
+            let _ = write!(
+                o,
+                "{}<a href=\"#incident-{}\">{}</a>",
+                if n == 0 { "" } else { ", " },
+                i.id,
+                Esc(&i.name)
+            );
         }
-        o.push_str("</section>\n");
-    }
-
-    // Maintenance, in progress first (the view sorts by start).
-    if !v.maintenances.is_empty() {
-        o.push_str("<section aria-labelledby=\"h-mnt\">\n<div class=\"sec\"><h2 id=\"h-mnt\">Maintenance</h2></div>\n");
-        for m in &v.maintenances {
-            maintenance(&mut o, v, m);
-        }
-        o.push_str("</section>\n");
+        o.push_str("</p>\n");
     }
 
     // Components: a group's card where its first member stands in config order.
@@ -457,6 +482,24 @@ pub fn render(v: &View) -> String {
     }
     o.push_str("</section>\n");
 
+    // Open incidents in detail, with every update.
+    if !open.is_empty() {
+        o.push_str("<section aria-labelledby=\"h-open\">\n<div class=\"sec\"><h2 id=\"h-open\">Current incidents</h2></div>\n");
+        for i in open {
+            incident(&mut o, v, i, true);
+        }
+        o.push_str("</section>\n");
+    }
+
+    // Maintenance, in progress first (the view sorts by start).
+    if !v.maintenances.is_empty() {
+        o.push_str("<section aria-labelledby=\"h-mnt\">\n<div class=\"sec\"><h2 id=\"h-mnt\">Maintenance</h2></div>\n");
+        for m in &v.maintenances {
+            maintenance(&mut o, v, m);
+        }
+        o.push_str("</section>\n");
+    }
+
     // Resolved incidents, by the day they began.
     let _ = write!(
         o,
@@ -486,7 +529,8 @@ pub fn render(v: &View) -> String {
     let _ = write!(
         o,
         "<footer class=\"wrap\"><p>Updated {built}. Last change {changed}. All times UTC.</p>\
-         <p><a href=\"api/v2/summary.json\">JSON</a> · Powered by probed</p></footer>\n</body>\n</html>\n",
+         <p>Subscribe: <a href=\"feed.atom\">Atom feed</a> · <a href=\"feed.rss\">RSS feed</a> · \
+         <a href=\"api/v2/summary.json\">JSON</a> · Powered by probed</p></footer>\n</body>\n</html>\n",
         built = {
             let mut t = String::new();
             time_tag(&mut t, v.built_at);
@@ -528,7 +572,7 @@ fn component(o: &mut String, c: &Component, heading: &str) {
     let overall = window_uptime(&c.days);
     let _ = write!(
         o,
-        "<div class=\"bars\" role=\"img\" aria-label=\"Daily uptime of {name} over the past {n} days: {all}\">",
+        "<div class=\"bars\" role=\"list\" aria-label=\"Daily uptime of {name} over the past {n} days: {all}\">",
         name = Esc(&c.name),
         n = c.days.len(),
         all = overall.map_or_else(|| "no data".into(), |p| format!("{} overall", pct(p)))
@@ -536,7 +580,7 @@ fn component(o: &mut String, c: &Component, heading: &str) {
     for d in &c.days {
         let _ = write!(
             o,
-            "<i class=\"{}\" title=\"{}: {}\"></i>",
+            "<i class=\"{}\" role=\"listitem\" tabindex=\"0\" aria-label=\"{}: {}\"></i>",
             day_class(d),
             date(d.start),
             d.uptime
@@ -563,14 +607,18 @@ fn component(o: &mut String, c: &Component, heading: &str) {
             p.map_or_else(|| "—".into(), pct)
         );
     }
-    o.push_str("</dl><div class=\"lat\">");
-    let _ = write!(
-        o,
-        "<span class=\"lab\">Response time<b>{}</b></span>",
-        c.last_latency_ms.map_or_else(|| "—".into(), latency)
-    );
-    sparkline(o, &c.latency_24h);
-    o.push_str("</div></div>\n</div>\n");
+    o.push_str("</dl>");
+    if c.has_latency {
+        o.push_str("<div class=\"lat\">");
+        let _ = write!(
+            o,
+            "<span class=\"lab\">Response time<b>{}</b></span>",
+            c.last_latency_ms.map_or_else(|| "—".into(), latency)
+        );
+        sparkline(o, &c.latency_24h);
+        o.push_str("</div>");
+    }
+    o.push_str("</div>\n</div>\n");
 }
 
 /// An inline SVG of the hourly mean latencies, oldest left; gaps where an hour had no runs.
@@ -1004,29 +1052,63 @@ mod tests {
         assert!(html.contains(">Under maintenance</span>"));
         // 90 bars per component, grey for days without data, with date and percentage.
         assert_eq!(html.matches("<i class=\"").count(), 4 * 90);
-        assert_eq!(html.matches("<i class=\"nd\" title=\"").count(), 4 * 30);
-        assert!(html.contains(r#"<i class="po" title="Dec 31, 2025: 97.50% uptime"></i>"#));
-        assert!(html.contains(r#"<i class="nd" title="Oct 4, 2025: no data"></i>"#));
-        assert!(html.contains(r#"<i class="op" title="Jan 1, 2026: 100% uptime"></i>"#));
+        // Each day reachable by keyboard and touch (focusable, its text in a popover).
+        let day = |class: &str, text: &str| {
+            format!(r#"<i class="{class}" role="listitem" tabindex="0" aria-label="{text}"></i>"#)
+        };
+        assert_eq!(
+            html.matches(r#"<i class="nd" role="listitem" tabindex="0""#)
+                .count(),
+            4 * 30
+        );
+        assert!(html.contains(&day("po", "Dec 31, 2025: 97.50% uptime")));
+        assert!(html.contains(&day("nd", "Oct 4, 2025: no data")));
+        assert!(html.contains(&day("op", "Jan 1, 2026: 100% uptime")));
+        assert!(
+            !html.contains("<i class=\"op\" title="),
+            "no tooltip-only text"
+        );
         // Uptime figures and a sparkline per component, with a gap for the empty hour.
         assert!(html.contains("<dt>24 h uptime</dt><dd>99.50%</dd>"));
         assert!(html.contains("<dt>7 d uptime</dt><dd>99.93%</dd>"));
         assert!(html.contains("<dt>30 d uptime</dt><dd>—</dd>"));
         assert_eq!(html.matches("<svg class=\"spark\"").count(), 4);
+        // A kind without a response time (push, backup) shows none.
+        let mut v = view();
+        v.components[0].has_latency = false;
+        let h = render(&v);
+        assert_eq!(h.matches("<svg class=\"spark\"").count(), 3);
+        assert_eq!(h.matches("<span class=\"lab\">Response time").count(), 3);
         assert_eq!(html.matches("<path class=\"ln\"").count(), 4 * 2);
         assert!(html.contains("hourly means: 10 ms to 33 ms"));
-        // The open incident first, with its update; the resolved one under its day.
+        // The open incident in one line above the components, its detail below them; the
+        // resolved one under its day.
+        assert!(html.contains(
+            "<p class=\"oneline\">1 open incident: <a href=\"#incident-7\">Database &lt;script&gt;"
+        ));
+        assert!(html.find("<p class=\"oneline\">").unwrap() < core);
         let open = html
             .find("<h2 id=\"h-open\">Current incidents</h2>")
             .unwrap();
         let open_name = html.find("<h3>Database &lt;script&gt;").unwrap();
-        assert!(open < open_name && open_name < core);
+        assert!(search < open && open < open_name);
+        // Feeds: autodiscovery and visible links.
+        assert!(html.contains(
+            r#"<link rel="alternate" type="application/atom+xml" title="Acme &lt;script&gt;"#
+        ));
+        assert!(
+            html.contains(r#"type="application/rss+xml""#) && html.contains(r#"href="feed.rss""#)
+        );
+        assert!(html.contains(r#"<a href="feed.atom">Atom feed</a>"#));
+        // Dark mode, and no low-contrast grey.
+        assert!(html.contains("@media (prefers-color-scheme:dark)"));
+        assert!(!html.contains("#7b8794"));
         assert!(html.contains("<span class=\"tag critical\">Investigating</span>"));
         assert!(html.contains("Began <time datetime=\"2025-12-31T23:48:00.000Z\">Dec 31, 2025 23:48 UTC</time>, ongoing for 12 min"));
         assert!(html.contains("is not responding as expected. We are investigating."));
         let past = html.find("<h2 id=\"h-past\">Past incidents</h2>").unwrap();
         let resolved = html.find("<h4>API is down</h4>").unwrap();
-        assert!(search < past && past < resolved);
+        assert!(open_name < past && past < resolved);
         assert!(html.contains("<h3>Dec 29, 2025</h3>"));
         assert!(html.contains("Lasted 10 min"));
         assert!(html.contains("<b>Resolved</b> — This incident has been resolved."));

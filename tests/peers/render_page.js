@@ -2,7 +2,11 @@
 // playwright-core) at phone and desktop sizes, and prints what a person would see as JSON:
 // { "<viewport>": { status, title, lang, text, overflow, scrollWidth, innerWidth, headings,
 //   bars, components: [{ name, state, bars, minBarWidth, barsRight, sparklines, lastBarTitle }],
-//   overflowing }, ... }.
+//   overflowing, componentsTop, innerHeight, background, axe: [violations], keyboard:
+//   { tabs, label, popover } }, ... }, plus "dark" (the desktop size with
+//   prefers-color-scheme: dark: its computed background and axe's violations).
+// axe-core (npm) is injected into each page (with the page's CSP bypassed: the page itself
+// allows no script) and run with its default rules.
 //
 // usage: node tests/peers/render_page.js URL [SCREENSHOT_PREFIX]
 //   with SCREENSHOT_PREFIX, a full-page PNG per viewport: PREFIX-<viewport>.png
@@ -26,6 +30,17 @@ try {
   );
   process.exit(3);
 }
+let axeSource;
+try {
+  axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+} catch (e) {
+  console.error(
+    'axe-core is missing from tests/peers/node_modules: run deploy/test.sh ' +
+      '(npm install --no-save --prefix tests/peers socket.io@4 playwright-core@1 axe-core@4): ' +
+      e.message,
+  );
+  process.exit(3);
+}
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 if (!fs.existsSync(executablePath)) {
   console.error(`${executablePath} is missing: run deploy/test.sh (apt-get install chromium)`);
@@ -36,14 +51,48 @@ const VIEWPORTS = {
   narrow: { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
   phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
   desktop: { viewport: { width: 1280, height: 900 }, isMobile: false, deviceScaleFactor: 1 },
+  dark: { viewport: { width: 1280, height: 900 }, isMobile: false, deviceScaleFactor: 1, colorScheme: 'dark' },
 };
+
+// axe-core's violations on the page as it is now: [{ id, impact, nodes, example }].
+async function axe(page) {
+  await page.addScriptTag({ content: axeSource });
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document);
+    return r.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      nodes: v.nodes.length,
+      example: v.nodes.slice(0, 3).map((n) => n.failureSummary + ' @ ' + n.target.join(' ')),
+    }));
+  });
+}
+
+// Tabs from the top until a day of an uptime bar has focus (at most 60 presses): how many
+// presses, its text, and whether its popover shows.
+async function tabToDay(page) {
+  for (let tabs = 1; tabs <= 60; tabs++) {
+    await page.keyboard.press('Tab');
+    const day = await page.evaluate(() => {
+      const el = document.activeElement;
+      if (!el || !el.matches('.bars i')) return null;
+      const after = getComputedStyle(el, '::after');
+      return {
+        label: el.getAttribute('aria-label'),
+        popover: after.content !== 'none' && after.display !== 'none' && after.content.includes(':'),
+      };
+    });
+    if (day) return { tabs, ...day };
+  }
+  return { tabs: null };
+}
 
 (async () => {
   const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
   const out = {};
   try {
     for (const [name, opts] of Object.entries(VIEWPORTS)) {
-      const ctx = await browser.newContext(opts);
+      const ctx = await browser.newContext({ ...opts, bypassCSP: true });
       const page = await ctx.newPage();
       const t0 = Date.now();
       const resp = await page.goto(url, { waitUntil: 'load', timeout: 20000 });
@@ -63,6 +112,11 @@ const VIEWPORTS = {
             text: h.innerText.trim(),
           })),
           bars: document.querySelectorAll('.bars i').length,
+          componentsTop: rect(document.getElementById('h-comp')).top,
+          innerHeight: window.innerHeight,
+          background: getComputedStyle(document.body).backgroundColor,
+          color: getComputedStyle(document.body).color,
+          feeds: [...document.querySelectorAll('link[rel=alternate]')].map((l) => `${l.type} ${l.href}`),
           components: [...document.querySelectorAll('.comp')].map((c) => {
             const bars = [...c.querySelectorAll('.bars i')];
             return {
@@ -72,7 +126,7 @@ const VIEWPORTS = {
               minBarWidth: bars.length ? Math.min(...bars.map((b) => rect(b).width)) : 0,
               barsRight: bars.length ? Math.max(...bars.map((b) => rect(b).right)) : 0,
               sparklines: c.querySelectorAll('svg.spark').length,
-              lastBarTitle: bars.length ? bars[bars.length - 1].title : null,
+              lastBarTitle: bars.length ? bars[bars.length - 1].getAttribute('aria-label') : null,
             };
           }),
           // Anything reaching past the viewport's right edge, to say what overflows.
@@ -83,6 +137,8 @@ const VIEWPORTS = {
         };
       });
       seen.status = resp ? resp.status() : null;
+      seen.keyboard = await tabToDay(page);
+      seen.axe = await axe(page);
       seen.loadMs = loadMs;
       if (shots) {
         await page.screenshot({ path: `${shots}-${name}.png`, fullPage: true });
