@@ -46,6 +46,15 @@ if ! python3 -c 'import feedparser' 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages feedparser
 fi
 
+# Statuspage clients: PyPI statuspage-prometheus-exporter, one of the two real clients
+# tests/statuspage_clients.rs reads probed's /api/v2/*.json with (the other is npm's
+# statuspage.io, below).
+if ! python3 -c 'import statuspage_prometheus_exporter.gauges' 2>/dev/null; then
+  log "installing statuspage-prometheus-exporter"
+  python3 -m pip install --quiet statuspage-prometheus-exporter \
+    || python3 -m pip install --quiet --break-system-packages statuspage-prometheus-exporter
+fi
+
 # Socket.IO: a real Socket.IO v4 server (npm socket.io, with Debian's nodejs). The websocket
 # probe's tests run tests/peers/websocket_socketio_server.js themselves; the package goes
 # into tests/peers/node_modules (git-ignored), nowhere else.
@@ -54,13 +63,17 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt_install nodejs npm
 fi
 # playwright-core (npm) drives Debian's chromium for tests/status_page_browser.rs, which
-# injects axe-core (npm) into the page for its accessibility audit. One npm command for all:
+# injects axe-core (npm) into the page for its accessibility audit. statuspage.io (npm) is the
+# Statuspage API client tests/statuspage_clients.rs points at probed; pinned to 3.3.8, as
+# 3.4.6 (the latest) was published without its dist/. One npm command for all:
 # `npm install --no-save` of one package removes the other unsaved ones.
 if [ ! -f tests/peers/node_modules/socket.io/package.json ] \
   || [ ! -f tests/peers/node_modules/playwright-core/package.json ] \
-  || [ ! -f tests/peers/node_modules/axe-core/package.json ]; then
-  log "installing socket.io, playwright-core and axe-core (into tests/peers/node_modules)"
-  npm install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1 axe-core@4
+  || [ ! -f tests/peers/node_modules/axe-core/package.json ] \
+  || ! grep -q '"version": "3.3.8"' tests/peers/node_modules/statuspage.io/package.json 2>/dev/null; then
+  log "installing socket.io, playwright-core, axe-core and statuspage.io (into tests/peers/node_modules)"
+  npm install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1 axe-core@4 \
+    statuspage.io@3.3.8
 fi
 if [ ! -x /usr/bin/chromium ]; then
   log "installing chromium"

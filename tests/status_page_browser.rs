@@ -35,7 +35,7 @@ fn require_browser() {
             .join("node_modules/playwright-core/package.json")
             .exists(),
         "playwright-core is missing from tests/peers/node_modules: run deploy/test.sh (or npm \
-         install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1 axe-core@4)"
+         install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1 axe-core@4 statuspage.io@3.3.8)"
     );
     let node = Command::new("node").arg("--version").output();
     assert!(
