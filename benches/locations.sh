@@ -24,25 +24,14 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14+$15}' /proc/$1/stat; }
+. benches/common.sh
 pg_ticks() { local t=0; for p in $(pgrep -x postgres; pgrep -f '^postgres: '); do
   t=$((t + $(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
 commits() { "${PSQL[@]}" -d postgres -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$DB'"; }
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB" || exit 1
 URL="postgres://postgres@127.0.0.1:5432/$DB"
 
-NP=$(port)
-mkdir -p "$W/ngx/logs" "$W/ngx/tmp"
-cat >"$W/ngx/nginx.conf" <<NGX
-worker_processes 1; pid $W/ngx/nginx.pid; error_log $W/ngx/logs/error.log;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $W/ngx/tmp; proxy_temp_path $W/ngx/tmp;
-  fastcgi_temp_path $W/ngx/tmp; uwsgi_temp_path $W/ngx/tmp; scgi_temp_path $W/ngx/tmp;
-  server { listen 127.0.0.1:$NP; location / { return 200 "ok"; } } }
-NGX
-nginx -p "$W/ngx" -c "$W/ngx/nginx.conf" -g 'daemon off;' & PIDS+=($!)
+start_nginx "$W"
 { echo "probes:"; for i in $(seq 0 $((N-1))); do
   echo "  - { name: p$i, kind: http, every: ${INTERVAL}s, timeout: 5s, request: { url: \"http://127.0.0.1:$NP/?i=$i\" } }"; done; } >"$W/probes.yaml"
 

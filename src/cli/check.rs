@@ -326,20 +326,7 @@ pub fn all(r: &StatusReport, t: &Thresholds) -> Plugin {
     not_ok.sort_by(|a, b| rank(a.0).cmp(&rank(b.0)).then_with(|| a.1.cmp(&b.1)));
 
     let count = |s: State| r.probes.iter().filter(|p| p.state == s).count();
-    let mut parts = vec![format!("{} up", count(State::Up))];
-    for s in [
-        State::Down,
-        State::Degraded,
-        State::Pending,
-        State::Unknown,
-        State::Paused,
-    ] {
-        let n = count(s);
-        if n > 0 {
-            parts.push(format!("{n} {s}"));
-        }
-    }
-    let mut summary = format!("{} probes: {}", r.probes.len(), parts.join(", "));
+    let mut summary = format!("{} probes: {}", r.probes.len(), super::state_counts(r));
     if !r.daemon.healthy {
         let problems = if r.daemon.problems.is_empty() {
             "a self-check fails".to_owned()

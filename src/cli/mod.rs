@@ -547,13 +547,10 @@ fn unreachable_report(error: String) -> StatusReport {
     }
 }
 
-/// The status table; with `locations`, a row per location under each probe.
-pub fn render_status(r: &StatusReport, now: i64, locations: bool) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let d = &r.daemon;
+/// `5 up, 1 down, 2 pending`: how many probes are up, and in each other state that has any.
+pub(crate) fn state_counts(r: &StatusReport) -> String {
     let count = |s: State| r.probes.iter().filter(|p| p.state == s).count();
-    let mut summary = vec![format!("{} up", count(State::Up))];
+    let mut parts = vec![format!("{} up", count(State::Up))];
     for s in [
         State::Down,
         State::Degraded,
@@ -563,9 +560,18 @@ pub fn render_status(r: &StatusReport, now: i64, locations: bool) -> String {
     ] {
         let n = count(s);
         if n > 0 {
-            summary.push(format!("{n} {s}"));
+            parts.push(format!("{n} {s}"));
         }
     }
+    parts.join(", ")
+}
+
+/// The status table; with `locations`, a row per location under each probe.
+pub fn render_status(r: &StatusReport, now: i64, locations: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let d = &r.daemon;
+    let summary = state_counts(r);
     let _ = writeln!(
         out,
         "probed {} {} for {}, {} probes: {}",
@@ -573,7 +579,7 @@ pub fn render_status(r: &StatusReport, now: i64, locations: bool) -> String {
         if d.healthy { "healthy" } else { "UNHEALTHY" },
         crate::units::format_duration(Duration::from_secs(d.uptime_seconds.unwrap_or(0))),
         d.probes,
-        summary.join(", ")
+        summary
     );
     for p in &d.problems {
         let _ = writeln!(out, "  ! {p}");

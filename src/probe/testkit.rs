@@ -219,10 +219,16 @@ pub(crate) fn ca_signed(sans: &[&str], until: i64) -> Pki {
 
 /// A self-signed leaf for `sans`, valid for a year.
 pub(crate) fn self_signed(sans: &[&str]) -> Pki {
-    let key = KeyPair::generate().unwrap();
-    let mut params =
+    let params =
         CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    valid(&mut params, -86_400, 365 * 86_400);
+    served_self_signed(params, -86_400, 365 * 86_400)
+}
+
+/// `params` signed by their own new key, valid from `from` until `until` seconds from now,
+/// and served as the server's own.
+fn served_self_signed(mut params: CertificateParams, from: i64, until: i64) -> Pki {
+    let key = KeyPair::generate().unwrap();
+    valid(&mut params, from, until);
     let cert = params.self_signed(&key).unwrap();
     let chain = vec![cert.der().clone()];
     Pki {
@@ -237,22 +243,13 @@ pub(crate) fn self_signed(sans: &[&str]) -> Pki {
 /// -x509` makes), served as the server's own; valid from `from` until `until` seconds from
 /// now.
 pub(crate) fn self_signed_ca(sans: &[&str], from: i64, until: i64) -> Pki {
-    let key = KeyPair::generate().unwrap();
     let mut params =
         CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params
         .distinguished_name
         .push(DnType::CommonName, "probed test self-signed ca");
-    valid(&mut params, from, until);
-    let cert = params.self_signed(&key).unwrap();
-    let chain = vec![cert.der().clone()];
-    Pki {
-        ca_pem: cert.pem(),
-        leaf_not_after: params.not_after.unix_timestamp(),
-        server: server(chain.clone(), &key),
-        chain,
-    }
+    served_self_signed(params, from, until)
 }
 
 /// A PEM file holding `pem`.

@@ -2,7 +2,6 @@
 //! a temp dir: alone with gossip off ([`Alertmanager::start`]), or as a gossip cluster
 //! ([`Alertmanager::start_cluster`]).
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -195,16 +194,9 @@ impl Alertmanager {
             child,
             dir,
         };
-        let t0 = Instant::now();
-        while am.get("/-/ready").0 != 200 {
-            if let Ok(Some(st)) = am.child.try_wait() {
-                return Err(format!("exited with {st}:\n{}", am.log()));
-            }
-            if t0.elapsed() > Duration::from_secs(20) {
-                return Err(format!("not ready within 20s:\n{}", am.log()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_ready(&mut am.child, am.port, Duration::from_secs(20), || {
+            std::fs::read_to_string(am.dir.path().join("am.log")).unwrap_or_default()
+        })?;
         Ok(am)
     }
 
@@ -221,33 +213,9 @@ impl Alertmanager {
         self.dir.path().join("am.log")
     }
 
-    /// `GET path` as (status, body); (0, "") when nothing answers. HTTP/1.0, so Go's server
-    /// answers unchunked and closes: the body is the rest of the stream.
+    /// `GET path` as (status, body); (0, "") when nothing answers.
     fn get(&self, path: &str) -> (u16, String) {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return (0, String::new());
-        };
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        if write!(
-            s,
-            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
-            self.port
-        )
-        .is_err()
-        {
-            return (0, String::new());
-        }
-        let mut raw = String::new();
-        if s.read_to_string(&mut raw).is_err() {
-            return (0, String::new());
-        }
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let code = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (code, body.to_owned())
+        super::go_get(self.port, path)
     }
 
     fn get_json(&self, path: &str) -> serde_json::Value {

@@ -392,6 +392,52 @@ pub fn poll_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// `GET path` from a Go server on 127.0.0.1:`port` (Prometheus, Alertmanager) as (status,
+/// body); (0, "") when nothing answers. HTTP/1.0, so Go's server answers unchunked and
+/// closes: the body is the rest of the stream.
+pub fn go_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").is_err() {
+        return (0, String::new());
+    }
+    let mut raw = String::new();
+    if s.read_to_string(&mut raw).is_err() {
+        return (0, String::new());
+    }
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_owned())
+}
+
+/// Polls a peer process's `/-/ready` on 127.0.0.1:`port` until it answers 200; an error
+/// with its `log` if it exits first or is not ready within `limit`.
+pub fn wait_ready(
+    child: &mut Child,
+    port: u16,
+    limit: Duration,
+    log: impl Fn() -> String,
+) -> Result<(), String> {
+    let t0 = Instant::now();
+    while go_get(port, "/-/ready").0 != 200 {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!("exited with {st}:\n{}", log()));
+        }
+        if t0.elapsed() > limit {
+            return Err(format!("not ready within {limit:?}:\n{}", log()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// A plain GET over a fresh connection, for reading /metrics and friends in tests.
 pub fn http_get_blocking(url: &str) -> String {
     http_get_with(url, "")

@@ -3,10 +3,10 @@
 //! tester. Queries go through the HTTP API ([`Prometheus::query`]); a series that needs a
 //! few scrapes to appear is waited for with [`Prometheus::wait_series`], never slept for.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The binaries Debian's package installs.
 const BINARY: &str = "prometheus";
@@ -86,16 +86,9 @@ impl Prometheus {
             Err(e) => panic!("cannot run {BINARY}: {e}"),
         };
         let mut p = Prometheus { port, child, dir };
-        let t0 = Instant::now();
-        while p.get("/-/ready").0 != 200 {
-            if let Ok(Some(st)) = p.child.try_wait() {
-                return Err(format!("exited with {st}:\n{}", p.log()));
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                return Err(format!("not ready within 30s:\n{}", p.log()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_ready(&mut p.child, p.port, Duration::from_secs(30), || {
+            std::fs::read_to_string(p.dir.path().join("prometheus.log")).unwrap_or_default()
+        })?;
         Ok(p)
     }
 
@@ -112,33 +105,9 @@ impl Prometheus {
         self.dir.path().join("prometheus.log")
     }
 
-    /// `GET path` as (status, body); (0, "") when nothing answers. HTTP/1.0, so Go's server
-    /// answers unchunked and closes: the body is the rest of the stream.
+    /// `GET path` as (status, body); (0, "") when nothing answers.
     fn get(&self, path: &str) -> (u16, String) {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return (0, String::new());
-        };
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        if write!(
-            s,
-            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
-            self.port
-        )
-        .is_err()
-        {
-            return (0, String::new());
-        }
-        let mut raw = String::new();
-        if s.read_to_string(&mut raw).is_err() {
-            return (0, String::new());
-        }
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let code = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (code, body.to_owned())
+        super::go_get(self.port, path)
     }
 
     /// `GET path` (with its query string) from the HTTP API, parsed: the whole answer,
