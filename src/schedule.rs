@@ -1000,7 +1000,7 @@ mod tests {
         let metrics = runner.metrics.probe(&pc);
         let probe = pc.spec.build().unwrap();
         let entry = Arc::new(ProbeEntry::new(
-            Arc::new(pc.clone()),
+            pc.clone(),
             ids[&pc.name].id,
             Live::default(),
         ));
@@ -1285,13 +1285,7 @@ mod tests {
             .probes
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                Arc::new(ProbeEntry::new(
-                    Arc::new(p.clone()),
-                    i as i64,
-                    Live::default(),
-                ))
-            })
+            .map(|(i, p)| Arc::new(ProbeEntry::new(p.clone(), i as i64, Live::default())))
             .collect();
         let now = 1_000_000;
         let set = |name: &str, ok: bool| {
@@ -1385,7 +1379,7 @@ async fn tests_setup_for_size(
     ));
     let m = runner.metrics.probe(&pc);
     let probe = pc.spec.build().unwrap();
-    let e = Arc::new(ProbeEntry::new(Arc::new(pc), 1, Live::default()));
+    let e = Arc::new(ProbeEntry::new(pc, 1, Live::default()));
     (runner, e, probe, m, (), ())
 }
 

@@ -43,7 +43,7 @@ const SEND_BACKSTOP: Duration = Duration::from_secs(2);
 pub struct Plan {
     pub notifiers: HashMap<String, Arc<Notifier>>,
     pub router: Arc<Router>,
-    pub probes: HashMap<String, ProbeConfig>,
+    pub probes: HashMap<String, Arc<ProbeConfig>>,
     pub options: AlertingOptions,
     /// Whose claim a delivery is (`instance`), when several daemons share the outbox.
     pub claimer: String,

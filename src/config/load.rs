@@ -29,6 +29,7 @@ mod watchdog;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -251,7 +252,7 @@ impl Loader<'_> {
             admin_token,
             defaults,
             store,
-            probes,
+            probes: probes.into_iter().map(Arc::new).collect(),
             notifiers,
             routes,
             watchdog,

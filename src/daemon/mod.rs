@@ -344,13 +344,13 @@ impl Daemon {
     async fn apply(&self, config: &Config) -> Result<(), DaemonError> {
         let runner = &self.shared.runner;
         // Probes kept to other locations (`locations:`) are not run here.
-        let here: Vec<&ProbeConfig> = config
+        let here: Vec<&Arc<ProbeConfig>> = config
             .probes
             .iter()
             .filter(|p| p.runs_at(&self.location))
             .collect();
         // With a shared store, the others are registered and shown all the same.
-        let elsewhere: Vec<&ProbeConfig> = if runner.shared_store() {
+        let elsewhere: Vec<&Arc<ProbeConfig>> = if runner.shared_store() {
             config
                 .probes
                 .iter()
@@ -391,7 +391,7 @@ impl Daemon {
                                 ..Live::default()
                             },
                         };
-                        Arc::new(ProbeEntry::new(Arc::new(pc.clone()), sp.id, live))
+                        Arc::new(ProbeEntry::new(pc.clone(), sp.id, live))
                     }
                 };
                 kept.insert(pc.name.clone(), entry);
@@ -424,7 +424,7 @@ impl Daemon {
         // Objectives: a probe new to this process, or whose `slo` changed, replays its
         // recent runs from the store, so a restart or reload neither forgets an alert nor
         // raises one afresh.
-        let stale: Vec<&ProbeConfig> = {
+        let stale: Vec<&Arc<ProbeConfig>> = {
             let probes = self.shared.probes.read().unwrap();
             here.iter()
                 .copied()
@@ -461,7 +461,7 @@ impl Daemon {
             trackers.insert(pc.name.clone(), t);
         }
         let mut probes = self.shared.probes.write().unwrap();
-        let wanted: HashMap<&str, &ProbeConfig> =
+        let wanted: HashMap<&str, &Arc<ProbeConfig>> =
             here.iter().map(|p| (p.name.as_str(), *p)).collect();
         // Stop removed probes.
         let removed: Vec<String> = probes
@@ -523,7 +523,7 @@ impl Daemon {
                 tracing::error!(probe = %pc.name, "probe has no store id; not running it");
                 continue;
             };
-            let entry = Arc::new(ProbeEntry::new(Arc::new(pc.clone()), id, live));
+            let entry = Arc::new(ProbeEntry::new(pc.clone(), id, live));
             let cancel = self.probes_cancel.child_token();
             let metrics = runner.metrics.probe(pc);
             self.probe_tasks.spawn(crate::schedule::run_probe(

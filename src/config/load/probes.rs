@@ -13,7 +13,9 @@ use super::{
     Doc, Loader, MIN_EVERY, check_name, expected, idx, io_words, key, read_config_file, resolve,
     unknown,
 };
-use crate::config::{AlertSpec, Defaults, Maintenance, MaintenanceTime, ProbeConfig, Schedule};
+use crate::config::{
+    AlertSpec, Defaults, Maintenance, MaintenanceTime, ProbeConfig, RawDigest, Schedule,
+};
 use crate::probe::{KINDS, ProbeSpec};
 use crate::units::{Dur, format_duration};
 
@@ -442,7 +444,7 @@ impl Loader<'_> {
             locations: locations.ok()?.unwrap_or_default(),
             spec: spec?,
             source,
-            raw: v.clone(),
+            raw: RawDigest::of(v),
         })
     }
 

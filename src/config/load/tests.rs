@@ -202,7 +202,7 @@ fn full_config_loads_with_defaults_applied() {
     assert_eq!(api.labels["team"], "core");
     assert_eq!(api.spec.kind(), "http");
     assert!(api.source.ends_with("probes/a.yaml:3:5"), "{}", api.source);
-    assert_eq!(api.raw["description"], "the write path");
+    assert_eq!(api.description.as_deref(), Some("the write path"));
 
     let home = &c.probes[1];
     match &home.schedule {
@@ -896,9 +896,8 @@ probes:
     // Inside a list of mappings too.
     let hb = &c.watchdog.heartbeats;
     assert_eq!(hb[1].url.expose(), "https://hc.example/ping/2");
-    // `ca_file` names a file the probe reads itself: kept as a path.
-    assert_eq!(c.probes[0].raw["tls"]["ca_file"], "certs/ca.pem");
-    // ... relative to the file that defines the probe.
+    // `ca_file` names a file the probe reads itself: kept as a path, relative to the file
+    // that defines the probe.
     let crate::probe::ProbeSpec::Http(h) = &c.probes[0].spec else {
         panic!("an http probe")
     };

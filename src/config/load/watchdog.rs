@@ -9,8 +9,8 @@ use serde_yaml::{Mapping, Value};
 use super::index::{At, Seg};
 use super::{Doc, Loader, MIN_EVERY, absolute_http, check_name, expected, idx, key, unknown};
 use crate::config::{
-    AlertSpec, Defaults, Heartbeat, NotifierConfig, ProbeConfig, Schedule, WatchdogAlert,
-    WatchdogOptions,
+    AlertSpec, Defaults, Heartbeat, NotifierConfig, ProbeConfig, RawDigest, Schedule,
+    WatchdogAlert, WatchdogOptions,
 };
 use crate::probe::ProbeSpec;
 use crate::units::{Dur, Secret};
@@ -294,7 +294,7 @@ impl Loader<'_> {
                 locations: Vec::new(),
                 spec,
                 source,
-                raw: Value::Mapping(raw),
+                raw: RawDigest::of(&Value::Mapping(raw)),
             });
         }
         out
