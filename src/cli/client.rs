@@ -27,7 +27,18 @@ pub async fn get(base: &str, path: &str, timeout: Duration) -> Result<Bytes, Cli
     request(http::Method::GET, base, path, None, None, timeout).await
 }
 
-/// A request with an optional bearer token and JSON body.
+/// GET `base + path` and return the status and body, whatever the status (`/healthz`
+/// answers 503 with a body worth reading).
+pub async fn get_any(
+    base: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Bytes), ClientError> {
+    exchange(http::Method::GET, base, path, None, None, timeout).await
+}
+
+/// A request with an optional bearer token and JSON body; non-2xx is an error carrying the
+/// body.
 pub async fn request(
     method: http::Method,
     base: &str,
@@ -36,6 +47,28 @@ pub async fn request(
     json: Option<serde_json::Value>,
     timeout: Duration,
 ) -> Result<Bytes, ClientError> {
+    let url = format!("{}{}", base.trim_end_matches('/'), path);
+    let (status, body) = exchange(method, base, path, token, json, timeout).await?;
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        Err(ClientError::Status {
+            url,
+            status,
+            body: String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned(),
+        })
+    }
+}
+
+/// One request: the status and the body (at most 256 MiB), within `timeout`.
+async fn exchange(
+    method: http::Method,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<serde_json::Value>,
+    timeout: Duration,
+) -> Result<(u16, Bytes), ClientError> {
     let url = format!("{}{}", base.trim_end_matches('/'), path);
     let uri: http::Uri = url.parse().map_err(|_| ClientError::BadUrl(url.clone()))?;
     if uri.scheme_str() != Some("http") {
@@ -87,19 +120,7 @@ pub async fn request(
                 let status = resp.status().as_u16();
                 match Limited::new(resp.into_body(), 256 << 20).collect().await {
                     Err(e) => Err(unreachable(format!("reading the answer: {e}"))),
-                    Ok(b) => {
-                        let body = b.to_bytes();
-                        if (200..300).contains(&status) {
-                            Ok(body)
-                        } else {
-                            Err(ClientError::Status {
-                                url: url.clone(),
-                                status,
-                                body: String::from_utf8_lossy(&body[..body.len().min(500)])
-                                    .into_owned(),
-                            })
-                        }
-                    }
+                    Ok(b) => Ok((status, b.to_bytes())),
                 }
             }
         };

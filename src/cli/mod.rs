@@ -1,4 +1,4 @@
-//! `probectl` subcommands: `check-config`, `status`, `check`, `run`, `history`, ...,
+//! `probectl` subcommands: `check-config`, `status`, `check`, `health`, `run`, `history`, ...,
 //! `completions`, `man`.
 //!
 //! Exit statuses follow the Nagios plugin convention where a verdict is printed: 0 all up,
@@ -51,7 +51,7 @@ pub struct Cli {
 /// The exit statuses, at the end of `--help` and in the man page.
 const EXIT_STATUS: &str = "\
 Exit status (Nagios plugin convention where a verdict is printed):
-  0  OK: all up (check-config: valid; history, incidents, completions, man: done)
+  0  OK: all up (check-config: valid; health: healthy; history, incidents, completions, man: done)
   1  WARNING: degraded, or the daemon unhealthy (check-config: errors; ack, silence: refused)
   2  CRITICAL: something down (run, test-alert: down, refused; ack, silence: no or wrong token)
   3  UNKNOWN: daemon unreachable, stale or pending, no such probe, cannot run; usage errors";
@@ -108,6 +108,18 @@ enum Command {
         /// Print the verdict as JSON (service, state, exit, summary, perfdata, details).
         #[arg(long)]
         json: bool,
+    },
+    /// The daemon's own health (`GET /healthz`): `healthy`, or `unhealthy` with every
+    /// failing self-check. For a container's HEALTHCHECK or a liveness check. Exit 0
+    /// healthy, 1 unhealthy, 3 unreachable.
+    Health {
+        /// Print /healthz's JSON ({"status", "problems", "checks"}), or {"status":
+        /// "unreachable", "error"} when the daemon cannot be reached.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for the answer, e.g. 2s.
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "5s")]
+        timeout: Duration,
     },
     /// Run one probe now, without the daemon, and print its phases and verdict.
     /// Exit 0 when up, 2 when down, 3 when it cannot run.
@@ -213,6 +225,7 @@ pub fn main() -> ExitCode {
                 nagios(&api_base(&cli), probe.as_deref(), &t, *json).await
             }
             Command::Status { json, locations } => status(&api_base(&cli), *json, *locations).await,
+            Command::Health { json, timeout } => health(&api_base(&cli), *json, *timeout).await,
             Command::Run { probe, json } => run(&cli.config, probe, *json).await,
             Command::History { probe, limit, json } => {
                 history(&api_base(&cli), probe, *limit, *json).await
@@ -331,6 +344,54 @@ async fn nagios(base: &str, probe: Option<&str>, t: &check::Thresholds, json: bo
         print!("{}", plugin.render());
     }
     ExitCode::from(plugin.exit)
+}
+
+/// `probectl health`: `/healthz` in a line (or its JSON), and its verdict as the exit status.
+async fn health(base: &str, json: bool, timeout: Duration) -> ExitCode {
+    let answer = client::get_any(base, "/healthz", timeout).await;
+    let parsed = match &answer {
+        Err(e) => Err(e.to_string()),
+        Ok((code, body)) => match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) if v["status"].is_string() => Ok((*code, v)),
+            _ => Err(format!(
+                "probed at {base} answered {code} without a health report: {}",
+                one_line(&String::from_utf8_lossy(body), 200)
+            )),
+        },
+    };
+    match parsed {
+        Err(error) => {
+            if json {
+                let v = serde_json::json!({ "status": "unreachable", "error": error });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                println!("probed at {base}: unreachable: {error}");
+            }
+            ExitCode::from(3)
+        }
+        Ok((code, v)) => {
+            let healthy = code == 200 && v["status"] == "ok";
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else if healthy {
+                println!("probed at {base}: healthy");
+            } else {
+                let problems: Vec<&str> = v["problems"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+                    .unwrap_or_default();
+                println!(
+                    "probed at {base}: unhealthy: {}",
+                    if problems.is_empty() {
+                        format!("answered {code}")
+                    } else {
+                        problems.join("; ")
+                    }
+                );
+            }
+            ExitCode::from(if healthy { 0 } else { 1 })
+        }
+    }
 }
 
 /// The API base: `--url`, else the config's `listen` (read leniently, so a config with
