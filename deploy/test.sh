@@ -106,6 +106,24 @@ if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   apt_install faketime
 fi
 
+# Containers: Debian's podman, with runc. tests/container.rs builds deploy/Containerfile with
+# deploy/build-image.sh and runs the image (with `--runtime runc`: podman's default crun
+# cannot run in some sandboxes; the test passes its flags itself, no config is changed here).
+# Publishing the API's port (-p) needs netavark and iptables, which podman only recommends.
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null \
+  || [ ! -x /usr/lib/podman/netavark ] || ! command -v iptables >/dev/null; then
+  log "installing podman, runc, netavark and iptables"
+  apt_install podman runc netavark iptables
+fi
+
+# Kubernetes manifests: kubernetes-validate (PyPI, its schemas bundled: offline).
+# tests/kubernetes.rs runs it with --strict on every file of deploy/kubernetes/.
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  log "installing kubernetes-validate"
+  python3 -m pip install --quiet kubernetes-validate \
+    || python3 -m pip install --quiet --break-system-packages kubernetes-validate
+fi
+
 # Network namespaces: tests/netns.rs runs three daemons in namespaces of its own (iproute2,
 # as root; CI runs as root). Namespaces a killed run left behind go first.
 if ! command -v ip >/dev/null; then

@@ -359,3 +359,69 @@ fn check_config_json() {
     assert_eq!(e["line"], 4, "{v}");
     assert!(e["message"].as_str().unwrap().contains("soon"), "{v}");
 }
+
+/// `health`: the daemon's /healthz as a verdict, for a container's HEALTHCHECK: healthy
+/// (0), unhealthy after a failed reload (1, naming the check), unreachable (3); `--json`
+/// prints /healthz's own JSON.
+#[test]
+fn health_is_healthz_as_an_exit_status() {
+    let rt = support::runtime();
+    let target = rt.block_on(Target::start());
+    let mut d = Daemon::new(
+        &format!(
+            "probes:\n  - name: web\n    kind: http\n    every: 200ms\n    timeout: 180ms\n    \
+             request: {{ url: \"{}\" }}\n",
+            target.url("/")
+        ),
+        "",
+    );
+    d.start();
+    let out = d.probectl(&["health"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        format!("probed at http://127.0.0.1:{}: healthy\n", d.port)
+    );
+    let out = d.probectl(&["health", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    assert!(v["checks"].as_array().is_some_and(|c| !c.is_empty()), "{v}");
+
+    // A reload that fails leaves the daemon running its last good config, unhealthy.
+    d.write_probes("probes:\n  - name: broken\n    kind: htp\n");
+    d.signal("HUP");
+    support::wait_for(Duration::from_secs(10), "the failed reload", || {
+        d.probectl(&["health"]).status.code() == Some(1)
+    });
+    let out = d.probectl(&["health"]);
+    let line = stdout(&out);
+    assert!(
+        line.starts_with(&format!(
+            "probed at http://127.0.0.1:{}: unhealthy: ",
+            d.port
+        )) && line.contains("reload"),
+        "{line}"
+    );
+    let out = d.probectl(&["health", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "unhealthy", "{v}");
+
+    // Nothing listening: unreachable, 3, in either form.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = bare(&["--url", &url, "health", "--timeout", "2s"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "probed at {url}: unreachable: cannot reach probed"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let out = bare(&["--url", &url, "health", "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "unreachable", "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+}
