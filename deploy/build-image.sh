@@ -46,9 +46,13 @@ fi
 # glibc's NSS modules for host names and users (files: /etc/hosts, /etc/passwd; dns:
 # /etc/resolv.conf), from the directory libc itself came from. Since glibc 2.34 both are
 # built into libc.so.6 and these are stubs; older glibc loads them with dlopen.
-libdir=$(dirname "$(grep '/libc\.so\.6$' <<<"$libs")")
+libc=$(grep -m1 '/libc\.so\.6$' <<<"$libs" || true)
+if [ -z "$libc" ]; then
+  echo "build-image.sh: the binaries do not link glibc's libc.so.6 (see deploy/Containerfile)" >&2
+  exit 1
+fi
 for nss in libnss_files.so.2 libnss_dns.so.2; do
-  [ -e "$libdir/$nss" ] && libs+=$'\n'"$libdir/$nss"
+  if [ -e "$(dirname "$libc")/$nss" ]; then libs+=$'\n'"$(dirname "$libc")/$nss"; fi
 done
 while read -r lib; do
   cp -L --parents "$lib" "$root"

@@ -276,7 +276,10 @@ fn image_runs_the_demo_as_non_root_with_its_data_on_the_volume() {
     let table = probectl(port, &["status"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert_eq!(table.status.code(), Some(2), "something down: {text}");
-    assert!(text.starts_with("probed 0.1.0 healthy"), "{text}");
+    assert!(
+        text.starts_with(concat!("probed ", env!("CARGO_PKG_VERSION"), " healthy")),
+        "{text}"
+    );
     for (name, state) in &want {
         assert!(
             text.lines()
