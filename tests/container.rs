@@ -2,7 +2,8 @@
 //! Debian's podman from the binaries cargo built for these tests, and the image runs with
 //! its default config (the README's demo) on a named volume at /data. The host's `probectl`
 //! reads the daemon through a published port; the daemon runs as the non-root user, keeps
-//! its results on the volume across containers, and passes its own HEALTHCHECK.
+//! its results on the volume across containers, passes its own HEALTHCHECK, and resolves
+//! host names inside the image.
 //!
 //! podman must be installed (deploy/test.sh installs podman and runc): without it this test
 //! fails, saying so, rather than skipping.
@@ -307,6 +308,23 @@ fn image_runs_the_demo_as_non_root_with_its_data_on_the_volume() {
     assert_eq!(
         podman_ok(&["inspect", "--format", "{{.State.Health.Status}}", &first]),
         "healthy"
+    );
+
+    // Host names resolve inside the image through glibc's getaddrinfo and the image's NSS
+    // (/etc/nsswitch.conf, hosts: files dns), as sqlx and tokio resolve a PostgreSQL
+    // server's name: probectl in the container, by the name localhost.
+    let by_name = podman(&[
+        "exec",
+        &first,
+        "/usr/local/bin/probectl",
+        "--url",
+        "http://localhost:9797",
+        "health",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&by_name.stdout),
+        "probed at http://localhost:9797: healthy\n",
+        "{by_name:?}"
     );
 
     // The results are on the volume, in files the daemon's user owns.
