@@ -105,10 +105,10 @@ impl Config {
                 labels: [("location".to_string(), loc.clone())].into(),
                 slo: None,
                 locations: Vec::new(),
-                spec: ProbeSpec::Location(crate::probe::location::Spec {
+                spec: ProbeSpec::Location(Arc::new(crate::probe::location::Spec {
                     location: loc.clone(),
                     lost_after: Some(crate::units::Dur(self.watchdog.lost_after)),
-                }),
+                })),
                 source: "built in (every location is watched)".into(),
                 raw: RawDigest::of(&serde_yaml::Value::Mapping(raw)),
             }));

@@ -107,7 +107,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 async fn probe_http(yaml: &str, env: &Env) -> Observation {
     let spec: crate::probe::http::Spec = serde_yaml::from_str(yaml).unwrap();
-    let check = spec.build().unwrap();
+    let check = std::sync::Arc::new(spec).build().unwrap();
     let cx = CheckCx {
         env,
         deadline: Instant::now() + Duration::from_secs(5),
@@ -117,7 +117,7 @@ async fn probe_http(yaml: &str, env: &Env) -> Observation {
 
 async fn probe_ws(yaml: &str) -> Observation {
     let spec: crate::probe::websocket::Spec = serde_yaml::from_str(yaml).unwrap();
-    let check = spec.build().unwrap();
+    let check = std::sync::Arc::new(spec).build().unwrap();
     let env = Env::new(&[]).unwrap();
     let cx = CheckCx {
         env: &env,
@@ -471,7 +471,7 @@ async fn lab_hang_reads_and_never_answers() {
     let env = Env::new(&[]).unwrap();
     let spec: crate::probe::http::Spec =
         serde_yaml::from_str(&format!("request: {{ url: '{}' }}", lab.url("/"))).unwrap();
-    let check = spec.build().unwrap();
+    let check = std::sync::Arc::new(spec).build().unwrap();
     let cx = CheckCx {
         env: &env,
         deadline: Instant::now() + 300 * MS,

@@ -355,8 +355,9 @@ impl Spec {
         net::url_instance(&self.request.url)
     }
 
-    /// Compiles regexes, reads the CA file, builds the TLS config.
-    pub fn build(&self) -> Result<Check, String> {
+    /// Compiles regexes, reads the CA file, builds the TLS config. The check keeps the spec
+    /// it was built from, shared with the config rather than copied.
+    pub fn build(self: &Arc<Self>) -> Result<Check, String> {
         if let Some(e) = self.validate().into_iter().next() {
             return Err(format!("{}: {}", e.path, e.message));
         }
@@ -420,7 +421,7 @@ impl Spec {
         };
         Ok(Check {
             edges,
-            spec: self.clone(),
+            spec: Arc::clone(self),
             target,
             method,
             headers,
@@ -490,7 +491,7 @@ fn resolve_location(base: &Target, location: &str) -> Result<Target, String> {
 
 /// A runnable HTTP probe.
 pub struct Check {
-    pub spec: Spec,
+    pub spec: Arc<Spec>,
     target: Target,
     method: Method,
     /// Request headers for the probe's own origin: the spec's and `Authorization` from the

@@ -279,13 +279,14 @@ macro_rules! kinds {
         /// The configuration of one probe's kind-specific part, tagged by `kind`.
         // One value per configured probe, alive as long as the probe: boxing the larger
         // kinds would only add an indirection to every check.
+        /// Shared (`Arc`): the config and the compiled check hold the same spec.
         #[derive(Debug, Clone)]
-        #[allow(clippy::large_enum_variant)]
-        pub enum ProbeSpec { $($variant($module::Spec)),* }
+        pub enum ProbeSpec { $($variant(std::sync::Arc<$module::Spec>)),* }
 
         /// A probe ready to run: its spec with everything compiled (regexes, TLS config).
-        #[allow(clippy::large_enum_variant)]
-        pub enum Probe { $($variant($module::Check)),* }
+        /// Boxed: each probe's task holds one, and the largest kind is about 1 KB while an
+        /// HTTP check needs less; unboxed, every task paid for the largest, more than once.
+        pub enum Probe { $($variant(Box<$module::Check>)),* }
 
         /// Every kind name, for "did you mean" and for docs.
         pub const KINDS: &[&str] = &[$($name),*];
@@ -297,7 +298,8 @@ macro_rules! kinds {
             pub fn from_value(kind: &str, v: serde_yaml::Value)
                 -> Result<Result<ProbeSpec, serde_path_to_error::Error<serde_yaml::Error>>, ()> {
                 match kind {
-                    $($name => Ok(serde_path_to_error::deserialize(v).map(ProbeSpec::$variant)),)*
+                    $($name => Ok(serde_path_to_error::deserialize(v)
+                        .map(|s| ProbeSpec::$variant(std::sync::Arc::new(s)))),)*
                     _ => Err(()),
                 }
             }
@@ -311,7 +313,7 @@ macro_rules! kinds {
             /// Makes relative file paths in the spec relative to `base` (the directory of the
             /// file that defines the probe).
             pub fn resolve_paths(&mut self, base: &std::path::Path) {
-                match self { $(ProbeSpec::$variant(s) => s.resolve_paths(base)),* }
+                match self { $(ProbeSpec::$variant(s) => std::sync::Arc::make_mut(s).resolve_paths(base)),* }
             }
             /// The host this probe talks to, for the per-host concurrency cap.
             pub fn target_host(&self) -> Option<String> {
@@ -325,7 +327,7 @@ macro_rules! kinds {
             }
             /// Compiles the spec into a runnable probe. Only fails on what `validate` reports.
             pub fn build(&self) -> Result<Probe, String> {
-                match self { $(ProbeSpec::$variant(s) => s.build().map(Probe::$variant)),* }
+                match self { $(ProbeSpec::$variant(s) => s.build().map(|c| Probe::$variant(Box::new(c)))),* }
             }
         }
 

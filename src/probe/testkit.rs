@@ -51,7 +51,9 @@ macro_rules! kinds {
         impl KindSpec for super::$kind::Spec {
             type Check = super::$kind::Check;
             fn build_check(&self) -> Result<Self::Check, String> {
-                self.build()
+                // `Arc::new` for the kinds whose check shares its spec (http); the others
+                // build from `&Spec` through the `Arc`.
+                std::sync::Arc::new(self.clone()).build()
             }
         }
 

@@ -23,6 +23,11 @@ fn spec(yaml: &str) -> Spec {
     crate::probe::testkit::spec(yaml)
 }
 
+/// A spec of this kind from YAML, built into a check.
+fn build(yaml: &str) -> Result<Check, String> {
+    std::sync::Arc::new(spec(yaml)).build()
+}
+
 async fn run(spec: &Spec) -> Observation {
     run_in(spec, &env(), Duration::from_secs(5)).await
 }
@@ -295,7 +300,7 @@ tls: { server_name: api.internal }
             }
         }
         // build() refuses what validate() reports.
-        assert!(spec(yaml).build().is_err(), "{yaml}");
+        assert!(build(yaml).is_err(), "{yaml}");
     }
 }
 
@@ -943,9 +948,7 @@ async fn credentials_are_not_sent_to_another_host() {
     assert!(!last.headers.contains_key("cookie"), "{:?}", last.headers);
 
     // https -> http on the same host is a downgrade: no credentials either.
-    let https = spec("request: { url: 'https://u:p@a.example/x' }")
-        .build()
-        .unwrap();
+    let https = build("request: { url: 'https://u:p@a.example/x' }").unwrap();
     let downgrade = parse_target("http://a.example/y").unwrap();
     let req = https
         .request(
@@ -957,9 +960,7 @@ async fn credentials_are_not_sent_to_another_host() {
         .unwrap();
     assert!(!req.headers().contains_key("authorization"));
     let upgrade = parse_target("https://a.example/y").unwrap();
-    let http = spec("request: { url: 'http://u:p@a.example/x' }")
-        .build()
-        .unwrap();
+    let http = build("request: { url: 'http://u:p@a.example/x' }").unwrap();
     let req = http
         .request(&upgrade, &Method::GET, true, &HeaderValue::from_static("t"))
         .unwrap();
@@ -1139,7 +1140,7 @@ async fn tls_verification_expiry_and_errors() {
     }
 
     // The TLS config is built once per env, not per check.
-    let check = spec(&format!("{url}\ntls: {{ {ca} }}")).build().unwrap();
+    let check = build(&format!("{url}\ntls: {{ {ca} }}")).unwrap();
     let a = check.tls_config(&env).unwrap();
     let b = check.tls_config(&env).unwrap();
     assert!(Arc::ptr_eq(&a, &b));
@@ -1153,11 +1154,10 @@ async fn tls_verification_expiry_and_errors() {
             "{url}\ntls: {{ ca_file: '{}' }}",
             f.path().display()
         ));
-        let e = s.build().err().unwrap();
+        let e = std::sync::Arc::new(s).build().err().unwrap();
         assert!(e.starts_with("tls.ca_file: ") && e.contains(want), "{e}");
     }
-    let e = spec(&format!("{url}\ntls: {{ ca_file: /nonexistent/ca.pem }}"))
-        .build()
+    let e = build(&format!("{url}\ntls: {{ ca_file: /nonexistent/ca.pem }}"))
         .err()
         .unwrap();
     assert_eq!(
@@ -1228,10 +1228,9 @@ max_redirects: 0
 
 #[test]
 fn scrubber_blanks_secrets_that_slip_into_a_reason() {
-    let check = spec(
+    let check = build(
         "request: { url: 'http://probe:hunter2-secret@h/', headers: { X-Api-Key: key-s3cret-value, X-Short: on } }",
     )
-    .build()
     .unwrap();
     let basic = base64(b"probe:hunter2-secret");
     let leaked = format!("a probe:hunter2-secret b key-s3cret-value c Basic {basic} on");
@@ -1241,9 +1240,7 @@ fn scrubber_blanks_secrets_that_slip_into_a_reason() {
 #[test]
 fn check_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
-    let check = spec("request: { url: 'http://127.0.0.1/' }")
-        .build()
-        .unwrap();
+    let check = build("request: { url: 'http://127.0.0.1/' }").unwrap();
     let env = env();
     let cx = CheckCx {
         env: &env,
