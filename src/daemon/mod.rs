@@ -64,6 +64,22 @@ pub struct Daemon {
     location: String,
 }
 
+/// Hands the heap's free pages back to the system once a config is applied. Loading one
+/// peaks at about twice what the daemon then keeps (the YAML, its position index and the
+/// checks being built: at 10,000 probes 115 MB of heap for 57 MB kept); glibc's allocator
+/// keeps the freed pages in its arenas, so without this RSS stays at the peak for good.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            // glibc: releases free memory at the top of the heap and every whole free page
+            // inside the arenas (madvise); takes no pointer, cannot fail in a harmful way.
+            safe fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        malloc_trim(0);
+    }
+}
+
 impl Daemon {
     /// Opens the store, binds the API and starts every probe.
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
@@ -535,6 +551,8 @@ impl Daemon {
             ));
             probes.insert(pc.name.clone(), Running { entry, cancel });
         }
+        drop(probes);
+        release_free_memory();
         Ok(())
     }
 
