@@ -46,6 +46,14 @@ if ! python3 -c 'import feedparser' 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages feedparser
 fi
 
+# JSON Schema: python-jsonschema (PyPI), the real validator tests/schema.rs judges
+# `probectl schema` with (tests/peers/validate_schema.py; PyYAML reads the files).
+if ! python3 -c 'import jsonschema, yaml' 2>/dev/null; then
+  log "installing jsonschema"
+  python3 -m pip install --quiet jsonschema pyyaml \
+    || python3 -m pip install --quiet --break-system-packages jsonschema pyyaml
+fi
+
 # Statuspage clients: PyPI statuspage-prometheus-exporter, one of the two real clients
 # tests/statuspage_clients.rs reads probed's /api/v2/*.json with (the other is npm's
 # statuspage.io, below).

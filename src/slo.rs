@@ -40,6 +40,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::units::{Dur, format_duration};
@@ -49,7 +50,7 @@ use crate::units::{Dur, format_duration};
 pub const SLOTS: usize = 12;
 
 /// One burn-rate rule.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BurnRate {
     pub long: Dur,
@@ -62,7 +63,7 @@ pub struct BurnRate {
 }
 
 /// An Apdex objective.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApdexSpec {
     /// T: a run within it is satisfied, within 4 T tolerating.
@@ -90,6 +91,21 @@ fn default_apdex_window() -> Dur {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Objective(pub f64);
 
+impl schemars::JsonSchema for Objective {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SloObjective".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The share of runs that must succeed: 99.9%, 99.9 or 0.999.",
+            "type": ["string", "number"],
+            "exclusiveMinimum": 0,
+            "pattern": format!(r"^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*%?\s*${}", crate::units::INTERP_ALT),
+            "examples": ["99.9%", 0.999],
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Objective {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
@@ -107,7 +123,7 @@ impl<'de> Deserialize<'de> for Objective {
 }
 
 /// `slo:` of a probe.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SloSpec {
     pub objective: Option<Objective>,

@@ -1,11 +1,35 @@
 //! Human units in config: durations (`500ms`, `30s`, `5m`, `1h30m`, `7d`) and byte sizes
 //! (`512KB`, `10MiB`, `1GB`), with serde support so config structs can hold them directly.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
+
+/// In a schema pattern: a string holding `${...}` is left to the loader, which checks the
+/// value after interpolation (see `config::load::schema`).
+pub(crate) const INTERP_ALT: &str = r"|\$\{";
+
+/// `word` in any case, as a schema pattern (ECMA-262 has no case-insensitive flag inline):
+/// `ns` gives `[nN][sS]`.
+pub(crate) fn any_case(word: &str) -> String {
+    word.chars()
+        .map(|c| match (c.to_ascii_lowercase(), c.to_ascii_uppercase()) {
+            (l, u) if l != u => format!("[{l}{u}]"),
+            _ => c.to_string(),
+        })
+        .collect()
+}
+
+/// A duration as text, as [`parse_duration`] reads it: a number (seconds), or numbers with
+/// units (`1h30m`, `1h 30m`).
+const DURATION_PATTERN: &str = r"^\s*([+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|(([0-9]+\.?[0-9]*|\.[0-9]+)\s*(us|µs|ms|s|sec|secs|m|min|mins|h|hr|hours|d|days|w)\s*)+)\s*$";
+
+/// A size as text, as [`parse_bytes`] reads it.
+const SIZE_PATTERN: &str = r"^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*([kKmMgGtT][iI]?[bB]?|[bB])?\s*$";
 
 /// A duration written the way people write them: `250ms`, `30s`, `5m`, `26h`, `7d`, or a
 /// sum such as `1h30m`. A bare number is seconds.
@@ -152,6 +176,22 @@ impl Serialize for Dur {
     }
 }
 
+impl JsonSchema for Dur {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration: 500ms, 30s, 5m, 1h30m, 7d (units us, ms, s, m, h, d, w); \
+                            a bare number is seconds. At most ten years.",
+            "type": ["string", "number"],
+            "minimum": 0,
+            "pattern": format!("{DURATION_PATTERN}{INTERP_ALT}"),
+            "examples": ["30s", "500ms", "5m", "1h30m"],
+        })
+    }
+}
+
 /// A size in bytes: `512`, `64KB`, `10MB`, `10MiB`, `1GB`. KB/MB/GB are powers of 1000,
 /// KiB/MiB/GiB powers of 1024.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -241,6 +281,22 @@ impl Serialize for ByteSize {
     }
 }
 
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "Size".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size in bytes: a number, or with a unit: 512KB, 10MB, 1GB (powers of \
+                            1000), 64KiB, 10MiB, 1GiB (powers of 1024).",
+            "type": ["string", "integer"],
+            "minimum": 0,
+            "pattern": format!("{SIZE_PATTERN}{INTERP_ALT}"),
+            "examples": ["512KB", "10MiB", "1GB"],
+        })
+    }
+}
+
 /// A secret string from config (a password, a token). Its `Debug` and `Display` never show
 /// the value, so it cannot leak through logs or `{:?}`; call [`Secret::expose`] where the
 /// value is really needed.
@@ -254,6 +310,23 @@ impl Secret {
     }
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl JsonSchema for Secret {
+    fn schema_name() -> Cow<'static, str> {
+        "Secret".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "writeOnly": true,
+            "description": "A secret: keep it out of the file with ${VAR} (from the \
+                            environment) or the key with _file appended (read from that file).",
+        })
     }
 }
 

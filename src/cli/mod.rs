@@ -185,6 +185,30 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the config's JSON Schema, for editors to complete and check probed.yaml with
+    ///
+    /// JSON Schema draft 2020-12, made from the types the daemon reads the config with, so it
+    /// matches this version of probed.
+    ///
+    /// With yaml-language-server (VS Code's YAML extension, Neovim, Helix...), save it and
+    /// put a modeline at the top of probed.yaml:
+    ///
+    ///   probectl schema --out probed.schema.json
+    ///   # yaml-language-server: $schema=./probed.schema.json
+    ///
+    /// A probe file (named by `probes:` in probed.yaml) has a schema of its own:
+    /// `probectl schema --probes-file --out probes.schema.json`. The schema checks shapes,
+    /// names and types; `probectl check-config` still has the last word (environment
+    /// variables, files, cron syntax, rules between keys).
+    #[command(verbatim_doc_comment)]
+    Schema {
+        /// The schema of a probe file (a mapping with a `probes` list) instead.
+        #[arg(long)]
+        probes_file: bool,
+        /// Write the schema to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Print the man page probectl(1); with --out DIR, write probectl.1 and one page per
     /// command (probectl-status.1, ...) there.
     Man {
@@ -270,6 +294,7 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Command::Man { out } => man(out.as_deref()),
+            Command::Schema { probes_file, out } => schema(*probes_file, out.as_deref()),
         }
     })
 }
@@ -296,6 +321,34 @@ fn usage_error(e: clap::Error) -> ExitCode {
         );
     }
     ExitCode::from(3)
+}
+
+/// `probectl schema`: the config's JSON Schema (or a probe file's) on stdout, or in `out`.
+fn schema(probes_file: bool, out: Option<&Path>) -> ExitCode {
+    let schema = match probes_file {
+        true => crate::config::probes_file_schema(),
+        false => crate::config::config_schema(),
+    };
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    let res = match out {
+        Some(p) => {
+            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| format!("cannot write the schema: {e}"))
+        }
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("probectl: {e}");
+            ExitCode::from(3)
+        }
+    }
 }
 
 /// `probectl man`: probectl(1) on stdout, or every page written under `dir`.

@@ -12,7 +12,8 @@
 //! in a file of its own: [`probes`] (`defaults:`, `probes:` and probe files,
 //! `maintenance:`), [`alerting`] (`notifiers:`, `routes:`, `alerting:`, `status_page:`),
 //! [`watchdog`] (`watchdog:`, its heartbeats and peers), [`modules`] (`modules:`,
-//! `modules_file:` and `probe_endpoint:`, for `/probe`).
+//! `modules_file:` and `probe_endpoint:`, for `/probe`). [`schema`] makes the JSON Schema of
+//! a config file (`probectl schema`) from the same key tables.
 //!
 //! Values that came from the environment or from files never appear in a message: every
 //! message is scrubbed of them before it is returned.
@@ -22,6 +23,7 @@ mod index;
 mod interp;
 mod modules;
 mod probes;
+pub mod schema;
 #[cfg(test)]
 mod tests;
 mod watchdog;

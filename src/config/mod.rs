@@ -25,6 +25,7 @@ use crate::probe::ProbeSpec;
 use crate::units::Secret;
 
 pub(crate) use load::nested_too_deep;
+pub use load::schema::{config_schema, probes_file_schema};
 pub use load::{closest, load, load_str};
 
 /// The whole, validated configuration.

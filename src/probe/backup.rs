@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -25,7 +26,7 @@ pub const MAX_FILES: usize = 100_000;
 const MAX_WINDOW: usize = 1000;
 
 /// Settings of a `backup` probe. Every check given must hold.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The backup file, or a glob pattern matching the backups: `/backups/app-*.sql.gz`
@@ -55,8 +56,9 @@ pub struct Spec {
 /// themselves: the daemon keeps no record of sizes for this (yet), so the check needs the
 /// older backups to still be there, and a file that is rewritten in place has no history.
 /// With no older match, the check passes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackupChange")]
 pub struct Change {
     /// Largest drop below the median, e.g. `"50%"`.
     pub max_drop: Option<Percent>,
@@ -78,6 +80,21 @@ pub struct Percent(pub f64);
 impl std::fmt::Display for Percent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}%", self.0)
+    }
+}
+
+impl schemars::JsonSchema for Percent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Percent".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A percentage: 50% or 50.",
+            "type": ["string", "number"],
+            "minimum": 0,
+            "pattern": format!(r"^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*%?\s*${}", crate::units::INTERP_ALT),
+            "examples": ["50%"],
+        })
     }
 }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use reqwest::Url;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
@@ -47,7 +48,7 @@ pub const DEFAULT_KEEP: u64 = 100;
 const MAX_KEEP: u64 = 1_000_000;
 
 /// A database write probe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The database: `postgres://` (or `postgresql://`), `mysql://` (or `mariadb://`) URL
@@ -76,8 +77,9 @@ fn default_keep() -> u64 {
 }
 
 /// Latency expectations of a `db_write` probe.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "DbWriteExpect")]
 pub struct Expect {
     /// Fail when the INSERT of the canary row takes this long or longer.
     pub write_under: Option<Dur>,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RecordType};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -23,7 +24,7 @@ use crate::text::{short, tidy};
 use crate::units::{Dur, format_duration};
 
 /// Settings of a `dns` probe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The name to look up, e.g. `www.example.com` (always absolute: no search domains).
@@ -45,8 +46,9 @@ pub struct Spec {
 }
 
 /// Expectations; every one given must hold.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "DnsExpect")]
 pub struct Expect {
     /// Response code: `NOERROR` (default) or `NXDOMAIN` (to assert that a name is absent).
     #[serde(default)]
@@ -107,6 +109,28 @@ impl QueryType {
     }
 }
 
+impl schemars::JsonSchema for QueryType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DnsRecordType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A record type (any case).",
+            "type": "string",
+            "examples": QUERY_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            "pattern": format!(
+                r"^\s*({})\s*${}",
+                QUERY_TYPES
+                    .iter()
+                    .map(|(n, _)| crate::units::any_case(n))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                crate::units::INTERP_ALT
+            ),
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for QueryType {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -138,6 +162,20 @@ impl Rcode {
             Rcode::NoError => ResponseCode::NoError,
             Rcode::NxDomain => ResponseCode::NXDomain,
         }
+    }
+}
+
+impl schemars::JsonSchema for Rcode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DnsRcode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A response code: NOERROR or NXDOMAIN (any case).",
+            "type": "string",
+            "examples": ["NOERROR", "NXDOMAIN"],
+            "pattern": format!(r"^\s*({}|{})\s*${}", crate::units::any_case("NOERROR"), crate::units::any_case("NXDOMAIN"), crate::units::INTERP_ALT),
+        })
     }
 }
 

@@ -20,6 +20,7 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -38,7 +39,7 @@ pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
 pub const MAX_BODY_LIMIT: u64 = 1 << 30;
 
 /// An HTTP probe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The request to send.
@@ -69,8 +70,9 @@ pub struct Spec {
 }
 
 /// `edges:` options.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "HttpEdges")]
 pub struct Edges {
     /// Response header carrying the version (e.g. `x-build`).
     pub version_header: Option<String>,
@@ -92,8 +94,9 @@ fn ten() -> u32 {
 }
 
 /// The request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "HttpRequest")]
 pub struct Request {
     /// `http://` or `https://` URL. Userinfo in the URL is never shown in output.
     pub url: String,
@@ -113,8 +116,9 @@ fn get() -> String {
 }
 
 /// Expectations. Every one given must hold for the probe to be up.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "HttpExpect")]
 pub struct Expect {
     /// Accepted status codes: numbers (`200`), ranges (`"200-299"`) or classes (`"2xx"`).
     /// Default: any 2xx.
@@ -184,6 +188,22 @@ impl StatusPattern {
     }
 }
 
+impl schemars::JsonSchema for StatusPattern {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HttpStatus".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An accepted status: a code (200), a range (\"200-299\") or a class (\"2xx\").",
+            "type": ["integer", "string"],
+            "minimum": 100,
+            "maximum": 599,
+            "pattern": format!(r"^\s*([1-5]([0-9][0-9]|xx|XX)|[0-9]+\s*-\s*[0-9]+)\s*${}", crate::units::INTERP_ALT),
+            "examples": [200, "2xx", "200-299"],
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for StatusPattern {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -201,8 +221,9 @@ impl<'de> Deserialize<'de> for StatusPattern {
 }
 
 /// TLS options.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "HttpTls")]
 pub struct TlsOptions {
     /// Skip certificate verification (the expiry is still recorded). Default: false.
     #[serde(default)]

@@ -291,6 +291,14 @@ macro_rules! kinds {
         /// Every kind name, for "did you mean" and for docs.
         pub const KINDS: &[&str] = &[$($name),*];
 
+        /// Each kind's own fields (its `Spec`) as a JSON Schema, by kind name, for
+        /// `probectl schema`. Nested types land in `generator`'s definitions.
+        pub fn kind_schemas(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> Vec<(&'static str, schemars::Schema)> {
+            vec![$(($name, <$module::Spec as schemars::JsonSchema>::json_schema(generator))),*]
+        }
+
         impl ProbeSpec {
             /// Deserializes the kind-specific fields (everything but the common ones).
             /// `Err(())` means `kind` names no kind (the caller reports it, with a suggestion).

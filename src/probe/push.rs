@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{CheckCx, Observation};
@@ -21,7 +22,7 @@ use crate::text::FieldError;
 use crate::units::{Dur, Secret, format_duration};
 
 /// A push probe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The secret in the ping URL (`/api/v1/push/{token}`): at least 16 characters of

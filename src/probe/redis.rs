@@ -21,6 +21,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use reqwest::Url;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
@@ -33,7 +34,7 @@ use crate::text::{io_text, lower_first};
 use crate::units::{ByteSize, Dur, Secret, format_bytes, format_duration, parse_bytes};
 
 /// A Redis persistence and memory probe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// `redis://[user:password@]host[:port][/db]`. The password is never shown.
@@ -106,6 +107,21 @@ impl Headroom {
             }
             None => parse_bytes(t).map(Headroom::Bytes),
         }
+    }
+}
+
+impl schemars::JsonSchema for Headroom {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RedisHeadroom".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Bytes (a number or a size such as 512MB), or a share of the memory limit (\"20%\").",
+            "type": ["integer", "string"],
+            "minimum": 0,
+            "pattern": format!(r"^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*(%|[kKmMgGtT][iI]?[bB]?|[bB])?\s*${}", crate::units::INTERP_ALT),
+            "examples": ["512MB", "20%"],
+        })
     }
 }
 

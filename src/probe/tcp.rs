@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -26,7 +27,7 @@ pub const DEFAULT_MAX_READ: u64 = 64 << 10;
 const MAX_READ_LIMIT: u64 = 1 << 20;
 
 /// Settings of a `tcp` probe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// Host name or IP address to connect to.
@@ -65,8 +66,9 @@ pub struct Spec {
 }
 
 /// What the reply must hold; every one given must. Compared with the raw bytes read.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "TcpExpect")]
 pub struct Expect {
     /// The reply must contain this text.
     pub contains: Option<String>,

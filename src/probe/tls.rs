@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, RootCertStore};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -26,7 +27,7 @@ use super::{CheckCx, Observation};
 use crate::text::FieldError;
 
 /// Settings of a `tls` probe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// Host name or IP address to connect to.

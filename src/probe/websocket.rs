@@ -21,6 +21,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rustls::ClientConfig;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -46,7 +47,7 @@ pub const MAX_BURST: u32 = 200;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// A websocket probe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// `ws://` or `wss://` URL to upgrade. Userinfo (`user:password@`) is sent as Basic
@@ -62,6 +63,7 @@ pub struct Spec {
     /// Text frames to send after the upgrade (after the preset's join, when there is one),
     /// in order. A single string is one frame.
     #[serde(default, deserialize_with = "one_or_many")]
+    #[schemars(schema_with = "one_or_many_schema")]
     pub send: Vec<String>,
     /// A text frame to wait for after sending (after the preset's join, when there is one).
     /// Frames that do not match are skipped; the first one that matches wins.
@@ -89,8 +91,9 @@ pub struct Spec {
 }
 
 /// What a good frame looks like. Every condition given must hold on the same text frame.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "WebsocketExpect")]
 pub struct Expect {
     /// The frame must contain this text.
     pub contains: Option<String>,
@@ -106,8 +109,9 @@ pub struct Expect {
 }
 
 /// The Phoenix Channels preset.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "WebsocketPhoenix")]
 pub struct Phoenix {
     /// Topic to join, e.g. `room:lobby`.
     pub topic: String,
@@ -129,8 +133,9 @@ fn vsn2() -> String {
 }
 
 /// The Socket.IO preset.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "WebsocketSocketIo")]
 pub struct SocketIo {
     /// Namespace to connect. Default: `/`.
     #[serde(default = "root_namespace")]
@@ -142,8 +147,9 @@ fn root_namespace() -> String {
 }
 
 /// TLS options.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "WebsocketTls")]
 pub struct TlsOptions {
     /// Skip certificate verification (the expiry is still recorded). Default: false.
     #[serde(default)]
@@ -152,6 +158,13 @@ pub struct TlsOptions {
     pub ca_file: Option<std::path::PathBuf>,
     /// Name to send as SNI and verify the certificate against (default: the URL's host).
     pub server_name: Option<String>,
+}
+
+/// The schema [`one_or_many`] reads.
+fn one_or_many_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }],
+    })
 }
 
 /// `send: "one frame"` or `send: [a, b]`.

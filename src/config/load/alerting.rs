@@ -14,8 +14,8 @@ use crate::config::{
 };
 use crate::units::Dur;
 
-const STATUS_PAGE_KEYS: &[&str] = &["title", "description", "url", "history_days"];
-const ROUTE_KEYS: &[&str] = &[
+pub(super) const STATUS_PAGE_KEYS: &[&str] = &["title", "description", "url", "history_days"];
+pub(super) const ROUTE_KEYS: &[&str] = &[
     "match",
     "notify",
     "fallback",
@@ -23,8 +23,8 @@ const ROUTE_KEYS: &[&str] = &[
     "remind_every",
     "resolve",
 ];
-const STEP_KEYS: &[&str] = &["after", "notify"];
-const ALERTING_KEYS: &[&str] = &["max_attempts", "retry_base", "retry_max"];
+pub(super) const STEP_KEYS: &[&str] = &["after", "notify"];
+pub(super) const ALERTING_KEYS: &[&str] = &["max_attempts", "retry_base", "retry_max"];
 /// Most attempts at one delivery.
 const MAX_ATTEMPTS: u64 = 1_000;
 

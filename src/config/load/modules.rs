@@ -19,7 +19,8 @@ use crate::config::modules::{Module, ProbeEndpoint, allow_pattern_error};
 use crate::probe::ProbeSpec;
 use crate::units::Dur;
 
-const MODULE_KEYS: &[&str] = &["prober", "timeout", "http", "tcp", "dns", "icmp", "grpc"];
+pub(super) const MODULE_KEYS: &[&str] =
+    &["prober", "timeout", "http", "tcp", "dns", "icmp", "grpc"];
 /// blackbox's probers, and the probed kind each runs as (`None`: not in this build).
 const PROBERS: &[(&str, Option<&str>)] = &[
     ("http", Some("http")),
@@ -28,10 +29,10 @@ const PROBERS: &[(&str, Option<&str>)] = &[
     ("icmp", None),
     ("grpc", None),
 ];
-const ENDPOINT_KEYS: &[&str] = &["allow"];
+pub(super) const ENDPOINT_KEYS: &[&str] = &["allow"];
 
 /// blackbox's `http:` keys probed maps.
-const HTTP_KEYS: &[&str] = &[
+pub(super) const HTTP_KEYS: &[&str] = &[
     "valid_status_codes",
     "method",
     "headers",
@@ -86,7 +87,7 @@ const HTTP_UNSUPPORTED: &[(&str, &str)] = &[
     ("http_headers", "write the headers under headers"),
     ("source_ip_address", "probed does not bind a source address"),
 ];
-const TLS_KEYS: &[&str] = &["insecure_skip_verify", "ca_file", "server_name"];
+pub(super) const TLS_KEYS: &[&str] = &["insecure_skip_verify", "ca_file", "server_name"];
 const TLS_UNSUPPORTED: &[(&str, &str)] = &[
     ("ca", "write the CA to a file and name it in ca_file"),
     ("cert", "probed does not present client certificates"),
@@ -96,7 +97,7 @@ const TLS_UNSUPPORTED: &[(&str, &str)] = &[
     ("min_version", "probed uses TLS 1.2 and 1.3"),
     ("max_version", "probed uses TLS 1.2 and 1.3"),
 ];
-const TCP_KEYS: &[&str] = &[
+pub(super) const TCP_KEYS: &[&str] = &[
     "query_response",
     "tls",
     "tls_config",
@@ -105,7 +106,7 @@ const TCP_KEYS: &[&str] = &[
 ];
 const TCP_UNSUPPORTED: &[(&str, &str)] =
     &[("source_ip_address", "probed does not bind a source address")];
-const QUERY_KEYS: &[&str] = &["expect", "send"];
+pub(super) const QUERY_KEYS: &[&str] = &["expect", "send"];
 const QUERY_UNSUPPORTED: &[(&str, &str)] = &[
     (
         "starttls",
@@ -114,7 +115,7 @@ const QUERY_UNSUPPORTED: &[(&str, &str)] = &[
     ("labels", "probed exports no labels from a reply"),
     ("expect_bytes", "write a regular expression in expect"),
 ];
-const DNS_KEYS: &[&str] = &[
+pub(super) const DNS_KEYS: &[&str] = &[
     "query_name",
     "query_type",
     "valid_rcodes",

@@ -19,7 +19,7 @@ use crate::config::{
 use crate::probe::{KINDS, ProbeSpec};
 use crate::units::{Dur, format_duration};
 
-const DEFAULTS_KEYS: &[&str] = &[
+pub(super) const DEFAULTS_KEYS: &[&str] = &[
     "every",
     "timeout",
     "alert",
@@ -27,7 +27,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "max_per_host",
     "nameservers",
 ];
-const ALERT_KEYS: &[&str] = &[
+pub(super) const ALERT_KEYS: &[&str] = &[
     "after",
     "within",
     "recover_after",
@@ -35,9 +35,10 @@ const ALERT_KEYS: &[&str] = &[
     "resolve_hold",
     "locations",
 ];
-const MAINTENANCE_KEYS: &[&str] = &["name", "probes", "cron", "duration", "start", "end"];
+pub(super) const MAINTENANCE_KEYS: &[&str] =
+    &["name", "probes", "cron", "duration", "start", "end"];
 /// Keys every probe may have; the rest belongs to its kind.
-const PROBE_KEYS: &[&str] = &[
+pub(super) const PROBE_KEYS: &[&str] = &[
     "name",
     "kind",
     "every",

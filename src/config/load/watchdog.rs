@@ -15,8 +15,8 @@ use crate::config::{
 use crate::probe::ProbeSpec;
 use crate::units::{Dur, Secret};
 
-const HEARTBEAT_KEYS: &[&str] = &["url", "every", "timeout"];
-const WATCHDOG_KEYS: &[&str] = &[
+pub(super) const HEARTBEAT_KEYS: &[&str] = &["url", "every", "timeout"];
+pub(super) const WATCHDOG_KEYS: &[&str] = &[
     "heartbeat",
     "peers",
     "max_lag",
@@ -26,9 +26,9 @@ const WATCHDOG_KEYS: &[&str] = &[
     "reference",
     "lost_after",
 ];
-const BLIND_KEYS: &[&str] = &["failing", "min_hosts", "within"];
-const WATCHDOG_ALERT_KEYS: &[&str] = &["notify", "every"];
-const PEER_KEYS: &[&str] = &["name", "url", "after", "every", "severity", "labels"];
+pub(super) const BLIND_KEYS: &[&str] = &["failing", "min_hosts", "within"];
+pub(super) const WATCHDOG_ALERT_KEYS: &[&str] = &["notify", "every"];
+pub(super) const PEER_KEYS: &[&str] = &["name", "url", "after", "every", "severity", "labels"];
 
 impl Loader<'_> {
     /// `watchdog:` (its `peers` are read by [`Self::peers`]).

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{check_timeout, parse_base_url, parse_url};
@@ -11,7 +12,7 @@ use crate::text::FieldError;
 use crate::units::{Dur, format_duration};
 
 /// Settings of an `alertmanager` notifier.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// Base URL of each Alertmanager of the cluster, e.g. `http://am-1:9093` (with its

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use lettre::message::Mailbox;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::check_timeout;
@@ -12,7 +13,7 @@ use crate::text::FieldError;
 use crate::units::{Dur, Secret};
 
 /// Settings of an `email` notifier.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The relay the mail goes through.
@@ -28,8 +29,9 @@ pub struct Spec {
 }
 
 /// An SMTP relay.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "EmailSmtp")]
 pub struct Smtp {
     /// Host name or IP address of the relay; TLS certificates are checked against it.
     pub host: String,
@@ -53,8 +55,9 @@ pub struct Smtp {
 }
 
 /// How the connection to the relay is protected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "EmailTlsMode")]
 pub enum TlsMode {
     /// Plain text.
     None,

@@ -26,6 +26,14 @@ macro_rules! kinds {
         /// Every notifier kind name.
         pub const KINDS: &[&str] = &[$($name),*];
 
+        /// Each kind's settings (its `Spec`) as a JSON Schema, by kind name, for
+        /// `probectl schema`. Nested types land in `generator`'s definitions.
+        pub fn kind_schemas(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> Vec<(&'static str, schemars::Schema)> {
+            vec![$(($name, <$module::Spec as schemars::JsonSchema>::json_schema(generator))),*]
+        }
+
         impl NotifierSpec {
             /// Deserializes the kind-specific settings (everything but `kind`). `Err(())`
             /// means `kind` names no kind.

@@ -1,6 +1,7 @@
 //! The settings of a `pagerduty` notifier (Events API v2): what the config reads and checks,
 //! without I/O. The sender they build is `alert/pagerduty.rs`.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{check_timeout, parse_base_url};
@@ -11,7 +12,7 @@ use crate::units::{Dur, Secret};
 pub const DEFAULT_BASE_URL: &str = "https://events.pagerduty.com";
 
 /// Settings of a `pagerduty` notifier.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The routing key: the "Integration Key" of an Events API v2 integration on the

@@ -1,6 +1,7 @@
 //! The settings of a `twilio` notifier (SMS): what the config reads and checks,
 //! without I/O. The sender they build is `alert/twilio.rs`.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{check_timeout, parse_base_url};
@@ -11,7 +12,7 @@ use crate::units::{Dur, Secret};
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 
 /// Settings of a `twilio` notifier.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The Twilio account SID (`AC` followed by 32 hex digits), the user of HTTP basic auth.

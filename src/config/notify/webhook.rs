@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{check_timeout, parse_url};
@@ -12,7 +13,7 @@ use crate::text::FieldError;
 use crate::units::{Dur, Secret};
 
 /// Settings of a `webhook` notifier.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// `http://` or `https://` URL the alert is sent to. Userinfo (`user:password@`) is
