@@ -73,15 +73,19 @@ fi
 # playwright-core (npm) drives Debian's chromium for tests/status_page_browser.rs, which
 # injects axe-core (npm) into the page for its accessibility audit. statuspage.io (npm) is the
 # Statuspage API client tests/statuspage_clients.rs points at probed; pinned to 3.3.8, as
-# 3.4.6 (the latest) was published without its dist/. One npm command for all:
+# 3.4.6 (the latest) was published without its dist/. yaml-language-server (npm, the engine of
+# VS Code's YAML extension and of Neovim's and Helix's YAML support) is the editor
+# tests/schema.rs shows `probectl schema` to, for its diagnostics and completions. One npm
+# command for all:
 # `npm install --no-save` of one package removes the other unsaved ones.
 if [ ! -f tests/peers/node_modules/socket.io/package.json ] \
   || [ ! -f tests/peers/node_modules/playwright-core/package.json ] \
   || [ ! -f tests/peers/node_modules/axe-core/package.json ] \
+  || [ ! -f tests/peers/node_modules/yaml-language-server/package.json ] \
   || ! grep -q '"version": "3.3.8"' tests/peers/node_modules/statuspage.io/package.json 2>/dev/null; then
-  log "installing socket.io, playwright-core, axe-core and statuspage.io (into tests/peers/node_modules)"
+  log "installing socket.io, playwright-core, axe-core, statuspage.io and yaml-language-server (into tests/peers/node_modules)"
   npm install --no-save --no-audit --no-fund --prefix tests/peers socket.io@4 playwright-core@1 axe-core@4 \
-    statuspage.io@3.3.8
+    statuspage.io@3.3.8 yaml-language-server@1 vscode-languageserver-textdocument@1
 fi
 if [ ! -x /usr/bin/chromium ]; then
   log "installing chromium"

@@ -102,6 +102,7 @@ impl schemars::JsonSchema for Objective {
             "exclusiveMinimum": 0,
             "pattern": format!(r"^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*%?\s*${}", crate::units::INTERP_ALT),
             "examples": ["99.9%", 0.999],
+            "patternErrorMessage": "not an objective: write e.g. 99.9%",
         })
     }
 }

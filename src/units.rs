@@ -188,6 +188,7 @@ impl JsonSchema for Dur {
             "minimum": 0,
             "pattern": format!("{DURATION_PATTERN}{INTERP_ALT}"),
             "examples": ["30s", "500ms", "5m", "1h30m"],
+            "patternErrorMessage": "not a duration: write e.g. 30s, 500ms, 5m or 1h30m",
         })
     }
 }
@@ -293,6 +294,7 @@ impl JsonSchema for ByteSize {
             "minimum": 0,
             "pattern": format!("{SIZE_PATTERN}{INTERP_ALT}"),
             "examples": ["512KB", "10MiB", "1GB"],
+            "patternErrorMessage": "not a size: write e.g. 512KB, 10MiB or 1GB",
         })
     }
 }

@@ -318,3 +318,116 @@ fn the_schema_and_the_loader_agree_on_broken_and_tricky_configs() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// What an editor makes of the schema: yaml-language-server (npm, VS Code's YAML extension
+/// and Neovim's and Helix's YAML support, through tests/peers/yaml_ls_check.js) finds nothing
+/// wrong with the examples, flags each broken key, type and kind where it stands, and
+/// completes the keys of the probe's own kind beside the common ones.
+#[test]
+fn an_editor_checks_and_completes_with_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_schema = schema(dir.path(), "probed.schema.json", &[]);
+    let probes_schema = schema(dir.path(), "probes.schema.json", &["--probes-file"]);
+    let root = Path::new(ROOT);
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let http = "probes:\n  - name: web\n    kind: http\n    request:\n      url: http://x/\n";
+    let cases = serde_json::json!([
+        { "name": "probed", "text": read("probed.yaml") },
+        { "name": "misspelt", "text": format!("{http}    expectt:\n      status: [200]\n") },
+        { "name": "types", "text": format!("{http}    public: \"yes\"\n    every: soon\n") },
+        { "name": "kind", "text": format!("listne: 1\n{}", http.replace("kind: http", "kind: htpp")) },
+        { "name": "interpolated", "text": format!("{http}    every: 5\n    public: ${{PUBLIC}}\n") },
+        { "name": "http_keys", "text": format!("{http}    \n"), "complete_at": [5, 4] },
+        { "name": "redis_keys", "text": "probes:\n  - name: r\n    kind: redis\n    \n", "complete_at": [3, 4] },
+        { "name": "top_keys", "text": "\n", "complete_at": [0, 0] },
+    ]);
+    let run = |schema: &Path, cases: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
+        let mut child = Command::new("node")
+            .arg(root.join("tests/peers/yaml_ls_check.js"))
+            .arg(schema)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run node (deploy/test.sh installs yaml-language-server)");
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(cases.to_string().as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "yaml_ls_check.js: {}",
+            text(&out.stderr)
+        );
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        list.into_iter()
+            .map(|v| (v["name"].as_str().unwrap().to_owned(), v))
+            .collect()
+    };
+    let got = run(&config_schema, &cases);
+    let strings = |name: &str, field: &str| -> Vec<String> {
+        got[name][field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut wrong = Vec::new();
+    for clean in ["probed", "interpolated"] {
+        let d = strings(clean, "diagnostics");
+        if !d.is_empty() {
+            wrong.push(format!("{clean}: {d:?}"));
+        }
+    }
+    let flagged: &[(&str, &[&str])] = &[
+        ("misspelt", &["6:5 Property expectt is not allowed"]),
+        ("types", &["6:13 ", "7:12 "]),
+        ("kind", &["1:1 Property listne is not allowed", "4:11 "]),
+    ];
+    for (name, wanted) in flagged {
+        let d = strings(name, "diagnostics");
+        for w in *wanted {
+            if !d.iter().any(|x| x.starts_with(w)) {
+                wrong.push(format!("{name}: no diagnostic at {w:?}: {d:?}"));
+            }
+        }
+    }
+    let completes: &[(&str, &[&str], &[&str])] = &[
+        (
+            "http_keys",
+            &["expect", "follow_redirects", "every", "alert"],
+            &["port", "min_headroom"],
+        ),
+        (
+            "redis_keys",
+            &["url", "min_headroom", "timeout"],
+            &["expect", "request"],
+        ),
+        (
+            "top_keys",
+            &["probes", "defaults", "watchdog", "admin_token_file"],
+            &[],
+        ),
+    ];
+    for (name, has, lacks) in completes {
+        let c = strings(name, "completions");
+        for k in *has {
+            if !c.iter().any(|x| x == k) {
+                wrong.push(format!("{name}: {k} not completed: {c:?}"));
+            }
+        }
+        for k in *lacks {
+            if c.iter().any(|x| x == k) {
+                wrong.push(format!("{name}: {k} completed: {c:?}"));
+            }
+        }
+    }
+    let demo = serde_json::json!([{ "name": "demo", "text": read("probes/demo.yaml") }]);
+    let d = &run(&probes_schema, &demo)["demo"]["diagnostics"];
+    if d.as_array().is_none_or(|a| !a.is_empty()) {
+        wrong.push(format!("probes/demo.yaml: {d}"));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

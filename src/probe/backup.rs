@@ -94,6 +94,7 @@ impl schemars::JsonSchema for Percent {
             "minimum": 0,
             "pattern": format!(r"^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*%?\s*${}", crate::units::INTERP_ALT),
             "examples": ["50%"],
+            "patternErrorMessage": "not a percentage: write e.g. 50%",
         })
     }
 }

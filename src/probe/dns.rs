@@ -116,6 +116,10 @@ impl schemars::JsonSchema for QueryType {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "description": "A record type (any case).",
+            "patternErrorMessage": format!(
+                "not a record type: one of {}",
+                QUERY_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
             "type": "string",
             "examples": QUERY_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             "pattern": format!(
@@ -174,6 +178,7 @@ impl schemars::JsonSchema for Rcode {
             "description": "A response code: NOERROR or NXDOMAIN (any case).",
             "type": "string",
             "examples": ["NOERROR", "NXDOMAIN"],
+            "patternErrorMessage": "not an rcode: NOERROR or NXDOMAIN",
             "pattern": format!(r"^\s*({}|{})\s*${}", crate::units::any_case("NOERROR"), crate::units::any_case("NXDOMAIN"), crate::units::INTERP_ALT),
         })
     }

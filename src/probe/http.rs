@@ -200,6 +200,7 @@ impl schemars::JsonSchema for StatusPattern {
             "maximum": 599,
             "pattern": format!(r"^\s*([1-5]([0-9][0-9]|xx|XX)|[0-9]+\s*-\s*[0-9]+)\s*${}", crate::units::INTERP_ALT),
             "examples": [200, "2xx", "200-299"],
+            "patternErrorMessage": "not a status: write 200, \"200-299\" or \"2xx\"",
         })
     }
 }

@@ -121,6 +121,7 @@ impl schemars::JsonSchema for Headroom {
             "minimum": 0,
             "pattern": format!(r"^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*(%|[kKmMgGtT][iI]?[bB]?|[bB])?\s*${}", crate::units::INTERP_ALT),
             "examples": ["512MB", "20%"],
+            "patternErrorMessage": "not a headroom: write a size such as 512MB or a share such as \"20%\"",
         })
     }
 }

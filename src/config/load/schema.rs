@@ -19,6 +19,9 @@
 //! - `key_file: path`, read into `key`: every key that takes a string may be written with
 //!   `_file` appended instead.
 //!
+//! Patterns carry `patternErrorMessage` (yaml-language-server's and VS Code's keyword for a
+//! readable message; validators that do not know it ignore it).
+//!
 //! The schema is looser than the loader where only the loader can judge: values that need
 //! the environment or the file system, names that must be unique, cross-field rules
 //! (`every` and `cron` together, `alert.within` below `alert.after`), URL and cron syntax.
@@ -106,6 +109,7 @@ fn build() -> (Value, Vec<String>) {
                 "maximum": 1000,
                 "pattern": format!(r"^\s*[0-9]+\s*%\s*${INTERP_ALT}"),
                 "examples": [2, "50%"],
+                "patternErrorMessage": "write a number of locations (2) or a share (50%)",
             })),
         ],
     );
@@ -241,12 +245,12 @@ fn build() -> (Value, Vec<String>) {
         "ROUTE_KEYS",
         ROUTE_KEYS,
         vec![
-            ("match", string_map("Labels an alert must have for this route (severity and probe among them).")),
+            ("match", string_map("Labels an alert must have for this route (first match wins): probe labels, severity, probe, kind, group; globs allowed.")),
             ("notify", string_list("Notifiers to page (names under notifiers).")),
-            ("fallback", string_list("Notifiers to page when every notifier of notify failed.")),
+            ("fallback", string_list("When a channel keeps failing, the page moves down this chain of notifiers.")),
             ("escalate", json!({ "description": "Further notifiers to page while the incident stays open and unacknowledged.", "type": ["array", "null"], "items": step })),
             ("remind_every", with(&duration, "Page again this often while the incident stays open.")),
-            ("resolve", boolean("Send a resolve when the incident ends. Default: true.")),
+            ("resolve", boolean("Send resolve notices on recovery. Default: true.")),
         ],
     );
     let alerting = b.closed(
@@ -255,13 +259,13 @@ fn build() -> (Value, Vec<String>) {
         vec![
             (
                 "max_attempts",
-                int(1, 1_000, "Most attempts at one delivery."),
+                int(1, 1_000, "Tries on one channel before the fallback takes over."),
             ),
             (
                 "retry_base",
                 with(
                     &duration,
-                    "First wait before a delivery is tried again (doubling after).",
+                    "Wait before the first retry; doubles each try, with jitter (Retry-After is honoured).",
                 ),
             ),
             (
@@ -274,10 +278,19 @@ fn build() -> (Value, Vec<String>) {
         "STATUS_PAGE_KEYS",
         STATUS_PAGE_KEYS,
         vec![
-            ("title", string("Title of the public status page.")),
+            (
+                "title",
+                string("Title of the public status page (default: \"<instance> status\")."),
+            ),
             ("description", string("Text under the title.")),
-            ("url", string("Link of the page's heading.")),
-            ("history_days", int(1, 400, "Days of history shown.")),
+            (
+                "url",
+                string("The page's public address (default: external_url + /status)."),
+            ),
+            (
+                "history_days",
+                int(1, 400, "Days of uptime bars and past incidents."),
+            ),
         ],
     );
     let heartbeat = b.closed(
@@ -321,9 +334,9 @@ fn build() -> (Value, Vec<String>) {
         "BLIND_KEYS",
         BLIND_KEYS,
         vec![
-            ("failing", json!({ "description": "Share of probes failing at once that makes this location blind (e.g. 80%).", "type": "string", "pattern": format!(r"^\s*[0-9]+\s*%\s*${INTERP_ALT}"), "examples": ["80%"] })),
-            ("min_hosts", int(1, 1_000_000, "Fewest distinct hosts failing at once for blindness.")),
-            ("within", with(&duration, "Window the failures must fall within.")),
+            ("failing", json!({ "description": "Share of the hosts reached that failed every probe for this daemon to be blind. Default: 80%.", "type": "string", "pattern": format!(r"^\s*[0-9]+\s*%\s*${INTERP_ALT}"), "examples": ["80%"], "patternErrorMessage": "write a share, e.g. 80%" })),
+            ("min_hosts", int(1, 1_000_000, "Fewest hosts counted before blindness is judged. Default: 3.")),
+            ("within", with(&duration, "Results within this window are counted. Default: 1m.")),
         ],
     );
     let wd_alert = b.closed(
@@ -332,11 +345,12 @@ fn build() -> (Value, Vec<String>) {
         vec![
             (
                 "notify",
-                string_list(
-                    "Alertmanager notifiers that receive the watchdog's always-firing alert.",
-                ),
+                string_list("Notifiers of kind alertmanager to send it through."),
             ),
-            ("every", with(&duration, "How often it is sent.")),
+            (
+                "every",
+                with(&duration, "How often it is sent. Default: 1m."),
+            ),
         ],
     );
     let mut wd_alert = wd_alert;
@@ -347,12 +361,12 @@ fn build() -> (Value, Vec<String>) {
         vec![
             ("heartbeat", json!({ "description": "Outbound heartbeats: one, or a list.", "anyOf": [heartbeat.clone(), { "type": "array", "items": heartbeat }] })),
             ("peers", json!({ "description": "Other probed daemons to watch.", "type": ["array", "null"], "items": peer })),
-            ("max_lag", with(&duration, "Schedule lag past which the daemon reports itself unhealthy.")),
-            ("max_undelivered_age", with(&duration, "Age of an undelivered alert past which the daemon reports itself unhealthy.")),
-            ("alertmanager", with(&wd_alert, "An always-firing Watchdog alert, so Alertmanager sees the daemon alive.")),
-            ("blind", with(&blind, "When this location counts as blind (its own network down) rather than every target down.")),
-            ("reference", string_list("Absolute http(s) URLs that should always answer: all failing means this location is blind.")),
-            ("lost_after", with(&duration, "Silence after which another location counts as lost.")),
+            ("max_lag", with(&duration, "Self-check: the scheduler's start lag (p99 over the last minute) above this makes the daemon unhealthy. Default: 1s.")),
+            ("max_undelivered_age", with(&duration, "Self-check: a page still undelivered after this long makes the daemon unhealthy. Default: 5m.")),
+            ("alertmanager", with(&wd_alert, "An always-firing Watchdog alert to Alertmanager while the daemon is healthy.")),
+            ("blind", with(&blind, "When this daemon counts as blind (cut off itself) rather than its targets down.")),
+            ("reference", string_list("Absolute http(s) URLs that should always answer: one answering means not blind, all failing means blind.")),
+            ("lost_after", with(&duration, "A location none of whose daemons wrote to the store for this long is down. Default: 1m.")),
         ],
     );
 
@@ -478,7 +492,7 @@ fn build() -> (Value, Vec<String>) {
             ("name", string("Name of the window, in logs.")),
             (
                 "probes",
-                string_list("Probes it mutes (names or globs; default: all)."),
+                string_list("Probes it mutes: names or globs (api-*). Default: every probe."),
             ),
             (
                 "cron",
