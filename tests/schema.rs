@@ -217,7 +217,8 @@ fn every_example_config_passes_the_schema_and_the_loader() {
 
 /// Broken configs: each must fail the schema and `probectl check-config` both; and a config
 /// that uses what the loader does before checking (`${VAR}` where a number or a boolean
-/// goes, a secret read from a `_file`, `x-` anchors merged with `<<`) must pass both.
+/// goes, a secret read from a `_file`, `x-` anchors merged with `<<`, a serde alias) must
+/// pass both.
 #[test]
 fn the_schema_and_the_loader_agree_on_broken_and_tricky_configs() {
     let dir = tempfile::tempdir().unwrap();
@@ -279,6 +280,7 @@ fn the_schema_and_the_loader_agree_on_broken_and_tricky_configs() {
          defaults:\n  max_concurrent: ${MAX}\n\
          probes:\n  - <<: *base\n    name: web\n    public: ${PUBLIC}\n    every: 5\n    \
          request:\n      url: http://127.0.0.1:1/\n    expect:\n      status:\n        - ${STATUS}\n        - 2xx\n\
+         \x20 - name: resolver\n    kind: dns\n    query_name: example.com\n    query_type: aaaa\n\
          notifiers:\n  hook:\n    kind: webhook\n    url: https://example.com/hook\n    secret_file: hook.secret\n";
     let tricky_file = dir.path().join("tricky.yaml");
     std::fs::write(&tricky_file, tricky).unwrap();

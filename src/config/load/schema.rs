@@ -45,6 +45,10 @@ pub const SCHEMA_ID: &str = "https://probed.invalid/schema/probed.schema.json";
 /// A whole `${VAR}` or `${VAR:-default}`: what the loader may turn into a number or a boolean.
 const INTERPOLATED: &str = r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$";
 
+/// Fields serde also reads under another name (`#[serde(alias)]`), which schemars leaves
+/// out: `(kind, field, alias)`. `every_serde_alias_is_listed` finds each alias in the sources.
+const ALIASES: &[(&str, &str, &str)] = &[("dns", "type", "query_type")];
+
 /// One schema build: the generator of the kinds' schemas, and what it found wrong with its
 /// own tables (see [`Build::closed`]).
 struct Build {
@@ -142,9 +146,14 @@ fn build() -> (Value, Vec<String>) {
     let kind_schemas = crate::probe::kind_schemas(b.generator());
     for (kind, spec) in kind_schemas {
         let name = format!("probe_{kind}");
+        let mut spec = spec.to_value();
+        for (_, field, alias) in ALIASES.iter().filter(|(k, _, _)| *k == kind) {
+            let same = spec["properties"][*field].clone();
+            spec["properties"][*alias] = same;
+        }
         defs.insert(
             name.clone(),
-            kind_branch(kind, &common_props, &["name", "kind"], spec.to_value()),
+            kind_branch(kind, &common_props, &["name", "kind"], spec),
         );
         branches.push(json!({ "$ref": format!("#/$defs/{name}") }));
     }
@@ -896,6 +905,42 @@ mod tests {
             assert_eq!(b["properties"]["kind"]["const"], json!(k), "{k}");
         }
         assert!(s["$defs"]["probe_http"]["properties"]["expect"].is_object());
+    }
+
+    /// Every `#[serde(alias = ...)]` of a probe or notifier kind's types is in [`ALIASES`],
+    /// so the schema takes the other name too.
+    #[test]
+    fn every_serde_alias_is_listed() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        for dir in ["probe", "config/notify"] {
+            for e in std::fs::read_dir(src.join(dir)).unwrap() {
+                let path = e.unwrap().path();
+                if path.extension().is_none_or(|x| x != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for part in text.split("alias = \"").skip(1) {
+                    let alias = part.split('"').next().unwrap().to_owned();
+                    found.push((path.display().to_string(), alias));
+                }
+            }
+        }
+        let schema = config_schema();
+        for (file, alias) in &found {
+            let listed = ALIASES.iter().find(|(_, _, a)| a == alias);
+            assert!(
+                listed.is_some(),
+                "{file}: serde alias {alias:?} is not in ALIASES"
+            );
+            let (kind, _, _) = listed.unwrap();
+            let props = &schema["$defs"][format!("probe_{kind}")]["properties"];
+            assert!(
+                props.get(alias).is_some(),
+                "{alias} missing from probe_{kind}"
+            );
+        }
+        assert_eq!(found.len(), ALIASES.len(), "{found:?}");
     }
 
     /// A number or a boolean may come from `${VAR}`; a secret may come from a file.
