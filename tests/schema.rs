@@ -266,6 +266,15 @@ fn the_schema_and_the_loader_agree_on_broken_and_tricky_configs() {
             "number out of range",
             format!("{http}    alert:\n      within: 65\n"),
         ),
+        (
+            "every and cron together",
+            format!("{http}    every: 1m\n    cron: \"* * * * *\"\n"),
+        ),
+        (
+            "maintenance mixing cron and start",
+            "maintenance:\n  - cron: \"0 2 * * *\"\n    duration: 30m\n    start: \"2026-12-01T22:00:00Z\"\n"
+                .into(),
+        ),
     ];
     let mut files = Vec::new();
     for (i, (_, body)) in broken.iter().enumerate() {

@@ -162,9 +162,10 @@ fn build() -> (Value, Vec<String>) {
         json!({
             "description": "One probe: name and kind, when it runs and alerts, and the fields of its kind.",
             "type": "object",
-            "required": ["name", "kind"],
+            "required": ["kind"],
             "properties": { "kind": common_props["kind"].clone() },
             "oneOf": branches,
+            "not": { "required": ["every", "cron"] },
         }),
     );
     let probe_list = json!({
@@ -524,6 +525,15 @@ fn build() -> (Value, Vec<String>) {
         ],
     );
 
+    // A window is cron and duration, or start and end: never a mix (the loader also wants
+    // each pair whole, which a `_file` key could stand in for, so that is left to it).
+    let mut maintenance = maintenance;
+    maintenance["not"] = json!({ "anyOf": [
+        { "required": ["cron", "start"] },
+        { "required": ["cron", "end"] },
+        { "required": ["duration", "start"] },
+        { "required": ["duration", "end"] },
+    ] });
     let modules_ref = json!({ "$ref": "#/$defs/module" });
     let root = b.closed(
         "TOP_KEYS",
