@@ -375,14 +375,29 @@ impl Metrics {
 
     /// The exposition text: the daemon's registry, then every probe's series.
     pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.render_to(&mut |chunk| {
+            out.push_str(&chunk);
+            true
+        });
+        out
+    }
+
+    /// The exposition text in pieces, each handed to `emit` as soon as it is whole: the
+    /// daemon's registry, then each family of the probe series with all its samples. At
+    /// 10,000 probes the whole text is about 25 MB; built in one piece it cost twice that in
+    /// memory at every scrape (and the allocator kept it), while a family is at most a few
+    /// MB. `emit` returns false to stop (the scraper went away).
+    pub fn render_to(&self, emit: &mut dyn FnMut(String) -> bool) {
         let mut buf = Vec::new();
         let enc = TextEncoder::new();
         if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
-        let mut out = String::from_utf8(buf).unwrap_or_default();
-        self.render_probes(&mut out, crate::time::now_ms());
-        out
+        if !emit(String::from_utf8(buf).unwrap_or_default()) {
+            return;
+        }
+        self.render_probes(emit, crate::time::now_ms());
     }
 
     /// Sets the gauges that are computed rather than counted (self-health, objectives,
@@ -434,9 +449,11 @@ impl Metrics {
         }
     }
 
-    /// Appends every probe's series to `out`, family by family (each family's samples
-    /// together, as the exposition format requires), at `now_ms` (for ages).
-    fn render_probes(&self, out: &mut String, now_ms: i64) {
+    /// Every probe's series, family by family (each family's samples together, as the
+    /// exposition format requires), each family handed to `emit` whole, at `now_ms` (for
+    /// ages). Each probe is visited once per family: rendering a family keeps only that
+    /// family's samples, so no more than one family is ever held.
+    fn render_probes(&self, emit: &mut dyn FnMut(String) -> bool, now_ms: i64) {
         let series: Vec<(String, Arc<ProbeSeries>)> = self
             .probes
             .read()
@@ -444,35 +461,71 @@ impl Metrics {
             .iter()
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
-        let mut fams: Vec<String> = vec![String::new(); FAMILIES.len()];
-        for (_, s) in &series {
-            s.render(&mut fams, now_ms);
-        }
         // Objectives, from the last refresh.
-        let slo = self.slo.lock().unwrap();
-        for (name, f) in slo.iter() {
-            let labels = series
-                .binary_search_by(|(n, _)| n.as_str().cmp(name))
-                .ok()
-                .map(|i| series[i].1.labels.clone())
-                .unwrap_or_else(|| series_labels(name, None, &BTreeMap::new()));
-            for b in &f.burn_rates {
-                for (window, v) in [("long", b.long), ("short", b.short)] {
-                    sample(
-                        &mut fams[F::SloBurnRate as usize],
-                        &labels,
-                        &[("rule", &b.windows), ("window", window)],
-                        v,
-                    );
+        let slo = self.slo.lock().unwrap().clone();
+        let slo_labels: Vec<String> = slo
+            .iter()
+            .map(|(name, _)| {
+                series
+                    .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                    .ok()
+                    .map(|i| series[i].1.labels.clone())
+                    .unwrap_or_else(|| series_labels(name, None, &BTreeMap::new()))
+            })
+            .collect();
+        for (i, (name, kind, help)) in FAMILIES.iter().enumerate() {
+            let mut out = String::with_capacity(RENDER_CHUNK + 4096);
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let head = out.len();
+            let mut any = false;
+            for (_, s) in &series {
+                s.render(
+                    &mut |f, extra, v| {
+                        if f as usize == i {
+                            sample(&mut out, name, &s.labels, extra, v)
+                        }
+                    },
+                    now_ms,
+                );
+                // A large family goes out in pieces: the text stays one family's samples
+                // together, and no more than a piece is held.
+                if out.len() >= RENDER_CHUNK {
+                    any = true;
+                    let piece =
+                        std::mem::replace(&mut out, String::with_capacity(RENDER_CHUNK + 4096));
+                    if !emit(piece) {
+                        return;
+                    }
                 }
             }
-            if let Some(a) = f.apdex {
-                sample(&mut fams[F::SloApdex as usize], &labels, &[], a);
+            for ((_, f), labels) in slo.iter().zip(&slo_labels) {
+                let mut put = |g: F, extra: &[(&str, &str)], v: f64| {
+                    if g as usize == i {
+                        sample(&mut out, name, labels, extra, v)
+                    }
+                };
+                for b in &f.burn_rates {
+                    for (window, v) in [("long", b.long), ("short", b.short)] {
+                        put(
+                            F::SloBurnRate,
+                            &[("rule", &b.windows), ("window", window)],
+                            v,
+                        );
+                    }
+                }
+                if let Some(a) = f.apdex {
+                    put(F::SloApdex, &[], a);
+                }
+                put(F::SloAlert, &[], f.alert.is_some() as u8 as f64);
             }
-            let alert = f.alert.is_some() as u8 as f64;
-            sample(&mut fams[F::SloAlert as usize], &labels, &[], alert);
+            if !any && out.len() == head {
+                continue;
+            }
+            if !out.is_empty() && !emit(out) {
+                return;
+            }
         }
-        write_families(out, &fams);
     }
 }
 
@@ -485,11 +538,7 @@ fn write_families(out: &mut String, fams: &[String]) {
         }
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
-        for line in fams[i].lines() {
-            out.push_str(name);
-            out.push_str(line);
-            out.push('\n');
-        }
+        out.push_str(&fams[i]);
     }
 }
 
@@ -498,11 +547,25 @@ fn write_families(out: &mut String, fams: &[String]) {
 /// probe series of `/metrics`, without labels (the scrape adds them).
 pub fn render_observation(kind: &str, o: &Observation) -> String {
     let mut fams: Vec<String> = vec![String::new(); FAMILIES.len()];
-    observation(&mut fams, kind, "", o, crate::time::now_ms());
+    observation(
+        &mut |f, extra, v| {
+            let i = f as usize;
+            sample(&mut fams[i], FAMILIES[i].0, "", extra, v)
+        },
+        kind,
+        o,
+        crate::time::now_ms(),
+    );
     let mut out = String::new();
     write_families(&mut out, &fams);
     out
 }
+
+/// Where a probe's samples go: (family, extra labels, value).
+type Put<'a> = dyn FnMut(F, &[(&str, &str)], f64) + 'a;
+
+/// Bytes of exposition text rendered before they are handed on (see [`Metrics::render_to`]).
+const RENDER_CHUNK: usize = 128 << 10;
 
 /// The families of the probe series, in exposition order: (name, type, help).
 const FAMILIES: &[(&str, &str, &str)] = &[
@@ -718,12 +781,9 @@ impl ProbeSeries {
         }
     }
 
-    /// Appends this probe's samples to the families' buffers (each line without the
-    /// family's name, which the caller puts first).
-    fn render(&self, fams: &mut [String], now_ms: i64) {
-        let l = self.labels.as_str();
-        let mut put =
-            |f: F, extra: &[(&str, &str)], v: f64| sample(&mut fams[f as usize], l, extra, v);
+    /// Hands each of this probe's samples to `put` (its family, extra labels, value); the
+    /// caller adds the probe's labels.
+    fn render(&self, put: &mut Put<'_>, now_ms: i64) {
         let state = self.state.load(Relaxed) as usize;
         for (i, s) in STATES.iter().enumerate() {
             put(F::State, &[("state", s)], (i == state) as u8 as f64);
@@ -750,17 +810,14 @@ impl ProbeSeries {
         );
         let last = self.last.lock().unwrap();
         if let Some(o) = last.as_ref() {
-            observation(fams, self.kind, l, o, now_ms);
+            observation(put, self.kind, o, now_ms);
         }
     }
 }
 
-/// Appends the samples one observation of a probe of `kind` gives (blackbox's families and
-/// probed's phases and pings), each with `labels` (`probe="…",instance="…"`, or nothing),
-/// to the families' buffers, at `now_ms` (for ages).
-fn observation(fams: &mut [String], kind: &str, labels: &str, o: &Observation, now_ms: i64) {
-    let mut put =
-        |f: F, extra: &[(&str, &str)], v: f64| sample(&mut fams[f as usize], labels, extra, v);
+/// Hands `put` the samples one observation of a probe of `kind` gives (blackbox's families
+/// and probed's phases and pings), at `now_ms` (for ages).
+fn observation(put: &mut Put<'_>, kind: &str, o: &Observation, now_ms: i64) {
     put(F::Success, &[], o.ok as u8 as f64);
     if let Some(p) = &o.push {
         // A push has no duration or address of its own: its pings say what it knows.
@@ -846,9 +903,10 @@ fn observation(fams: &mut [String], kind: &str, labels: &str, o: &Observation, n
     }
 }
 
-/// One sample line, without the family name: `{labels,extra="…"} value`; with no labels
-/// at all, ` value` alone (`probe_success 1`, as blackbox's `/probe` writes it).
-fn sample(buf: &mut String, labels: &str, extra: &[(&str, &str)], v: f64) {
+/// One sample line: `name{labels,extra="…"} value`; with no labels at all, `name value`
+/// (`probe_success 1`, as blackbox's `/probe` writes it).
+fn sample(buf: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], v: f64) {
+    buf.push_str(name);
     if !labels.is_empty() || !extra.is_empty() {
         buf.push('{');
         buf.push_str(labels);
@@ -1215,7 +1273,13 @@ mod tests {
             ..Default::default()
         });
         let mut text = String::new();
-        m.render_probes(&mut text, 1_030_000);
+        m.render_probes(
+            &mut |chunk| {
+                text.push_str(&chunk);
+                true
+            },
+            1_030_000,
+        );
         let l = "probe=\"api\",instance=\"https://api.example.com:8443/health\",exported_instance=\"clash\",my_tier=\"1\",team=\"core\"";
         for line in [
             format!("probe_success{{{l}}} 1"),

@@ -212,7 +212,7 @@ pub struct Live {
     pub last: Option<LastResult>,
     pub window: UptimeWindow,
     /// The probe's objectives and their windows, when it has `slo:`.
-    pub slo: Option<crate::slo::Tracker>,
+    pub slo: Option<Box<crate::slo::Tracker>>,
 }
 
 /// Runs and successes per hour over the last 24 hours (plus the current hour).
@@ -492,7 +492,7 @@ pub fn record(
         let live = &mut *guard;
         let judged = crate::evaluate::judge(
             &mut live.verdicts,
-            live.slo.as_mut(),
+            live.slo.as_deref_mut(),
             at,
             (obs.ok, obs.duration),
             obs.error.as_deref(),
@@ -1403,5 +1403,38 @@ mod size_probe {
         // check inlined it was 10 KB, i.e. 100 MB at 10,000 probes, and with the `Probe`
         // enum unboxed 3.4 KB: the largest kind's check, held more than once.
         assert!(size < 1024, "run_probe future is {size} bytes");
+    }
+
+    /// What one HTTP probe holds for as long as it is configured, ten thousand times over:
+    /// its config, its spec, its entry (live state included), its compiled check, its
+    /// metrics series and its idle task; the short strings behind them aside. 64 MiB for
+    /// 10,000 probes leaves about 6.5 KB a probe for everything, the store's and the
+    /// runtime's share and the binary itself included (BENCHMARKS.md, "Memory per probe").
+    #[tokio::test]
+    async fn per_probe_state_is_small() {
+        use std::mem::size_of;
+        let dir = tempfile::tempdir().unwrap();
+        let (runner, entry, probe, m, _d, _s) = super::tests_setup_for_size(dir.path()).await;
+        assert!(matches!(probe, crate::probe::Probe::Http(_)));
+        let task = std::mem::size_of_val(&super::run_probe(
+            runner,
+            entry,
+            probe,
+            m,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let parts = [
+            ("config", size_of::<crate::config::ProbeConfig>()),
+            ("http spec", size_of::<crate::probe::http::Spec>()),
+            ("entry", size_of::<super::ProbeEntry>()),
+            ("http check", size_of::<crate::probe::http::Check>()),
+            ("metrics series", size_of::<crate::metrics::ProbeSeries>()),
+            ("idle task", task),
+        ];
+        let total: usize = parts.iter().map(|(_, n)| n).sum();
+        // Measured: 2,720 bytes (config 440, spec 408, entry 456, check 592, series 296,
+        // task 528). Before issue 17 the same parts cost 6.5 KB, and copies of the config
+        // and its YAML about 7 KB more.
+        assert!(total <= 3072, "per-probe state is {total} bytes: {parts:?}");
     }
 }

@@ -29,6 +29,7 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    probed::daemon::tune_allocator();
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log))

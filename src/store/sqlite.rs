@@ -230,11 +230,17 @@ mod tests {
             Some(Page::Open(Box::new(page_plan("a")))),
         ));
         let st = store.stats.clone();
-        until("the commit to fail and the buffer to fill", || {
-            st.failing_streak.load(Ordering::Relaxed) > 0
-                && st.buffered.load(Ordering::Relaxed) == MAX_BATCH as u64
-                && store.queue_depth() == 0
-        })
+        // The hand-over to the pager follows the failed commit: wait for it as well (it
+        // once lagged the counters under load).
+        until(
+            "the commit to fail, the buffer to fill and the page to be handed over",
+            || {
+                st.failing_streak.load(Ordering::Relaxed) > 0
+                    && st.buffered.load(Ordering::Relaxed) == MAX_BATCH as u64
+                    && store.queue_depth() == 0
+                    && !handed.unwritten.lock().unwrap().is_empty()
+            },
+        )
         .await;
         assert_eq!(
             st.dropped.load(Ordering::Relaxed),

@@ -461,7 +461,8 @@ pub fn http_get_with(url: &str, extra_headers: &str) -> String {
     buf
 }
 
-/// A raw response as (status code, head with lowercased header lines, body).
+/// A raw response as (status code, head with lowercased header lines, body); a chunked
+/// body (`/metrics` streams its families) is decoded, as any HTTP client would.
 #[allow(dead_code)] // not every test binary reads responses this way
 pub fn split_response(raw: &str) -> (u16, String, String) {
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
@@ -470,7 +471,30 @@ pub fn split_response(raw: &str) -> (u16, String, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {raw}"));
-    (code, head.to_ascii_lowercase(), body.to_owned())
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("\r\ntransfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (code, head, body)
+}
+
+/// The payload of a chunked body (RFC 9112 §7.1), chunk extensions and trailers ignored.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size:?}"));
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..]
+            .strip_prefix("\r\n")
+            .expect("CRLF after a chunk");
+    }
 }
 
 /// A plain POST with an empty body over a fresh connection.

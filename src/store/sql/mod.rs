@@ -121,7 +121,8 @@ impl Db {
                 b.push_bind(name.clone()).push_bind(*kind);
             });
             q.push(" ON CONFLICT (name) DO UPDATE SET kind = excluded.kind");
-            q.build().execute(&mut *tx).await?;
+            // Its text changes with the chunk's size: not kept prepared (see `ids_in`).
+            q.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         let rows = sqlx::query(

@@ -6,7 +6,9 @@ use super::{Database, Db, PG};
 use crate::store::StoreError;
 use crate::store::views::{DailyRollup, HourlyRollup, IncidentSummary};
 
-/// ` AND probe_id IN ($1, $2, ...)`.
+/// ` AND probe_id IN ($1, $2, ...)`. The statement's text changes with the number of ids:
+/// run it unprepared (`persistent(false)`), or each count becomes a cached statement of its
+/// own on every reading connection.
 fn ids_in(q: &mut QueryBuilder<Database>, ids: &[i64]) {
     q.push(" AND probe_id IN (");
     let mut sep = q.separated(", ");
@@ -30,7 +32,7 @@ impl Db {
             QueryBuilder::new("SELECT probe_id, day, runs, ok FROM rollups_daily WHERE day >= ");
         q.push_bind(from);
         ids_in(&mut q, ids);
-        let rows = q.build().fetch_all(&self.read).await?;
+        let rows = q.build().persistent(false).fetch_all(&self.read).await?;
         Ok(rows
             .iter()
             .map(|r| DailyRollup {
@@ -53,7 +55,7 @@ impl Db {
         );
         ids_in(&mut q, ids);
         q.push(" GROUP BY probe_id");
-        let rows = q.build().fetch_all(&self.read).await?;
+        let rows = q.build().persistent(false).fetch_all(&self.read).await?;
         Ok(rows
             .iter()
             .map(|r| (r.get("probe_id"), r.get("first")))
@@ -74,7 +76,7 @@ impl Db {
         );
         q.push_bind(from);
         ids_in(&mut q, ids);
-        let rows = q.build().fetch_all(&self.read).await?;
+        let rows = q.build().persistent(false).fetch_all(&self.read).await?;
         Ok(rows
             .iter()
             .map(|r| HourlyRollup {
