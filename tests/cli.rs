@@ -297,6 +297,7 @@ fn man_pages_render() {
         String::from_utf8_lossy(&out.stderr)
     );
     for name in [
+        "probed.1",
         "probectl.1",
         "probectl-check.1",
         "probectl-status.1",
@@ -309,6 +310,14 @@ fn man_pages_render() {
             "{name}: {text}"
         );
     }
+    // The daemon's page says how to start it: its flags and their environment variables.
+    let probed = std::fs::read_to_string(out_dir.join("probed.1")).unwrap();
+    assert!(
+        probed.lines().any(|l| l.starts_with(".TH probed 1"))
+            && probed.contains("PROBED_CONFIG")
+            && probed.contains("SIGHUP"),
+        "{probed}"
+    );
     // Rendered by man(1) where it is installed (not a dependency of the tests).
     if Command::new("man")
         .arg("--version")

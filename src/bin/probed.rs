@@ -5,28 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// A synthetic health-monitoring daemon: scheduled probes, results in SQLite, /metrics, and
-/// a status API for `probectl`. SIGHUP reloads the config (a bad one is logged and the last
-/// good one keeps running); SIGTERM or Ctrl-C stops it cleanly.
-#[derive(Parser)]
-#[command(version, about, long_about = None)]
-struct Args {
-    /// Config file.
-    #[arg(short, long, env = "PROBED_CONFIG", default_value = "probed.yaml")]
-    config: PathBuf,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "human", env = "PROBED_LOG_FORMAT")]
-    log_format: LogFormat,
-    /// Log filter, e.g. `info`, `debug`, `probed=debug,sqlx=warn`. RUST_LOG works too.
-    #[arg(long, env = "PROBED_LOG", default_value = "info")]
-    log: String,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
-}
+use probed::cli::daemon_args::{DaemonArgs as Args, LogFormat};
 
 fn main() -> ExitCode {
     probed::daemon::tune_allocator();

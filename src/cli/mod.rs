@@ -13,6 +13,7 @@
 
 mod check;
 mod client;
+pub mod daemon_args;
 mod lab;
 
 use std::path::{Path, PathBuf};
@@ -209,8 +210,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Print the man page probectl(1); with --out DIR, write probectl.1 and one page per
-    /// command (probectl-status.1, ...) there.
+    /// Print the man page probectl(1); with --out DIR, write probectl.1, one page per
+    /// command (probectl-status.1, ...) and the daemon's probed.1 there.
     Man {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -356,6 +357,12 @@ fn man(dir: Option<&Path>) -> ExitCode {
     let res = match dir {
         Some(d) => std::fs::create_dir_all(d)
             .and_then(|()| clap_mangen::generate_to(Cli::command(), d))
+            // probed(1) beside probectl's pages, from the daemon's own definition.
+            .and_then(|()| {
+                let mut buf = Vec::new();
+                clap_mangen::Man::new(daemon_args::DaemonArgs::command()).render(&mut buf)?;
+                std::fs::write(d.join("probed.1"), buf)
+            })
             .map(|()| {
                 println!("man pages written to {}", d.display());
             }),
