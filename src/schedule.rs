@@ -436,18 +436,28 @@ pub(crate) async fn run_once(
         Some(sem) => match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
             Ok(Ok(p)) => Some(p),
             _ => {
-                let obs = Observation::default().fail(format!(
-                    "not started: {} checks to {} were still waiting for answers at the deadline \
-                     (max_per_host); the host is not answering in time",
-                    runner.max_per_host,
-                    cfg.spec.target_host().unwrap_or_default()
-                ));
+                let host = entry.host.as_deref().unwrap_or_default();
+                let obs = Observation::default().fail(host_busy(runner.max_per_host, host));
                 record(runner, entry, metrics, at, obs);
                 return;
             }
         },
     };
-    runner.metrics.in_flight.inc();
+    let obs = check_once(runner, probe, deadline, cfg.timeout).await;
+    record(runner, entry, metrics, at, obs);
+}
+
+/// One check of `probe` by `deadline`, counted in `probed_checks_in_flight` while it runs
+/// (however it ends: a reload or a client that hangs up drops it mid-check), with a hard stop
+/// [`BACKSTOP`] past the deadline should the check overrun it; `timeout` is named in that
+/// failure. Scheduled runs and `/probe` both check through here.
+pub async fn check_once(
+    runner: &Runner,
+    probe: &Probe,
+    deadline: Instant,
+    timeout: Duration,
+) -> Observation {
+    let _in_flight = InFlight::new(&runner.metrics.in_flight);
     let cx = CheckCx {
         env: &runner.env,
         deadline,
@@ -456,7 +466,7 @@ pub(crate) async fn run_once(
     // Boxed: a check's state machine is large (hyper, rustls, hickory) and lives only while
     // the check runs, instead of inside every idle probe task.
     let check = Box::pin(probe.check(&cx));
-    let obs = match tokio::time::timeout_at(deadline + BACKSTOP, check).await {
+    match tokio::time::timeout_at(deadline + BACKSTOP, check).await {
         Ok(o) => o,
         Err(_) => Observation {
             duration: started.elapsed(),
@@ -464,11 +474,34 @@ pub(crate) async fn run_once(
         }
         .fail(format!(
             "timed out after {} (hard deadline)",
-            crate::units::format_duration(cfg.timeout)
+            crate::units::format_duration(timeout)
         )),
-    };
-    runner.metrics.in_flight.dec();
-    record(runner, entry, metrics, at, obs);
+    }
+}
+
+/// The failure of a check that never started: every check to `host` already allowed
+/// (`max_per_host`) was still waiting for answers at its deadline.
+pub fn host_busy(max_per_host: usize, host: &str) -> String {
+    format!(
+        "not started: {max_per_host} checks to {host} were still waiting for answers at the \
+         deadline (max_per_host); the host is not answering in time"
+    )
+}
+
+/// Holds one count of a gauge while alive.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn new(g: &'a prometheus::IntGauge) -> InFlight<'a> {
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Feeds an observation to the state machine, the metrics and the store. Never waits.

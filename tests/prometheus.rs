@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::prometheus::{Prometheus, promtool, scrape_config};
 use support::{Daemon, Target, poll_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// A file of the repository.
 fn repo(path: &str) -> PathBuf {
@@ -79,16 +79,8 @@ fn tls_target(rt: &tokio::runtime::Runtime, valid_for: Duration) -> SocketAddr {
                 let Ok(mut s) = acceptor.accept(s).await else {
                     return;
                 };
-                let mut buf = vec![0u8; 8192];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => n += k,
-                    }
-                    if n == buf.len() {
-                        return;
-                    }
+                if !support::read_head(&mut s).await {
+                    return;
                 }
                 let _ = s
                     .write_all(

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::error;
 use crate::config::modules::Module;
-use crate::probe::{CheckCx, Observation};
+use crate::probe::Observation;
 use crate::watchdog::Shared;
 
 /// The module blackbox uses when the request names none.
@@ -32,9 +32,6 @@ const SCRAPE_OFFSET: f64 = 0.5;
 
 /// The longest check `/probe` runs, whatever the scrape timeout says.
 const MAX_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Hard stop after the check's own deadline, as the scheduler's.
-const BACKSTOP: Duration = Duration::from_millis(250);
 
 /// Prometheus' header with the scrape's timeout, in seconds.
 const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -150,32 +147,14 @@ async fn run(
             match tokio::time::timeout_at(deadline, sem.acquire_owned()).await {
                 Ok(Ok(p)) => Some(p),
                 _ => {
-                    return Ok(Observation::default().fail(format!(
-                        "not started: {} checks to {host} were still waiting for answers at the \
-                         deadline (max_per_host); the host is not answering in time",
-                        runner.max_per_host
-                    )));
+                    return Ok(Observation::default()
+                        .fail(crate::schedule::host_busy(runner.max_per_host, &host)));
                 }
             }
         }
     };
-    let _in_flight = InFlight::new(&runner.metrics.in_flight);
-    let cx = CheckCx {
-        env: &runner.env,
-        deadline,
-    };
-    let check = Box::pin(probe.check(&cx));
-    let mut obs = match tokio::time::timeout_at(deadline + BACKSTOP, check).await {
-        Ok(o) => o,
-        Err(_) => Observation {
-            duration: started.elapsed(),
-            ..Default::default()
-        }
-        .fail(format!(
-            "timed out after {} (hard deadline)",
-            crate::units::format_duration(timeout_ms(deadline - started))
-        )),
-    };
+    let mut obs =
+        crate::schedule::check_once(runner, &probe, deadline, timeout_ms(deadline - started)).await;
     let ssl = obs.http.is_some_and(|h| h.ssl);
     if obs.ok && module.fail_if_ssl && ssl {
         obs = obs.fail("the final response came over TLS (fail_if_ssl)");
@@ -195,23 +174,6 @@ fn exposition(kind: &str, obs: &Observation) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Counts a `/probe` check in `probed_checks_in_flight` while it runs, however it ends (a
-/// client that hangs up drops the handler mid-check).
-struct InFlight<'a>(&'a prometheus::IntGauge);
-
-impl<'a> InFlight<'a> {
-    fn new(g: &'a prometheus::IntGauge) -> InFlight<'a> {
-        g.inc();
-        InFlight(g)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 fn timeout_ms(d: Duration) -> Duration {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 /// A runtime for labs and receivers beside a [`Daemon`] (whose handle blocks the test thread).
@@ -72,16 +72,8 @@ impl Target {
                 };
                 let hits = hits.clone();
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 8192];
-                    let mut n = 0;
-                    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf[n..]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => n += k,
-                        }
-                        if n == buf.len() {
-                            return;
-                        }
+                    if !read_head(&mut s).await {
+                        return;
                     }
                     hits.fetch_add(1, Ordering::Relaxed);
                     let _ = s
@@ -512,4 +504,23 @@ pub fn http_post_blocking(url: &str) -> String {
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();
     buf
+}
+
+/// Reads a request's head (up to the blank line, at most 8 KiB) and drops it: true once it
+/// is in, false when the peer closed or sent more than that first.
+#[allow(dead_code)] // not every test binary serves HTTP by hand
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 8192];
+    let mut n = 0;
+    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf[n..]).await {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => n += k,
+        }
+        if n == buf.len() {
+            return false;
+        }
+    }
+    true
 }
